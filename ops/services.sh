@@ -1,0 +1,507 @@
+#!/usr/bin/env bash
+#
+# ops/services.sh - make the Redis and MariaDB/MySQL servers that oms needs
+# available, idempotently, and say what was done (one `services:` line each).
+#
+# Usage:
+#   ops/services.sh          ensure both Redis and MySQL/MariaDB
+#   ops/services.sh redis    ensure Redis only
+#   ops/services.sh mysql    ensure MySQL/MariaDB only
+#
+# Environment:
+#   REDIS_URL         default redis://127.0.0.1:6379   (Redis >= 6.2 is required)
+#   DATABASE_URL      default mysql://root@127.0.0.1:3306/oms
+#   OMS_SERVICES_DIR  default /var/lib/oms-services; private instances live in
+#                     DIR/redis-PORT and DIR/mariadb-PORT
+#
+# What it does, per service:
+#   * If the server already answers on the URL's host and port (redis: PING with
+#     the URL's credentials; mysql: `SELECT 1` over TCP as the URL's user), it is
+#     used as it is (Redis must be >= 6.2).
+#   * Hosts that are not loopback (127.x, localhost, ::1) are only checked.
+#   * Otherwise missing packages are installed with apt-get (redis-server,
+#     redis-tools, mariadb-server, mariadb-client) and the server is started
+#     without systemd: Redis daemonised, bound to loopback, without persistence;
+#     MariaDB either the packaged server (port 3306 with an initialised
+#     /var/lib/mysql) or a private instance with its own datadir.
+#   * A MariaDB that lets root in only through its unix socket gets the URL's
+#     user created for TCP logins from 127.0.0.1 and localhost.
+# Passwords are never printed. Starting MariaDB and installing packages need
+# root (sudo is used when available).
+set -euo pipefail
+
+readonly DEFAULT_REDIS_URL="redis://127.0.0.1:6379"
+readonly DEFAULT_DATABASE_URL="mysql://root@127.0.0.1:3306/oms"
+readonly WAIT_SECONDS=30
+SERVICES_DIR="${OMS_SERVICES_DIR:-/var/lib/oms-services}"
+APT_UPDATED=0
+
+say() { printf 'services: %s\n' "$*"; }
+fail() {
+    printf 'services: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# Replace the password of a URL (scheme://user:password@host) with ***.
+mask_url() {
+    # shellcheck disable=SC2001 # a regex is needed here
+    sed -E 's#^([A-Za-z][A-Za-z0-9+.-]*://[^:@/]*):[^@/]*@#\1:***@#' <<<"$1"
+}
+
+# Decode %XX escapes of a URL component.
+url_decode() {
+    local s=${1//\\/\\\\}
+    printf '%b' "${s//%/\\x}"
+}
+
+# parse_url URL DEFAULT_PORT: sets U_SCHEME U_USER U_PASS U_HOST U_PORT.
+parse_url() {
+    local url=$1 default_port=$2 authority auth hostport after
+    [[ $url == *://* ]] || fail "not a URL: $(mask_url "$url")"
+    U_SCHEME=${url%%://*}
+    authority=${url#*://}
+    authority=${authority%%[/?#]*}
+    if [[ $authority == *@* ]]; then
+        auth=${authority%@*}
+        hostport=${authority##*@}
+    else
+        auth=""
+        hostport=$authority
+    fi
+    if [[ $auth == *:* ]]; then
+        U_USER=$(url_decode "${auth%%:*}")
+        U_PASS=$(url_decode "${auth#*:}")
+    else
+        U_USER=$(url_decode "$auth")
+        U_PASS=""
+    fi
+    if [[ $hostport == \[* ]]; then
+        U_HOST=${hostport#[}
+        U_HOST=${U_HOST%%]*}
+        after=${hostport#*]}
+        U_PORT=${after#:}
+    else
+        U_HOST=${hostport%%:*}
+        U_PORT=${hostport#"$U_HOST"}
+        U_PORT=${U_PORT#:}
+    fi
+    U_HOST=${U_HOST:-127.0.0.1}
+    U_PORT=${U_PORT:-$default_port}
+    [[ $U_PORT =~ ^[0-9]+$ ]] || fail "bad port '$U_PORT' in $(mask_url "$url")"
+}
+
+is_loopback() {
+    case $1 in
+    127.* | localhost | ::1 | 0:0:0:0:0:0:0:1) return 0 ;;
+    *) return 1 ;;
+    esac
+}
+
+# The address a server we start binds to, for a loopback host.
+bind_address() {
+    case $1 in
+    localhost) echo 127.0.0.1 ;;
+    0:0:0:0:0:0:0:1) echo ::1 ;;
+    *) echo "$1" ;;
+    esac
+}
+
+# host:port as printed (IPv6 in brackets).
+show_addr() {
+    if [[ $1 == *:* ]]; then echo "[$1]:$2"; else echo "$1:$2"; fi
+}
+
+port_open() {
+    # shellcheck disable=SC2016 # $0 and $1 expand in the inner shell
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+}
+
+as_root() {
+    if [[ $EUID -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n "$@"
+    else
+        fail "need root to run: $*"
+    fi
+}
+
+# apt_install PACKAGE...: install with apt-get (update once per run).
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || fail "apt-get not found; install these packages by hand: $*"
+    local log="${TMPDIR:-/tmp}/oms-services-apt.log"
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        say "running apt-get update"
+        if ! as_root apt-get update >"$log" 2>&1; then
+            tail -n 20 "$log" >&2
+            fail "apt-get update failed (log: $log)"
+        fi
+        APT_UPDATED=1
+    fi
+    say "installing packages: $*"
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        fail "apt-get install $* failed (log: $log)"
+    fi
+}
+
+# wait_for DESCRIPTION LOGFILE PID CHECK...: poll CHECK every 0.2 s for up to
+# WAIT_SECONDS; on timeout (or if PID, when given, dies) show the log and fail.
+wait_for() {
+    local what=$1 log=$2 pid=$3
+    shift 3
+    local deadline=$((SECONDS + WAIT_SECONDS))
+    while ! "$@"; do
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            show_log "$log"
+            fail "$what exited during startup"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log "$log"
+            fail "$what did not answer within ${WAIT_SECONDS}s"
+        fi
+        sleep 0.2
+    done
+}
+
+show_log() {
+    if [[ -r $1 ]]; then
+        printf 'services: last lines of %s:\n' "$1" >&2
+        tail -n 20 "$1" | sed 's/^/services:   /' >&2
+    else
+        printf 'services: no log at %s\n' "$1" >&2
+    fi
+}
+
+# --------------------------------------------------------------------- redis
+
+R_HOST="" R_PORT="" R_USER="" R_PASS="" R_TLS=()
+REDIS_REPLY=""
+
+# redis_cli ARGS...: redis-cli against the configured server, with auth.
+redis_cli() {
+    local cmd=(timeout 5 redis-cli -h "$R_HOST" -p "$R_PORT" "${R_TLS[@]}")
+    if [[ -n $R_USER ]]; then cmd+=(--user "$R_USER"); fi
+    if [[ -n $R_PASS ]]; then
+        REDISCLI_AUTH=$R_PASS "${cmd[@]}" "$@"
+    else
+        env -u REDISCLI_AUTH "${cmd[@]}" "$@"
+    fi
+}
+
+# True when PING answers PONG with the configured credentials; the reply (or
+# error) is left in REDIS_REPLY.
+redis_up() {
+    REDIS_REPLY=$(redis_cli ping 2>&1 | tr -s '\r\n' '  ') || true
+    REDIS_REPLY=${REDIS_REPLY% }
+    [[ $REDIS_REPLY == PONG ]]
+}
+
+redis_check_version() {
+    local version major minor rest
+    version=$(redis_cli info server 2>/dev/null | tr -d '\r' | sed -n 's/^redis_version://p')
+    [[ -n $version ]] || fail "redis at $(show_addr "$R_HOST" "$R_PORT") did not report its version"
+    say "redis at $(show_addr "$R_HOST" "$R_PORT") is up (version $version)"
+    major=${version%%.*}
+    rest=${version#*.}
+    minor=${rest%%.*}
+    if ((major < 6 || (major == 6 && minor < 2))); then
+        fail "redis at $(show_addr "$R_HOST" "$R_PORT") is version $version; oms needs Redis >= 6.2"
+    fi
+}
+
+ensure_redis() {
+    local url=${REDIS_URL:-$DEFAULT_REDIS_URL}
+    parse_url "$url" 6379
+    R_HOST=$U_HOST R_PORT=$U_PORT R_USER=$U_USER R_PASS=$U_PASS
+    R_TLS=()
+    case $U_SCHEME in
+    redis) ;;
+    rediss) R_TLS=(--tls) ;;
+    *) fail "REDIS_URL must start with redis:// or rediss://, got $(mask_url "$url")" ;;
+    esac
+    local addr
+    addr=$(show_addr "$R_HOST" "$R_PORT")
+    say "redis: REDIS_URL=$(mask_url "$url")"
+
+    if ! command -v redis-cli >/dev/null 2>&1; then
+        apt_install redis-tools
+    fi
+    if redis_up; then
+        redis_check_version
+        return
+    fi
+    if ! is_loopback "$R_HOST"; then
+        fail "redis at $addr is not reachable (${REDIS_REPLY:-no reply}); it is not on loopback, so it is not managed here"
+    fi
+    if port_open "$R_HOST" "$R_PORT"; then
+        fail "something listens on $addr but PING failed: ${REDIS_REPLY:-no reply} (wrong password in REDIS_URL?)"
+    fi
+    if ((${#R_TLS[@]})); then
+        fail "redis at $addr is down and rediss:// (TLS) servers are not started here"
+    fi
+    if ! command -v redis-server >/dev/null 2>&1; then
+        apt_install redis-server
+        # The package may have started a server of its own.
+        if redis_up; then
+            redis_check_version
+            return
+        fi
+    fi
+
+    local dir="$SERVICES_DIR/redis-$R_PORT" bind
+    bind=$(bind_address "$R_HOST")
+    if [[ ! -d $dir ]]; then
+        mkdir -p "$dir"
+        say "created $dir"
+    fi
+    local args=(--daemonize yes --bind "$bind" --port "$R_PORT" --dir "$dir"
+        --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" --save "" --appendonly no)
+    if [[ -n $R_PASS ]]; then args+=(--requirepass "$R_PASS"); fi
+    say "starting redis-server on $(show_addr "$bind" "$R_PORT") (dir $dir, no persistence${R_PASS:+, password from REDIS_URL})"
+    if ! redis-server "${args[@]}"; then
+        show_log "$dir/redis.log"
+        fail "redis-server failed to start"
+    fi
+    if [[ -n $R_USER && $R_USER != default ]]; then
+        # Create the ACL user of the URL, authenticating as the default user.
+        local user=$R_USER
+        wait_for "redis-server" "$dir/redis.log" "" port_open "$R_HOST" "$R_PORT"
+        R_USER=""
+        redis_cli acl setuser "$user" on ">$R_PASS" '~*' '&*' '+@all' >/dev/null
+        R_USER=$user
+        say "created redis ACL user '$user'"
+    fi
+    wait_for "redis-server" "$dir/redis.log" "" redis_up
+    redis_check_version
+}
+
+# --------------------------------------------------------------------- mysql
+
+M_HOST="" M_PORT="" M_USER="" M_PASS="" MYSQL_CLIENT="" MYSQL_REPLY=""
+# 1 when this run initialised the private datadir: its users may then be given
+# the password of DATABASE_URL.
+FRESH_DATADIR=0
+
+find_mysql_client() {
+    MYSQL_CLIENT=""
+    local c
+    for c in mariadb mysql; do
+        if command -v "$c" >/dev/null 2>&1; then
+            MYSQL_CLIENT=$c
+            return 0
+        fi
+    done
+    return 1
+}
+
+# mysql_tcp ARGS...: the client over TCP as the URL's user, ignoring option files.
+mysql_tcp() {
+    local cmd=("$MYSQL_CLIENT" --no-defaults --protocol=TCP -h "$M_HOST" -P "$M_PORT"
+        -u "$M_USER" --connect-timeout=5 -N -B)
+    if [[ -n $M_PASS ]]; then
+        MYSQL_PWD=$M_PASS "${cmd[@]}" "$@"
+    else
+        env -u MYSQL_PWD "${cmd[@]}" "$@"
+    fi
+}
+
+# True when a TCP login as the URL's user works; the output or error is left
+# in MYSQL_REPLY.
+mysql_login_ok() {
+    MYSQL_REPLY=$(mysql_tcp -e 'SELECT 1' 2>&1) || return 1
+    [[ $MYSQL_REPLY == 1 ]]
+}
+
+mysql_report_up() {
+    local version
+    version=$(mysql_tcp -e 'SELECT VERSION()' 2>/dev/null) || version="unknown"
+    say "mysql at $(show_addr "$M_HOST" "$M_PORT") is up (version $version, user $M_USER)"
+}
+
+# Quote a string for a single-quoted SQL literal.
+sql_quote() {
+    local s=${1//\\/\\\\}
+    printf "'%s'" "${s//\'/\\\'}"
+}
+
+# mysql_socket_root [SOCKET] ARGS...: the client as root over the unix socket.
+mysql_socket_root() {
+    local sock=$1
+    shift
+    local cmd=("$MYSQL_CLIENT" --protocol=SOCKET -uroot --connect-timeout=5 -N -B)
+    if [[ -n $sock ]]; then cmd+=(-S "$sock"); fi
+    env -u MYSQL_PWD "${cmd[@]}" "$@"
+}
+
+# A fresh Debian MariaDB lets root in only through its unix socket: create the
+# URL's user for TCP logins, via a root socket login.
+mysql_fix_tcp_login() {
+    local sock="" private="$SERVICES_DIR/mariadb-$M_PORT/mysqld.sock"
+    if [[ -S $private ]]; then sock=$private; fi
+    local how="root over the unix socket${sock:+ $sock}"
+    if ! mysql_socket_root "$sock" -e 'SELECT 1' >/dev/null 2>&1; then
+        fail "TCP login as '$M_USER' to $(show_addr "$M_HOST" "$M_PORT") failed (${MYSQL_REPLY:-no reply}) and $how is not possible either"
+    fi
+    local user pass hosts=(127.0.0.1 localhost) h sql="" accounts=()
+    user=$(sql_quote "$M_USER")
+    if [[ $(bind_address "$M_HOST") == ::1 ]]; then hosts+=(::1); fi
+    for h in "${hosts[@]}"; do
+        local account
+        account="$user@$(sql_quote "$h")"
+        if [[ -n $M_PASS ]]; then
+            pass=$(sql_quote "$M_PASS")
+            sql+="CREATE USER IF NOT EXISTS $account IDENTIFIED BY $pass; "
+            if ((FRESH_DATADIR)); then
+                sql+="ALTER USER $account IDENTIFIED BY $pass; "
+            fi
+        else
+            sql+="CREATE USER IF NOT EXISTS $account; "
+        fi
+        sql+="GRANT ALL PRIVILEGES ON *.* TO $account WITH GRANT OPTION; "
+        accounts+=("'$M_USER'@'$h'")
+    done
+    sql+="FLUSH PRIVILEGES;"
+    if ! mysql_socket_root "$sock" -e "$sql" >/dev/null; then
+        fail "creating the MySQL user '$M_USER' via $how failed"
+    fi
+    local pw_note=""
+    if [[ -n $M_PASS ]]; then
+        pw_note=" with the password from DATABASE_URL"
+        if ((FRESH_DATADIR)); then pw_note+=" (also set on existing accounts of the new datadir)"; fi
+    fi
+    say "TCP login as '$M_USER' failed; via $how created (if missing) ${accounts[*]}$pw_note, granted ALL PRIVILEGES WITH GRANT OPTION, flushed privileges"
+    if ! mysql_login_ok; then
+        fail "TCP login as '$M_USER' to $(show_addr "$M_HOST" "$M_PORT") still fails: $MYSQL_REPLY (does '$M_USER' already exist with another password?)"
+    fi
+}
+
+mariadb_bin() {
+    local c
+    for c in "$@"; do
+        if command -v "$c" >/dev/null 2>&1; then
+            command -v "$c"
+            return 0
+        fi
+        if [[ -x /usr/sbin/$c ]]; then
+            echo "/usr/sbin/$c"
+            return 0
+        fi
+    done
+    return 1
+}
+
+start_packaged_mariadb() {
+    local server=$1 log=/var/log/mysql/error.log
+    as_root install -d -o mysql -g mysql -m 755 /run/mysqld
+    as_root install -d -o mysql -g adm -m 2750 /var/log/mysql
+    say "starting the packaged MariaDB server $server (datadir /var/lib/mysql, port 3306)"
+    as_root start-stop-daemon --start --oknodo --background --pidfile /run/mysqld/mysqld.pid \
+        --exec "$server" -- --log-error="$log"
+    wait_for "mariadbd" "$log" "" port_open "$M_HOST" "$M_PORT"
+}
+
+start_private_mariadb() {
+    local server=$1 dir="$SERVICES_DIR/mariadb-$M_PORT" bind install_db
+    bind=$(bind_address "$M_HOST")
+    id mysql >/dev/null 2>&1 || fail "there is no 'mysql' system user to run mariadbd as"
+    if [[ ! -d $dir ]]; then
+        as_root mkdir -p "$dir"
+        say "created $dir"
+    fi
+    as_root chown -R mysql:mysql "$dir"
+    if ! as_root runuser -u mysql -- test -w "$dir" 2>/dev/null; then
+        as_root chmod a+x "$SERVICES_DIR"
+        say "made $SERVICES_DIR traversable so that the mysql user can reach $dir"
+        as_root runuser -u mysql -- test -w "$dir" || fail "the mysql user cannot write $dir"
+    fi
+    if [[ ! -d $dir/data/mysql ]]; then
+        install_db=$(mariadb_bin mariadb-install-db mysql_install_db) || fail "mariadb-install-db not found"
+        say "initialising a private MariaDB datadir $dir/data"
+        if ! as_root "$install_db" --no-defaults --user=mysql --datadir="$dir/data" \
+            --auth-root-authentication-method=normal --skip-test-db >"$dir/install-db.log" 2>&1; then
+            show_log "$dir/install-db.log"
+            fail "mariadb-install-db failed"
+        fi
+        as_root chown -R mysql:mysql "$dir"
+        FRESH_DATADIR=1
+    fi
+    say "starting a private mariadbd on $(show_addr "$bind" "$M_PORT") (datadir $dir/data, socket $dir/mysqld.sock)"
+    as_root setsid nohup "$server" --no-defaults --datadir="$dir/data" --port="$M_PORT" \
+        --bind-address="$bind" --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
+        --user=mysql --innodb-flush-log-at-trx-commit=1 --max-connections=500 \
+        --log-error="$dir/error.log" </dev/null >/dev/null 2>&1 &
+    local pid=$!
+    wait_for "mariadbd" "$dir/error.log" "$pid" port_open "$M_HOST" "$M_PORT"
+}
+
+ensure_mysql() {
+    local url=${DATABASE_URL:-$DEFAULT_DATABASE_URL}
+    parse_url "$url" 3306
+    M_HOST=$U_HOST M_PORT=$U_PORT M_USER=${U_USER:-root} M_PASS=$U_PASS
+    case $U_SCHEME in
+    mysql | mariadb) ;;
+    *) fail "DATABASE_URL must start with mysql://, got $(mask_url "$url")" ;;
+    esac
+    local addr
+    addr=$(show_addr "$M_HOST" "$M_PORT")
+    say "mysql: DATABASE_URL=$(mask_url "$url")"
+
+    if ! find_mysql_client; then
+        apt_install mariadb-client
+        find_mysql_client || fail "no mariadb or mysql client after installing mariadb-client"
+    fi
+    if mysql_login_ok; then
+        mysql_report_up
+        return
+    fi
+    if ! is_loopback "$M_HOST"; then
+        if port_open "$M_HOST" "$M_PORT"; then
+            fail "mysql at $addr answers but TCP login as '$M_USER' failed: $MYSQL_REPLY; it is not on loopback, so it is not managed here"
+        fi
+        fail "mysql at $addr is not reachable; it is not on loopback, so it is not managed here"
+    fi
+
+    if ! port_open "$M_HOST" "$M_PORT"; then
+        local server
+        if ! server=$(mariadb_bin mariadbd mysqld) || ! mariadb_bin mariadb-install-db mysql_install_db >/dev/null; then
+            apt_install mariadb-server
+            server=$(mariadb_bin mariadbd mysqld) || fail "no mariadbd after installing mariadb-server"
+        fi
+        # The package may have started its server already.
+        if ! port_open "$M_HOST" "$M_PORT"; then
+            if [[ $M_PORT == 3306 && -d /var/lib/mysql/mysql ]]; then
+                start_packaged_mariadb "$server"
+            else
+                start_private_mariadb "$server"
+            fi
+        fi
+    fi
+
+    if ! mysql_login_ok; then
+        mysql_fix_tcp_login
+    fi
+    mysql_report_up
+}
+
+# ---------------------------------------------------------------------- main
+
+main() {
+    case ${1:-all} in
+    all)
+        ensure_redis
+        ensure_mysql
+        ;;
+    redis) ensure_redis ;;
+    mysql) ensure_mysql ;;
+    -h | --help)
+        sed -n '3,10p' "$0" | sed 's/^# \{0,1\}//'
+        ;;
+    *)
+        echo "usage: $0 [redis|mysql]" >&2
+        exit 2
+        ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+#
+# ops/test.sh - the one command that runs every test of oms.
+#
+# Usage: bash ops/test.sh [EXTRA CARGO TEST ARGS...]
+#
+# Steps, each announced with a `== step` line, stopping at the first failure:
+#   1. bash ops/services.sh        Redis and MariaDB up for REDIS_URL / DATABASE_URL
+#   2. cargo fmt --all -- --check
+#   3. cargo clippy --workspace --all-targets -- -D warnings
+#   4. cargo build --workspace --bins
+#   5. cargo test --workspace "$@"
+# Runs from the repository root whatever the current directory is.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export RUST_BACKTRACE=1
+
+step() {
+    printf '== %s\n' "$*"
+    "$@"
+}
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+        export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    else
+        echo "test: cargo not found. Install the Rust toolchain with rustup:" >&2
+        echo "test:   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy" >&2
+        echo "test:   . \"\$HOME/.cargo/env\"" >&2
+        exit 1
+    fi
+fi
+
+step bash ops/services.sh
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets -- -D warnings
+step cargo build --workspace --bins
+step cargo test --workspace "$@"

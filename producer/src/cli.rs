@@ -1,0 +1,140 @@
+//! Command-line interface: one [`Cli`] parsed from flags with env fallbacks, validated at
+//! start, then dispatched to the command modules. Exit codes: 0 success, 1 failure, 2 usage.
+//!
+//! Each command module owns its `Args` and a `run` function returning an [`ExitCode`];
+//! errors get their context here, at the edge, and are printed as one line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use oms_shared::config::ConnectionConfig;
+
+use crate::admin::{failed, kpis, leaderboard, reconcile, status};
+use crate::{catalog, generate_cmd, import};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "producer",
+    version,
+    about = "oms operator CLI: import orders, manage the catalog, inspect the queue"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: ConnectionConfig,
+
+    /// `text` or `json` (one JSON object per log line).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+
+    /// Print reports as JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if missing and apply the embedded migrations (idempotent).
+    Migrate,
+    /// The product catalog.
+    #[command(subcommand)]
+    Products(catalog::ProductsCommand),
+    /// Write synthetic CSV data to stdout.
+    #[command(subcommand)]
+    Generate(generate_cmd::GenerateCommand),
+    /// Validate a CSV file of orders and enqueue it.
+    Import(import::ImportArgs),
+    /// Queue depth, pending, lag, consumers, dead letters; an import's progress.
+    Status(status::StatusArgs),
+    /// The dead-letter stream.
+    #[command(subcommand)]
+    Failed(failed::FailedCommand),
+    /// Daily, monthly, yearly and total KPIs.
+    #[command(subcommand)]
+    Kpis(kpis::KpisCommand),
+    /// The customer leaderboard.
+    #[command(subcommand)]
+    Leaderboard(leaderboard::LeaderboardCommand),
+    /// Compare every Redis read model with MySQL; exit 1 on drift.
+    Reconcile(reconcile::ReconcileArgs),
+}
+
+/// Parses the command line, runs the command, maps errors to one line and an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    oms_shared::telemetry::init(&cli.log_format);
+    if let Err(e) = cli.conn.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line: `context: cause: root cause`.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// Runs one parsed command (tests call this directly).
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let conn = &cli.conn;
+    let json = cli.json;
+    match cli.command {
+        Command::Migrate => migrate(conn, json).await,
+        Command::Products(cmd) => catalog::run(conn, cmd, json).await,
+        Command::Generate(cmd) => generate_cmd::run(cmd),
+        Command::Import(args) => import::run(conn, args, json).await,
+        Command::Status(args) => status::run(conn, args, json).await,
+        Command::Failed(cmd) => failed::run(conn, cmd, json).await,
+        Command::Kpis(cmd) => kpis::run(conn, cmd, json).await,
+        Command::Leaderboard(cmd) => leaderboard::run(conn, cmd, json).await,
+        Command::Reconcile(args) => reconcile::run(conn, args, json).await,
+    }
+}
+
+async fn migrate(conn: &ConnectionConfig, json: bool) -> anyhow::Result<ExitCode> {
+    let report = oms_shared::db::migrate(&conn.database_url).await?;
+    if json {
+        crate::report::print_json(&serde_json::json!({
+            "database": report.database,
+            "database_created": report.database_created,
+            "applied": report.applied,
+        }));
+    } else {
+        if report.database_created {
+            println!("created database {}", report.database);
+        }
+        if report.applied.is_empty() {
+            println!("database {} is up to date", report.database);
+        }
+        for m in &report.applied {
+            println!("applied migration {m}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

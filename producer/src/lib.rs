@@ -1,0 +1,11 @@
+//! The operator's side of oms: CSV import into the orders stream, the catalog, the data
+//! generator and the admin commands. `main.rs` only calls [`cli::main`]; tests call the
+//! command functions directly with the same [`cli::Cli`] configuration.
+
+pub mod admin;
+pub mod catalog;
+pub mod cli;
+pub mod generate;
+pub mod generate_cmd;
+pub mod import;
+pub mod report;

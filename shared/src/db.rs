@@ -1,0 +1,139 @@
+//! MySQL connection, database creation and the embedded migrations.
+//!
+//! `producer migrate` calls [`migrate`]: it creates the database if missing and applies
+//! `migrations/` (embedded at build time). Everything else calls [`connect`], then
+//! [`ensure_migrated`], which refuses to run on a database that is missing migrations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::config::{database_name, host_of};
+use crate::error::{OmsError, Result};
+
+/// The migrations of `migrations/`, embedded in every binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+fn options(url: &str) -> Result<MySqlConnectOptions> {
+    let options = MySqlConnectOptions::from_str(url).map_err(|e| {
+        OmsError::Config(format!(
+            "DATABASE_URL {}: {e}",
+            crate::config::redact_url(url)
+        ))
+    })?;
+    Ok(options
+        .charset("utf8mb4")
+        .timezone(Some(String::from("+00:00")))
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2)))
+}
+
+fn unreachable(url: &str, source: sqlx::Error) -> OmsError {
+    match source {
+        sqlx::Error::Database(ref db)
+            if db.code().as_deref() == Some("42000")
+                && db.message().contains("Unknown database") =>
+        {
+            OmsError::NotMigrated {
+                database: database_name(url).unwrap_or_default(),
+                detail: "the database does not exist".into(),
+            }
+        }
+        source => OmsError::MysqlUnreachable {
+            host: host_of(url),
+            source,
+        },
+    }
+}
+
+/// A pool of at most `max_connections`, checked with one connection.
+pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool> {
+    let pool = MySqlPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options(url)?)
+        .await
+        .map_err(|e| unreachable(url, e))?;
+    Ok(pool)
+}
+
+/// Creates the URL's database (utf8mb4) if it does not exist; true when it was created.
+pub async fn create_database_if_missing(url: &str) -> Result<bool> {
+    let name = database_name(url)?;
+    let mut conn = options(url)?
+        .database("")
+        .connect()
+        .await
+        .map_err(|e| unreachable(url, e))?;
+    let exists: Option<(String,)> = sqlx::query_as(crate::store::schema::DATABASE_EXISTS)
+        .bind(&name)
+        .fetch_optional(&mut conn)
+        .await?;
+    if exists.is_none() {
+        sqlx::query(&crate::store::schema::create_database(&name))
+            .execute(&mut conn)
+            .await?;
+    }
+    conn.close().await.ok();
+    Ok(exists.is_none())
+}
+
+/// What `producer migrate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub database: String,
+    pub database_created: bool,
+    pub applied: Vec<String>,
+}
+
+/// Creates the database if missing and applies pending migrations; a no-op when current.
+pub async fn migrate(url: &str) -> Result<MigrationReport> {
+    let database_created = create_database_if_missing(url).await?;
+    let pool = connect(url, 2).await?;
+    let before = applied_versions(&pool).await.unwrap_or_default();
+    MIGRATOR.run(&pool).await?;
+    let applied = MIGRATOR
+        .iter()
+        .filter(|m| !before.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect();
+    pool.close().await;
+    Ok(MigrationReport {
+        database: database_name(url)?,
+        database_created,
+        applied,
+    })
+}
+
+async fn applied_versions(pool: &MySqlPool) -> Result<Vec<i64>> {
+    let rows: Vec<(i64,)> = sqlx::query_as(crate::store::schema::APPLIED_MIGRATIONS)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|(v,)| v).collect())
+}
+
+/// Fails with [`OmsError::NotMigrated`] unless every embedded migration is applied.
+pub async fn ensure_migrated(pool: &MySqlPool, url: &str) -> Result<()> {
+    let database = database_name(url)?;
+    let applied = applied_versions(pool).await.map_err(|e| match e {
+        OmsError::Sql(sqlx::Error::Database(_)) => OmsError::NotMigrated {
+            database: database.clone(),
+            detail: "no migration has been applied".into(),
+        },
+        other => other,
+    })?;
+    if let Some(missing) = MIGRATOR.iter().find(|m| !applied.contains(&m.version)) {
+        return Err(OmsError::NotMigrated {
+            database,
+            detail: format!(
+                "migration {} {} is not applied",
+                missing.version, missing.description
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Typed errors of the shared crate.
+//!
+//! Binaries add context at their edges (with `anyhow`); here errors say *what* failed and
+//! *where* (host, key, table), and [`OmsError::is_transient`] tells the consumer whether a
+//! retry can help (connection lost, deadlock, timeout) or the input itself is at fault.
+
+use thiserror::Error;
+
+pub type Result<T, E = OmsError> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum OmsError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    #[error("cannot reach MySQL at {host}: {source}")]
+    MysqlUnreachable {
+        host: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("cannot reach Redis at {host}: {source}")]
+    RedisUnreachable {
+        host: String,
+        #[source]
+        source: redis::RedisError,
+    },
+
+    #[error("database {database} is not migrated (run `producer migrate`): {detail}")]
+    NotMigrated { database: String, detail: String },
+
+    #[error("MySQL error: {0}")]
+    Sql(#[from] sqlx::Error),
+
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+
+    #[error("Redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+
+    #[error("Redis pool error: {0}")]
+    RedisPool(#[from] deadpool_redis::PoolError),
+
+    #[error("malformed stream message {id}: {reason}")]
+    MalformedMessage { id: String, reason: String },
+
+    #[error("invalid amount {0:?}: expected a decimal with at most 2 decimals")]
+    InvalidAmount(String),
+}
+
+impl OmsError {
+    /// True when the same operation may succeed if tried again later: lost connections,
+    /// deadlocks, lock wait timeouts, pool timeouts. False for errors caused by the data.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            OmsError::MysqlUnreachable { .. } | OmsError::RedisUnreachable { .. } => true,
+            OmsError::RedisPool(_) => true,
+            OmsError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+            }
+            OmsError::Sql(e) => sql_error_is_transient(e),
+            _ => false,
+        }
+    }
+}
+
+/// MySQL error codes that a retry can cure: deadlock (1213), lock wait timeout (1205),
+/// server gone / lost connection, read-only during failover, too many connections.
+pub fn sql_error_is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(|m| m.number());
+            matches!(
+                code,
+                Some(1205 | 1213 | 1040 | 1053 | 2006 | 2013 | 1290 | 1927 | 4031)
+            )
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,31 @@
+//! `oms-shared`: everything the `producer` and the `consumer` agree on.
+//!
+//! - [`config`]: connection settings (flags with env fallbacks) and URL redaction;
+//! - [`error`]: the typed errors of this crate, and which of them are transient;
+//! - [`money`]: integer cents, parsed from and printed as MySQL DECIMAL strings;
+//! - [`keys`]: every Redis key name, in one place;
+//! - [`order`]: order identities, order rows and the stream chunk encoding;
+//! - [`payment`]: the deterministic payment simulator;
+//! - [`kpi`]: KPI arithmetic (revenue, count, average order value) and period keys;
+//! - [`db`]: MySQL connection, database creation and embedded migrations;
+//! - [`redis_conn`]: Redis connection pools;
+//! - [`queue`]: the orders stream, its consumer group, trimming and dead letters;
+//! - [`read_model`]: the exactly-once update of KPIs and leaderboard in Redis;
+//! - [`store`]: every SQL statement of the system;
+//! - [`telemetry`]: tracing subscriber set-up (`LOG_FORMAT=text|json`).
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod kpi;
+pub mod money;
+pub mod order;
+pub mod payment;
+pub mod queue;
+pub mod read_model;
+pub mod redis_conn;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{OmsError, Result};

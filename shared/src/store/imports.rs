@@ -1,0 +1,1 @@
+//! Imports and their rejected rows. (Filled in by the producer import work.)

@@ -1,0 +1,823 @@
+//! The order workflow's SQL: two committed phases per batch of orders.
+//!
+//! **Reserve** ([`reserve_stock`]): for each row whose identity is new, find or create the
+//! customer, lock the batch's products, decide in memory which orders get their stock
+//! (all items or none; an unknown sku or too little stock fails the order), write the
+//! stock decrements, the orders (`reserved` or `failed`) and their items. One transaction.
+//!
+//! **Settle** ([`settle_payments`]): for the orders still `reserved`, ask the payment
+//! simulator; approved orders become `completed` and grow their customer's totals,
+//! declined ones become `failed` and give their stock back; the completed orders are
+//! written to `read_model_outbox` in the same transaction. One transaction.
+//!
+//! A crash between the phases leaves orders `reserved`; the redelivered message finds them
+//! and settles them (the payment decision is deterministic per identity). Lock order is
+//! fixed everywhere: orders (by id), then customers (by email), then products (by sku),
+//! so concurrent consumers never deadlock on each other's batches.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{NaiveDate, NaiveDateTime};
+use sqlx::{MySql, MySqlPool, Transaction};
+
+use crate::error::Result;
+use crate::kpi::CompletedOrder;
+use crate::money::Cents;
+use crate::order::OrderRow;
+use crate::payment::PaymentSimulator;
+use crate::store::{placeholders, rows_per_statement, value_tuples};
+
+/// Why an order failed (SPEC reason codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    UnknownSku,
+    InsufficientStock,
+    PaymentDeclined,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::UnknownSku => "unknown_sku",
+            FailureReason::InsufficientStock => "insufficient_stock",
+            FailureReason::PaymentDeclined => "payment_declined",
+        }
+    }
+}
+
+/// What happened to one row of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOutcome {
+    /// Stock reserved; the settle phase decides the rest.
+    Reserved,
+    Completed,
+    Failed(FailureReason),
+    /// The identity was already processed for another row (another import or line).
+    Duplicate,
+    /// This very row was already processed (a redelivery): nothing to do.
+    AlreadyProcessed,
+}
+
+/// A row to process with the import it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRow<'a> {
+    pub import_id: u64,
+    pub row: &'a OrderRow,
+}
+
+/// An order in state `reserved`, waiting for its payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedOrder {
+    pub order_id: u64,
+    /// Index of the row in the batch given to [`reserve_stock`].
+    pub batch_index: usize,
+    pub identity: String,
+    pub customer_id: u64,
+    pub email: String,
+    pub total: Cents,
+    pub order_date: Option<NaiveDateTime>,
+}
+
+/// Result of the reserve phase: one outcome per row, and the orders to settle.
+#[derive(Debug, Default)]
+pub struct ReservePhase {
+    pub outcomes: Vec<RowOutcome>,
+    pub reserved: Vec<ReservedOrder>,
+}
+
+/// Result of the settle phase.
+#[derive(Debug, Default)]
+pub struct SettlePhase {
+    /// (batch index, outcome) of every order settled now.
+    pub outcomes: Vec<(usize, RowOutcome)>,
+    pub completed: Vec<CompletedOrder>,
+    /// The outbox row holding `completed`, to apply to Redis.
+    pub outbox_id: Option<u64>,
+}
+
+struct ExistingOrder {
+    order_id: u64,
+    customer_id: u64,
+    email: String,
+    status: String,
+    import_id: Option<u64>,
+    line: Option<u64>,
+    total: Cents,
+    order_date: Option<NaiveDateTime>,
+}
+
+struct ProductRow {
+    id: u64,
+    price: Cents,
+    stock: i64,
+}
+
+/// Phase 1. See the module documentation.
+pub async fn reserve_stock(pool: &MySqlPool, rows: &[BatchRow<'_>]) -> Result<ReservePhase> {
+    let mut tx = pool.begin().await?;
+    let identities: BTreeSet<&str> = rows.iter().map(|r| r.row.identity.as_str()).collect();
+    let existing = existing_orders(&mut tx, &identities).await?;
+
+    let mut phase = ReservePhase {
+        outcomes: vec![RowOutcome::AlreadyProcessed; rows.len()],
+        reserved: Vec::new(),
+    };
+    let mut first_in_batch: HashMap<&str, (u64, u64)> = HashMap::new();
+    let mut new_rows: Vec<usize> = Vec::new();
+    let mut duplicates: Vec<usize> = Vec::new();
+    for (index, r) in rows.iter().enumerate() {
+        let here = (r.import_id, r.row.line);
+        let identity = r.row.identity.as_str();
+        if let Some(first) = first_in_batch.get(identity) {
+            phase.outcomes[index] = if *first == here {
+                RowOutcome::AlreadyProcessed
+            } else {
+                duplicates.push(index);
+                RowOutcome::Duplicate
+            };
+            continue;
+        }
+        first_in_batch.insert(identity, here);
+        match existing.get(identity) {
+            None => new_rows.push(index),
+            Some(e) if (e.import_id, e.line) != (Some(here.0), Some(here.1)) => {
+                duplicates.push(index);
+                phase.outcomes[index] = RowOutcome::Duplicate;
+            }
+            Some(e) if e.status == "reserved" => {
+                phase.outcomes[index] = RowOutcome::Reserved;
+                phase.reserved.push(ReservedOrder {
+                    order_id: e.order_id,
+                    batch_index: index,
+                    identity: identity.to_string(),
+                    customer_id: e.customer_id,
+                    email: e.email.clone(),
+                    total: e.total,
+                    order_date: e.order_date,
+                });
+            }
+            Some(_) => phase.outcomes[index] = RowOutcome::AlreadyProcessed,
+        }
+    }
+
+    record_duplicates(&mut tx, rows, &duplicates).await?;
+    if !new_rows.is_empty() {
+        insert_new_orders(&mut tx, rows, &new_rows, &mut phase).await?;
+    }
+    tx.commit().await?;
+    Ok(phase)
+}
+
+async fn existing_orders(
+    tx: &mut Transaction<'_, MySql>,
+    identities: &BTreeSet<&str>,
+) -> Result<HashMap<String, ExistingOrder>> {
+    let mut found = HashMap::new();
+    let identities: Vec<&str> = identities.iter().copied().collect();
+    for part in identities.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT o.id, o.identity, o.customer_id, c.email, CAST(o.status AS CHAR), o.import_id, o.line, \
+             CAST(o.total * 100 AS SIGNED), o.order_date \
+             FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.identity IN ({})",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<
+            _,
+            (
+                u64,
+                String,
+                u64,
+                String,
+                String,
+                Option<u64>,
+                Option<u64>,
+                i64,
+                Option<NaiveDateTime>,
+            ),
+        >(&sql);
+        for identity in part {
+            query = query.bind(*identity);
+        }
+        for (order_id, identity, customer_id, email, status, import_id, line, total, order_date) in
+            query.fetch_all(&mut **tx).await?
+        {
+            found.insert(
+                identity,
+                ExistingOrder {
+                    order_id,
+                    customer_id,
+                    email,
+                    status,
+                    import_id,
+                    line,
+                    total: Cents(total),
+                    order_date,
+                },
+            );
+        }
+    }
+    Ok(found)
+}
+
+async fn record_duplicates(
+    tx: &mut Transaction<'_, MySql>,
+    rows: &[BatchRow<'_>],
+    duplicates: &[usize],
+) -> Result<()> {
+    for part in duplicates.chunks(rows_per_statement(3)) {
+        let sql = format!(
+            "INSERT INTO import_duplicates (import_id, line, identity) VALUES {} \
+             ON DUPLICATE KEY UPDATE identity = identity",
+            value_tuples(part.len(), 3)
+        );
+        let mut query = sqlx::query(&sql);
+        for &i in part {
+            query = query
+                .bind(rows[i].import_id)
+                .bind(rows[i].row.line)
+                .bind(rows[i].row.identity.as_str());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Finds or creates every customer of the rows; returns email → id. Locks the customer
+/// rows in email order.
+async fn upsert_customers(
+    tx: &mut Transaction<'_, MySql>,
+    rows: &[BatchRow<'_>],
+    indexes: &[usize],
+) -> Result<HashMap<String, u64>> {
+    let mut by_email: BTreeMap<&str, &str> = BTreeMap::new();
+    for &i in indexes {
+        let row = rows[i].row;
+        by_email
+            .entry(row.customer_email.as_str())
+            .or_insert(row.customer_name.as_str());
+    }
+    let customers: Vec<(&str, &str)> = by_email.into_iter().collect();
+    for part in customers.chunks(rows_per_statement(2)) {
+        let sql = format!(
+            "INSERT INTO customers (email, name) VALUES {} ON DUPLICATE KEY UPDATE id = id",
+            value_tuples(part.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (email, name) in part {
+            query = query.bind(*email).bind(*name);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    let mut ids = HashMap::with_capacity(customers.len());
+    for part in customers.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT id, email FROM customers WHERE email IN ({})",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
+        for (email, _) in part {
+            query = query.bind(*email);
+        }
+        for (id, email) in query.fetch_all(&mut **tx).await? {
+            ids.insert(email.to_lowercase(), id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Locks the given skus' product rows (in sku order) and returns them by sku.
+async fn lock_products(
+    tx: &mut Transaction<'_, MySql>,
+    skus: &BTreeSet<&str>,
+) -> Result<HashMap<String, ProductRow>> {
+    let skus: Vec<&str> = skus.iter().copied().collect();
+    let mut products = HashMap::with_capacity(skus.len());
+    for part in skus.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT id, sku, CAST(price * 100 AS SIGNED), CAST(stock_quantity AS SIGNED) FROM products \
+             WHERE sku IN ({}) ORDER BY sku FOR UPDATE",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<_, (u64, String, i64, i64)>(&sql);
+        for sku in part {
+            query = query.bind(*sku);
+        }
+        for (id, sku, price, stock) in query.fetch_all(&mut **tx).await? {
+            products.insert(
+                sku,
+                ProductRow {
+                    id,
+                    price: Cents(price),
+                    stock,
+                },
+            );
+        }
+    }
+    Ok(products)
+}
+
+/// `UPDATE products SET stock_quantity = stock_quantity + delta` for each (id, delta).
+async fn adjust_stock(tx: &mut Transaction<'_, MySql>, deltas: &BTreeMap<u64, i64>) -> Result<()> {
+    let deltas: Vec<(u64, i64)> = deltas
+        .iter()
+        .filter(|(_, d)| **d != 0)
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    for part in deltas.chunks(rows_per_statement(3)) {
+        let sql = format!(
+            "UPDATE products SET stock_quantity = stock_quantity + CASE id {} END WHERE id IN ({})",
+            "WHEN ? THEN ? ".repeat(part.len()),
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, delta) in part {
+            query = query.bind(*id).bind(*delta);
+        }
+        for (id, _) in part {
+            query = query.bind(*id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// What the reserve decision gives one new order.
+struct Decision {
+    outcome: RowOutcome,
+    failure: Option<FailureReason>,
+    total: Cents,
+}
+
+/// Pure rule: reserve all items of `row` from `stock` or none. Unknown skus fail first.
+fn decide_reservation(
+    row: &OrderRow,
+    products: &HashMap<String, ProductRow>,
+    stock: &mut HashMap<u64, i64>,
+) -> Decision {
+    let mut total = Cents::ZERO;
+    let mut unknown = false;
+    for item in &row.items {
+        match products.get(&item.sku) {
+            Some(p) => total += Cents(p.price.0 * i64::from(item.quantity)),
+            None => unknown = true,
+        }
+    }
+    if unknown {
+        return Decision {
+            outcome: RowOutcome::Failed(FailureReason::UnknownSku),
+            failure: Some(FailureReason::UnknownSku),
+            total,
+        };
+    }
+    let enough = row.items.iter().all(|item| {
+        let p = &products[&item.sku];
+        stock.get(&p.id).copied().unwrap_or(p.stock) >= i64::from(item.quantity)
+    });
+    if !enough {
+        return Decision {
+            outcome: RowOutcome::Failed(FailureReason::InsufficientStock),
+            failure: Some(FailureReason::InsufficientStock),
+            total,
+        };
+    }
+    for item in &row.items {
+        let p = &products[&item.sku];
+        *stock.entry(p.id).or_insert(p.stock) -= i64::from(item.quantity);
+    }
+    Decision {
+        outcome: RowOutcome::Reserved,
+        failure: None,
+        total,
+    }
+}
+
+async fn insert_new_orders(
+    tx: &mut Transaction<'_, MySql>,
+    rows: &[BatchRow<'_>],
+    new_rows: &[usize],
+    phase: &mut ReservePhase,
+) -> Result<()> {
+    let customers = upsert_customers(tx, rows, new_rows).await?;
+    let skus: BTreeSet<&str> = new_rows
+        .iter()
+        .flat_map(|&i| rows[i].row.items.iter().map(|it| it.sku.as_str()))
+        .collect();
+    let products = lock_products(tx, &skus).await?;
+
+    let mut stock: HashMap<u64, i64> = HashMap::new();
+    let decisions: Vec<Decision> = new_rows
+        .iter()
+        .map(|&i| decide_reservation(rows[i].row, &products, &mut stock))
+        .collect();
+    let deltas: BTreeMap<u64, i64> = stock
+        .iter()
+        .map(|(id, after)| {
+            let before = products
+                .values()
+                .find(|p| p.id == *id)
+                .map(|p| p.stock)
+                .unwrap_or(*after);
+            (*id, after - before)
+        })
+        .collect();
+    adjust_stock(tx, &deltas).await?;
+
+    // Orders, then their ids by identity (no RETURNING on MySQL).
+    let order_params = 8;
+    let pairs: Vec<(usize, &Decision)> = new_rows.iter().copied().zip(decisions.iter()).collect();
+    for part in pairs.chunks(rows_per_statement(order_params)) {
+        let sql = format!(
+            "INSERT INTO orders (identity, import_id, line, customer_id, status, failure_reason, total, order_date) VALUES {}",
+            value_tuples(part.len(), order_params)
+        );
+        let mut query = sqlx::query(&sql);
+        for (i, d) in part {
+            let row = rows[*i].row;
+            let status = if d.failure.is_some() {
+                "failed"
+            } else {
+                "reserved"
+            };
+            query = query
+                .bind(row.identity.as_str())
+                .bind(rows[*i].import_id)
+                .bind(row.line)
+                .bind(customers[&row.customer_email])
+                .bind(status)
+                .bind(d.failure.map(FailureReason::as_str))
+                .bind(d.total.to_string())
+                .bind(row.order_date.map(|d| d.naive_utc()));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    let identities: BTreeSet<&str> = new_rows
+        .iter()
+        .map(|&i| rows[i].row.identity.as_str())
+        .collect();
+    let mut order_ids: HashMap<String, u64> = HashMap::with_capacity(identities.len());
+    let identities: Vec<&str> = identities.into_iter().collect();
+    for part in identities.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT id, identity FROM orders WHERE identity IN ({})",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
+        for identity in part {
+            query = query.bind(*identity);
+        }
+        for (id, identity) in query.fetch_all(&mut **tx).await? {
+            order_ids.insert(identity, id);
+        }
+    }
+
+    // Items with their unit-price snapshot (NULL for an unknown sku).
+    let products_ref = &products;
+    let items: Vec<(u64, Option<&ProductRow>, &str, u32)> = new_rows
+        .iter()
+        .flat_map(|&i| {
+            let order_id = order_ids[rows[i].row.identity.as_str()];
+            rows[i].row.items.iter().map(move |it| {
+                (
+                    order_id,
+                    products_ref.get(&it.sku),
+                    it.sku.as_str(),
+                    it.quantity,
+                )
+            })
+        })
+        .collect();
+    for part in items.chunks(rows_per_statement(5)) {
+        let sql = format!(
+            "INSERT INTO order_items (order_id, product_id, sku, quantity, unit_price) VALUES {}",
+            value_tuples(part.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for (order_id, product, sku, quantity) in part {
+            query = query
+                .bind(*order_id)
+                .bind(product.map(|p| p.id))
+                .bind(*sku)
+                .bind(*quantity)
+                .bind(product.map(|p| p.price.to_string()));
+        }
+        query.execute(&mut **tx).await?;
+    }
+
+    for (&i, d) in new_rows.iter().zip(decisions) {
+        phase.outcomes[i] = d.outcome;
+        if d.failure.is_none() {
+            let row = rows[i].row;
+            phase.reserved.push(ReservedOrder {
+                order_id: order_ids[row.identity.as_str()],
+                batch_index: i,
+                identity: row.identity.as_str().to_string(),
+                customer_id: customers[&row.customer_email],
+                email: row.customer_email.clone(),
+                total: d.total,
+                order_date: row.order_date.map(|d| d.naive_utc()),
+            });
+        }
+    }
+    // Failed orders get their KPI day now (the UTC day they ended).
+    Ok(())
+}
+
+/// Phase 2. See the module documentation. `today` is the UTC day, the KPI day of orders
+/// without an `order_date`.
+pub async fn settle_payments(
+    pool: &MySqlPool,
+    reserved: &[ReservedOrder],
+    payment: &PaymentSimulator,
+    today: NaiveDate,
+) -> Result<SettlePhase> {
+    let mut phase = SettlePhase::default();
+    if reserved.is_empty() {
+        return Ok(phase);
+    }
+    let mut tx = pool.begin().await?;
+
+    // Lock the orders and keep those still reserved (another consumer may have settled some).
+    let ids: BTreeSet<u64> = reserved.iter().map(|r| r.order_id).collect();
+    let mut still_reserved: BTreeSet<u64> = BTreeSet::new();
+    let ids: Vec<u64> = ids.into_iter().collect();
+    for part in ids.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT id, CAST(status AS CHAR) FROM orders WHERE id IN ({}) ORDER BY id FOR UPDATE",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
+        for id in part {
+            query = query.bind(*id);
+        }
+        for (id, status) in query.fetch_all(&mut *tx).await? {
+            if status == "reserved" {
+                still_reserved.insert(id);
+            }
+        }
+    }
+
+    let mut approved: Vec<&ReservedOrder> = Vec::new();
+    let mut declined: Vec<&ReservedOrder> = Vec::new();
+    for order in reserved
+        .iter()
+        .filter(|r| still_reserved.remove(&r.order_id))
+    {
+        if payment.approves(&crate::order::OrderIdentity(order.identity.clone())) {
+            approved.push(order);
+        } else {
+            declined.push(order);
+        }
+    }
+
+    grow_customer_totals(&mut tx, &approved).await?;
+    release_stock(&mut tx, &declined).await?;
+    set_final_status(&mut tx, &approved, "completed", None, today).await?;
+    set_final_status(
+        &mut tx,
+        &declined,
+        "failed",
+        Some(FailureReason::PaymentDeclined),
+        today,
+    )
+    .await?;
+
+    phase.completed = approved
+        .iter()
+        .map(|o| CompletedOrder {
+            kpi_day: o.order_date.map(|d| d.date()).unwrap_or(today),
+            email: o.email.clone(),
+            total: o.total,
+        })
+        .collect();
+    if !phase.completed.is_empty() {
+        let payload = serde_json::to_string(&phase.completed).expect("completed orders serialize");
+        let result = sqlx::query(OUTBOX_INSERT)
+            .bind(payload)
+            .execute(&mut *tx)
+            .await?;
+        phase.outbox_id = Some(result.last_insert_id());
+    }
+    tx.commit().await?;
+
+    phase.outcomes = approved
+        .iter()
+        .map(|o| (o.batch_index, RowOutcome::Completed))
+        .chain(declined.iter().map(|o| {
+            (
+                o.batch_index,
+                RowOutcome::Failed(FailureReason::PaymentDeclined),
+            )
+        }))
+        .collect();
+    Ok(phase)
+}
+
+async fn grow_customer_totals(
+    tx: &mut Transaction<'_, MySql>,
+    approved: &[&ReservedOrder],
+) -> Result<()> {
+    let mut per_customer: BTreeMap<&str, (u64, Cents, i64)> = BTreeMap::new();
+    for o in approved {
+        let entry = per_customer
+            .entry(o.email.as_str())
+            .or_insert((o.customer_id, Cents::ZERO, 0));
+        entry.1 += o.total;
+        entry.2 += 1;
+    }
+    let rows: Vec<(&str, (u64, Cents, i64))> = per_customer.into_iter().collect();
+    for part in rows.chunks(rows_per_statement(6)) {
+        // Lock in email order first (the order phase 1 uses), then update by id.
+        let lock = format!(
+            "SELECT id FROM customers WHERE email IN ({}) FOR UPDATE",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query(&lock);
+        for (email, _) in part {
+            query = query.bind(*email);
+        }
+        query.fetch_all(&mut **tx).await?;
+
+        let sql = format!(
+            "UPDATE customers SET total_spent = total_spent + CASE id {} END, \
+             orders_count = orders_count + CASE id {} END WHERE id IN ({})",
+            "WHEN ? THEN CAST(? AS DECIMAL(14,2)) ".repeat(part.len()),
+            "WHEN ? THEN ? ".repeat(part.len()),
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for (_, (id, spent, _)) in part {
+            query = query.bind(*id).bind(spent.to_string());
+        }
+        for (_, (id, _, count)) in part {
+            query = query.bind(*id).bind(*count);
+        }
+        for (_, (id, _, _)) in part {
+            query = query.bind(*id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn release_stock(tx: &mut Transaction<'_, MySql>, declined: &[&ReservedOrder]) -> Result<()> {
+    if declined.is_empty() {
+        return Ok(());
+    }
+    let mut per_product: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    let ids: Vec<u64> = declined.iter().map(|o| o.order_id).collect();
+    for part in ids.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT i.product_id, p.sku, CAST(i.quantity AS SIGNED) FROM order_items i \
+             JOIN products p ON p.id = i.product_id WHERE i.order_id IN ({})",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<_, (u64, String, i64)>(&sql);
+        for id in part {
+            query = query.bind(*id);
+        }
+        for (product_id, sku, quantity) in query.fetch_all(&mut **tx).await? {
+            per_product.entry(sku).or_insert((product_id, 0)).1 += quantity;
+        }
+    }
+    let skus: BTreeSet<&str> = per_product.keys().map(String::as_str).collect();
+    lock_products(tx, &skus).await?;
+    let deltas: BTreeMap<u64, i64> = per_product.values().copied().collect();
+    adjust_stock(tx, &deltas).await
+}
+
+async fn set_final_status(
+    tx: &mut Transaction<'_, MySql>,
+    orders: &[&ReservedOrder],
+    status: &str,
+    reason: Option<FailureReason>,
+    today: NaiveDate,
+) -> Result<()> {
+    let ids: Vec<u64> = orders.iter().map(|o| o.order_id).collect();
+    for part in ids.chunks(rows_per_statement(1) - 3) {
+        let sql = format!(
+            "UPDATE orders SET status = ?, failure_reason = ?, kpi_date = COALESCE(DATE(order_date), ?) \
+             WHERE id IN ({})",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(status)
+            .bind(reason.map(FailureReason::as_str))
+            .bind(today);
+        for id in part {
+            query = query.bind(*id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Sets the KPI day of orders that failed in the reserve phase (they never reach settle).
+pub const FAILED_KPI_DAY: &str =
+    "UPDATE orders SET kpi_date = COALESCE(DATE(order_date), ?) WHERE status = 'failed' AND kpi_date IS NULL AND id IN ";
+
+const OUTBOX_INSERT: &str = "INSERT INTO read_model_outbox (payload) VALUES (?)";
+
+/// Outbox rows older than `?` seconds: their batch's consumer may have died before
+/// applying them. Returns (id, payload).
+pub const OUTBOX_STALE: &str = "SELECT id, payload FROM read_model_outbox \
+     WHERE created_at < NOW(3) - INTERVAL ? SECOND ORDER BY id LIMIT ?";
+
+/// Deletes applied outbox rows.
+pub async fn delete_outbox_rows(pool: &MySqlPool, ids: &[u64]) -> Result<()> {
+    for part in ids.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "DELETE FROM read_model_outbox WHERE id IN ({})",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in part {
+            query = query.bind(*id);
+        }
+        query.execute(pool).await?;
+    }
+    Ok(())
+}
+
+/// Outbox rows left behind (older than `min_age_secs`), oldest first.
+pub async fn stale_outbox_rows(
+    pool: &MySqlPool,
+    min_age_secs: u64,
+    limit: u32,
+) -> Result<Vec<(u64, String)>> {
+    Ok(sqlx::query_as(OUTBOX_STALE)
+        .bind(min_age_secs)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{OrderIdentity, OrderItem};
+
+    fn row(items: &[(&str, u32)]) -> OrderRow {
+        OrderRow {
+            identity: OrderIdentity::from_order_id("x"),
+            line: 2,
+            customer_name: "n".into(),
+            customer_email: "e@x".into(),
+            items: items
+                .iter()
+                .map(|(s, q)| OrderItem {
+                    sku: s.to_string(),
+                    quantity: *q,
+                })
+                .collect(),
+            order_date: None,
+        }
+    }
+
+    fn catalog() -> HashMap<String, ProductRow> {
+        HashMap::from([
+            (
+                "A".to_string(),
+                ProductRow {
+                    id: 1,
+                    price: Cents(250),
+                    stock: 5,
+                },
+            ),
+            (
+                "B".to_string(),
+                ProductRow {
+                    id: 2,
+                    price: Cents(1000),
+                    stock: 1,
+                },
+            ),
+        ])
+    }
+
+    #[test]
+    fn reserves_all_items_or_none() {
+        let products = catalog();
+        let mut stock = HashMap::new();
+        let d = decide_reservation(&row(&[("A", 2), ("B", 1)]), &products, &mut stock);
+        assert_eq!(d.outcome, RowOutcome::Reserved);
+        assert_eq!(d.total, Cents(1500));
+        assert_eq!(stock, HashMap::from([(1, 3), (2, 0)]));
+        // B is now exhausted: the next order gets nothing, not even A.
+        let d = decide_reservation(&row(&[("A", 1), ("B", 1)]), &products, &mut stock);
+        assert_eq!(
+            d.outcome,
+            RowOutcome::Failed(FailureReason::InsufficientStock)
+        );
+        assert_eq!(stock, HashMap::from([(1, 3), (2, 0)]));
+    }
+
+    #[test]
+    fn unknown_sku_fails_before_stock_is_looked_at() {
+        let products = catalog();
+        let mut stock = HashMap::new();
+        let d = decide_reservation(&row(&[("A", 1), ("NOPE", 1)]), &products, &mut stock);
+        assert_eq!(d.outcome, RowOutcome::Failed(FailureReason::UnknownSku));
+        assert_eq!(d.total, Cents(250));
+        assert!(stock.is_empty());
+    }
+}

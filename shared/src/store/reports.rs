@@ -1,0 +1,1 @@
+//! Aggregates for the operator commands: KPIs, leaderboard, reconcile. (Filled in later.)
