@@ -1,1 +1,25 @@
-pub fn placeholder() {}
+//! The worker daemon of oms.
+//!
+//! Data flow inside one process (see ARCHITECTURE.md for the whole system):
+//!
+//! ```text
+//!  intake::read_new ──┐                      ┌─> workflow::process_batch ─> MySQL (2 tx)
+//!                     ├─> bounded channel ───┤        │
+//!  intake::claim_idle ┘   (batches of rows)  └─> ...  └─> Redis: read models, XACK, dead letters
+//!  housekeeping: queue gauges, stream trimming, outbox sweeper
+//!  http: /metrics /healthz /readyz
+//! ```
+//!
+//! Shutdown ([`app::run`]): the token is cancelled, intake stops reading and drops its
+//! sender, workers finish the batches they hold and acknowledge them, then everything
+//! else stops.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod housekeeping;
+pub mod http;
+pub mod intake;
+pub mod metrics;
+pub mod workflow;

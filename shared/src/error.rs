@@ -71,7 +71,9 @@ impl OmsError {
 }
 
 /// MySQL error codes that a retry can cure: deadlock (1213), lock wait timeout (1205),
-/// server gone / lost connection, read-only during failover, too many connections.
+/// server gone / lost connection, read-only during failover, too many connections, and
+/// duplicate key (1062): two consumers inserting the same identity at once; the retry
+/// finds the order and treats it as already processed.
 pub fn sql_error_is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -86,7 +88,7 @@ pub fn sql_error_is_transient(e: &sqlx::Error) -> bool {
                 .map(|m| m.number());
             matches!(
                 code,
-                Some(1205 | 1213 | 1040 | 1053 | 2006 | 2013 | 1290 | 1927 | 4031)
+                Some(1062 | 1205 | 1213 | 1040 | 1053 | 2006 | 2013 | 1290 | 1927 | 4031)
             )
         }
         _ => false,

@@ -36,6 +36,9 @@ pub struct TestEnv {
 impl TestEnv {
     /// Creates and migrates a fresh database, and picks a fresh prefix.
     pub async fn new() -> TestEnv {
+        if std::env::var_os("OMS_TEST_LOG").is_some() {
+            oms_shared::telemetry::init("text");
+        }
         let id: u64 = rand::rng().random();
         let database = format!("oms_test_{id:016x}");
         let prefix = format!("oms_test_{id:016x}:");
@@ -75,13 +78,14 @@ impl TestEnv {
         ]
     }
 
-    /// Runs a SQL query returning one integer (tests' assertions).
+    /// Runs a SQL query returning one integer (tests' assertions), whatever its SQL type.
     pub async fn scalar(&self, sql: &str) -> i64 {
-        let (v,): (i64,) = sqlx::query_as(sql)
+        let wrapped = format!("SELECT CAST(({sql}) AS SIGNED)");
+        let (v,): (Option<i64>,) = sqlx::query_as(&wrapped)
             .fetch_one(&self.db)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        v
+        v.unwrap_or(0)
     }
 
     /// Writes `contents` to a temp file that lives as long as the returned guard.
@@ -181,5 +185,89 @@ where
             "timed out after {deadline:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Consumers and seed data, for the workflow tests.
+impl TestEnv {
+    /// A consumer configuration for this env: metrics on an ephemeral port, payment seed 1.
+    pub fn consumer_config(&self) -> consumer::config::ConsumerConfig {
+        let mut c = consumer::config::ConsumerConfig::with_connection(self.config.clone());
+        c.metrics_addr = "127.0.0.1:0".parse().expect("addr");
+        c.payment_seed = 1;
+        c.name = Some(format!("test-{}", rand::rng().random::<u32>()));
+        c
+    }
+
+    /// Runs a consumer in this process until the returned token is cancelled.
+    pub fn spawn_consumer(
+        &self,
+        config: consumer::config::ConsumerConfig,
+    ) -> (tokio::task::JoinHandle<anyhow::Result<()>>, tokio_util::sync::CancellationToken) {
+        let token = tokio_util::sync::CancellationToken::new();
+        let handle = tokio::spawn(consumer::app::run(config, token.clone()));
+        (handle, token)
+    }
+
+    /// Inserts a catalog row.
+    pub async fn product(&self, sku: &str, price: &str, stock: i64) {
+        sqlx::query("INSERT INTO products (sku, name, price, stock_quantity) VALUES (?, ?, ?, ?)")
+            .bind(sku)
+            .bind(format!("Product {sku}"))
+            .bind(price)
+            .bind(stock)
+            .execute(&self.db)
+            .await
+            .expect("insert product");
+    }
+
+    /// Creates an `imports` row (orders reference it) and returns its id.
+    pub async fn import_row(&self) -> u64 {
+        sqlx::query("INSERT INTO imports (file_name, file_sha256) VALUES ('test.csv', REPEAT('0', 64))")
+            .execute(&self.db)
+            .await
+            .expect("insert import")
+            .last_insert_id()
+    }
+
+    /// Enqueues rows as chunks of `chunk` rows, like the producer does.
+    pub async fn enqueue(&self, import_id: u64, rows: &[oms_shared::order::OrderRow], chunk: usize) {
+        let mut conn = self.redis_conn().await;
+        oms_shared::queue::ensure_group(&mut *conn, &self.keys).await.expect("group");
+        let chunks: Vec<&[oms_shared::order::OrderRow]> = rows.chunks(chunk.max(1)).collect();
+        for part in chunks.chunks(50) {
+            oms_shared::queue::add_chunks(&mut *conn, &self.keys, import_id, part).await.expect("xadd");
+        }
+    }
+
+    /// Orders in a terminal state.
+    pub async fn terminal_orders(&self) -> i64 {
+        self.scalar("SELECT COUNT(*) FROM orders WHERE status IN ('completed','failed')").await
+    }
+
+    /// Waits until `n` orders are terminal and nothing is pending in the group.
+    pub async fn wait_until_processed(&self, n: i64, deadline: Duration) {
+        wait_for(&format!("{n} terminal orders and an empty PEL"), deadline, || async {
+            let done = self.terminal_orders().await >= n;
+            let mut conn = self.redis_conn().await;
+            let stats = oms_shared::queue::group_stats(&mut *conn, &self.keys).await.ok()?;
+            (done && stats.pending == 0 && stats.lag == Some(0)).then_some(())
+        })
+        .await
+    }
+}
+
+/// An order row for tests: `items` as (sku, quantity).
+pub fn order_row(identity: &str, line: u64, email: &str, items: &[(&str, u32)]) -> oms_shared::order::OrderRow {
+    oms_shared::order::OrderRow {
+        identity: oms_shared::order::OrderIdentity::from_order_id(identity),
+        line,
+        customer_name: format!("Customer {email}"),
+        customer_email: email.to_string(),
+        items: items
+            .iter()
+            .map(|(sku, quantity)| oms_shared::order::OrderItem { sku: sku.to_string(), quantity: *quantity })
+            .collect(),
+        order_date: None,
     }
 }

@@ -43,7 +43,7 @@ pub async fn upsert_products(pool: &MySqlPool, products: &[Product]) -> Result<u
 /// The whole catalog ordered by sku.
 pub async fn list_products(pool: &MySqlPool) -> Result<Vec<Product>> {
     let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT sku, name, CAST(price * 100 AS SIGNED), CAST(stock_quantity AS SIGNED) FROM products ORDER BY sku",
+        "SELECT CAST(sku AS CHAR), name, CAST(price * 100 AS SIGNED), CAST(stock_quantity AS SIGNED) FROM products ORDER BY sku",
     )
     .fetch_all(pool)
     .await?;

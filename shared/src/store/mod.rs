@@ -4,6 +4,9 @@
 //! aliases). Money goes in as decimal strings and comes out as `CAST(x * 100 AS SIGNED)`
 //! cents. Multi-row statements are split by [`rows_per_statement`] so that no prepared
 //! statement exceeds MySQL's 65,535 placeholders.
+//!
+//! `sku` and `identity` are `utf8mb4_bin` (exact, case-sensitive); sqlx reports such
+//! columns as VARBINARY, so they are selected as `CAST(col AS CHAR)` to decode as String.
 
 pub mod catalog;
 pub mod imports;

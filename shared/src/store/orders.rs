@@ -176,7 +176,7 @@ async fn existing_orders(
     let identities: Vec<&str> = identities.iter().copied().collect();
     for part in identities.chunks(rows_per_statement(1)) {
         let sql = format!(
-            "SELECT o.id, o.identity, o.customer_id, c.email, CAST(o.status AS CHAR), o.import_id, o.line, \
+            "SELECT o.id, CAST(o.identity AS CHAR), o.customer_id, c.email, CAST(o.status AS CHAR), o.import_id, o.line, \
              CAST(o.total * 100 AS SIGNED), o.order_date \
              FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.identity IN ({})",
             placeholders(part.len())
@@ -294,7 +294,7 @@ async fn lock_products(
     let mut products = HashMap::with_capacity(skus.len());
     for part in skus.chunks(rows_per_statement(1)) {
         let sql = format!(
-            "SELECT id, sku, CAST(price * 100 AS SIGNED), CAST(stock_quantity AS SIGNED) FROM products \
+            "SELECT id, CAST(sku AS CHAR), CAST(price * 100 AS SIGNED), CAST(stock_quantity AS SIGNED) FROM products \
              WHERE sku IN ({}) ORDER BY sku FOR UPDATE",
             placeholders(part.len())
         );
@@ -458,7 +458,7 @@ async fn insert_new_orders(
     let identities: Vec<&str> = identities.into_iter().collect();
     for part in identities.chunks(rows_per_statement(1)) {
         let sql = format!(
-            "SELECT id, identity FROM orders WHERE identity IN ({})",
+            "SELECT id, CAST(identity AS CHAR) FROM orders WHERE identity IN ({})",
             placeholders(part.len())
         );
         let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
@@ -667,7 +667,7 @@ async fn release_stock(tx: &mut Transaction<'_, MySql>, declined: &[&ReservedOrd
     let ids: Vec<u64> = declined.iter().map(|o| o.order_id).collect();
     for part in ids.chunks(rows_per_statement(1)) {
         let sql = format!(
-            "SELECT i.product_id, p.sku, CAST(i.quantity AS SIGNED) FROM order_items i \
+            "SELECT i.product_id, CAST(p.sku AS CHAR), CAST(i.quantity AS SIGNED) FROM order_items i \
              JOIN products p ON p.id = i.product_id WHERE i.order_id IN ({})",
             placeholders(part.len())
         );

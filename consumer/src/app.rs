@@ -1,0 +1,217 @@
+//! Wiring and lifecycle of one consumer process.
+//!
+//! [`run`] connects (waiting with backoff while MySQL or Redis is unreachable), refuses an
+//! unmigrated database, joins the group, then runs intake, `--concurrency` workers,
+//! housekeeping and the HTTP endpoints until `shutdown` is cancelled.
+//!
+//! Shutdown path, in order:
+//! 1. `shutdown` cancelled (SIGTERM/SIGINT in `cli`, or a test);
+//! 2. intake stops reading and claiming, and drops its senders;
+//! 3. workers finish the batches already received (each ends acknowledged, dead-lettered
+//!    or left pending for another consumer) and exit when the channel is empty;
+//! 4. housekeeping deletes the last applied outbox rows; the HTTP server stops;
+//! 5. if step 3 takes longer than `--shutdown-timeout-secs`, we exit anyway: entries still
+//!    held stay pending and are claimed by other consumers (effects are idempotent).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oms_shared::keys::StreamKeys;
+use oms_shared::payment::PaymentSimulator;
+use oms_shared::redis_conn::RedisPool;
+use oms_shared::OmsError;
+use sqlx::MySqlPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConsumerConfig;
+use crate::health::Health;
+use crate::intake::{backoff, sleep_or_shutdown, Batch};
+
+/// What every task of the process shares.
+pub struct Shared {
+    pub config: ConsumerConfig,
+    pub name: String,
+    pub keys: StreamKeys,
+    pub db: MySqlPool,
+    pub redis: RedisPool,
+    pub payment: PaymentSimulator,
+    pub health: Health,
+    applied_outbox: Mutex<Vec<u64>>,
+}
+
+impl Shared {
+    /// Notes an outbox row whose batch reached Redis, for deletion by housekeeping.
+    pub fn outbox_applied(&self, id: u64) {
+        self.applied_outbox
+            .lock()
+            .expect("outbox list lock")
+            .push(id);
+    }
+
+    pub fn take_applied_outbox(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.applied_outbox.lock().expect("outbox list lock"))
+    }
+
+    pub fn requeue_applied_outbox(&self, ids: Vec<u64>) {
+        self.applied_outbox
+            .lock()
+            .expect("outbox list lock")
+            .extend(ids);
+    }
+}
+
+/// Connects to MySQL, retrying while it is unreachable (saying so), until `shutdown`.
+async fn connect_mysql(
+    config: &ConsumerConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<MySqlPool>> {
+    let url = &config.conn.database_url;
+    let mut attempt = 0;
+    loop {
+        match oms_shared::db::connect(url, config.concurrency as u32 + 4).await {
+            Ok(pool) => {
+                oms_shared::db::ensure_migrated(&pool, url).await?;
+                return Ok(Some(pool));
+            }
+            Err(e @ OmsError::MysqlUnreachable { .. }) => {
+                attempt += 1;
+                let wait = backoff(attempt).max(Duration::from_secs(1));
+                tracing::warn!("{e}; retrying in {wait:?}");
+                if sleep_or_shutdown(wait, shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Connects to Redis and joins the group, retrying while Redis is unreachable.
+async fn connect_redis(
+    config: &ConsumerConfig,
+    keys: &StreamKeys,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<RedisPool>> {
+    let url = &config.conn.redis_url;
+    let mut attempt = 0;
+    loop {
+        let joined = async {
+            let pool = oms_shared::redis_conn::connect(url, config.concurrency + 4).await?;
+            let mut conn = pool.get().await?;
+            oms_shared::queue::ensure_group(&mut *conn, keys).await?;
+            drop(conn);
+            Ok::<_, OmsError>(pool)
+        }
+        .await;
+        match joined {
+            Ok(pool) => return Ok(Some(pool)),
+            Err(e) if e.is_transient() => {
+                attempt += 1;
+                let wait = backoff(attempt).max(Duration::from_secs(1));
+                tracing::warn!("{e}; retrying in {wait:?}");
+                if sleep_or_shutdown(wait, shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Runs one consumer until `shutdown` is cancelled and the drain is over.
+pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    config.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let name = config.consumer_name();
+    let keys = StreamKeys::new(&config.conn.prefix);
+    let payment = config.payment().map_err(|e| anyhow::anyhow!(e))?;
+
+    let Some(db) = connect_mysql(&config, &shutdown).await? else {
+        return Ok(());
+    };
+    let Some(redis) = connect_redis(&config, &keys, &shutdown).await? else {
+        return Ok(());
+    };
+    let metrics = crate::metrics::install();
+    metrics::gauge!(crate::metrics::READY).set(1.0);
+
+    let shared = Arc::new(Shared {
+        name: name.clone(),
+        keys,
+        db,
+        redis,
+        payment,
+        health: Health::default(),
+        applied_outbox: Mutex::new(Vec::new()),
+        config,
+    });
+    let rest = CancellationToken::new();
+    let http = crate::http::serve(
+        shared.config.metrics_addr,
+        metrics,
+        shared.clone(),
+        rest.clone(),
+    )
+    .await?;
+    tracing::info!(
+        consumer = %name,
+        concurrency = shared.config.concurrency,
+        batch_size = shared.config.batch_size,
+        metrics_addr = %shared.config.metrics_addr,
+        "consumer started"
+    );
+
+    let (tx, rx) = mpsc::channel::<Batch>(shared.config.concurrency);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let reader = tokio::spawn(crate::intake::read_new(
+        shared.clone(),
+        tx.clone(),
+        shutdown.clone(),
+    ));
+    let claimer = tokio::spawn(crate::intake::claim_idle(
+        shared.clone(),
+        tx,
+        shutdown.clone(),
+    ));
+    let housekeeping = tokio::spawn(crate::housekeeping::run(shared.clone(), rest.clone()));
+    let workers: Vec<_> = (0..shared.config.concurrency)
+        .map(|_| {
+            let (shared, rx, shutdown) = (shared.clone(), rx.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                loop {
+                    let batch = rx.lock().await.recv().await;
+                    match batch {
+                        Some(batch) => {
+                            crate::workflow::process_batch(shared.clone(), batch, shutdown.clone())
+                                .await
+                        }
+                        None => break,
+                    }
+                }
+            })
+        })
+        .collect();
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: no new work; finishing what is held");
+    let drain = async {
+        let _ = reader.await;
+        let _ = claimer.await;
+        for w in workers {
+            let _ = w.await;
+        }
+    };
+    let timeout = Duration::from_secs(shared.config.shutdown_timeout_secs);
+    if tokio::time::timeout(timeout, drain).await.is_err() {
+        tracing::warn!(
+            ?timeout,
+            "shutdown timeout: entries still held stay pending for other consumers"
+        );
+    }
+    rest.cancel();
+    let _ = housekeeping.await;
+    let _ = http.await;
+    shared.db.close().await;
+    tracing::info!("consumer stopped");
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Periodic duties of every consumer: delete applied outbox rows, apply outbox rows left
+//! behind by a consumer that died between commit and Redis (the sweeper), refresh the
+//! queue gauges, trim acknowledged entries, and probe MySQL/Redis while they are down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oms_shared::kpi::CompletedOrder;
+use oms_shared::store::orders::{delete_outbox_rows, stale_outbox_rows};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Shared;
+use crate::health::Service;
+use crate::metrics::{DEAD_LETTERS, STREAM_LAG, STREAM_LENGTH, STREAM_PENDING};
+
+/// Outbox rows older than this are considered abandoned and applied by the sweeper.
+pub const OUTBOX_ABANDONED_AFTER_SECS: u64 = 30;
+
+/// Runs until `stop`, then deletes the last applied outbox rows.
+pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        n += 1;
+        delete_applied(&shared).await;
+        if !shared.health.is_ready() {
+            probe(&shared).await;
+        }
+        if n % 5 == 1 {
+            if let Err(e) = refresh_queue(&shared).await {
+                tracing::debug!(error = %e, "queue gauges not refreshed");
+            }
+            if let Err(e) = sweep_outbox(&shared).await {
+                tracing::debug!(error = %e, "outbox sweep failed");
+            }
+        }
+    }
+    delete_applied(&shared).await;
+}
+
+async fn delete_applied(shared: &Shared) {
+    let ids = shared.take_applied_outbox();
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(e) = delete_outbox_rows(&shared.db, &ids).await {
+        tracing::debug!(error = %e, "applied outbox rows not deleted yet");
+        shared.requeue_applied_outbox(ids);
+    }
+}
+
+async fn probe(shared: &Shared) {
+    match sqlx::query("SELECT 1").execute(&shared.db).await {
+        Ok(_) => shared.health.up(Service::Mysql),
+        Err(e) => shared.health.down(Service::Mysql, &e),
+    }
+    let redis = async {
+        let mut conn = shared.redis.get().await?;
+        let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
+        Ok::<(), oms_shared::OmsError>(())
+    }
+    .await;
+    match redis {
+        Ok(()) => shared.health.up(Service::Redis),
+        Err(e) => shared.health.down(Service::Redis, &e),
+    }
+}
+
+async fn refresh_queue(shared: &Shared) -> oms_shared::Result<()> {
+    let mut conn = shared.redis.get().await?;
+    let stats = oms_shared::queue::group_stats(&mut *conn, &shared.keys).await?;
+    metrics::gauge!(STREAM_LENGTH).set(stats.length as f64);
+    metrics::gauge!(STREAM_PENDING).set(stats.pending as f64);
+    metrics::gauge!(STREAM_LAG).set(stats.backlog() as f64);
+    let dead = oms_shared::queue::dead_letter_count(&mut *conn, &shared.keys).await?;
+    metrics::gauge!(DEAD_LETTERS).set(dead as f64);
+    let trimmed = oms_shared::queue::trim_acknowledged(&mut *conn, &shared.keys).await?;
+    if trimmed > 0 {
+        tracing::debug!(trimmed, "trimmed acknowledged entries");
+    }
+    Ok(())
+}
+
+/// Applies outbox rows older than [`OUTBOX_ABANDONED_AFTER_SECS`]; the marker in the
+/// script makes this safe even if their own consumer applies them at the same moment.
+pub async fn sweep_outbox(shared: &Shared) -> oms_shared::Result<usize> {
+    let rows = stale_outbox_rows(&shared.db, OUTBOX_ABANDONED_AFTER_SECS, 100).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut conn = shared.redis.get().await?;
+    let mut done = Vec::with_capacity(rows.len());
+    for (id, payload) in rows {
+        match serde_json::from_str::<Vec<CompletedOrder>>(&payload) {
+            Ok(orders) => {
+                oms_shared::read_model::apply_outbox(&mut *conn, &shared.keys, id, &orders).await?;
+                done.push(id);
+            }
+            Err(e) => {
+                tracing::error!(outbox_id = id, error = %e, "unreadable outbox row left in place")
+            }
+        }
+    }
+    let n = done.len();
+    delete_outbox_rows(&shared.db, &done).await?;
+    tracing::info!(rows = n, "applied abandoned outbox rows");
+    Ok(n)
+}
