@@ -83,7 +83,7 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
 }
 
 /// Runs the workflow, retrying transient errors with backoff while keeping `ids` claimed.
-/// Gives up after `--claim-idle-secs` or at shutdown, returning the last error.
+/// Gives up after `--claim-idle-secs`, returning the last error.
 async fn run_with_retry(
     shared: &Shared,
     rows: &[BatchRow<'_>],
@@ -109,10 +109,14 @@ async fn run_with_retry(
                 metrics::counter!(RETRIES).increment(1);
                 attempt += 1;
                 tracing::debug!(attempt, error = %e, "transient error, retrying");
-                if started.elapsed() >= budget
-                    || sleep_or_shutdown(backoff(attempt), shutdown).await
-                {
+                if started.elapsed() >= budget {
                     return Err(e);
+                }
+                // During a drain, keep retrying: `--shutdown-timeout-secs` bounds it.
+                if shutdown.is_cancelled() {
+                    tokio::time::sleep(backoff(attempt).min(Duration::from_millis(500))).await;
+                } else {
+                    sleep_or_shutdown(backoff(attempt), shutdown).await;
                 }
                 if last_touch.elapsed() >= budget / 3 {
                     keep_claimed(shared, ids).await;

@@ -267,6 +267,7 @@ mod tests {
     #[test]
     fn each_rule_has_its_reason() {
         let reason = |s, n, p, q| validate_product(s, n, p, q).unwrap_err().0;
+        let long_sku = "x".repeat(65);
         assert_eq!(
             reason(None, Some("n"), Some("1"), Some("1")),
             "missing_field"
@@ -276,7 +277,7 @@ mod tests {
             "missing_field"
         );
         assert_eq!(
-            reason(Some(&"x".repeat(65)), Some("n"), Some("1"), Some("1")),
+            reason(Some(&long_sku), Some("n"), Some("1"), Some("1")),
             "field_too_long"
         );
         assert_eq!(

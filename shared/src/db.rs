@@ -55,6 +55,16 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool> {
         .max_connections(max_connections.max(1))
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(10))
+        // READ COMMITTED: each statement sees the latest commits (a customer created by
+        // another consumer a moment ago), and InnoDB takes no gap locks.
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                sqlx::query(crate::store::schema::READ_COMMITTED)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
         .connect_with(options(url)?)
         .await
         .map_err(|e| unreachable(url, e))?;

@@ -45,6 +45,9 @@ pub enum OmsError {
     #[error("malformed stream message {id}: {reason}")]
     MalformedMessage { id: String, reason: String },
 
+    #[error("inconsistent data: {0}")]
+    Inconsistent(String),
+
     #[error("invalid amount {0:?}: expected a decimal with at most 2 decimals")]
     InvalidAmount(String),
 }

@@ -129,7 +129,7 @@ pub async fn replace_leaderboard<C: ConnectionLike>(
     Ok(())
 }
 
-/// The whole leaderboard as (email, cents), highest first.
+/// The top `limit` of the leaderboard as (email, cents), highest first; 0 for all.
 pub async fn read_leaderboard<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,

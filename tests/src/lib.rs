@@ -7,6 +7,8 @@
 //! Servers come from `OMS_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`) and
 //! `OMS_TEST_REDIS` (default `redis://127.0.0.1:6379`); `ops/services.sh` starts them.
 
+pub mod invariants;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -203,7 +205,10 @@ impl TestEnv {
     pub fn spawn_consumer(
         &self,
         config: consumer::config::ConsumerConfig,
-    ) -> (tokio::task::JoinHandle<anyhow::Result<()>>, tokio_util::sync::CancellationToken) {
+    ) -> (
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+        tokio_util::sync::CancellationToken,
+    ) {
         let token = tokio_util::sync::CancellationToken::new();
         let handle = tokio::spawn(consumer::app::run(config, token.clone()));
         (handle, token)
@@ -223,42 +228,65 @@ impl TestEnv {
 
     /// Creates an `imports` row (orders reference it) and returns its id.
     pub async fn import_row(&self) -> u64 {
-        sqlx::query("INSERT INTO imports (file_name, file_sha256) VALUES ('test.csv', REPEAT('0', 64))")
-            .execute(&self.db)
-            .await
-            .expect("insert import")
-            .last_insert_id()
+        sqlx::query(
+            "INSERT INTO imports (file_name, file_sha256) VALUES ('test.csv', REPEAT('0', 64))",
+        )
+        .execute(&self.db)
+        .await
+        .expect("insert import")
+        .last_insert_id()
     }
 
     /// Enqueues rows as chunks of `chunk` rows, like the producer does.
-    pub async fn enqueue(&self, import_id: u64, rows: &[oms_shared::order::OrderRow], chunk: usize) {
+    pub async fn enqueue(
+        &self,
+        import_id: u64,
+        rows: &[oms_shared::order::OrderRow],
+        chunk: usize,
+    ) {
         let mut conn = self.redis_conn().await;
-        oms_shared::queue::ensure_group(&mut *conn, &self.keys).await.expect("group");
+        oms_shared::queue::ensure_group(&mut *conn, &self.keys)
+            .await
+            .expect("group");
         let chunks: Vec<&[oms_shared::order::OrderRow]> = rows.chunks(chunk.max(1)).collect();
         for part in chunks.chunks(50) {
-            oms_shared::queue::add_chunks(&mut *conn, &self.keys, import_id, part).await.expect("xadd");
+            oms_shared::queue::add_chunks(&mut *conn, &self.keys, import_id, part)
+                .await
+                .expect("xadd");
         }
     }
 
     /// Orders in a terminal state.
     pub async fn terminal_orders(&self) -> i64 {
-        self.scalar("SELECT COUNT(*) FROM orders WHERE status IN ('completed','failed')").await
+        self.scalar("SELECT COUNT(*) FROM orders WHERE status IN ('completed','failed')")
+            .await
     }
 
     /// Waits until `n` orders are terminal and nothing is pending in the group.
     pub async fn wait_until_processed(&self, n: i64, deadline: Duration) {
-        wait_for(&format!("{n} terminal orders and an empty PEL"), deadline, || async {
-            let done = self.terminal_orders().await >= n;
-            let mut conn = self.redis_conn().await;
-            let stats = oms_shared::queue::group_stats(&mut *conn, &self.keys).await.ok()?;
-            (done && stats.pending == 0 && stats.lag == Some(0)).then_some(())
-        })
+        wait_for(
+            &format!("{n} terminal orders and an empty PEL"),
+            deadline,
+            || async {
+                let done = self.terminal_orders().await >= n;
+                let mut conn = self.redis_conn().await;
+                let stats = oms_shared::queue::group_stats(&mut *conn, &self.keys)
+                    .await
+                    .ok()?;
+                (done && stats.pending == 0 && stats.lag == Some(0)).then_some(())
+            },
+        )
         .await
     }
 }
 
 /// An order row for tests: `items` as (sku, quantity).
-pub fn order_row(identity: &str, line: u64, email: &str, items: &[(&str, u32)]) -> oms_shared::order::OrderRow {
+pub fn order_row(
+    identity: &str,
+    line: u64,
+    email: &str,
+    items: &[(&str, u32)],
+) -> oms_shared::order::OrderRow {
     oms_shared::order::OrderRow {
         identity: oms_shared::order::OrderIdentity::from_order_id(identity),
         line,
@@ -266,7 +294,10 @@ pub fn order_row(identity: &str, line: u64, email: &str, items: &[(&str, u32)]) 
         customer_email: email.to_string(),
         items: items
             .iter()
-            .map(|(sku, quantity)| oms_shared::order::OrderItem { sku: sku.to_string(), quantity: *quantity })
+            .map(|(sku, quantity)| oms_shared::order::OrderItem {
+                sku: sku.to_string(),
+                quantity: *quantity,
+            })
             .collect(),
         order_date: None,
     }

@@ -18,7 +18,12 @@ async fn every_branch_of_the_workflow() {
         order_row("o1", 2, "ann@example.com", &[("A", 2), ("B", 1)]), // completes: 15.00
         order_row("o2", 3, "bob@example.com", &[("A", 1), ("B", 1)]), // B exhausted
         order_row("o3", 4, "bob@example.com", &[("A", 1), ("NOPE", 1)]), // unknown sku
-        order_row("o4", 5, "ANN@example.com".to_lowercase().as_str(), &[("A", 1)]), // completes: 2.50
+        order_row(
+            "o4",
+            5,
+            "ANN@example.com".to_lowercase().as_str(),
+            &[("A", 1)],
+        ), // completes: 2.50
     ];
     env.enqueue(import, &rows, 2).await;
     let mut config = env.consumer_config();
@@ -41,31 +46,68 @@ async fn every_branch_of_the_workflow() {
         }
     };
     assert_eq!(status("o1").await, ("completed".into(), None, 1500));
-    assert_eq!(status("o2").await, ("failed".into(), Some("insufficient_stock".into()), 1250));
+    assert_eq!(
+        status("o2").await,
+        ("failed".into(), Some("insufficient_stock".into()), 1250)
+    );
     assert_eq!(status("o3").await.1.as_deref(), Some("unknown_sku"));
     assert_eq!(status("o4").await, ("completed".into(), None, 250));
     // Stock: A 5 - 2 - 1 = 2 (o2 reserved nothing), B 0.
-    assert_eq!(env.scalar("SELECT stock_quantity FROM products WHERE sku = 'A'").await, 2);
-    assert_eq!(env.scalar("SELECT stock_quantity FROM products WHERE sku = 'B'").await, 0);
+    assert_eq!(
+        env.scalar("SELECT stock_quantity FROM products WHERE sku = 'A'")
+            .await,
+        2
+    );
+    assert_eq!(
+        env.scalar("SELECT stock_quantity FROM products WHERE sku = 'B'")
+            .await,
+        0
+    );
     // One customer per email, case-insensitively; totals only from completed orders.
     assert_eq!(env.scalar("SELECT COUNT(*) FROM customers").await, 2);
     assert_eq!(
         env.scalar("SELECT CAST(total_spent * 100 AS SIGNED) FROM customers WHERE email = 'ann@example.com'").await,
         1750
     );
-    assert_eq!(env.scalar("SELECT orders_count FROM customers WHERE email = 'ann@example.com'").await, 2);
-    assert_eq!(env.scalar("SELECT orders_count FROM customers WHERE email = 'bob@example.com'").await, 0);
+    assert_eq!(
+        env.scalar("SELECT orders_count FROM customers WHERE email = 'ann@example.com'")
+            .await,
+        2
+    );
+    assert_eq!(
+        env.scalar("SELECT orders_count FROM customers WHERE email = 'bob@example.com'")
+            .await,
+        0
+    );
     // Items keep the unit price snapshot; unknown skus have none.
-    assert_eq!(env.scalar("SELECT COUNT(*) FROM order_items WHERE unit_price IS NULL").await, 1);
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM order_items WHERE unit_price IS NULL")
+            .await,
+        1
+    );
 
     // Read models: today's KPIs and the leaderboard.
     let today = chrono::Utc::now().date_naive();
     let mut conn = env.redis_conn().await;
-    let kpis = oms_shared::read_model::read_kpis(&mut *conn, &env.keys.kpi_daily(today)).await.unwrap().unwrap();
-    assert_eq!(kpis, KpiFigures { order_count: 2, revenue: Cents(1750) });
-    let total = oms_shared::read_model::read_kpis(&mut *conn, &env.keys.kpi_total()).await.unwrap().unwrap();
+    let kpis = oms_shared::read_model::read_kpis(&mut *conn, &env.keys.kpi_daily(today))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kpis,
+        KpiFigures {
+            order_count: 2,
+            revenue: Cents(1750)
+        }
+    );
+    let total = oms_shared::read_model::read_kpis(&mut *conn, &env.keys.kpi_total())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(total, kpis);
-    let board = oms_shared::read_model::read_leaderboard(&mut *conn, &env.keys, 10).await.unwrap();
+    let board = oms_shared::read_model::read_leaderboard(&mut *conn, &env.keys, 10)
+        .await
+        .unwrap();
     assert_eq!(board, vec![("ann@example.com".to_string(), Cents(1750))]);
     // Nothing left in the outbox once applied.
     oms_tests::wait_for("outbox drained", DEADLINE, || async {
@@ -86,7 +128,11 @@ async fn declined_payment_releases_stock_and_redelivery_changes_nothing() {
     let (handle, stop) = env.spawn_consumer(config.clone());
     env.wait_until_processed(1, DEADLINE).await;
     assert_eq!(env.scalar("SELECT stock_quantity FROM products").await, 10);
-    assert_eq!(env.scalar("SELECT COUNT(*) FROM orders WHERE failure_reason = 'payment_declined'").await, 1);
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM orders WHERE failure_reason = 'payment_declined'")
+            .await,
+        1
+    );
 
     // The same row delivered again (a re-import, a redelivery): no second effect.
     env.enqueue(import, &rows, 1).await;

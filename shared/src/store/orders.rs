@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{NaiveDate, NaiveDateTime};
 use sqlx::{MySql, MySqlPool, Transaction};
 
-use crate::error::Result;
+use crate::error::{OmsError, Result};
 use crate::kpi::CompletedOrder;
 use crate::money::Cents;
 use crate::order::OrderRow;
@@ -404,6 +404,15 @@ async fn insert_new_orders(
         .collect();
     let products = lock_products(tx, &skus).await?;
 
+    let missing = new_rows
+        .iter()
+        .find(|&&i| !customers.contains_key(&rows[i].row.customer_email));
+    if let Some(&i) = missing {
+        return Err(OmsError::Inconsistent(format!(
+            "customer {} not found after upsert",
+            rows[i].row.customer_email
+        )));
+    }
     let mut stock: HashMap<u64, i64> = HashMap::new();
     let decisions: Vec<Decision> = new_rows
         .iter()
@@ -468,6 +477,16 @@ async fn insert_new_orders(
         for (id, identity) in query.fetch_all(&mut **tx).await? {
             order_ids.insert(identity, id);
         }
+    }
+
+    if let Some(&i) = new_rows
+        .iter()
+        .find(|&&i| !order_ids.contains_key(rows[i].row.identity.as_str()))
+    {
+        return Err(OmsError::Inconsistent(format!(
+            "order {} not found after insert",
+            rows[i].row.identity
+        )));
     }
 
     // Items with their unit-price snapshot (NULL for an unknown sku).

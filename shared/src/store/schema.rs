@@ -16,3 +16,6 @@ pub fn create_database(name: &str) -> String {
 pub fn drop_database(name: &str) -> String {
     format!("DROP DATABASE IF EXISTS `{name}`")
 }
+
+/// Every session of the pool runs at READ COMMITTED (both MySQL 8 and MariaDB accept it).
+pub const READ_COMMITTED: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";

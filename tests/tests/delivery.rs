@@ -1,0 +1,300 @@
+//! Delivery guarantees of the consumer: retries and dead letters, poison isolation,
+//! concurrency on a hot sku, SIGKILL mid-batch, SIGTERM drain, payment determinism.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use oms_tests::invariants::{stock_snapshot, violations};
+use oms_tests::{binary, order_row, wait_for, TestEnv};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn spawn_consumer_process(env: &TestEnv, name: &str, extra: &[&str]) -> Child {
+    Command::new(binary("consumer"))
+        .args([
+            "--name",
+            name,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--payment-seed",
+            "3",
+        ])
+        .args(extra)
+        .envs(env.env_vars())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn consumer")
+}
+
+fn many_rows(n: u64, skus: u32) -> Vec<oms_shared::order::OrderRow> {
+    (0..n)
+        .map(|i| {
+            let sku = format!("S{}", i % u64::from(skus));
+            let hot = "S0".to_string();
+            let items: Vec<(&str, u32)> = if sku == hot {
+                vec![(&hot, 1)]
+            } else {
+                vec![(&hot, 1), (&sku, 2)]
+            };
+            let items: Vec<(String, u32)> =
+                items.into_iter().map(|(s, q)| (s.to_string(), q)).collect();
+            let refs: Vec<(&str, u32)> = items.iter().map(|(s, q)| (s.as_str(), *q)).collect();
+            order_row(
+                &format!("m{i}"),
+                i + 2,
+                &format!("c{}@example.com", i % 50),
+                &refs,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_poison_row_is_dead_lettered_after_max_attempts_and_its_chunk_completes() {
+    let env = TestEnv::new().await;
+    env.product("A", "1.00", 100).await;
+    let import = env.import_row().await;
+    let mut poison = order_row("p2", 3, "p@example.com", &[("A", 1)]);
+    poison.customer_name = "x".repeat(300); // longer than customers.name: MySQL refuses it
+    let rows = vec![
+        order_row("p1", 2, "a@example.com", &[("A", 1)]),
+        poison,
+        order_row("p3", 4, "b@example.com", &[("A", 1)]),
+    ];
+    env.enqueue(import, &rows, 3).await;
+    let mut config = env.consumer_config();
+    config.claim_idle_secs = 1;
+    config.max_attempts = 3;
+    config.payment_success_rate = 1.0;
+    let (handle, stop) = env.spawn_consumer(config);
+
+    let dead = wait_for("a dead letter", DEADLINE, || async {
+        let mut conn = env.redis_conn().await;
+        let dead = oms_shared::queue::all_dead_letters(&mut *conn, &env.keys)
+            .await
+            .ok()?;
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    env.wait_until_processed(2, DEADLINE).await;
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+
+    assert_eq!(dead.len(), 1, "only the poison row is dead: {dead:?}");
+    assert_eq!(
+        (dead[0].identity.as_str(), dead[0].line, dead[0].import_id),
+        ("p2", 3, import)
+    );
+    assert_eq!(dead[0].attempts, 3);
+    assert!(
+        dead[0].error.contains("name"),
+        "last error names the cause: {}",
+        dead[0].error
+    );
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM orders WHERE status = 'completed'")
+            .await,
+        2
+    );
+    assert_eq!(env.scalar("SELECT stock_quantity FROM products").await, 98);
+    assert!(violations(&env, &[("A".to_string(), 100)].into())
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn eight_consumers_on_one_hot_sku_never_oversell() {
+    let env = TestEnv::new().await;
+    env.product("HOT", "3.00", 150).await;
+    let import = env.import_row().await;
+    let rows: Vec<_> = (0..600u64)
+        .map(|i| {
+            order_row(
+                &format!("h{i}"),
+                i + 2,
+                &format!("c{}@example.com", i % 40),
+                &[("HOT", 1 + (i % 2) as u32)],
+            )
+        })
+        .collect();
+    env.enqueue(import, &rows, 10).await;
+    let initial = stock_snapshot(&env).await;
+    let mut running = Vec::new();
+    for _ in 0..8 {
+        let mut config = env.consumer_config();
+        config.batch_size = 20;
+        config.concurrency = 2;
+        running.push(env.spawn_consumer(config));
+    }
+    env.wait_until_processed(600, DEADLINE).await;
+    for (handle, stop) in running {
+        stop.cancel();
+        handle.await.unwrap().unwrap();
+    }
+    let stock = env.scalar("SELECT stock_quantity FROM products").await;
+    assert!(stock >= 0);
+    assert!(
+        env.scalar("SELECT COUNT(*) FROM orders WHERE failure_reason = 'insufficient_stock'")
+            .await
+            > 0
+    );
+    let v = violations(&env, &initial).await;
+    assert!(v.is_empty(), "{v:?}");
+}
+
+#[tokio::test]
+async fn a_consumer_killed_mid_batch_loses_and_doubles_nothing() {
+    let env = TestEnv::new().await;
+    for s in 0..20 {
+        env.product(&format!("S{s}"), "1.25", 100_000).await;
+    }
+    let initial = stock_snapshot(&env).await;
+    let import = env.import_row().await;
+    let rows = many_rows(6_000, 20);
+    env.enqueue(import, &rows, 50).await;
+    let mut victim = spawn_consumer_process(
+        &env,
+        "victim",
+        &["--claim-idle-secs", "2", "--batch-size", "200"],
+    );
+    let mut survivor = spawn_consumer_process(
+        &env,
+        "survivor",
+        &["--claim-idle-secs", "2", "--batch-size", "200"],
+    );
+    wait_for("the victim to hold work", DEADLINE, || async {
+        let mut conn = env.redis_conn().await;
+        let consumers = oms_shared::queue::consumers(&mut *conn, &env.keys)
+            .await
+            .ok()?;
+        let busy = consumers
+            .iter()
+            .any(|c| c.name == "victim" && c.pending > 0);
+        (busy && env.terminal_orders().await > 200).then_some(())
+    })
+    .await;
+    victim.kill().expect("SIGKILL"); // Child::kill sends SIGKILL
+    victim.wait().unwrap();
+    env.wait_until_processed(6_000, DEADLINE).await;
+    unsafe_sigterm(&survivor);
+    let status = survivor.wait().unwrap();
+    assert!(status.success(), "survivor exit: {status:?}");
+    assert_eq!(env.scalar("SELECT COUNT(*) FROM orders").await, 6_000);
+    let v = violations(&env, &initial).await;
+    assert!(v.is_empty(), "{v:?}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_what_the_consumer_holds_and_exits_0() {
+    let env = TestEnv::new().await;
+    for s in 0..20 {
+        env.product(&format!("S{s}"), "2.00", 100_000).await;
+    }
+    let initial = stock_snapshot(&env).await;
+    let import = env.import_row().await;
+    env.enqueue(import, &many_rows(4_000, 20), 50).await;
+    let mut child = spawn_consumer_process(&env, "draining", &["--batch-size", "100"]);
+    wait_for("processing to start", DEADLINE, || async {
+        (env.terminal_orders().await > 0).then_some(())
+    })
+    .await;
+    unsafe_sigterm(&child);
+    let exited = wait_for("exit after SIGTERM", Duration::from_secs(30), || {
+        let status = child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(exited.success(), "exit status {exited:?}: {stderr}");
+    let mut conn = env.redis_conn().await;
+    let consumers = oms_shared::queue::consumers(&mut *conn, &env.keys)
+        .await
+        .unwrap();
+    let held = consumers
+        .iter()
+        .find(|c| c.name == "draining")
+        .map(|c| c.pending);
+    assert_eq!(held, Some(0), "everything held was acknowledged: {stderr}");
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM orders WHERE status NOT IN ('completed','failed')")
+            .await,
+        0
+    );
+    let done = env.terminal_orders().await;
+    assert!(
+        done < 4_000,
+        "stopped before the end ({done} done), so the drain was exercised"
+    );
+
+    // Another consumer finishes the rest; nothing lost, nothing doubled.
+    let (handle, stop) = env.spawn_consumer(env.consumer_config());
+    env.wait_until_processed(4_000, DEADLINE).await;
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    let v = violations(&env, &initial).await;
+    assert!(v.is_empty(), "{v:?}");
+}
+
+fn unsafe_sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn payment_success_rate_holds_and_is_deterministic_per_seed() {
+    let completed = |env: &TestEnv| {
+        let db = env.db.clone();
+        async move {
+            let ids: Vec<(String,)> = sqlx::query_as(
+                "SELECT CAST(identity AS CHAR) FROM orders WHERE status = 'completed'",
+            )
+            .fetch_all(&db)
+            .await
+            .unwrap();
+            ids.into_iter().map(|(i,)| i).collect::<BTreeSet<_>>()
+        }
+    };
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        let env = TestEnv::new().await;
+        env.product("A", "1.00", 1_000_000).await;
+        let import = env.import_row().await;
+        let rows: Vec<_> = (0..10_000u64)
+            .map(|i| {
+                order_row(
+                    &format!("pay{i}"),
+                    i + 2,
+                    &format!("c{}@example.com", i % 100),
+                    &[("A", 1)],
+                )
+            })
+            .collect();
+        env.enqueue(import, &rows, 100).await;
+        let mut config = env.consumer_config();
+        config.payment_seed = 42;
+        config.batch_size = 1000;
+        let (handle, stop) = env.spawn_consumer(config);
+        env.wait_until_processed(10_000, DEADLINE).await;
+        stop.cancel();
+        handle.await.unwrap().unwrap();
+        let ok = completed(&env).await;
+        let declined = env
+            .scalar("SELECT COUNT(*) FROM orders WHERE failure_reason = 'payment_declined'")
+            .await;
+        assert_eq!(ok.len() as i64 + declined, 10_000);
+        let rate = ok.len() as f64 / 10_000.0;
+        assert!((0.78..=0.82).contains(&rate), "success rate {rate}");
+        outcomes.push(ok);
+    }
+    assert_eq!(
+        outcomes[0], outcomes[1],
+        "same seed, same identities: same outcomes"
+    );
+}
