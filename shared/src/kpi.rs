@@ -191,6 +191,6 @@ mod tests {
             }
         );
         assert_eq!(delta.leaderboard["a@x"], Cents(1005));
-        assert_eq!(delta.kpis.len(), 7);
+        assert_eq!(delta.kpis.len(), 6); // 2 days, 2 months, 1 year, total
     }
 }

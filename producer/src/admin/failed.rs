@@ -1,16 +1,325 @@
-//! `producer failed`: not built yet (Operator commands issue).
+//! `producer failed list|retry|purge`: the dead-letter stream `P orders:dead`.
+//!
+//! - `list [--limit N]` (default 100, 0: all), oldest first. `--json` prints a
+//!   [`FailedList`]:
+//!   ```json
+//!   {"total": 2, "dead_letters": [{"id": "1700000000000-0", "import_id": 3, "line": 17,
+//!     "identity": "A-17", "row": "{\"id\":\"A-17\",...}", "error": "...", "attempts": 3,
+//!     "consumer": "w1", "source_id": "1699999999999-0",
+//!     "failed_at": "2026-03-07T10:00:00.000Z"}]}
+//!   ```
+//! - `retry ID|all`: puts each row back on the orders stream as a one-row chunk of its
+//!   import, then deletes the dead letter. Add first, delete second: a crash in between
+//!   leaves the row both queued and dead, and a second retry enqueues it again, which is
+//!   harmless (consumers process one identity once). A dead letter whose row cannot be
+//!   decoded stays and is reported; the exit code is then 1. `--json` prints a
+//!   [`RetryReport`]:
+//!   ```json
+//!   {"retried": [{"id": "1700000000000-0", "import_id": 3, "line": 17,
+//!                 "identity": "A-17", "entry_id": "1700000000001-0"}],
+//!    "kept": [{"id": "1700000000002-0", "reason": "row is not an order row: ..."}]}
+//!   ```
+//! - `purge`: deletes the dead-letter stream; `--json` prints `{"purged": n}`.
 
 use std::process::ExitCode;
 
 use oms_shared::config::ConnectionConfig;
+use oms_shared::keys::StreamKeys;
+use oms_shared::order::OrderRow;
+use oms_shared::queue::{self, DeadLetter};
+use oms_shared::redis_conn::RedisPool;
+use serde::Serialize;
+
+use crate::report::{print_json, table};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum FailedCommand {}
+pub enum FailedCommand {
+    /// List dead letters, oldest first.
+    List {
+        /// How many to show (0: all).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put dead letters back on the orders stream: one id, or `all`.
+    Retry {
+        /// A dead-letter id (from `failed list`), or `all`.
+        target: String,
+    },
+    /// Delete every dead letter.
+    Purge,
+}
+
+/// What `failed list` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedList {
+    pub total: u64,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// A dead letter put back on the orders stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Retried {
+    pub id: String,
+    pub import_id: u64,
+    pub line: u64,
+    pub identity: String,
+    /// The new entry of the orders stream.
+    pub entry_id: String,
+}
+
+/// A dead letter left in place, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    pub id: String,
+    pub reason: String,
+}
+
+/// What `failed retry` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetryReport {
+    pub retried: Vec<Retried>,
+    pub kept: Vec<Kept>,
+}
+
+/// Which dead letters to retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryTarget {
+    All,
+    Id(String),
+}
+
+impl RetryTarget {
+    pub fn parse(s: &str) -> RetryTarget {
+        if s.eq_ignore_ascii_case("all") {
+            RetryTarget::All
+        } else {
+            RetryTarget::Id(s.to_string())
+        }
+    }
+}
+
+/// The first `limit` dead letters (0: all) and the total.
+pub async fn list(conn: &ConnectionConfig, limit: usize) -> anyhow::Result<FailedList> {
+    let keys = StreamKeys::new(&conn.prefix);
+    let redis = super::connect_redis(conn).await?;
+    let mut rc = redis.get().await?;
+    let total = queue::dead_letter_count(&mut *rc, &keys).await?;
+    let dead_letters = if limit == 0 {
+        queue::all_dead_letters(&mut *rc, &keys).await?
+    } else {
+        queue::dead_letters(&mut *rc, &keys, "-", limit).await?
+    };
+    Ok(FailedList {
+        total,
+        dead_letters,
+    })
+}
+
+/// Re-enqueues a page of dead letters (add, then delete).
+async fn retry_page(
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    letters: &[DeadLetter],
+    report: &mut RetryReport,
+) -> anyhow::Result<()> {
+    let mut rows: Vec<(&DeadLetter, OrderRow)> = Vec::new();
+    for letter in letters {
+        match serde_json::from_str::<OrderRow>(&letter.row) {
+            Ok(row) => rows.push((letter, row)),
+            Err(e) => report.kept.push(Kept {
+                id: letter.id.clone(),
+                reason: format!("row is not an order row: {e}"),
+            }),
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut rc = redis.get().await?;
+    // A chunk holds one import's rows: group by import, one row per chunk, one round trip
+    // per import.
+    let mut by_import: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+    for (i, (letter, _)) in rows.iter().enumerate() {
+        by_import.entry(letter.import_id).or_default().push(i);
+    }
+    for (import_id, indexes) in by_import {
+        let chunks: Vec<&[OrderRow]> = indexes
+            .iter()
+            .map(|&i| std::slice::from_ref(&rows[i].1))
+            .collect();
+        let entry_ids = queue::add_chunks(&mut *rc, keys, import_id, &chunks).await?;
+        for (&i, entry_id) in indexes.iter().zip(entry_ids) {
+            let (letter, row) = &rows[i];
+            report.retried.push(Retried {
+                id: letter.id.clone(),
+                import_id,
+                line: row.line,
+                identity: row.identity.to_string(),
+                entry_id,
+            });
+        }
+    }
+    let ids: Vec<&str> = rows.iter().map(|(l, _)| l.id.as_str()).collect();
+    redis::cmd("XDEL")
+        .arg(keys.dead_letters())
+        .arg(&ids)
+        .query_async::<u64>(&mut *rc)
+        .await?;
+    Ok(())
+}
+
+/// `failed retry ID|all`.
+pub async fn retry(conn: &ConnectionConfig, target: RetryTarget) -> anyhow::Result<RetryReport> {
+    let keys = StreamKeys::new(&conn.prefix);
+    let redis = super::connect_redis(conn).await?;
+    {
+        let mut rc = redis.get().await?;
+        queue::ensure_group(&mut *rc, &keys).await?;
+    }
+    let mut report = RetryReport::default();
+    match target {
+        RetryTarget::Id(id) => {
+            let mut rc = redis.get().await?;
+            let found = queue::dead_letters(&mut *rc, &keys, &id, 1).await?;
+            drop(rc);
+            match found.into_iter().next() {
+                Some(letter) if letter.id == id => {
+                    retry_page(&redis, &keys, &[letter], &mut report).await?
+                }
+                _ => anyhow::bail!("no dead letter {id} in {}", keys.dead_letters()),
+            }
+        }
+        RetryTarget::All => {
+            // Page through from the start; kept letters stay behind the cursor.
+            let mut start = "-".to_string();
+            loop {
+                let page = {
+                    let mut rc = redis.get().await?;
+                    queue::dead_letters(&mut *rc, &keys, &start, 500).await?
+                };
+                let Some(last) = page.last() else { break };
+                start = format!("({}", last.id);
+                retry_page(&redis, &keys, &page, &mut report).await?;
+                if page.len() < 500 {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// `failed purge`: deletes the dead-letter stream; returns how many letters it held.
+pub async fn purge(conn: &ConnectionConfig) -> anyhow::Result<u64> {
+    let keys = StreamKeys::new(&conn.prefix);
+    let redis = super::connect_redis(conn).await?;
+    let mut rc = redis.get().await?;
+    let (count, _): (u64, u64) = redis::pipe()
+        .atomic()
+        .cmd("XLEN")
+        .arg(keys.dead_letters())
+        .cmd("DEL")
+        .arg(keys.dead_letters())
+        .query_async(&mut *rc)
+        .await?;
+    Ok(count)
+}
+
+/// Dead letters as an aligned table (errors cut to one line of 80 characters).
+pub fn render_list(list: &FailedList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .dead_letters
+        .iter()
+        .map(|d| {
+            let error: String = d.error.replace(['\n', '\r'], " ");
+            let error = if error.chars().count() > 80 {
+                format!("{}…", error.chars().take(79).collect::<String>())
+            } else {
+                error
+            };
+            vec![
+                d.id.clone(),
+                d.import_id.to_string(),
+                d.line.to_string(),
+                d.identity.clone(),
+                d.attempts.to_string(),
+                d.consumer.clone(),
+                d.failed_at.clone(),
+                error,
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "id",
+            "import",
+            "line",
+            "identity",
+            "attempts",
+            "consumer",
+            "failed at",
+            "error",
+        ],
+        &rows,
+        &[1, 2, 4],
+    );
+    out.push_str(&format!(
+        "\n{} of {} dead letters shown",
+        list.dead_letters.len(),
+        list.total
+    ));
+    out
+}
 
 pub async fn run(
-    _conn: &ConnectionConfig,
-    _cmd: FailedCommand,
-    _json: bool,
+    conn: &ConnectionConfig,
+    cmd: FailedCommand,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("producer failed is not built yet")
+    match cmd {
+        FailedCommand::List { limit } => {
+            let list = list(conn, limit).await?;
+            if json {
+                print_json(&list);
+            } else {
+                println!("{}", render_list(&list));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        FailedCommand::Retry { target } => {
+            let report = retry(conn, RetryTarget::parse(&target)).await?;
+            if json {
+                print_json(&report);
+            } else {
+                for r in &report.retried {
+                    println!(
+                        "retried {} (import {}, line {}, identity {}) as {}",
+                        r.id, r.import_id, r.line, r.identity, r.entry_id
+                    );
+                }
+                for k in &report.kept {
+                    eprintln!("kept {}: {}", k.id, k.reason);
+                }
+                println!(
+                    "{} retried, {} kept",
+                    report.retried.len(),
+                    report.kept.len()
+                );
+            }
+            Ok(if report.kept.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        FailedCommand::Purge => {
+            let purged = purge(conn).await?;
+            if json {
+                print_json(&serde_json::json!({ "purged": purged }));
+            } else {
+                println!("purged {purged} dead letters");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

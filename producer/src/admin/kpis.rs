@@ -1,16 +1,250 @@
-//! `producer kpis`: not built yet (Operator commands issue).
+//! `producer kpis generate|show [--date YYYY-MM-DD]`: the daily, monthly, yearly and total
+//! KPIs of the day's periods.
+//!
+//! `generate` recomputes the four periods from MySQL (completed orders by KPI day) and
+//! overwrites their Redis hashes with [`write_kpis`]; `show` reads the hashes as they are.
+//! Both use [`KpiFigures`], the same arithmetic as the consumers' live updates.
+//!
+//! `--json` prints a [`KpiReport`]:
+//! ```json
+//! {"date": "2026-03-07", "source": "mysql", "periods": [
+//!   {"period": "daily", "label": "2026-03-07", "key": "oms:kpi:daily:2026-03-07",
+//!    "order_count": 20, "revenue": "1234.50", "average_order_value": "61.73",
+//!    "revenue_cents": 123450},
+//!   {"period": "monthly", "label": "2026-03", ...}, {"period": "yearly", "label": "2026", ...},
+//!   {"period": "total", "label": "all", ...}]}
+//! ```
+//! `source` is `mysql` for `generate`, `redis` for `show` (a missing hash shows zeros).
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+use chrono::{Datelike, NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
+use oms_shared::keys::StreamKeys;
+use oms_shared::kpi::KpiFigures;
+use oms_shared::read_model::{read_kpis, write_kpis};
+use oms_shared::store::reports;
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+use crate::report::{print_json, table};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum KpisCommand {}
+pub enum KpisCommand {
+    /// Recompute the day's, month's, year's and total KPIs from MySQL into Redis.
+    Generate(DateArg),
+    /// Print the KPI hashes of the day's periods as Redis holds them.
+    Show(DateArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DateArg {
+    /// The KPI day (YYYY-MM-DD); default today, UTC.
+    #[arg(long, value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("{s:?} is not a date YYYY-MM-DD: {e}"))
+}
+
+/// One KPI period and its figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KpiPeriod {
+    /// `daily`, `monthly`, `yearly` or `total`.
+    pub period: &'static str,
+    /// `2026-03-07`, `2026-03`, `2026` or `all`.
+    pub label: String,
+    pub key: String,
+    pub order_count: i64,
+    pub revenue: String,
+    pub average_order_value: String,
+    pub revenue_cents: i64,
+}
+
+impl KpiPeriod {
+    fn new(period: &'static str, label: String, key: String, f: &KpiFigures) -> Self {
+        KpiPeriod {
+            period,
+            label,
+            key,
+            order_count: f.order_count,
+            revenue: f.revenue.to_string(),
+            average_order_value: f.average_order_value().to_string(),
+            revenue_cents: f.revenue.0,
+        }
+    }
+
+    pub fn figures(&self) -> KpiFigures {
+        KpiFigures {
+            order_count: self.order_count,
+            revenue: oms_shared::money::Cents(self.revenue_cents),
+        }
+    }
+}
+
+/// What `kpis generate` / `kpis show` print.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KpiReport {
+    pub date: NaiveDate,
+    pub source: &'static str,
+    pub periods: Vec<KpiPeriod>,
+}
+
+/// First and last day of the day's month and year.
+fn month_range(day: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let first = day.with_day(1).expect("day 1 exists");
+    let next = if day.month() == 12 {
+        NaiveDate::from_ymd_opt(day.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(day.year(), day.month() + 1, 1)
+    }
+    .expect("valid month");
+    (first, next.pred_opt().expect("valid day"))
+}
+
+fn year_range(day: NaiveDate) -> (NaiveDate, NaiveDate) {
+    (
+        NaiveDate::from_ymd_opt(day.year(), 1, 1).expect("valid"),
+        NaiveDate::from_ymd_opt(day.year(), 12, 31).expect("valid"),
+    )
+}
+
+/// (period, label, key) of the four KPI hashes a day counts in.
+fn periods_of(keys: &StreamKeys, day: NaiveDate) -> [(&'static str, String, String); 4] {
+    [
+        (
+            "daily",
+            day.format("%Y-%m-%d").to_string(),
+            keys.kpi_daily(day),
+        ),
+        (
+            "monthly",
+            day.format("%Y-%m").to_string(),
+            keys.kpi_monthly(day),
+        ),
+        ("yearly", day.format("%Y").to_string(), keys.kpi_yearly(day)),
+        ("total", "all".to_string(), keys.kpi_total()),
+    ]
+}
+
+/// The four periods' figures computed from MySQL.
+pub async fn compute(
+    pool: &MySqlPool,
+    keys: &StreamKeys,
+    day: NaiveDate,
+) -> anyhow::Result<KpiReport> {
+    let (m0, m1) = month_range(day);
+    let (y0, y1) = year_range(day);
+    let figures = [
+        reports::kpi_between(pool, day, day).await?,
+        reports::kpi_between(pool, m0, m1).await?,
+        reports::kpi_between(pool, y0, y1).await?,
+        reports::kpi_total(pool).await?,
+    ];
+    let periods = periods_of(keys, day)
+        .into_iter()
+        .zip(figures.iter())
+        .map(|((period, label, key), f)| KpiPeriod::new(period, label, key, f))
+        .collect();
+    Ok(KpiReport {
+        date: day,
+        source: "mysql",
+        periods,
+    })
+}
+
+/// `kpis generate`: recomputes the day's periods from MySQL and writes them to Redis.
+pub async fn generate(
+    conn: &ConnectionConfig,
+    date: Option<NaiveDate>,
+) -> anyhow::Result<KpiReport> {
+    let day = date.unwrap_or_else(|| Utc::now().date_naive());
+    let keys = StreamKeys::new(&conn.prefix);
+    let redis = super::connect_redis(conn).await?;
+    let pool = super::connect_mysql(conn).await?;
+    let report = compute(&pool, &keys, day).await?;
+    let mut rc = redis.get().await?;
+    for p in &report.periods {
+        write_kpis(&mut *rc, &p.key, &p.figures())
+            .await
+            .with_context(|| format!("writing {}", p.key))?;
+    }
+    pool.close().await;
+    Ok(report)
+}
+
+/// `kpis show`: the day's periods as Redis holds them (zeros for a missing hash).
+pub async fn show(conn: &ConnectionConfig, date: Option<NaiveDate>) -> anyhow::Result<KpiReport> {
+    let day = date.unwrap_or_else(|| Utc::now().date_naive());
+    let keys = StreamKeys::new(&conn.prefix);
+    let redis = super::connect_redis(conn).await?;
+    let mut rc = redis.get().await?;
+    let mut periods = Vec::new();
+    for (period, label, key) in periods_of(&keys, day) {
+        let f = read_kpis(&mut *rc, &key).await?.unwrap_or_default();
+        periods.push(KpiPeriod::new(period, label, key, &f));
+    }
+    Ok(KpiReport {
+        date: day,
+        source: "redis",
+        periods,
+    })
+}
+
+/// The report as an aligned table.
+pub fn render(report: &KpiReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .periods
+        .iter()
+        .map(|p| {
+            vec![
+                p.period.to_string(),
+                p.label.clone(),
+                p.order_count.to_string(),
+                p.revenue.clone(),
+                p.average_order_value.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["period", "label", "orders", "revenue", "avg order value"],
+        &rows,
+        &[2, 3, 4],
+    )
+}
 
 pub async fn run(
-    _conn: &ConnectionConfig,
-    _cmd: KpisCommand,
-    _json: bool,
+    conn: &ConnectionConfig,
+    cmd: KpisCommand,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("producer kpis is not built yet")
+    let report = match cmd {
+        KpisCommand::Generate(a) => generate(conn, a.date).await?,
+        KpisCommand::Show(a) => show(conn, a.date).await?,
+    };
+    if json {
+        print_json(&report);
+    } else {
+        println!("{}", render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_and_year_ranges() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        assert_eq!(month_range(d(2024, 2, 10)), (d(2024, 2, 1), d(2024, 2, 29)));
+        assert_eq!(
+            month_range(d(2025, 12, 31)),
+            (d(2025, 12, 1), d(2025, 12, 31))
+        );
+        assert_eq!(year_range(d(2025, 6, 1)), (d(2025, 1, 1), d(2025, 12, 31)));
+    }
 }

@@ -1,16 +1,202 @@
-//! `producer leaderboard`: not built yet (Operator commands issue).
+//! `producer leaderboard update|show [--limit N]`: the customers who spent the most.
+//!
+//! `update` rebuilds the sorted set `P leaderboard` (member email, score cents) from
+//! `customers.total_spent` (customers with `total_spent > 0`), atomically, stores the same
+//! set as today's snapshot `P leaderboard:YYYY-MM-DD` (UTC), and prints the top N
+//! (default 10, 0 for all). `show` prints the top N as Redis holds it.
+//!
+//! `--json` prints a [`LeaderboardReport`]:
+//! ```json
+//! {"source": "mysql", "key": "oms:leaderboard",
+//!  "snapshot_key": "oms:leaderboard:2026-03-07", "customers": 1234,
+//!  "top": [{"rank": 1, "name": "Ann", "email": "ann@example.com", "orders_count": 3,
+//!           "total_spent": "120.50", "total_spent_cents": 12050}]}
+//! ```
+//! `snapshot_key` is null for `show`; `customers` is the number of members ranked.
+//! Ties rank like Redis does (`ZREVRANGE`: equal scores by email, descending).
 
 use std::process::ExitCode;
 
+use chrono::{NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
+use oms_shared::keys::StreamKeys;
+use oms_shared::money::Cents;
+use oms_shared::read_model::{read_leaderboard, replace_leaderboard};
+use oms_shared::store::reports::{self, LeaderboardCustomer};
+use serde::Serialize;
+
+use crate::report::{print_json, table};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum LeaderboardCommand {}
+pub enum LeaderboardCommand {
+    /// Rebuild the leaderboard from MySQL, keep today's snapshot, print the top N.
+    Update(LimitArg),
+    /// Print the top N of the leaderboard as Redis holds it.
+    Show(LimitArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LimitArg {
+    /// How many customers to print (0: all).
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+}
+
+/// One ranked customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaderboardEntry {
+    pub rank: usize,
+    pub name: String,
+    pub email: String,
+    pub orders_count: i64,
+    pub total_spent: String,
+    pub total_spent_cents: i64,
+}
+
+/// What `leaderboard update` / `show` print.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaderboardReport {
+    /// `mysql` (update) or `redis` (show).
+    pub source: &'static str,
+    pub key: String,
+    pub snapshot_key: Option<String>,
+    pub customers: usize,
+    pub top: Vec<LeaderboardEntry>,
+}
+
+/// Sorts like `ZREVRANGE`: score descending, then member descending (byte order).
+pub fn redis_order(customers: &mut [LeaderboardCustomer]) {
+    customers.sort_by(|a, b| {
+        b.total_spent
+            .cmp(&a.total_spent)
+            .then_with(|| b.email.as_bytes().cmp(a.email.as_bytes()))
+    });
+}
+
+/// Rebuilds the leaderboard and the `day` snapshot from MySQL; returns the top `limit`.
+pub async fn update_on(
+    conn: &ConnectionConfig,
+    limit: usize,
+    day: NaiveDate,
+) -> anyhow::Result<LeaderboardReport> {
+    let keys = StreamKeys::new(&conn.prefix);
+    let redis = super::connect_redis(conn).await?;
+    let pool = super::connect_mysql(conn).await?;
+    let mut customers = reports::leaderboard_customers(&pool).await?;
+    pool.close().await;
+    redis_order(&mut customers);
+    let entries: Vec<(String, Cents)> = customers
+        .iter()
+        .map(|c| (c.email.clone(), c.total_spent))
+        .collect();
+    let mut rc = redis.get().await?;
+    replace_leaderboard(&mut *rc, &keys, &entries, day).await?;
+    let shown = if limit == 0 { customers.len() } else { limit };
+    Ok(LeaderboardReport {
+        source: "mysql",
+        key: keys.leaderboard(),
+        snapshot_key: Some(keys.leaderboard_snapshot(day)),
+        customers: customers.len(),
+        top: customers
+            .iter()
+            .take(shown)
+            .enumerate()
+            .map(|(i, c)| LeaderboardEntry {
+                rank: i + 1,
+                name: c.name.clone(),
+                email: c.email.clone(),
+                orders_count: c.orders_count,
+                total_spent: c.total_spent.to_string(),
+                total_spent_cents: c.total_spent.0,
+            })
+            .collect(),
+    })
+}
+
+/// `leaderboard update`: [`update_on`] today (UTC).
+pub async fn update(conn: &ConnectionConfig, limit: usize) -> anyhow::Result<LeaderboardReport> {
+    update_on(conn, limit, Utc::now().date_naive()).await
+}
+
+/// `leaderboard show`: the top `limit` in Redis, with names and order counts from MySQL.
+pub async fn show(conn: &ConnectionConfig, limit: usize) -> anyhow::Result<LeaderboardReport> {
+    let keys = StreamKeys::new(&conn.prefix);
+    let redis = super::connect_redis(conn).await?;
+    let pool = super::connect_mysql(conn).await?;
+    let mut rc = redis.get().await?;
+    let customers: u64 = redis::cmd("ZCARD")
+        .arg(keys.leaderboard())
+        .query_async(&mut *rc)
+        .await?;
+    let top = read_leaderboard(&mut *rc, &keys, limit as isize).await?;
+    let emails: Vec<String> = top.iter().map(|(e, _)| e.clone()).collect();
+    let names = reports::customers_by_email(&pool, &emails).await?;
+    pool.close().await;
+    Ok(LeaderboardReport {
+        source: "redis",
+        key: keys.leaderboard(),
+        snapshot_key: None,
+        customers: customers as usize,
+        top: top
+            .into_iter()
+            .enumerate()
+            .map(|(i, (email, cents))| {
+                let (name, orders_count) = names.get(&email).cloned().unwrap_or_default();
+                LeaderboardEntry {
+                    rank: i + 1,
+                    name,
+                    email,
+                    orders_count,
+                    total_spent: cents.to_string(),
+                    total_spent_cents: cents.0,
+                }
+            })
+            .collect(),
+    })
+}
+
+/// The top N as an aligned table.
+pub fn render(report: &LeaderboardReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .top
+        .iter()
+        .map(|e| {
+            vec![
+                e.rank.to_string(),
+                e.name.clone(),
+                e.email.clone(),
+                e.orders_count.to_string(),
+                e.total_spent.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["rank", "name", "email", "orders", "total spent"],
+        &rows,
+        &[0, 3, 4],
+    )
+}
 
 pub async fn run(
-    _conn: &ConnectionConfig,
-    _cmd: LeaderboardCommand,
-    _json: bool,
+    conn: &ConnectionConfig,
+    cmd: LeaderboardCommand,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("producer leaderboard is not built yet")
+    let report = match cmd {
+        LeaderboardCommand::Update(a) => update(conn, a.limit).await?,
+        LeaderboardCommand::Show(a) => show(conn, a.limit).await?,
+    };
+    if json {
+        print_json(&report);
+    } else {
+        println!("{}", render(&report));
+        match &report.snapshot_key {
+            Some(snapshot) => println!(
+                "{} customers ranked in {}, snapshot {}",
+                report.customers, report.key, snapshot
+            ),
+            None => println!("{} customers ranked in {}", report.customers, report.key),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

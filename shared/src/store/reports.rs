@@ -1,1 +1,253 @@
-//! Aggregates for the operator commands: KPIs, leaderboard, reconcile. (Filled in later.)
+//! Aggregates for the operator commands: KPIs, leaderboard, import progress, reconcile.
+//!
+//! Read-only queries over the tables the consumer writes. KPIs count `completed` orders by
+//! their `kpi_date` (the KPI day); amounts come back as integer cents.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use sqlx::MySqlPool;
+
+use crate::error::Result;
+use crate::kpi::KpiFigures;
+use crate::money::Cents;
+
+/// Count and revenue of completed orders whose KPI day is within `from..=to`.
+const KPI_BETWEEN: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(total), 0) * 100 AS SIGNED) \
+     FROM orders WHERE status = 'completed' AND kpi_date BETWEEN ? AND ?";
+
+/// Count and revenue of every completed order (every one has a KPI day).
+const KPI_TOTAL: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(total), 0) * 100 AS SIGNED) \
+     FROM orders WHERE status = 'completed' AND kpi_date IS NOT NULL";
+
+/// Count and revenue of completed orders per KPI day.
+const KPI_BY_DAY: &str = "SELECT kpi_date, COUNT(*), CAST(SUM(total) * 100 AS SIGNED) \
+     FROM orders WHERE status = 'completed' AND kpi_date IS NOT NULL \
+     GROUP BY kpi_date ORDER BY kpi_date";
+
+/// KPI figures of completed orders whose KPI day lies in `from..=to` (inclusive).
+pub async fn kpi_between(pool: &MySqlPool, from: NaiveDate, to: NaiveDate) -> Result<KpiFigures> {
+    let (count, cents): (i64, Option<i64>) = sqlx::query_as(KPI_BETWEEN)
+        .bind(from)
+        .bind(to)
+        .fetch_one(pool)
+        .await?;
+    Ok(KpiFigures {
+        order_count: count,
+        revenue: Cents(cents.unwrap_or(0)),
+    })
+}
+
+/// KPI figures of every completed order.
+pub async fn kpi_total(pool: &MySqlPool) -> Result<KpiFigures> {
+    let (count, cents): (i64, Option<i64>) = sqlx::query_as(KPI_TOTAL).fetch_one(pool).await?;
+    Ok(KpiFigures {
+        order_count: count,
+        revenue: Cents(cents.unwrap_or(0)),
+    })
+}
+
+/// KPI figures per KPI day, for every day that has a completed order.
+pub async fn kpi_by_day(pool: &MySqlPool) -> Result<BTreeMap<NaiveDate, KpiFigures>> {
+    let rows: Vec<(NaiveDate, i64, Option<i64>)> =
+        sqlx::query_as(KPI_BY_DAY).fetch_all(pool).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(day, count, cents)| {
+            (
+                day,
+                KpiFigures {
+                    order_count: count,
+                    revenue: Cents(cents.unwrap_or(0)),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Completed orders whose read-model update is committed in MySQL but not yet applied to
+/// Redis (rows of `read_model_outbox`): while non-zero, Redis legitimately lags MySQL.
+pub async fn pending_outbox_rows(pool: &MySqlPool) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM read_model_outbox")
+        .fetch_one(pool)
+        .await?;
+    Ok(n)
+}
+
+/// A customer as the leaderboard shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeaderboardCustomer {
+    pub email: String,
+    pub name: String,
+    pub orders_count: i64,
+    pub total_spent: Cents,
+}
+
+/// Every customer who spent something (`total_spent > 0`), highest first, ties by email.
+pub async fn leaderboard_customers(pool: &MySqlPool) -> Result<Vec<LeaderboardCustomer>> {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT email, name, CAST(orders_count AS SIGNED), CAST(total_spent * 100 AS SIGNED) \
+         FROM customers WHERE total_spent > 0 ORDER BY total_spent DESC, email",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(email, name, orders_count, cents)| LeaderboardCustomer {
+            email,
+            name,
+            orders_count,
+            total_spent: Cents(cents),
+        })
+        .collect())
+}
+
+/// Name and order count of the given customers (by email), for showing the leaderboard.
+pub async fn customers_by_email(
+    pool: &MySqlPool,
+    emails: &[String],
+) -> Result<BTreeMap<String, (String, i64)>> {
+    let mut found = BTreeMap::new();
+    for part in emails.chunks(super::rows_per_statement(1)) {
+        if part.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "SELECT email, name, CAST(orders_count AS SIGNED) FROM customers WHERE email IN ({})",
+            super::placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql);
+        for email in part {
+            query = query.bind(email);
+        }
+        for (email, name, orders) in query.fetch_all(pool).await? {
+            found.insert(email, (name, orders));
+        }
+    }
+    Ok(found)
+}
+
+/// The `imports` row of one import, with the seconds elapsed since it was created.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImportRow {
+    pub id: u64,
+    pub file_name: String,
+    pub status: String,
+    pub rows_total: i64,
+    pub rows_enqueued: i64,
+    pub rows_rejected: i64,
+    /// Rows the producer found already imported (not enqueued).
+    pub rows_duplicate: i64,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    /// Milliseconds from `created_at` to now (server clock).
+    pub age_ms: i64,
+}
+
+/// What the consumers did with one import's rows so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportOutcomes {
+    pub completed: i64,
+    /// Failed orders per reason code.
+    pub failed: BTreeMap<String, i64>,
+    /// Orders whose stock is reserved, payment not settled yet.
+    pub reserved: i64,
+    /// Rows the consumers found to be an identity already processed.
+    pub duplicates: i64,
+    /// Milliseconds from the import's creation to its latest terminal order (server clock).
+    pub last_terminal_ms: Option<i64>,
+}
+
+/// One import's row, or `None` when there is no such import.
+pub async fn import_row(pool: &MySqlPool, import_id: u64) -> Result<Option<ImportRow>> {
+    type Row = (
+        u64,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+        String,
+        Option<String>,
+        i64,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT id, file_name, status, CAST(rows_total AS SIGNED), CAST(rows_enqueued AS SIGNED), \
+         CAST(rows_rejected AS SIGNED), CAST(rows_duplicate AS SIGNED), \
+         DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ'), \
+         DATE_FORMAT(finished_at, '%Y-%m-%dT%H:%i:%s.%fZ'), \
+         CAST(TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) / 1000 AS SIGNED) \
+         FROM imports WHERE id = ?",
+    )
+    .bind(import_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(
+        |(
+            id,
+            file_name,
+            status,
+            rows_total,
+            rows_enqueued,
+            rows_rejected,
+            rows_duplicate,
+            created_at,
+            finished_at,
+            age_ms,
+        )| ImportRow {
+            id,
+            file_name,
+            status,
+            rows_total,
+            rows_enqueued,
+            rows_rejected,
+            rows_duplicate,
+            created_at,
+            finished_at,
+            age_ms,
+        },
+    ))
+}
+
+/// Order outcomes of one import.
+pub async fn import_outcomes(pool: &MySqlPool, import_id: u64) -> Result<ImportOutcomes> {
+    let by_status: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT CAST(status AS CHAR), failure_reason, COUNT(*) FROM orders \
+         WHERE import_id = ? GROUP BY status, failure_reason",
+    )
+    .bind(import_id)
+    .fetch_all(pool)
+    .await?;
+    let mut outcomes = ImportOutcomes::default();
+    for (status, reason, n) in by_status {
+        match status.as_str() {
+            "completed" => outcomes.completed += n,
+            "failed" => {
+                *outcomes
+                    .failed
+                    .entry(reason.unwrap_or_else(|| "unknown".into()))
+                    .or_default() += n
+            }
+            "reserved" | "pending" => outcomes.reserved += n,
+            _ => {}
+        }
+    }
+    let (duplicates,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM import_duplicates WHERE import_id = ?")
+            .bind(import_id)
+            .fetch_one(pool)
+            .await?;
+    outcomes.duplicates = duplicates;
+    let (last,): (Option<i64>,) = sqlx::query_as(
+        "SELECT CAST(TIMESTAMPDIFF(MICROSECOND, i.created_at, MAX(o.updated_at)) / 1000 AS SIGNED) \
+         FROM imports i JOIN orders o ON o.import_id = i.id \
+         WHERE i.id = ? AND o.status IN ('completed', 'failed') GROUP BY i.created_at",
+    )
+    .bind(import_id)
+    .fetch_optional(pool)
+    .await?
+    .unwrap_or((None,));
+    outcomes.last_terminal_ms = last;
+    Ok(outcomes)
+}
