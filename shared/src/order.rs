@@ -1,10 +1,12 @@
 //! Orders as they travel from the producer to the consumer.
 //!
-//! The producer validates a CSV row into an [`OrderRow`] and packs up to `--chunk-size` of
-//! them into one stream entry ([`encode_chunk`]); the consumer reads them back with
-//! [`decode_chunk`]. Each row carries its [`OrderIdentity`] and its line in the file, so
+//! The producer validates a CSV row into an [`OrderRowRef`] (borrowed from the record) and
+//! packs up to `--chunk-size` of them into one stream entry ([`EncodedChunk`], written by
+//! `queue::add_encoded_chunks` as fields `v`, `import`, `rows`); the consumer reads them
+//! back as [`OrderRow`]s with [`decode_chunk`]. Each row carries its [`OrderIdentity`] and its line in the file, so
 //! outcomes are tracked per row even though delivery is per chunk.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -35,6 +37,11 @@ impl OrderIdentity {
             Some(import_id) => OrderIdentity(format!("{file_sha256}:{line}:{import_id}")),
             None => OrderIdentity(format!("{file_sha256}:{line}")),
         }
+    }
+
+    /// An `order_id` imported with `--new`: `<order_id>:<import>`, a new identity per import.
+    pub fn from_order_id_for_import(order_id: &str, import_id: u64) -> Self {
+        OrderIdentity(format!("{order_id}:{import_id}"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -78,21 +85,91 @@ pub struct OrderRow {
     pub order_date: Option<DateTime<Utc>>,
 }
 
+/// An [`OrderItem`] borrowed from the CSV record it was validated from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderItemRef<'a> {
+    /// Borrowed unless the CSV spelled it with JSON escapes.
+    #[serde(rename = "s")]
+    pub sku: Cow<'a, str>,
+    #[serde(rename = "q")]
+    pub quantity: u32,
+}
+
+/// An [`OrderRow`] borrowed from the CSV record: the producer encodes it straight into a
+/// chunk without copying its strings. Serializes exactly as `OrderRow` does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderRowRef<'a> {
+    #[serde(rename = "id")]
+    pub identity: &'a str,
+    #[serde(rename = "ln")]
+    pub line: u64,
+    #[serde(rename = "n")]
+    pub customer_name: &'a str,
+    #[serde(rename = "e")]
+    pub customer_email: &'a str,
+    #[serde(rename = "it")]
+    pub items: &'a [OrderItemRef<'a>],
+    #[serde(rename = "d", skip_serializing_if = "Option::is_none")]
+    pub order_date: Option<DateTime<Utc>>,
+}
+
+/// The `rows` field of one stream entry, built row by row (a JSON array of rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedChunk {
+    pub rows_json: Vec<u8>,
+    pub rows: usize,
+    /// Lines of the first and last row in the chunk.
+    pub first_line: u64,
+    pub last_line: u64,
+}
+
+impl EncodedChunk {
+    pub fn new() -> Self {
+        EncodedChunk {
+            rows_json: Vec::with_capacity(16 * 1024),
+            rows: 0,
+            first_line: 0,
+            last_line: 0,
+        }
+    }
+
+    /// Appends one row.
+    pub fn push(&mut self, row: &OrderRowRef<'_>) {
+        self.rows_json
+            .push(if self.rows == 0 { b'[' } else { b',' });
+        serde_json::to_writer(&mut self.rows_json, row).expect("order rows always serialize");
+        if self.rows == 0 {
+            self.first_line = row.line;
+        }
+        self.last_line = row.line;
+        self.rows += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The finished JSON array (an empty chunk is `[]`).
+    pub fn finish(mut self) -> EncodedChunk {
+        if self.rows == 0 {
+            self.rows_json.push(b'[');
+        }
+        self.rows_json.push(b']');
+        self
+    }
+}
+
+impl Default for EncodedChunk {
+    fn default() -> Self {
+        EncodedChunk::new()
+    }
+}
+
 /// A decoded stream entry: one import's rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderChunk {
     pub import_id: u64,
     pub rows: Vec<OrderRow>,
-}
-
-/// The fields of a stream entry for these rows: `v`, `import`, `rows` (JSON array).
-pub fn encode_chunk(import_id: u64, rows: &[OrderRow]) -> [(&'static str, String); 3] {
-    let rows_json = serde_json::to_string(rows).expect("order rows always serialize");
-    [
-        ("v", CHUNK_VERSION.to_string()),
-        ("import", import_id.to_string()),
-        ("rows", rows_json),
-    ]
 }
 
 /// Reads a stream entry's fields back; `id` only names the entry in errors.
@@ -154,9 +231,52 @@ mod tests {
     #[test]
     fn chunk_round_trips() {
         let rows = vec![row(2), row(3)];
-        let fields = encode_chunk(7, &rows);
-        let decoded = decode_chunk("1-0", fields.iter().map(|(k, v)| (*k, v.as_bytes()))).unwrap();
+        let json = serde_json::to_vec(&rows).unwrap();
+        let fields = [
+            ("v", CHUNK_VERSION.as_bytes()),
+            ("import", b"7".as_slice()),
+            ("rows", json.as_slice()),
+        ];
+        let decoded = decode_chunk("1-0", fields).unwrap();
         assert_eq!(decoded, OrderChunk { import_id: 7, rows });
+    }
+
+    #[test]
+    fn borrowed_rows_encode_exactly_like_owned_rows() {
+        let owned = vec![row(2), row(3)];
+        let mut chunk = EncodedChunk::new();
+        for r in &owned {
+            let items: Vec<OrderItemRef> = r
+                .items
+                .iter()
+                .map(|i| OrderItemRef {
+                    sku: Cow::Borrowed(&i.sku),
+                    quantity: i.quantity,
+                })
+                .collect();
+            chunk.push(&OrderRowRef {
+                identity: r.identity.as_str(),
+                line: r.line,
+                customer_name: &r.customer_name,
+                customer_email: &r.customer_email,
+                items: &items,
+                order_date: r.order_date,
+            });
+        }
+        let chunk = chunk.finish();
+        assert_eq!((chunk.rows, chunk.first_line, chunk.last_line), (2, 2, 3));
+        assert_eq!(
+            chunk.rows_json,
+            serde_json::to_vec(&owned).unwrap(),
+            "same bytes as the owned encoding"
+        );
+        let fields = [
+            ("v", CHUNK_VERSION.as_bytes()),
+            ("import", b"4".as_slice()),
+            ("rows", chunk.rows_json.as_slice()),
+        ];
+        assert_eq!(decode_chunk("1-0", fields).unwrap().rows, owned);
+        assert_eq!(EncodedChunk::new().finish().rows_json, b"[]");
     }
 
     #[test]

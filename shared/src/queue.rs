@@ -13,7 +13,7 @@ use redis::Value;
 
 use crate::error::Result;
 use crate::keys::{StreamKeys, CONSUMER_GROUP};
-use crate::order::{encode_chunk, OrderRow};
+use crate::order::{EncodedChunk, OrderRow, CHUNK_VERSION};
 
 /// Creates the consumer group (and the stream) if missing, reading from the beginning.
 pub async fn ensure_group<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> Result<()> {
@@ -39,15 +39,39 @@ pub async fn add_chunks<C: ConnectionLike>(
     import_id: u64,
     chunks: &[&[OrderRow]],
 ) -> Result<Vec<String>> {
+    let encoded: Vec<EncodedChunk> = chunks
+        .iter()
+        .map(|rows| EncodedChunk {
+            rows_json: serde_json::to_vec(rows).expect("order rows always serialize"),
+            rows: rows.len(),
+            first_line: rows.first().map(|r| r.line).unwrap_or(0),
+            last_line: rows.last().map(|r| r.line).unwrap_or(0),
+        })
+        .collect();
+    add_encoded_chunks(conn, keys, import_id, &encoded).await
+}
+
+/// Appends one entry per encoded chunk (fields `v`, `import`, `rows`) in one pipelined
+/// round trip; returns the entry ids.
+pub async fn add_encoded_chunks<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    import_id: u64,
+    chunks: &[EncodedChunk],
+) -> Result<Vec<String>> {
     let stream = keys.orders();
+    let import = import_id.to_string();
     let mut pipe = redis::pipe();
-    for rows in chunks {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&stream).arg("*");
-        for (field, value) in encode_chunk(import_id, rows) {
-            cmd.arg(field).arg(value);
-        }
-        pipe.add_command(cmd);
+    for chunk in chunks {
+        pipe.cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("v")
+            .arg(CHUNK_VERSION)
+            .arg("import")
+            .arg(&import)
+            .arg("rows")
+            .arg(&chunk.rows_json);
     }
     Ok(pipe.query_async(conn).await?)
 }

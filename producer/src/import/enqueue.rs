@@ -1,0 +1,298 @@
+//! The I/O side of an import: puts shipped chunks on the orders stream, stores rejects,
+//! keeps the `imports` row current, and holds back while consumers are behind.
+//!
+//! - **Pipelining**: chunks are sent `pipeline_chunks` at a time, in one round trip; while
+//!   a pipeline is in flight the scan thread keeps reading (the channel between them holds
+//!   a few shipments).
+//! - **Backpressure**: before each pipeline, the group's backlog (entries not yet
+//!   delivered, × chunk size) is compared with `--max-lag`; above it, the enqueuer waits,
+//!   trimming acknowledged entries meanwhile. Unread rows therefore stay below `--max-lag`
+//!   plus one pipeline (sized to at most a quarter of `--max-lag`).
+//! - **Bookkeeping**: after each pipeline and its rejects are stored, every line up to the
+//!   shipment's `through_line` is accounted for; the `imports` row is updated at most once
+//!   a second and at the end, so an interrupted import can be resumed by importing the same
+//!   file again.
+//! - **Transient errors** (Redis or MySQL restarting) are retried with backoff for up to
+//!   [`RETRY_BUDGET`]; a retried pipeline may have been applied, which is harmless: the
+//!   consumers process an identity once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oms_shared::keys::StreamKeys;
+use oms_shared::order::EncodedChunk;
+use oms_shared::queue;
+use oms_shared::redis_conn::RedisPool;
+use oms_shared::store::imports::{self, ImportCounts, ImportStatus, RejectRow};
+use oms_shared::OmsError;
+use sqlx::MySqlPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::Progress;
+use super::scan::Shipment;
+
+/// How long a failing Redis or MySQL call is retried before the import stops.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(60);
+
+/// How often the group's backlog is checked while waiting.
+const BACKPRESSURE_POLL: Duration = Duration::from_millis(200);
+
+/// Settings of the enqueuer.
+#[derive(Debug, Clone)]
+pub struct EnqueueSettings {
+    pub import_id: u64,
+    pub chunk_size: usize,
+    /// Rows allowed to wait unread in the stream; 0: no limit.
+    pub max_lag: u64,
+}
+
+impl EnqueueSettings {
+    /// Chunks per pipeline: up to 64, and at most a quarter of `--max-lag`.
+    pub fn pipeline_chunks(&self) -> usize {
+        let by_lag = match self.max_lag {
+            0 => usize::MAX,
+            lag => (lag / 4 / self.chunk_size.max(1) as u64) as usize,
+        };
+        by_lag.clamp(1, 64)
+    }
+}
+
+/// Why the enqueuer stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("interrupted")]
+    Interrupted,
+    #[error(transparent)]
+    Failed(#[from] OmsError),
+}
+
+pub struct Enqueuer {
+    pub db: MySqlPool,
+    pub redis: RedisPool,
+    pub keys: StreamKeys,
+    pub settings: EnqueueSettings,
+    pub progress: Arc<Progress>,
+    /// What is on the stream or stored so far.
+    pub counts: ImportCounts,
+    chunks: Vec<EncodedChunk>,
+    rejects: Vec<RejectRow>,
+    /// Counts of the shipments held in `chunks`/`rejects`, not yet flushed.
+    held: ImportCounts,
+    last_saved: Instant,
+    announced_wait: bool,
+    /// Rows that can still be sent without reading the lag again: `--max-lag` minus the
+    /// unread rows at the last reading minus what was sent since (consumers only lower it).
+    headroom: u64,
+}
+
+impl Enqueuer {
+    pub fn new(
+        db: MySqlPool,
+        redis: RedisPool,
+        keys: StreamKeys,
+        settings: EnqueueSettings,
+        progress: Arc<Progress>,
+    ) -> Self {
+        Enqueuer {
+            db,
+            redis,
+            keys,
+            settings,
+            progress,
+            counts: ImportCounts::default(),
+            chunks: Vec::new(),
+            rejects: Vec::new(),
+            held: ImportCounts::default(),
+            last_saved: Instant::now(),
+            announced_wait: false,
+            headroom: 0,
+        }
+    }
+
+    /// Takes shipments until the scan ends (its sender dropped), then flushes. On
+    /// `shutdown` during a wait, stops with [`EnqueueError::Interrupted`]; what was flushed
+    /// stays accounted for in `counts`.
+    pub async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Shipment>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), EnqueueError> {
+        loop {
+            let shipment = match rx.try_recv() {
+                Ok(s) => Some(s),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Nothing ready: send what is held rather than sit on it.
+                    self.flush(shutdown).await?;
+                    rx.recv().await
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+            let Some(shipment) = shipment else { break };
+            self.hold(shipment);
+            if self.chunks.len() >= self.settings.pipeline_chunks() || self.rejects.len() >= 1_000 {
+                self.flush(shutdown).await?;
+            }
+        }
+        self.flush(shutdown).await
+    }
+
+    fn hold(&mut self, s: Shipment) {
+        self.held.rows_total += s.rows_read;
+        self.held.rows_duplicate += s.duplicates;
+        self.held.rows_rejected += s.rejects.len() as u64;
+        self.held.enqueued_through_line = self.held.enqueued_through_line.max(s.through_line);
+        self.rejects.extend(s.rejects);
+        if let Some(chunk) = s.chunk {
+            self.held.rows_enqueued += chunk.rows as u64;
+            self.chunks.push(chunk);
+        }
+    }
+
+    /// Sends held chunks, stores held rejects, then counts them as done.
+    async fn flush(&mut self, shutdown: &CancellationToken) -> Result<(), EnqueueError> {
+        if !self.chunks.is_empty() {
+            self.wait_for_room(self.held.rows_enqueued, shutdown)
+                .await?;
+            let chunks = std::mem::take(&mut self.chunks);
+            retry("XADD to the orders stream", shutdown, || async {
+                let mut conn = self.redis.get().await?;
+                queue::add_encoded_chunks(&mut *conn, &self.keys, self.settings.import_id, &chunks)
+                    .await
+            })
+            .await?;
+            metrics::counter!(super::IMPORT_ROWS, "result" => "enqueued")
+                .increment(self.held.rows_enqueued);
+            self.progress.enqueued(self.held.rows_enqueued);
+        }
+        if !self.rejects.is_empty() {
+            let rejects = std::mem::take(&mut self.rejects);
+            retry("storing rejected rows", shutdown, || {
+                imports::insert_rejects(&self.db, self.settings.import_id, &rejects)
+            })
+            .await?;
+            metrics::counter!(super::IMPORT_ROWS, "result" => "rejected")
+                .increment(rejects.len() as u64);
+            self.progress.rejected(rejects.len() as u64);
+        }
+        metrics::counter!(super::IMPORT_ROWS, "result" => "duplicate")
+            .increment(self.held.rows_duplicate);
+        let held = std::mem::take(&mut self.held);
+        self.counts.rows_total += held.rows_total;
+        self.counts.rows_enqueued += held.rows_enqueued;
+        self.counts.rows_rejected += held.rows_rejected;
+        self.counts.rows_duplicate += held.rows_duplicate;
+        self.counts.enqueued_through_line = self
+            .counts
+            .enqueued_through_line
+            .max(held.enqueued_through_line);
+        if self.last_saved.elapsed() >= Duration::from_secs(1) {
+            self.save(ImportStatus::Running).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the counts on the `imports` row.
+    pub async fn save(&mut self, status: ImportStatus) -> Result<(), OmsError> {
+        imports::record_progress(&self.db, self.settings.import_id, &self.counts, status).await?;
+        self.last_saved = Instant::now();
+        Ok(())
+    }
+
+    /// Waits while more than `--max-lag` rows wait unread; trims acknowledged entries.
+    /// Reads the lag only when `rows` do not fit the headroom left by the last reading.
+    async fn wait_for_room(
+        &mut self,
+        rows: u64,
+        shutdown: &CancellationToken,
+    ) -> Result<(), EnqueueError> {
+        if self.settings.max_lag == 0 {
+            return Ok(());
+        }
+        if rows <= self.headroom {
+            self.headroom -= rows;
+            return Ok(());
+        }
+        loop {
+            let stats = retry("reading the group's lag", shutdown, || async {
+                let mut conn = self.redis.get().await?;
+                queue::group_stats(&mut *conn, &self.keys).await
+            })
+            .await?;
+            let unread = stats.backlog() * self.settings.chunk_size as u64;
+            if unread < self.settings.max_lag {
+                self.headroom = (self.settings.max_lag - unread).saturating_sub(rows);
+                if self.announced_wait {
+                    tracing::info!(unread, "consumers caught up; enqueueing again");
+                    self.announced_wait = false;
+                }
+                self.progress.waiting(0);
+                return Ok(());
+            }
+            if !self.announced_wait {
+                tracing::info!(
+                    unread,
+                    max_lag = self.settings.max_lag,
+                    "waiting: more rows unread than --max-lag; enqueueing resumes as consumers catch up"
+                );
+                self.announced_wait = true;
+            }
+            self.progress.waiting(unread);
+            if let Ok(mut conn) = self.redis.get().await {
+                let _ = queue::trim_acknowledged(&mut *conn, &self.keys).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(BACKPRESSURE_POLL) => {}
+                _ = shutdown.cancelled() => return Err(EnqueueError::Interrupted),
+            }
+        }
+    }
+}
+
+/// Runs `op`, retrying transient errors with backoff (100 ms doubling to 5 s) for up to
+/// [`RETRY_BUDGET`]; saying what it waits for.
+async fn retry<T, F, Fut>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut op: F,
+) -> Result<T, EnqueueError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, OmsError>>,
+{
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() && started.elapsed() < RETRY_BUDGET => {
+                tracing::warn!("{what} failed: {e}; retrying in {wait:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => return Err(EnqueueError::Interrupted),
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(EnqueueError::Failed(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipelines_stay_within_a_quarter_of_max_lag() {
+        let s = |chunk_size, max_lag| EnqueueSettings {
+            import_id: 1,
+            chunk_size,
+            max_lag,
+        };
+        assert_eq!(s(100, 0).pipeline_chunks(), 64);
+        assert_eq!(s(100, 1_000_000).pipeline_chunks(), 64);
+        assert_eq!(s(100, 4_000).pipeline_chunks(), 10);
+        assert_eq!(s(10, 50).pipeline_chunks(), 1);
+        assert_eq!(s(1, 1).pipeline_chunks(), 1);
+    }
+}

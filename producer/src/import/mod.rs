@@ -1,0 +1,448 @@
+//! `producer import FILE|-`: validate a CSV file of orders and enqueue it on the orders
+//! stream, in chunks, with bounded memory and backpressure.
+//!
+//! Data flow (one import):
+//!
+//! ```text
+//!  source::prepare ── SHA-256 pass (stdin spooled to a temp file)
+//!        │
+//!  reader + validate::Columns ── header checked: a bad header refuses the file, nothing enqueued
+//!        │
+//!  imports row created (id), resume line of earlier imports of the same file read
+//!        │
+//!  scan thread: reader → validate_row → EncodedChunk ──Shipment──► enqueuer (async)
+//!               rejects → --rejects file                  │  XADD pipelines (backpressure)
+//!                                                         │  import_rejects, imports row
+//!  progress::display (bar or log lines)                   ▼
+//!                                             summary; `--wait`: follow until every order ends
+//! ```
+//!
+//! SIGINT/SIGTERM stop the scan; what was read is flushed, the import is marked
+//! `interrupted`, and importing the same file again resumes after the last enqueued line.
+//!
+//! `--json` prints an [`ImportReport`]:
+//! ```json
+//! {"import_id": 3, "file": "orders.csv", "sha256": "9f86…", "status": "finished",
+//!  "rows": 1000, "enqueued": 990, "rejected": 10, "rejected_by_reason": {"invalid_email": 10},
+//!  "duplicates": 0, "bytes": 123456, "elapsed_secs": 0.41, "rows_per_sec": 2439.0,
+//!  "outcome": null}
+//! ```
+//! With `--wait`, `outcome` is `{"completed": 790, "failed": {"payment_declined": 200},
+//! "failed_total": 200, "duplicates": 0, "dead": 0, "revenue": "12345.60", "done": true}`.
+
+pub mod enqueue;
+pub mod progress;
+pub mod reader;
+pub mod scan;
+pub mod source;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use oms_shared::config::ConnectionConfig;
+use oms_shared::keys::StreamKeys;
+use oms_shared::store::imports::{self, ImportStatus};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::admin::status::StatusSource;
+use crate::report::{print_json, table};
+use enqueue::{EnqueueError, EnqueueSettings, Enqueuer};
+use progress::Progress;
+use reader::{Limits, RecordReader};
+use scan::{ScanEnd, ScanSettings};
+use validate::{Columns, HeaderError};
+
+/// Metric: rows of imports by result (`enqueued`, `rejected`, `duplicate`).
+pub const IMPORT_ROWS: &str = "oms_import_rows_total";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportArgs {
+    /// CSV file of orders, or `-` for stdin.
+    pub file: String,
+
+    /// Rows per stream entry.
+    #[arg(long, env = "IMPORT_CHUNK_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub chunk_size: u64,
+
+    /// Pause while more than this many rows wait unread in the stream (0: no limit).
+    #[arg(long, env = "IMPORT_MAX_LAG", default_value_t = 1_000_000)]
+    pub max_lag: u64,
+
+    /// Follow the import until every enqueued order is completed, failed or dead-lettered,
+    /// then print the outcome; exit 1 if any ended dead.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// With `--wait`: give up waiting after this many seconds (exit 1); default: no limit.
+    #[arg(long, requires = "wait")]
+    pub wait_timeout_secs: Option<u64>,
+
+    /// Write rejected rows to this CSV file (`line,reason,detail,raw`).
+    #[arg(long)]
+    pub rejects: Option<std::path::PathBuf>,
+
+    /// Import rows already imported from this same file again, as new orders.
+    #[arg(long)]
+    pub new: bool,
+
+    /// Write the import's metrics (Prometheus text) to this file at the end, for
+    /// node_exporter's textfile collector.
+    #[arg(long, env = "IMPORT_METRICS_FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
+}
+
+/// What `producer import` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub import_id: u64,
+    pub file: String,
+    pub sha256: String,
+    /// `finished` or `interrupted`.
+    pub status: &'static str,
+    pub rows: u64,
+    pub enqueued: u64,
+    pub rejected: u64,
+    pub rejected_by_reason: BTreeMap<String, i64>,
+    pub duplicates: u64,
+    pub bytes: u64,
+    pub elapsed_secs: f64,
+    pub rows_per_sec: f64,
+    pub outcome: Option<ImportOutcome>,
+}
+
+/// How the import's orders ended (`--wait`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportOutcome {
+    pub completed: i64,
+    pub failed: BTreeMap<String, i64>,
+    pub failed_total: i64,
+    pub duplicates: i64,
+    pub dead: i64,
+    pub revenue: String,
+    /// False when `--wait-timeout-secs` ran out first.
+    pub done: bool,
+}
+
+/// Channel capacity between the scan thread and the enqueuer, in shipments.
+const SHIPMENTS_IN_FLIGHT: usize = 128;
+
+/// Runs an import to its end (or until `shutdown`); the library entry point tests use.
+pub async fn import(
+    conn: &ConnectionConfig,
+    args: &ImportArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<ImportReport> {
+    let started = Instant::now();
+    let file = args.file.clone();
+
+    // 1. Hash (and spool stdin), then read the header: a bad file stops here.
+    let (source, reader, columns) = tokio::task::spawn_blocking(move || {
+        let source = source::prepare(&file)?;
+        let mut reader = RecordReader::new(source.open()?, Limits::default());
+        let header = reader
+            .next_record()
+            .with_context(|| format!("{}: cannot read", source.name))?
+            .ok_or(HeaderError::Empty)
+            .and_then(|h| Columns::from_header(&h))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?;
+        reader.set_max_fields(header.names.len() + 1);
+        Ok::<_, anyhow::Error>((source, reader, header))
+    })
+    .await??;
+    let rejects_file = match &args.rejects {
+        Some(path) => {
+            let mut w = csv::Writer::from_path(path)
+                .with_context(|| format!("--rejects {}: cannot create", path.display()))?;
+            w.write_record(["line", "reason", "detail", "raw"])
+                .with_context(|| format!("--rejects {}: cannot write", path.display()))?;
+            Some(w)
+        }
+        None => None,
+    };
+
+    // 2. Connections, the group, the imports row.
+    let db = oms_shared::db::connect(&conn.database_url, 2).await?;
+    oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
+    let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
+    let keys = StreamKeys::new(&conn.prefix);
+    {
+        let mut c = redis.get().await?;
+        oms_shared::queue::ensure_group(&mut *c, &keys).await?;
+    }
+    let import_id = imports::create_import(&db, &source.name, &source.sha256, args.new).await?;
+    let already_imported_through = if args.new {
+        0
+    } else {
+        imports::already_imported_through(&db, &source.sha256).await?
+    };
+    let span = tracing::info_span!("import", import_id, file = %source.name);
+    tracing::info!(parent: &span, sha256 = %source.sha256, bytes = source.size, already_imported_through, "import started");
+
+    // 3. Scan thread → enqueuer.
+    let progress = Arc::new(Progress::new(source.size));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel(SHIPMENTS_IN_FLIGHT);
+    let scan_settings = ScanSettings {
+        file_name: source.name.clone(),
+        columns,
+        chunk_size: args.chunk_size as usize,
+        import_id,
+        file_sha256: source.sha256.clone(),
+        new_identities: args.new,
+        already_imported_through,
+    };
+    let scanner = {
+        let (stop, progress) = (stop.clone(), progress.clone());
+        let scan_span = span.clone();
+        std::thread::Builder::new()
+            .name("import-scan".into())
+            .spawn(move || {
+                let _entered = scan_span.enter();
+                scan::scan(reader, &scan_settings, rejects_file, tx, &stop, &progress)
+            })
+            .context("cannot start the scan thread")?
+    };
+    let shown = CancellationToken::new();
+    let display = tokio::spawn(progress::display(progress.clone(), shown.clone()));
+    let stopper = {
+        let (stop, shutdown) = (stop.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+
+    let mut enqueuer = Enqueuer::new(
+        db.clone(),
+        redis.clone(),
+        keys.clone(),
+        EnqueueSettings {
+            import_id,
+            chunk_size: args.chunk_size as usize,
+            max_lag: args.max_lag,
+        },
+        progress.clone(),
+    );
+    let enqueued = enqueuer.run(rx, &shutdown).instrument(span.clone()).await;
+    // The enqueuer dropped its receiver: a scan still sending sees it and stops.
+    stop.store(true, Ordering::Relaxed);
+    let scan_end = tokio::task::spawn_blocking(move || scanner.join())
+        .await?
+        .unwrap_or_else(|_| ScanEnd::Failed("the scan thread panicked".into()));
+    stopper.abort();
+    shown.cancel();
+    let _ = display.await;
+
+    let failure: Option<anyhow::Error> = match (&enqueued, &scan_end) {
+        (Err(EnqueueError::Failed(e)), _) => Some(anyhow::anyhow!("import {import_id}: {e}")),
+        (_, ScanEnd::Failed(msg)) => Some(anyhow::anyhow!("{msg}")),
+        _ => None,
+    };
+    let finished = failure.is_none() && enqueued.is_ok() && scan_end == ScanEnd::Finished;
+    let status = if finished {
+        ImportStatus::Finished
+    } else {
+        ImportStatus::Interrupted
+    };
+    enqueuer
+        .save(status)
+        .await
+        .with_context(|| format!("import {import_id}: cannot record its counts"))?;
+    if let Some(path) = &args.metrics_file {
+        crate::metrics_file::write(path)?;
+    }
+    if let Some(e) = failure {
+        return Err(e.context(format!(
+            "import {import_id} stopped after line {} (import the same file again to resume)",
+            enqueuer.counts.enqueued_through_line
+        )));
+    }
+    let counts = enqueuer.counts;
+    let elapsed = started.elapsed().as_secs_f64();
+    tracing::info!(parent: &span, rows = counts.rows_total, enqueued = counts.rows_enqueued, rejected = counts.rows_rejected, duplicates = counts.rows_duplicate, status = status.as_str(), "import ended");
+    Ok(ImportReport {
+        import_id,
+        file: source.name.clone(),
+        sha256: source.sha256.clone(),
+        status: status.as_str(),
+        rows: counts.rows_total,
+        enqueued: counts.rows_enqueued,
+        rejected: counts.rows_rejected,
+        rejected_by_reason: imports::rejects_by_reason(&db, import_id)
+            .await?
+            .into_iter()
+            .collect(),
+        duplicates: counts.rows_duplicate,
+        bytes: source.size,
+        elapsed_secs: elapsed,
+        rows_per_sec: counts.rows_total as f64 / elapsed.max(1e-6),
+        outcome: None,
+    })
+}
+
+/// Polls the import's progress until every enqueued order has ended (or `timeout`).
+pub async fn wait_for_outcome(
+    conn: &ConnectionConfig,
+    import_id: u64,
+    timeout: Option<Duration>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ImportOutcome> {
+    let source = StatusSource::connect(conn, true).await?;
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    loop {
+        let s = source.import(import_id, None).await?;
+        let timed_out = timeout.is_some_and(|t| started.elapsed() >= t);
+        if s.done || timed_out || shutdown.is_cancelled() {
+            let db = oms_shared::db::connect(&conn.database_url, 1).await?;
+            let revenue = imports::import_revenue(&db, import_id).await?;
+            return Ok(ImportOutcome {
+                completed: s.completed,
+                failed: s.failed,
+                failed_total: s.failed_total,
+                duplicates: s.duplicates,
+                dead: s.dead,
+                revenue: revenue.to_string(),
+                done: s.done,
+            });
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(
+                import_id,
+                in_flight = s.in_flight,
+                completed = s.completed,
+                failed = s.failed_total,
+                dead = s.dead,
+                "waiting for the import's orders"
+            );
+            last_log = Instant::now();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// Human-readable summary.
+pub fn render(report: &ImportReport) -> String {
+    let reasons = report
+        .rejected_by_reason
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut rows = vec![
+        vec!["rows".into(), report.rows.to_string(), String::new()],
+        vec![
+            "enqueued".into(),
+            report.enqueued.to_string(),
+            String::new(),
+        ],
+        vec!["rejected".into(), report.rejected.to_string(), reasons],
+        vec![
+            "duplicates".into(),
+            report.duplicates.to_string(),
+            if report.duplicates > 0 {
+                "already imported from this file (--new imports them again)".into()
+            } else {
+                String::new()
+            },
+        ],
+        vec![
+            "elapsed".into(),
+            format!("{:.2} s", report.elapsed_secs),
+            format!("{:.0} rows/s", report.rows_per_sec),
+        ],
+    ];
+    let mut out = format!(
+        "import {} of {}: {}\n",
+        report.import_id, report.file, report.status
+    );
+    if let Some(o) = &report.outcome {
+        let failed = o
+            .failed
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push(vec![
+            "completed".into(),
+            o.completed.to_string(),
+            String::new(),
+        ]);
+        rows.push(vec!["failed".into(), o.failed_total.to_string(), failed]);
+        rows.push(vec!["dead".into(), o.dead.to_string(), String::new()]);
+        rows.push(vec!["revenue".into(), o.revenue.clone(), String::new()]);
+        if !o.done {
+            out.push_str("gave up waiting: some orders are still in flight\n");
+        }
+    }
+    out.push_str(&table(&["", "count", "detail"], &rows, &[1]));
+    out
+}
+
+/// Cancels the returned token on SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::warn!("signal received: stopping the import after what was read");
+        t.cancel();
+    });
+    token
+}
+
+pub async fn run(
+    conn: &ConnectionConfig,
+    args: ImportArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if args.metrics_file.is_some() {
+        crate::metrics_file::install();
+    }
+    let shutdown = shutdown_on_signal();
+    let mut report = import(conn, &args, shutdown.clone()).await?;
+    let mut ok = report.status == ImportStatus::Finished.as_str();
+    if args.wait && ok {
+        let outcome = wait_for_outcome(
+            conn,
+            report.import_id,
+            args.wait_timeout_secs.map(Duration::from_secs),
+            &shutdown,
+        )
+        .await?;
+        ok = outcome.done && outcome.dead == 0;
+        report.outcome = Some(outcome);
+    }
+    if json {
+        print_json(&report);
+    } else {
+        println!("{}", render(&report));
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
