@@ -48,6 +48,10 @@ pub enum OmsError {
     #[error("inconsistent data: {0}")]
     Inconsistent(String),
 
+    /// A race with another consumer that a retry resolves.
+    #[error("contention: {0}")]
+    Contention(String),
+
     #[error("invalid amount {0:?}: expected a decimal with at most 2 decimals")]
     InvalidAmount(String),
 }
@@ -58,7 +62,7 @@ impl OmsError {
     pub fn is_transient(&self) -> bool {
         match self {
             OmsError::MysqlUnreachable { .. } | OmsError::RedisUnreachable { .. } => true,
-            OmsError::RedisPool(_) => true,
+            OmsError::RedisPool(_) | OmsError::Contention(_) => true,
             OmsError::Redis(e) => {
                 e.is_io_error()
                     || e.is_connection_dropped()

@@ -256,7 +256,42 @@ async fn upsert_customers(
             .entry(row.customer_email.as_str())
             .or_insert(row.customer_name.as_str());
     }
-    let customers: Vec<(&str, &str)> = by_email.into_iter().collect();
+    let mut missing: Vec<(&str, &str)> = by_email.into_iter().collect();
+    let mut ids = HashMap::with_capacity(missing.len());
+    // A concurrent batch may insert the same new customer and then roll back (deadlock
+    // victim) while our INSERT waits on its row: InnoDB then reports the duplicate and
+    // inserts nothing. Whatever is still missing after the locking read is inserted again.
+    for _round in 0..3 {
+        insert_customers(tx, &missing).await?;
+        for part in missing.chunks(rows_per_statement(1)) {
+            let sql = format!(
+                "SELECT id, email FROM customers WHERE email IN ({}) FOR UPDATE",
+                placeholders(part.len())
+            );
+            let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
+            for (email, _) in part {
+                query = query.bind(*email);
+            }
+            for (id, email) in query.fetch_all(&mut **tx).await? {
+                ids.insert(email.to_lowercase(), id);
+            }
+        }
+        missing.retain(|(email, _)| !ids.contains_key(*email));
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+    }
+    Err(OmsError::Contention(format!(
+        "customer {} vanished after insert (concurrent rollback); retrying",
+        missing[0].0
+    )))
+}
+
+/// `INSERT … ON DUPLICATE KEY UPDATE id = id` of (email, name), in email order.
+async fn insert_customers(
+    tx: &mut Transaction<'_, MySql>,
+    customers: &[(&str, &str)],
+) -> Result<()> {
     for part in customers.chunks(rows_per_statement(2)) {
         let sql = format!(
             "INSERT INTO customers (email, name) VALUES {} ON DUPLICATE KEY UPDATE id = id",
@@ -268,21 +303,7 @@ async fn upsert_customers(
         }
         query.execute(&mut **tx).await?;
     }
-    let mut ids = HashMap::with_capacity(customers.len());
-    for part in customers.chunks(rows_per_statement(1)) {
-        let sql = format!(
-            "SELECT id, email FROM customers WHERE email IN ({})",
-            placeholders(part.len())
-        );
-        let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
-        for (email, _) in part {
-            query = query.bind(*email);
-        }
-        for (id, email) in query.fetch_all(&mut **tx).await? {
-            ids.insert(email.to_lowercase(), id);
-        }
-    }
-    Ok(ids)
+    Ok(())
 }
 
 /// Locks the given skus' product rows (in sku order) and returns them by sku.
