@@ -6,6 +6,9 @@
 #
 # Steps, each announced with a `== step` line, stopping at the first failure:
 #   1. bash ops/services.sh        Redis and MariaDB up for REDIS_URL / DATABASE_URL
+#      bash ops/prometheus/install.sh  prometheus and promtool (the scrape test needs them)
+#      promtool check config / test rules   ops/prometheus/prometheus.yml, alerts_test.yml
+#      python3 ops/check-manifests.py   syntax and key settings of the deployment files
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --workspace --bins
@@ -33,6 +36,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 step bash ops/services.sh
+step bash ops/prometheus/install.sh
+step promtool check config ops/prometheus/prometheus.yml
+step promtool test rules ops/prometheus/alerts_test.yml
+python3 -c 'import yaml' 2>/dev/null || step python3 -m pip install -q pyyaml
+step python3 ops/check-manifests.py
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo build --workspace --bins

@@ -1,6 +1,7 @@
 //! Periodic duties of every consumer: delete applied outbox rows, apply outbox rows left
 //! behind by a consumer that died between commit and Redis (the sweeper), refresh the
-//! queue gauges, trim acknowledged entries, and probe MySQL/Redis while they are down.
+//! queue gauges and the import row counters (every 5 s), trim acknowledged entries, and
+//! probe MySQL/Redis while they are down.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Shared;
 use crate::health::Service;
-use crate::metrics::{DEAD_LETTERS, STREAM_LAG, STREAM_LENGTH, STREAM_PENDING};
+use crate::metrics::{DEAD_LETTERS, IMPORT_ROWS, STREAM_LAG, STREAM_LENGTH, STREAM_PENDING};
 
 /// Outbox rows older than this are considered abandoned and applied by the sweeper.
 pub const OUTBOX_ABANDONED_AFTER_SECS: u64 = 30;
@@ -34,6 +35,9 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         if n % 5 == 1 {
             if let Err(e) = refresh_queue(&shared).await {
                 tracing::debug!(error = %e, "queue gauges not refreshed");
+            }
+            if let Err(e) = refresh_import_rows(&shared).await {
+                tracing::debug!(error = %e, "import row counters not refreshed");
             }
             if let Err(e) = sweep_outbox(&shared).await {
                 tracing::debug!(error = %e, "outbox sweep failed");
@@ -82,6 +86,25 @@ async fn refresh_queue(shared: &Shared) -> oms_shared::Result<()> {
     let trimmed = oms_shared::queue::trim_acknowledged(&mut *conn, &shared.keys).await?;
     if trimmed > 0 {
         tracing::debug!(trimmed, "trimmed acknowledged entries");
+    }
+    Ok(())
+}
+
+/// Sets `oms_import_rows_total{result}` from the `imports` table (all imports, all time).
+async fn refresh_import_rows(shared: &Shared) -> Result<(), sqlx::Error> {
+    let (enqueued, rejected, duplicate): (i64, i64, i64) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(rows_enqueued), 0) AS SIGNED), \
+         CAST(COALESCE(SUM(rows_rejected), 0) AS SIGNED), \
+         CAST(COALESCE(SUM(rows_duplicate), 0) AS SIGNED) FROM imports",
+    )
+    .fetch_one(&shared.db)
+    .await?;
+    for (result, rows) in [
+        ("enqueued", enqueued),
+        ("rejected", rejected),
+        ("duplicate", duplicate),
+    ] {
+        metrics::counter!(IMPORT_ROWS, "result" => result).absolute(rows.max(0) as u64);
     }
     Ok(())
 }

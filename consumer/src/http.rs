@@ -1,19 +1,28 @@
 //! `/metrics`, `/healthz` and `/readyz` on `--metrics-addr`.
 //!
-//! `/readyz` pings Redis and MySQL on each request (with a short timeout), so it says 200
-//! only when both answer now.
+//! `/healthz` says 200 while the process serves (liveness). `/readyz` pings Redis and MySQL
+//! on each request (with a short timeout), so it says 200 only when both answer now.
+//! `/metrics` is the Prometheus text format. The server logs the address it really bound
+//! (`--metrics-addr 127.0.0.1:0` picks a free port), and runs the recorder's upkeep every
+//! few seconds so histogram samples never pile up when nobody scrapes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Shared;
+
+/// Content type of the Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 struct HttpState {
@@ -31,6 +40,10 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on --metrics-addr {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    crate::metrics::announce_consumer(&shared.name);
+    tracing::info!(addr = %bound, consumer = %shared.name, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(upkeep(metrics.clone(), shutdown.clone()));
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -46,8 +59,25 @@ pub async fn serve(
     }))
 }
 
-async fn render_metrics(State(state): State<HttpState>) -> String {
-    state.metrics.render()
+async fn render_metrics(
+    State(state): State<HttpState>,
+) -> ([(header::HeaderName, &'static str); 1], String) {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        state.metrics.render(),
+    )
+}
+
+/// Runs the recorder's upkeep until `shutdown`.
+async fn upkeep(metrics: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => metrics.run_upkeep(),
+            _ = shutdown.cancelled() => break,
+        }
+    }
 }
 
 async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {

@@ -205,7 +205,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
         v.dedup();
         v
     };
-    let span = tracing::info_span!("batch", rows = total_rows, entries = batch.deliveries.len(), imports = ?imports);
+    let span = tracing::info_span!("batch", consumer = %shared.name, rows = total_rows, entries = batch.deliveries.len(), imports = ?imports);
     async {
         let mut settlement = Settlement::default();
         for d in &batch.deliveries {
@@ -429,13 +429,14 @@ fn record_outcomes(
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
     let mut enqueued_at: HashMap<usize, u64> = HashMap::new();
-    for ((owner, _), outcome) in owners.iter().zip(outcomes) {
+    for ((owner, row), outcome) in owners.iter().zip(outcomes) {
         let key = match outcome {
             RowOutcome::Completed => ("completed", "none"),
             RowOutcome::Failed(reason) => ("failed", reason.as_str()),
             RowOutcome::Duplicate => ("duplicate", "none"),
             RowOutcome::Reserved | RowOutcome::AlreadyProcessed => continue,
         };
+        tracing::debug!(import_id = row.import_id, line = row.row.line, identity = %row.row.identity, outcome = key.0, reason = key.1, "order finished");
         *counts.entry(key).or_default() += 1;
         let at = *enqueued_at.entry(*owner).or_insert_with(|| {
             parse_stream_id(&deliveries[*owner].id)

@@ -8,5 +8,4 @@ pub mod cli;
 pub mod generate;
 pub mod generate_cmd;
 pub mod import;
-pub mod metrics_file;
 pub mod report;

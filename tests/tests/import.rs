@@ -20,7 +20,6 @@ fn args(path: &str) -> ImportArgs {
         wait_timeout_secs: None,
         rejects: None,
         new: false,
-        metrics_file: None,
     }
 }
 
@@ -490,4 +489,109 @@ async fn an_interrupted_import_resumes_where_it_stopped() {
         (2..302).collect::<Vec<u64>>(),
         "every row once, in order"
     );
+}
+
+/// Peak RSS (VmHWM, kB) of a running process, polled until it exits.
+fn peak_rss_kb(child: &mut std::process::Child) -> u64 {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(s) = std::fs::read_to_string(&status) {
+            if let Some(kb) = s
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    peak
+}
+
+/// Bytes free in the temp directory, from `df`.
+fn free_temp_bytes() -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(std::env::temp_dir())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn pathological_files_are_rejected_in_bounded_memory() {
+    use std::io::BufWriter;
+    let env = TestEnv::new().await;
+    // A 1 GiB line when the disk has room for it (3 GiB free), else 64 MiB (said so).
+    let huge: u64 = std::env::var("OMS_TEST_HUGE_LINE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if free_temp_bytes() > 3 << 30 {
+            1 << 30
+        } else {
+            64 << 20
+        });
+    eprintln!("pathological file: a {huge}-byte line");
+    let file = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, file.as_file());
+        w.write_all(b"customer_name,customer_email,products\n")
+            .unwrap();
+        let block = vec![b'x'; 1 << 20];
+        let mut left = huge;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            w.write_all(&block[..n]).unwrap();
+            left -= n as u64;
+        }
+        w.write_all(b"\n").unwrap(); // line 2: one huge field
+        w.write_all(&b",".repeat(1_000_000)).unwrap(); // line 3: a million columns
+        w.write_all(b"\n").unwrap();
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        writeln!(w, "n,a@example.com,{deep}").unwrap(); // line 4: JSON 100,000 deep
+        w.write_all(b"Zo\xff\xfe,b@example.com,").unwrap(); // line 5: invalid UTF-8
+        writeln!(w, "{}", item("SKU-1", 1)).unwrap();
+        writeln!(w, "N\0UL,c@example.com,{}", item("SKU-1", 1)).unwrap(); // line 6: NUL
+        writeln!(w, "Fine,d@example.com,{}", item("SKU-1", 1)).unwrap(); // line 7: valid
+        w.flush().unwrap();
+    }
+    let path = file.path().to_str().unwrap().to_string();
+    let mut child = Command::new(binary("producer"))
+        .args(["import", &path, "--json"])
+        .envs(env.env_vars())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let peak_kb = peak_rss_kb(&mut child);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("peak RSS {} MB", peak_kb / 1024);
+    assert!(peak_kb < 64 * 1024, "peak RSS {peak_kb} kB");
+    assert_eq!(
+        (report["rows"].as_u64(), report["enqueued"].as_u64()),
+        (Some(6), Some(1))
+    );
+    let got = rejects(&env, report["import_id"].as_u64().unwrap()).await;
+    let want: Vec<(u64, String)> = [
+        (2, "field_too_long"),
+        (3, "malformed_row"),
+        (4, "field_too_long"),
+        (5, "malformed_row"),
+        (6, "malformed_row"),
+    ]
+    .iter()
+    .map(|(l, r)| (*l, r.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    let (_, rows) = stream_rows(&env).await;
+    assert_eq!((rows.len(), rows[0].line), (1, 7));
 }

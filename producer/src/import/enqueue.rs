@@ -161,8 +161,6 @@ impl Enqueuer {
                     .await
             })
             .await?;
-            metrics::counter!(super::IMPORT_ROWS, "result" => "enqueued")
-                .increment(self.held.rows_enqueued);
             self.progress.enqueued(self.held.rows_enqueued);
         }
         if !self.rejects.is_empty() {
@@ -171,12 +169,8 @@ impl Enqueuer {
                 imports::insert_rejects(&self.db, self.settings.import_id, &rejects)
             })
             .await?;
-            metrics::counter!(super::IMPORT_ROWS, "result" => "rejected")
-                .increment(rejects.len() as u64);
             self.progress.rejected(rejects.len() as u64);
         }
-        metrics::counter!(super::IMPORT_ROWS, "result" => "duplicate")
-            .increment(self.held.rows_duplicate);
         let held = std::mem::take(&mut self.held);
         self.counts.rows_total += held.rows_total;
         self.counts.rows_enqueued += held.rows_enqueued;

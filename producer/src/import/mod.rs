@@ -31,6 +31,8 @@
 //! "failed_total": 200, "duplicates": 0, "dead": 0, "revenue": "12345.60", "done": true}`.
 
 pub mod enqueue;
+#[cfg(test)]
+mod hostile;
 pub mod progress;
 pub mod reader;
 pub mod scan;
@@ -59,9 +61,6 @@ use progress::Progress;
 use reader::{Limits, RecordReader};
 use scan::{ScanEnd, ScanSettings};
 use validate::{Columns, HeaderError};
-
-/// Metric: rows of imports by result (`enqueued`, `rejected`, `duplicate`).
-pub const IMPORT_ROWS: &str = "oms_import_rows_total";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
@@ -92,11 +91,6 @@ pub struct ImportArgs {
     /// Import rows already imported from this same file again, as new orders.
     #[arg(long)]
     pub new: bool,
-
-    /// Write the import's metrics (Prometheus text) to this file at the end, for
-    /// node_exporter's textfile collector.
-    #[arg(long, env = "IMPORT_METRICS_FILE")]
-    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 /// What `producer import` reports.
@@ -256,9 +250,6 @@ pub async fn import(
         .save(status)
         .await
         .with_context(|| format!("import {import_id}: cannot record its counts"))?;
-    if let Some(path) = &args.metrics_file {
-        crate::metrics_file::write(path)?;
-    }
     if let Some(e) = failure {
         return Err(e.context(format!(
             "import {import_id} stopped after line {} (import the same file again to resume)",
@@ -418,9 +409,6 @@ pub async fn run(
     args: ImportArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    if args.metrics_file.is_some() {
-        crate::metrics_file::install();
-    }
     let shutdown = shutdown_on_signal();
     let mut report = import(conn, &args, shutdown.clone()).await?;
     let mut ok = report.status == ImportStatus::Finished.as_str();
