@@ -42,12 +42,12 @@ pub struct WorkflowReport {
 /// the sweeper.
 pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<WorkflowReport> {
     let started = Instant::now();
-    let reserved = reserve_stock(&shared.db, rows).await?;
+    let today = chrono::Utc::now().date_naive();
+    let reserved = reserve_stock(&shared.db, rows, today).await?;
     metrics::histogram!(MYSQL_DURATION, "phase" => "reserve")
         .record(started.elapsed().as_secs_f64());
 
     let started = Instant::now();
-    let today = chrono::Utc::now().date_naive();
     let settled = settle_payments(&shared.db, &reserved.reserved, &shared.payment, today).await?;
     metrics::histogram!(MYSQL_DURATION, "phase" => "settle")
         .record(started.elapsed().as_secs_f64());

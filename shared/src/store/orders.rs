@@ -1,9 +1,12 @@
 //! The order workflow's SQL: two committed phases per batch of orders.
 //!
 //! **Reserve** ([`reserve_stock`]): for each row whose identity is new, find or create the
-//! customer, lock the batch's products, decide in memory which orders get their stock
-//! (all items or none; an unknown sku or too little stock fails the order), write the
-//! stock decrements, the orders (`reserved` or `failed`) and their items. One transaction.
+//! customer (autocommit statements before the transaction: a customer row is harmless on
+//! its own), read the prices, then in one transaction write the orders (`reserved`, or
+//! `failed` with `unknown_sku`) and their items with the unit-price snapshot, and last lock
+//! the batch's products, decide in memory which orders get their stock (all items or
+//! none, in batch order), write the stock decrements and fail the others
+//! (`insufficient_stock`).
 //!
 //! **Settle** ([`settle_payments`]): for the orders still `reserved`, ask the payment
 //! simulator; approved orders become `completed` and grow their customer's totals,
@@ -13,7 +16,8 @@
 //! A crash between the phases leaves orders `reserved`; the redelivered message finds them
 //! and settles them (the payment decision is deterministic per identity). Lock order is
 //! fixed everywhere: orders (by id), then customers (by email), then products (by sku),
-//! so concurrent consumers never deadlock on each other's batches.
+//! so concurrent consumers never deadlock on each other's batches; the hot rows (products)
+//! are locked last in each transaction, so they are held for the shortest time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -106,17 +110,22 @@ struct ExistingOrder {
     order_date: Option<NaiveDateTime>,
 }
 
-struct ProductRow {
+/// A product as the reserve phase sees it: its id and price (read without a lock).
+#[derive(Debug, Clone, Copy)]
+struct CatalogEntry {
     id: u64,
     price: Cents,
-    stock: i64,
 }
 
-/// Phase 1. See the module documentation.
-pub async fn reserve_stock(pool: &MySqlPool, rows: &[BatchRow<'_>]) -> Result<ReservePhase> {
-    let mut tx = pool.begin().await?;
+/// Phase 1. See the module documentation. `today` is the KPI day of orders failing now
+/// without an `order_date`.
+pub async fn reserve_stock(
+    pool: &MySqlPool,
+    rows: &[BatchRow<'_>],
+    today: NaiveDate,
+) -> Result<ReservePhase> {
     let identities: BTreeSet<&str> = rows.iter().map(|r| r.row.identity.as_str()).collect();
-    let existing = existing_orders(&mut tx, &identities).await?;
+    let existing = existing_orders(pool, &identities).await?;
 
     let mut phase = ReservePhase {
         outcomes: vec![RowOutcome::AlreadyProcessed; rows.len()],
@@ -160,16 +169,35 @@ pub async fn reserve_stock(pool: &MySqlPool, rows: &[BatchRow<'_>]) -> Result<Re
         }
     }
 
+    // Customers and prices are settled before the transaction, without holding locks:
+    // a customer row is harmless if the orders' transaction then rolls back.
+    let (customers, catalog) = if new_rows.is_empty() {
+        (HashMap::new(), HashMap::new())
+    } else {
+        let skus: BTreeSet<&str> = new_rows
+            .iter()
+            .flat_map(|&i| rows[i].row.items.iter().map(|it| it.sku.as_str()))
+            .collect();
+        (
+            ensure_customers(pool, rows, &new_rows).await?,
+            product_catalog(pool, &skus).await?,
+        )
+    };
+
+    let mut tx = pool.begin().await?;
     record_duplicates(&mut tx, rows, &duplicates).await?;
     if !new_rows.is_empty() {
-        insert_new_orders(&mut tx, rows, &new_rows, &mut phase).await?;
+        insert_new_orders(
+            &mut tx, rows, &new_rows, &customers, &catalog, today, &mut phase,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(phase)
 }
 
 async fn existing_orders(
-    tx: &mut Transaction<'_, MySql>,
+    pool: &MySqlPool,
     identities: &BTreeSet<&str>,
 ) -> Result<HashMap<String, ExistingOrder>> {
     let mut found = HashMap::new();
@@ -199,7 +227,7 @@ async fn existing_orders(
             query = query.bind(*identity);
         }
         for (order_id, identity, customer_id, email, status, import_id, line, total, order_date) in
-            query.fetch_all(&mut **tx).await?
+            query.fetch_all(pool).await?
         {
             found.insert(
                 identity,
@@ -242,10 +270,10 @@ async fn record_duplicates(
     Ok(())
 }
 
-/// Finds or creates every customer of the rows; returns email → id. Locks the customer
-/// rows in email order.
-async fn upsert_customers(
-    tx: &mut Transaction<'_, MySql>,
+/// Finds or creates every customer of the rows (autocommit statements, in email order);
+/// returns email → id. Customers are never deleted, so the ids stay valid.
+async fn ensure_customers(
+    pool: &MySqlPool,
     rows: &[BatchRow<'_>],
     indexes: &[usize],
 ) -> Result<HashMap<String, u64>> {
@@ -258,40 +286,51 @@ async fn upsert_customers(
     }
     let mut missing: Vec<(&str, &str)> = by_email.into_iter().collect();
     let mut ids = HashMap::with_capacity(missing.len());
-    // A concurrent batch may insert the same new customer and then roll back (deadlock
-    // victim) while our INSERT waits on its row: InnoDB then reports the duplicate and
-    // inserts nothing. Whatever is still missing after the locking read is inserted again.
+    customer_ids(pool, &missing, &mut ids).await?;
+    missing.retain(|(email, _)| !ids.contains_key(*email));
+    // A concurrent insert of the same new customer may be rolled back (deadlock victim)
+    // while ours waits on its row: InnoDB then reports a duplicate and inserts nothing.
+    // Whatever is still missing after the insert is inserted again.
     for _round in 0..3 {
-        insert_customers(tx, &missing).await?;
-        for part in missing.chunks(rows_per_statement(1)) {
-            let sql = format!(
-                "SELECT id, email FROM customers WHERE email IN ({}) FOR UPDATE",
-                placeholders(part.len())
-            );
-            let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
-            for (email, _) in part {
-                query = query.bind(*email);
-            }
-            for (id, email) in query.fetch_all(&mut **tx).await? {
-                ids.insert(email.to_lowercase(), id);
-            }
-        }
-        missing.retain(|(email, _)| !ids.contains_key(*email));
         if missing.is_empty() {
             return Ok(ids);
         }
+        insert_customers(pool, &missing).await?;
+        customer_ids(pool, &missing, &mut ids).await?;
+        missing.retain(|(email, _)| !ids.contains_key(*email));
     }
-    Err(OmsError::Contention(format!(
-        "customer {} vanished after insert (concurrent rollback); retrying",
-        missing[0].0
-    )))
+    match missing.first() {
+        None => Ok(ids),
+        Some((email, _)) => Err(OmsError::Contention(format!(
+            "customer {email} vanished after insert (concurrent rollback); retrying"
+        ))),
+    }
+}
+
+/// Adds the ids of the given customers (email, name) that exist to `ids`.
+async fn customer_ids(
+    pool: &MySqlPool,
+    customers: &[(&str, &str)],
+    ids: &mut HashMap<String, u64>,
+) -> Result<()> {
+    for part in customers.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT id, email FROM customers WHERE email IN ({})",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
+        for (email, _) in part {
+            query = query.bind(*email);
+        }
+        for (id, email) in query.fetch_all(pool).await? {
+            ids.insert(email.to_lowercase(), id);
+        }
+    }
+    Ok(())
 }
 
 /// `INSERT … ON DUPLICATE KEY UPDATE id = id` of (email, name), in email order.
-async fn insert_customers(
-    tx: &mut Transaction<'_, MySql>,
-    customers: &[(&str, &str)],
-) -> Result<()> {
+async fn insert_customers(pool: &MySqlPool, customers: &[(&str, &str)]) -> Result<()> {
     for part in customers.chunks(rows_per_statement(2)) {
         let sql = format!(
             "INSERT INTO customers (email, name) VALUES {} ON DUPLICATE KEY UPDATE id = id",
@@ -301,40 +340,62 @@ async fn insert_customers(
         for (email, name) in part {
             query = query.bind(*email).bind(*name);
         }
-        query.execute(&mut **tx).await?;
+        query.execute(pool).await?;
     }
     Ok(())
 }
 
-/// Locks the given skus' product rows (in sku order) and returns them by sku.
-async fn lock_products(
-    tx: &mut Transaction<'_, MySql>,
+/// Id and price of the given skus (a plain read: prices are snapshotted into the items).
+async fn product_catalog(
+    pool: &MySqlPool,
     skus: &BTreeSet<&str>,
-) -> Result<HashMap<String, ProductRow>> {
+) -> Result<HashMap<String, CatalogEntry>> {
     let skus: Vec<&str> = skus.iter().copied().collect();
-    let mut products = HashMap::with_capacity(skus.len());
+    let mut catalog = HashMap::with_capacity(skus.len());
     for part in skus.chunks(rows_per_statement(1)) {
         let sql = format!(
-            "SELECT id, CAST(sku AS CHAR), CAST(price * 100 AS SIGNED), CAST(stock_quantity AS SIGNED) FROM products \
-             WHERE sku IN ({}) ORDER BY sku FOR UPDATE",
+            "SELECT id, CAST(sku AS CHAR), CAST(price * 100 AS SIGNED) FROM products WHERE sku IN ({})",
             placeholders(part.len())
         );
-        let mut query = sqlx::query_as::<_, (u64, String, i64, i64)>(&sql);
+        let mut query = sqlx::query_as::<_, (u64, String, i64)>(&sql);
         for sku in part {
             query = query.bind(*sku);
         }
-        for (id, sku, price, stock) in query.fetch_all(&mut **tx).await? {
-            products.insert(
+        for (id, sku, price) in query.fetch_all(pool).await? {
+            catalog.insert(
                 sku,
-                ProductRow {
+                CatalogEntry {
                     id,
                     price: Cents(price),
-                    stock,
                 },
             );
         }
     }
-    Ok(products)
+    Ok(catalog)
+}
+
+/// Locks the given products (in sku order, the global lock order) and returns id → stock.
+async fn lock_products(
+    tx: &mut Transaction<'_, MySql>,
+    skus: &BTreeSet<&str>,
+) -> Result<HashMap<u64, i64>> {
+    let skus: Vec<&str> = skus.iter().copied().collect();
+    let mut stock = HashMap::with_capacity(skus.len());
+    for part in skus.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT id, CAST(stock_quantity AS SIGNED) FROM products \
+             WHERE sku IN ({}) ORDER BY sku FOR UPDATE",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<_, (u64, i64)>(&sql);
+        for sku in part {
+            query = query.bind(*sku);
+        }
+        for (id, quantity) in query.fetch_all(&mut **tx).await? {
+            stock.insert(id, quantity);
+        }
+    }
+    Ok(stock)
 }
 
 /// `UPDATE products SET stock_quantity = stock_quantity + delta` for each (id, delta).
@@ -362,111 +423,109 @@ async fn adjust_stock(tx: &mut Transaction<'_, MySql>, deltas: &BTreeMap<u64, i6
     Ok(())
 }
 
-/// What the reserve decision gives one new order.
-struct Decision {
-    outcome: RowOutcome,
-    failure: Option<FailureReason>,
+/// An order priced from the catalog snapshot, before its stock is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PricedOrder {
     total: Cents,
+    /// (product id, quantity) of every item; empty when a sku is unknown.
+    lines: Vec<(u64, i64)>,
+    unknown_sku: bool,
 }
 
-/// Pure rule: reserve all items of `row` from `stock` or none. Unknown skus fail first.
-fn decide_reservation(
-    row: &OrderRow,
-    products: &HashMap<String, ProductRow>,
-    stock: &mut HashMap<u64, i64>,
-) -> Decision {
+/// Pure rule: the order's total, and whether a sku is unknown (which fails the order
+/// before its stock is looked at).
+fn price_order(row: &OrderRow, catalog: &HashMap<String, CatalogEntry>) -> PricedOrder {
     let mut total = Cents::ZERO;
-    let mut unknown = false;
+    let mut lines = Vec::with_capacity(row.items.len());
+    let mut unknown_sku = false;
     for item in &row.items {
-        match products.get(&item.sku) {
-            Some(p) => total += Cents(p.price.0 * i64::from(item.quantity)),
-            None => unknown = true,
+        match catalog.get(&item.sku) {
+            Some(p) => {
+                total += Cents(p.price.0 * i64::from(item.quantity));
+                lines.push((p.id, i64::from(item.quantity)));
+            }
+            None => unknown_sku = true,
         }
     }
-    if unknown {
-        return Decision {
-            outcome: RowOutcome::Failed(FailureReason::UnknownSku),
-            failure: Some(FailureReason::UnknownSku),
-            total,
-        };
+    if unknown_sku {
+        lines.clear();
     }
-    let enough = row.items.iter().all(|item| {
-        let p = &products[&item.sku];
-        stock.get(&p.id).copied().unwrap_or(p.stock) >= i64::from(item.quantity)
-    });
-    if !enough {
-        return Decision {
-            outcome: RowOutcome::Failed(FailureReason::InsufficientStock),
-            failure: Some(FailureReason::InsufficientStock),
-            total,
-        };
-    }
-    for item in &row.items {
-        let p = &products[&item.sku];
-        *stock.entry(p.id).or_insert(p.stock) -= i64::from(item.quantity);
-    }
-    Decision {
-        outcome: RowOutcome::Reserved,
-        failure: None,
+    PricedOrder {
         total,
+        lines,
+        unknown_sku,
     }
 }
 
+/// Pure rule: takes every line's quantity from `stock`, or nothing when one line lacks it.
+fn take_stock(lines: &[(u64, i64)], stock: &mut HashMap<u64, i64>) -> bool {
+    let enough = lines
+        .iter()
+        .all(|(id, quantity)| stock.get(id).copied().unwrap_or(0) >= *quantity);
+    if enough {
+        for (id, quantity) in lines {
+            *stock.entry(*id).or_insert(0) -= quantity;
+        }
+    }
+    enough
+}
+
+/// Writes the new orders and their items, then reserves their stock. The hot product
+/// rows are locked last, so they are held only for the stock decision and the commit.
+#[allow(clippy::too_many_arguments)]
 async fn insert_new_orders(
     tx: &mut Transaction<'_, MySql>,
     rows: &[BatchRow<'_>],
     new_rows: &[usize],
+    customers: &HashMap<String, u64>,
+    catalog: &HashMap<String, CatalogEntry>,
+    today: NaiveDate,
     phase: &mut ReservePhase,
 ) -> Result<()> {
-    let customers = upsert_customers(tx, rows, new_rows).await?;
-    let skus: BTreeSet<&str> = new_rows
+    if let Some(&i) = new_rows
         .iter()
-        .flat_map(|&i| rows[i].row.items.iter().map(|it| it.sku.as_str()))
-        .collect();
-    let products = lock_products(tx, &skus).await?;
-
-    let missing = new_rows
-        .iter()
-        .find(|&&i| !customers.contains_key(&rows[i].row.customer_email));
-    if let Some(&i) = missing {
-        return Err(OmsError::Inconsistent(format!(
+        .find(|&&i| !customers.contains_key(&rows[i].row.customer_email))
+    {
+        return Err(OmsError::Contention(format!(
             "customer {} not found after upsert",
             rows[i].row.customer_email
         )));
     }
-    let mut stock: HashMap<u64, i64> = HashMap::new();
-    let decisions: Vec<Decision> = new_rows
+    let priced: Vec<PricedOrder> = new_rows
         .iter()
-        .map(|&i| decide_reservation(rows[i].row, &products, &mut stock))
+        .map(|&i| price_order(rows[i].row, catalog))
         .collect();
-    let deltas: BTreeMap<u64, i64> = stock
-        .iter()
-        .map(|(id, after)| {
-            let before = products
-                .values()
-                .find(|p| p.id == *id)
-                .map(|p| p.stock)
-                .unwrap_or(*after);
-            (*id, after - before)
-        })
-        .collect();
-    adjust_stock(tx, &deltas).await?;
 
-    // Orders, then their ids by identity (no RETURNING on MySQL).
-    let order_params = 8;
-    let pairs: Vec<(usize, &Decision)> = new_rows.iter().copied().zip(decisions.iter()).collect();
+    // Orders: `reserved`, or `failed` at once for an unknown sku (no RETURNING on MySQL:
+    // ids are read back by identity).
+    let order_params = 9;
+    // In customer email order: the foreign key check takes a shared lock on each customer
+    // row, and the settle phase locks customers in email order.
+    let mut pairs: Vec<(usize, &PricedOrder)> =
+        new_rows.iter().copied().zip(priced.iter()).collect();
+    pairs.sort_by(|a, b| {
+        rows[a.0]
+            .row
+            .customer_email
+            .cmp(&rows[b.0].row.customer_email)
+    });
     for part in pairs.chunks(rows_per_statement(order_params)) {
         let sql = format!(
-            "INSERT INTO orders (identity, import_id, line, customer_id, status, failure_reason, total, order_date) VALUES {}",
+            "INSERT INTO orders (identity, import_id, line, customer_id, status, failure_reason, total, order_date, kpi_date) VALUES {}",
             value_tuples(part.len(), order_params)
         );
         let mut query = sqlx::query(&sql);
-        for (i, d) in part {
+        for (i, p) in part {
             let row = rows[*i].row;
-            let status = if d.failure.is_some() {
-                "failed"
+            let order_date = row.order_date.map(|d| d.naive_utc());
+            let (status, reason, kpi_date) = if p.unknown_sku {
+                (
+                    "failed",
+                    Some(FailureReason::UnknownSku.as_str()),
+                    Some(order_date.map(|d| d.date()).unwrap_or(today)),
+                )
             } else {
-                "reserved"
+                ("reserved", None, None)
             };
             query = query
                 .bind(row.identity.as_str())
@@ -474,18 +533,20 @@ async fn insert_new_orders(
                 .bind(row.line)
                 .bind(customers[&row.customer_email])
                 .bind(status)
-                .bind(d.failure.map(FailureReason::as_str))
-                .bind(d.total.to_string())
-                .bind(row.order_date.map(|d| d.naive_utc()));
+                .bind(reason)
+                .bind(p.total.to_string())
+                .bind(order_date)
+                .bind(kpi_date);
         }
         query.execute(&mut **tx).await?;
     }
-    let identities: BTreeSet<&str> = new_rows
+    let identities: Vec<&str> = new_rows
         .iter()
         .map(|&i| rows[i].row.identity.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
     let mut order_ids: HashMap<String, u64> = HashMap::with_capacity(identities.len());
-    let identities: Vec<&str> = identities.into_iter().collect();
     for part in identities.chunks(rows_per_statement(1)) {
         let sql = format!(
             "SELECT id, CAST(identity AS CHAR) FROM orders WHERE identity IN ({})",
@@ -499,7 +560,6 @@ async fn insert_new_orders(
             order_ids.insert(identity, id);
         }
     }
-
     if let Some(&i) = new_rows
         .iter()
         .find(|&&i| !order_ids.contains_key(rows[i].row.identity.as_str()))
@@ -510,20 +570,64 @@ async fn insert_new_orders(
         )));
     }
 
-    // Items with their unit-price snapshot (NULL for an unknown sku).
-    let products_ref = &products;
-    let items: Vec<(u64, Option<&ProductRow>, &str, u32)> = new_rows
+    // Stock: lock (products last: the hot rows), decide in batch order, all items or none.
+    // Every known sku of the batch is locked, those of unknown-sku orders too (their items
+    // reference them).
+    let skus: BTreeSet<&str> = new_rows
+        .iter()
+        .flat_map(|&i| rows[i].row.items.iter().map(|it| it.sku.as_str()))
+        .filter(|sku| catalog.contains_key(*sku))
+        .collect();
+    let before = lock_products(tx, &skus).await?;
+    let mut stock = before.clone();
+    let mut short: Vec<u64> = Vec::new();
+    for (&i, p) in new_rows.iter().zip(&priced) {
+        let row = rows[i].row;
+        let order_id = order_ids[row.identity.as_str()];
+        if p.unknown_sku {
+            phase.outcomes[i] = RowOutcome::Failed(FailureReason::UnknownSku);
+        } else if take_stock(&p.lines, &mut stock) {
+            phase.outcomes[i] = RowOutcome::Reserved;
+            phase.reserved.push(ReservedOrder {
+                order_id,
+                batch_index: i,
+                identity: row.identity.as_str().to_string(),
+                customer_id: customers[&row.customer_email],
+                email: row.customer_email.clone(),
+                total: p.total,
+                order_date: row.order_date.map(|d| d.naive_utc()),
+            });
+        } else {
+            phase.outcomes[i] = RowOutcome::Failed(FailureReason::InsufficientStock);
+            short.push(order_id);
+        }
+    }
+    let deltas: BTreeMap<u64, i64> = stock
+        .iter()
+        .map(|(id, after)| (*id, after - before[id]))
+        .collect();
+    adjust_stock(tx, &deltas).await?;
+    set_status_by_id(
+        tx,
+        &short,
+        "failed",
+        Some(FailureReason::InsufficientStock),
+        today,
+    )
+    .await?;
+
+    // Items with their unit-price snapshot (NULL for an unknown sku), after the products are
+    // locked: the foreign key check takes a shared lock on each product row, and taking it
+    // before the exclusive one would let two batches deadlock upgrading it.
+    let items: Vec<(u64, Option<&CatalogEntry>, &str, u32)> = new_rows
         .iter()
         .flat_map(|&i| {
             let order_id = order_ids[rows[i].row.identity.as_str()];
-            rows[i].row.items.iter().map(move |it| {
-                (
-                    order_id,
-                    products_ref.get(&it.sku),
-                    it.sku.as_str(),
-                    it.quantity,
-                )
-            })
+            rows[i]
+                .row
+                .items
+                .iter()
+                .map(move |it| (order_id, catalog.get(&it.sku), it.sku.as_str(), it.quantity))
         })
         .collect();
     for part in items.chunks(rows_per_statement(5)) {
@@ -543,22 +647,6 @@ async fn insert_new_orders(
         query.execute(&mut **tx).await?;
     }
 
-    for (&i, d) in new_rows.iter().zip(decisions) {
-        phase.outcomes[i] = d.outcome;
-        if d.failure.is_none() {
-            let row = rows[i].row;
-            phase.reserved.push(ReservedOrder {
-                order_id: order_ids[row.identity.as_str()],
-                batch_index: i,
-                identity: row.identity.as_str().to_string(),
-                customer_id: customers[&row.customer_email],
-                email: row.customer_email.clone(),
-                total: d.total,
-                order_date: row.order_date.map(|d| d.naive_utc()),
-            });
-        }
-    }
-    // Failed orders get their KPI day now (the UTC day they ended).
     Ok(())
 }
 
@@ -609,17 +697,17 @@ pub async fn settle_payments(
         }
     }
 
-    grow_customer_totals(&mut tx, &approved).await?;
-    release_stock(&mut tx, &declined).await?;
-    set_final_status(&mut tx, &approved, "completed", None, today).await?;
-    set_final_status(
+    let ids = |orders: &[&ReservedOrder]| orders.iter().map(|o| o.order_id).collect::<Vec<u64>>();
+    set_status_by_id(&mut tx, &ids(&approved), "completed", None, today).await?;
+    set_status_by_id(
         &mut tx,
-        &declined,
+        &ids(&declined),
         "failed",
         Some(FailureReason::PaymentDeclined),
         today,
     )
     .await?;
+    grow_customer_totals(&mut tx, &approved).await?;
 
     phase.completed = approved
         .iter()
@@ -637,6 +725,8 @@ pub async fn settle_payments(
             .await?;
         phase.outbox_id = Some(result.last_insert_id());
     }
+    // Hot product rows last: held only for the release and the commit.
+    release_stock(&mut tx, &declined).await?;
     tx.commit().await?;
 
     phase.outcomes = approved
@@ -725,14 +815,15 @@ async fn release_stock(tx: &mut Transaction<'_, MySql>, declined: &[&ReservedOrd
     adjust_stock(tx, &deltas).await
 }
 
-async fn set_final_status(
+/// Moves orders to their final `status` (and reason), setting their KPI day: the day of
+/// `order_date`, else `today`.
+async fn set_status_by_id(
     tx: &mut Transaction<'_, MySql>,
-    orders: &[&ReservedOrder],
+    ids: &[u64],
     status: &str,
     reason: Option<FailureReason>,
     today: NaiveDate,
 ) -> Result<()> {
-    let ids: Vec<u64> = orders.iter().map(|o| o.order_id).collect();
     for part in ids.chunks(rows_per_statement(1) - 3) {
         let sql = format!(
             "UPDATE orders SET status = ?, failure_reason = ?, kpi_date = COALESCE(DATE(order_date), ?) \
@@ -750,10 +841,6 @@ async fn set_final_status(
     }
     Ok(())
 }
-
-/// Sets the KPI day of orders that failed in the reserve phase (they never reach settle).
-pub const FAILED_KPI_DAY: &str =
-    "UPDATE orders SET kpi_date = COALESCE(DATE(order_date), ?) WHERE status = 'failed' AND kpi_date IS NULL AND id IN ";
 
 const OUTBOX_INSERT: &str = "INSERT INTO read_model_outbox (payload) VALUES (?)";
 
@@ -813,22 +900,20 @@ mod tests {
         }
     }
 
-    fn catalog() -> HashMap<String, ProductRow> {
+    fn catalog() -> HashMap<String, CatalogEntry> {
         HashMap::from([
             (
                 "A".to_string(),
-                ProductRow {
+                CatalogEntry {
                     id: 1,
                     price: Cents(250),
-                    stock: 5,
                 },
             ),
             (
                 "B".to_string(),
-                ProductRow {
+                CatalogEntry {
                     id: 2,
                     price: Cents(1000),
-                    stock: 1,
                 },
             ),
         ])
@@ -836,28 +921,23 @@ mod tests {
 
     #[test]
     fn reserves_all_items_or_none() {
-        let products = catalog();
-        let mut stock = HashMap::new();
-        let d = decide_reservation(&row(&[("A", 2), ("B", 1)]), &products, &mut stock);
-        assert_eq!(d.outcome, RowOutcome::Reserved);
-        assert_eq!(d.total, Cents(1500));
+        let catalog = catalog();
+        let mut stock = HashMap::from([(1, 5), (2, 1)]);
+        let p = price_order(&row(&[("A", 2), ("B", 1)]), &catalog);
+        assert_eq!(p.total, Cents(1500));
+        assert!(take_stock(&p.lines, &mut stock));
         assert_eq!(stock, HashMap::from([(1, 3), (2, 0)]));
         // B is now exhausted: the next order gets nothing, not even A.
-        let d = decide_reservation(&row(&[("A", 1), ("B", 1)]), &products, &mut stock);
-        assert_eq!(
-            d.outcome,
-            RowOutcome::Failed(FailureReason::InsufficientStock)
-        );
+        let p = price_order(&row(&[("A", 1), ("B", 1)]), &catalog);
+        assert!(!take_stock(&p.lines, &mut stock));
         assert_eq!(stock, HashMap::from([(1, 3), (2, 0)]));
     }
 
     #[test]
     fn unknown_sku_fails_before_stock_is_looked_at() {
-        let products = catalog();
-        let mut stock = HashMap::new();
-        let d = decide_reservation(&row(&[("A", 1), ("NOPE", 1)]), &products, &mut stock);
-        assert_eq!(d.outcome, RowOutcome::Failed(FailureReason::UnknownSku));
-        assert_eq!(d.total, Cents(250));
-        assert!(stock.is_empty());
+        let p = price_order(&row(&[("A", 1), ("NOPE", 1)]), &catalog());
+        assert!(p.unknown_sku);
+        assert_eq!(p.total, Cents(250));
+        assert!(p.lines.is_empty(), "nothing to reserve");
     }
 }
