@@ -10,8 +10,9 @@
 //! 3. workers finish the batches already received (each ends acknowledged, dead-lettered
 //!    or left pending for another consumer) and exit when the channel is empty;
 //! 4. housekeeping deletes the last applied outbox rows; the HTTP server stops;
-//! 5. if step 3 takes longer than `--shutdown-timeout-secs`, we exit anyway: entries still
-//!    held stay pending and are claimed by other consumers (effects are idempotent).
+//! 5. if step 3 takes longer than `--shutdown-timeout-secs`, the batches still running are
+//!    aborted and we exit anyway (step 4 gets at most 5 s more): entries still held stay
+//!    pending and are claimed by other consumers (effects are idempotent).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,6 +61,9 @@ impl Shared {
             .extend(ids);
     }
 }
+
+/// How long the last duties (applied outbox rows, closing connections) may take at exit.
+const FINAL_CLEANUP: Duration = Duration::from_secs(5);
 
 /// Connects to MySQL, retrying while it is unreachable (saying so), until `shutdown`.
 async fn connect_mysql(
@@ -194,6 +198,11 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new work; finishing what is held");
+    let held: Vec<tokio::task::AbortHandle> = [&reader, &claimer]
+        .into_iter()
+        .chain(workers.iter())
+        .map(|task| task.abort_handle())
+        .collect();
     let drain = async {
         let _ = reader.await;
         let _ = claimer.await;
@@ -207,11 +216,21 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
             ?timeout,
             "shutdown timeout: entries still held stay pending for other consumers"
         );
+        // A batch stuck on a frozen server must not keep the process alive.
+        held.iter().for_each(tokio::task::AbortHandle::abort);
     }
     rest.cancel();
-    let _ = housekeeping.await;
-    let _ = http.await;
-    shared.db.close().await;
+    let last_duties = async {
+        let _ = housekeeping.await;
+        let _ = http.await;
+        shared.db.close().await;
+    };
+    if tokio::time::timeout(FINAL_CLEANUP, last_duties)
+        .await
+        .is_err()
+    {
+        tracing::warn!("MySQL did not answer during the final clean-up; exiting anyway");
+    }
     tracing::info!("consumer stopped");
     Ok(())
 }

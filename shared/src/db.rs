@@ -56,12 +56,20 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool> {
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(10))
         // READ COMMITTED: each statement sees the latest commits (a customer created by
-        // another consumer a moment ago), and InnoDB takes no gap locks.
+        // another consumer a moment ago), and InnoDB takes no gap locks. Idle timeouts: a
+        // vanished client's session (and its locks) is closed by the server.
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 sqlx::query(crate::store::schema::READ_COMMITTED)
                     .execute(&mut *conn)
                     .await?;
+                sqlx::query(crate::store::schema::IDLE_SESSION_TIMEOUT)
+                    .execute(&mut *conn)
+                    .await?;
+                // MariaDB only; MySQL 8 answers "unknown variable", which is fine.
+                let _ = sqlx::query(crate::store::schema::IDLE_TRANSACTION_TIMEOUT)
+                    .execute(&mut *conn)
+                    .await;
                 Ok(())
             })
         })

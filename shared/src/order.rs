@@ -109,8 +109,46 @@ pub struct OrderRowRef<'a> {
     pub customer_email: &'a str,
     #[serde(rename = "it")]
     pub items: &'a [OrderItemRef<'a>],
-    #[serde(rename = "d", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "d",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_instant"
+    )]
     pub order_date: Option<DateTime<Utc>>,
+}
+
+/// Writes an instant as chrono's serde does (`2026-11-20T00:00:00Z`), without going
+/// through its general formatter for whole seconds (the producer writes millions).
+fn serialize_instant<S: serde::Serializer>(
+    instant: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use chrono::{Datelike, Timelike};
+    match instant {
+        Some(t) if t.nanosecond() == 0 && (0..=9999).contains(&t.year()) => {
+            let mut buf = [0u8; 20];
+            let digits = |buf: &mut [u8], mut v: u32| {
+                for b in buf.iter_mut().rev() {
+                    *b = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+            };
+            digits(&mut buf[0..4], t.year() as u32);
+            digits(&mut buf[5..7], t.month());
+            digits(&mut buf[8..10], t.day());
+            digits(&mut buf[11..13], t.hour());
+            digits(&mut buf[14..16], t.minute());
+            digits(&mut buf[17..19], t.second());
+            buf[4] = b'-';
+            buf[7] = b'-';
+            buf[10] = b'T';
+            buf[13] = b':';
+            buf[16] = b':';
+            buf[19] = b'Z';
+            serializer.serialize_str(std::str::from_utf8(&buf).expect("ASCII digits"))
+        }
+        other => other.serialize(serializer),
+    }
 }
 
 /// The `rows` field of one stream entry, built row by row (a JSON array of rows).
@@ -126,7 +164,7 @@ pub struct EncodedChunk {
 impl EncodedChunk {
     pub fn new() -> Self {
         EncodedChunk {
-            rows_json: Vec::with_capacity(16 * 1024),
+            rows_json: Vec::with_capacity(32 * 1024),
             rows: 0,
             first_line: 0,
             last_line: 0,
@@ -277,6 +315,20 @@ mod tests {
         ];
         assert_eq!(decode_chunk("1-0", fields).unwrap().rows, owned);
         assert_eq!(EncodedChunk::new().finish().rows_json, b"[]");
+    }
+
+    #[test]
+    fn instants_serialize_like_chrono() {
+        for text in [
+            "2026-11-20T00:00:00Z",
+            "1999-01-02T03:04:05Z",
+            "2026-11-20T10:00:00.250Z",
+        ] {
+            let t: DateTime<Utc> = text.parse().unwrap();
+            let mut ours = serde_json::Serializer::new(Vec::new());
+            serialize_instant(&Some(t), &mut ours).unwrap();
+            assert_eq!(ours.into_inner(), serde_json::to_vec(&t).unwrap(), "{text}");
+        }
     }
 
     #[test]

@@ -1,16 +1,24 @@
 //! The invariant checker: what must hold after any run, whatever faults were injected.
 //!
-//! - every order is terminal (`completed` or `failed` with a reason);
+//! - every order is terminal (`completed`, or `failed` with a reason), or its row is in
+//!   the dead-letter stream with the last error;
 //! - per sku: initial stock − Σ quantities of completed orders = current stock ≥ 0;
 //! - customer totals and counts = Σ of their completed orders;
 //! - order totals = Σ of their items;
-//! - identities are unique;
-//! - Redis KPI hashes and the leaderboard equal the MySQL aggregates.
-
-use std::collections::BTreeMap;
+//! - identities are unique, and no identity is both processed and dead-lettered;
+//! - Redis KPI hashes and the leaderboard equal the MySQL aggregates, and
+//!   `producer reconcile` finds no drift (in process: [`reconcile_violations`]; the binary's
+//!   exit code: [`reconcile_exit_code`]).
+//!
+//! [`violations`] checks a state; the fault tests first wait for a quiet system with
+//! [`wait_settled`] (nothing pending, nothing unread, outbox empty), then count what was
+//! lost or doubled against the identities they enqueued with [`account`].
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use oms_shared::kpi::{kpi_keys_for_day, KpiFigures};
 use oms_shared::money::Cents;
+use oms_shared::queue::DeadLetter;
 
 use crate::TestEnv;
 
@@ -20,11 +28,47 @@ pub async fn violations(env: &TestEnv, initial_stock: &BTreeMap<String, i64>) ->
     let db = &env.db;
     let q = |sql: &'static str| sqlx::query_as::<_, (String, i64, i64)>(sql);
 
-    let not_terminal = env
-        .scalar("SELECT COUNT(*) FROM orders WHERE status NOT IN ('completed','failed')")
-        .await;
-    if not_terminal > 0 {
-        v.push(format!("{not_terminal} orders are not terminal"));
+    let dead = match dead_letters(env).await {
+        Ok(dead) => dead,
+        Err(e) => {
+            v.push(format!("dead letters unreadable: {e}"));
+            Vec::new()
+        }
+    };
+    for letter in dead.iter().filter(|d| d.error.trim().is_empty()) {
+        v.push(format!(
+            "dead letter {} (identity {:?}) has no error",
+            letter.id, letter.identity
+        ));
+    }
+    let dead_identities: BTreeSet<&str> = dead.iter().map(|d| d.identity.as_str()).collect();
+    let not_terminal: Vec<(String, String)> = sqlx::query_as(
+        "SELECT CAST(identity AS CHAR), CAST(status AS CHAR) FROM orders \
+         WHERE status NOT IN ('completed','failed')",
+    )
+    .fetch_all(db)
+    .await
+    .expect("non-terminal orders");
+    let stuck: Vec<&(String, String)> = not_terminal
+        .iter()
+        .filter(|(identity, _)| !dead_identities.contains(identity.as_str()))
+        .collect();
+    if !stuck.is_empty() {
+        v.push(format!(
+            "{} orders are neither terminal nor dead-lettered, e.g. {:?}",
+            stuck.len(),
+            &stuck[..stuck.len().min(5)]
+        ));
+    }
+    let processed_and_dead = processed_identities(env)
+        .await
+        .iter()
+        .filter(|i| dead_identities.contains(i.as_str()))
+        .count();
+    if processed_and_dead > 0 {
+        v.push(format!(
+            "{processed_and_dead} identities are both terminal in MySQL and dead-lettered"
+        ));
     }
     let no_reason = env
         .scalar("SELECT COUNT(*) FROM orders WHERE status = 'failed' AND failure_reason IS NULL")
@@ -83,7 +127,180 @@ pub async fn violations(env: &TestEnv, initial_stock: &BTreeMap<String, i64>) ->
     }
 
     v.extend(read_model_violations(env).await);
+    v.extend(reconcile_violations(env).await);
     v
+}
+
+/// `producer reconcile` (the library function behind the command): its drift, if any.
+pub async fn reconcile_violations(env: &TestEnv) -> Vec<String> {
+    match producer::admin::reconcile::reconcile(&env.config, false).await {
+        Ok(report) if report.clean => Vec::new(),
+        Ok(report) => vec![format!(
+            "reconcile: {} differences ({} outbox rows pending), e.g. {:?}",
+            report.drift.len(),
+            report.pending_outbox_rows,
+            &report.drift[..report.drift.len().min(5)]
+        )],
+        Err(e) => vec![format!("reconcile failed: {e:#}")],
+    }
+}
+
+/// Runs the `producer reconcile` binary against `env`; returns its exit code and output.
+pub fn reconcile_exit_code(env: &TestEnv) -> (i32, String) {
+    let out = std::process::Command::new(crate::binary("producer"))
+        .arg("reconcile")
+        .envs(env.env_vars())
+        .output()
+        .expect("run producer reconcile");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Every dead letter of `env`'s prefix.
+pub async fn dead_letters(env: &TestEnv) -> oms_shared::Result<Vec<DeadLetter>> {
+    let mut conn = env.redis.get().await?;
+    oms_shared::queue::all_dead_letters(&mut *conn, &env.keys).await
+}
+
+/// Identities of terminal orders.
+async fn processed_identities(env: &TestEnv) -> Vec<String> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT CAST(identity AS CHAR) FROM orders WHERE status IN ('completed','failed')",
+    )
+    .fetch_all(&env.db)
+    .await
+    .expect("terminal identities");
+    rows.into_iter().map(|(i,)| i).collect()
+}
+
+/// How the orders a test enqueued ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accounting {
+    pub expected: usize,
+    pub completed: i64,
+    pub failed: i64,
+    /// Expected identities that are in the dead-letter stream (and not terminal).
+    pub dead_lettered: usize,
+    /// Expected identities neither terminal nor dead-lettered.
+    pub lost: usize,
+    /// Effects applied more than once: duplicate order rows or dead letters, identities
+    /// both processed and dead-lettered, and the excess of customers' order counts, Redis'
+    /// total order count and sold stock over the completed orders.
+    pub doubled: i64,
+    /// Orders whose identity the test never enqueued.
+    pub unexpected: usize,
+}
+
+/// Accounts for every identity in `expected` (see [`Accounting`]).
+pub async fn account(
+    env: &TestEnv,
+    expected: &BTreeSet<String>,
+    initial_stock: &BTreeMap<String, i64>,
+) -> Accounting {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT CAST(identity AS CHAR), CAST(status AS CHAR) FROM orders")
+            .fetch_all(&env.db)
+            .await
+            .expect("orders");
+    let dead = dead_letters(env).await.expect("dead letters");
+    let mut a = Accounting {
+        expected: expected.len(),
+        ..Accounting::default()
+    };
+    let mut terminal: BTreeSet<&str> = BTreeSet::new();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    for (identity, status) in &rows {
+        if !seen.insert(identity.as_str()) {
+            a.doubled += 1;
+        }
+        if !expected.contains(identity) {
+            a.unexpected += 1;
+        }
+        match status.as_str() {
+            "completed" => a.completed += 1,
+            "failed" => a.failed += 1,
+            _ => continue,
+        }
+        terminal.insert(identity.as_str());
+    }
+    let mut dead_seen: BTreeSet<&str> = BTreeSet::new();
+    for letter in &dead {
+        if !dead_seen.insert(letter.identity.as_str()) {
+            a.doubled += 1;
+        }
+        if terminal.contains(letter.identity.as_str()) {
+            a.doubled += 1;
+        }
+    }
+    for identity in expected {
+        if terminal.contains(identity.as_str()) {
+            continue;
+        }
+        if dead_seen.contains(identity.as_str()) {
+            a.dead_lettered += 1;
+        } else {
+            a.lost += 1;
+        }
+    }
+    let counted = env
+        .scalar("SELECT COALESCE(SUM(orders_count), 0) FROM customers")
+        .await;
+    a.doubled += (counted - a.completed).max(0);
+    let mut conn = env.redis_conn().await;
+    let total = oms_shared::read_model::read_kpis(&mut *conn, &env.keys.kpi_total())
+        .await
+        .expect("kpi total")
+        .unwrap_or_default();
+    a.doubled += (total.order_count - a.completed).max(0);
+    let now = stock_snapshot(env).await;
+    let taken: i64 = initial_stock
+        .iter()
+        .map(|(sku, initial)| initial - now.get(sku).copied().unwrap_or(*initial))
+        .sum();
+    let sold = env
+        .scalar(
+            "SELECT COALESCE(SUM(i.quantity), 0) FROM order_items i \
+             JOIN orders o ON o.id = i.order_id WHERE o.status = 'completed'",
+        )
+        .await;
+    a.doubled += (taken - sold).max(0);
+    a
+}
+
+/// Waits until `n` orders are accounted for (terminal, or dead-lettered), nothing is
+/// pending or unread in the group and every outbox row has reached Redis. Tolerates
+/// servers that are still coming back (errors count as "not yet").
+pub async fn wait_settled(env: &TestEnv, n: i64, deadline: Duration) {
+    crate::wait_for(
+        &format!("{n} orders settled, an empty PEL and an empty outbox"),
+        deadline,
+        || async {
+            let terminal: (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM orders WHERE status IN ('completed','failed')",
+            )
+            .fetch_one(&env.db)
+            .await
+            .ok()?;
+            let outbox: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM read_model_outbox")
+                .fetch_one(&env.db)
+                .await
+                .ok()?;
+            let mut conn = env.redis.get().await.ok()?;
+            let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+                .await
+                .ok()?;
+            let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+                .await
+                .ok()? as i64;
+            (terminal.0 + dead >= n && stats.pending == 0 && stats.lag == Some(0) && outbox.0 == 0)
+                .then_some(())
+        },
+    )
+    .await
 }
 
 /// Redis KPIs and leaderboard against MySQL.

@@ -8,6 +8,10 @@
 //! `OMS_TEST_REDIS` (default `redis://127.0.0.1:6379`); `ops/services.sh` starts them.
 
 pub mod invariants;
+pub mod netns;
+pub mod procs;
+pub mod servers;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::time::Duration;

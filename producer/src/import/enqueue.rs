@@ -3,7 +3,7 @@
 //!
 //! - **Pipelining**: chunks are sent `pipeline_chunks` at a time, in one round trip; while
 //!   a pipeline is in flight the scan thread keeps reading (the channel between them holds
-//!   a few shipments).
+//!   a few shipments of a few thousand rows).
 //! - **Backpressure**: before each pipeline, the group's backlog (entries not yet
 //!   delivered, × chunk size) is compared with `--max-lag`; above it, the enqueuer waits,
 //!   trimming acknowledged entries meanwhile. Unread rows therefore stay below `--max-lag`
@@ -143,25 +143,38 @@ impl Enqueuer {
         self.held.rows_rejected += s.rejects.len() as u64;
         self.held.enqueued_through_line = self.held.enqueued_through_line.max(s.through_line);
         self.rejects.extend(s.rejects);
-        if let Some(chunk) = s.chunk {
+        for chunk in s.chunks {
             self.held.rows_enqueued += chunk.rows as u64;
             self.chunks.push(chunk);
         }
     }
 
-    /// Sends held chunks, stores held rejects, then counts them as done.
+    /// Sends held chunks (a pipeline at a time, each after the lag check), stores held
+    /// rejects, then counts them as done.
     async fn flush(&mut self, shutdown: &CancellationToken) -> Result<(), EnqueueError> {
-        if !self.chunks.is_empty() {
-            self.wait_for_room(self.held.rows_enqueued, shutdown)
-                .await?;
-            let chunks = std::mem::take(&mut self.chunks);
+        while !self.chunks.is_empty() {
+            let n = self.chunks.len().min(self.settings.pipeline_chunks());
+            let pipeline: Vec<EncodedChunk> = self.chunks.drain(..n).collect();
+            let rows: u64 = pipeline.iter().map(|c| c.rows as u64).sum();
+            self.wait_for_room(rows, shutdown).await?;
             retry("XADD to the orders stream", shutdown, || async {
                 let mut conn = self.redis.get().await?;
-                queue::add_encoded_chunks(&mut *conn, &self.keys, self.settings.import_id, &chunks)
-                    .await
+                queue::add_encoded_chunks(
+                    &mut *conn,
+                    &self.keys,
+                    self.settings.import_id,
+                    &pipeline,
+                )
+                .await
             })
             .await?;
-            self.progress.enqueued(self.held.rows_enqueued);
+            self.progress.enqueued(rows);
+            // Every valid row up to this pipeline's last line is now on the stream (chunks
+            // go out in file order), which is all a resumed import needs to know.
+            let last_line = pipeline.last().map(|c| c.last_line).unwrap_or(0);
+            self.held.rows_enqueued -= rows;
+            self.counts.rows_enqueued += rows;
+            self.counts.enqueued_through_line = self.counts.enqueued_through_line.max(last_line);
         }
         if !self.rejects.is_empty() {
             let rejects = std::mem::take(&mut self.rejects);

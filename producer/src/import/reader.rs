@@ -179,6 +179,16 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
+    /// Copies the part of the current record still in the input buffer, from `from`, to
+    /// the raw copy (bounded), before the buffer is refilled.
+    fn spill_raw(&mut self, from: usize, truncated: &mut bool) {
+        let consumed = &self.input[from..self.start];
+        let room = self.limits.max_raw_bytes.saturating_sub(self.raw.len());
+        *truncated |= consumed.len() > room;
+        self.raw
+            .extend_from_slice(&consumed[..consumed.len().min(room)]);
+    }
+
     /// The next record, or `None` at the end of the source. I/O errors are returned as is
     /// (the caller names the file).
     pub fn next_record(&mut self) -> io::Result<Option<Record<'_>>> {
@@ -189,6 +199,10 @@ impl<R: Read> RecordReader<R> {
         }
         let line = self.core.line();
         let mut raw_truncated = false;
+        // The raw bytes are usually a slice of the input buffer; they are copied only when
+        // the record straddles a refill.
+        let mut raw_from = self.start;
+        let mut spilled = false;
         let mut oversize: Option<Oversize> = None;
         let (mut nout, mut nend) = (0usize, 0usize);
         loop {
@@ -197,17 +211,15 @@ impl<R: Read> RecordReader<R> {
             let (result, nin, out, ends) =
                 self.core
                     .read_record(input, &mut self.output[nout..], &mut self.ends[nend..]);
-            let room = self.limits.max_raw_bytes.saturating_sub(self.raw.len());
-            if nin > room {
-                raw_truncated = true;
-            }
-            self.raw.extend_from_slice(&input[..nin.min(room)]);
             self.start += nin;
             self.bytes_consumed += nin as u64;
             nout += out;
             nend += ends;
             match result {
                 R::InputEmpty => {
+                    self.spill_raw(raw_from, &mut raw_truncated);
+                    spilled = true;
+                    raw_from = 0;
                     if !self.fill()? && input_was_empty {
                         // The source ended and csv_core wants more: nothing more will come.
                         break;
@@ -225,9 +237,19 @@ impl<R: Read> RecordReader<R> {
                 R::End => return Ok(None),
             }
         }
-        // Strip the line end that csv_core consumed with the record from the raw copy.
-        while matches!(self.raw.last(), Some(b'\n' | b'\r')) {
-            self.raw.pop();
+        let mut raw: &[u8] = if spilled {
+            if raw_from < self.start {
+                self.spill_raw(raw_from, &mut raw_truncated);
+            }
+            &self.raw
+        } else {
+            let whole = &self.input[raw_from..self.start];
+            raw_truncated = whole.len() > self.limits.max_raw_bytes;
+            &whole[..whole.len().min(self.limits.max_raw_bytes)]
+        };
+        // Without the line end that csv_core consumed with the record.
+        while let [rest @ .., b'\n' | b'\r'] = raw {
+            raw = rest;
         }
         let (data, ends): (&[u8], &[usize]) = match oversize {
             Some(_) => (&[], &[]),
@@ -237,7 +259,7 @@ impl<R: Read> RecordReader<R> {
             line,
             data,
             ends,
-            raw: &self.raw,
+            raw,
             raw_truncated,
             oversize,
         }))

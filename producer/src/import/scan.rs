@@ -1,8 +1,9 @@
 //! The CPU side of an import, on a thread of its own: read records, validate them, encode
 //! valid rows into chunks, and ship chunks and rejects, in file order, to the enqueuer.
 //!
-//! What leaves this thread is a [`Shipment`]: at most one full chunk, the rejects read
-//! since the previous shipment, and the line through which everything is accounted for.
+//! What leaves this thread is a [`Shipment`]: the full chunks and the rejects read since
+//! the previous shipment, and the line through which everything is accounted for. A
+//! shipment carries a few thousand rows, so the threads hand over work rarely.
 //! The channel is bounded, so a slow Redis slows the reader (memory stays flat).
 //! Rejected rows are also written to `--rejects PATH` here (`line,reason,detail,raw`).
 
@@ -38,7 +39,7 @@ pub struct ScanSettings {
 /// Work for the enqueuer, in file order.
 #[derive(Debug, Default)]
 pub struct Shipment {
-    pub chunk: Option<EncodedChunk>,
+    pub chunks: Vec<EncodedChunk>,
     pub rejects: Vec<RejectRow>,
     /// Data rows read since the previous shipment.
     pub rows_read: u64,
@@ -50,7 +51,7 @@ pub struct Shipment {
 
 impl Shipment {
     fn is_empty(&self) -> bool {
-        self.chunk.is_none() && self.rejects.is_empty() && self.rows_read == 0
+        self.chunks.is_empty() && self.rejects.is_empty() && self.rows_read == 0
     }
 }
 
@@ -65,9 +66,9 @@ pub enum ScanEnd {
     Failed(String),
 }
 
-/// Rejects per shipment, and rows between shipments when nothing else triggers one.
+/// Rows read, or rejects, that make a shipment.
+const ROWS_PER_SHIPMENT: u64 = 4_096;
 const REJECTS_PER_SHIPMENT: usize = 1_000;
-const ROWS_PER_SHIPMENT: u64 = 10_000;
 
 /// Runs the scan to the end of the file or until `stop`; blocking (run it on a thread).
 pub fn scan<R: Read>(
@@ -159,12 +160,11 @@ pub fn scan<R: Read>(
                     order_date: row.order_date,
                 });
                 if chunk.rows >= settings.chunk_size {
-                    shipment.chunk = Some(std::mem::take(&mut chunk).finish());
+                    shipment.chunks.push(std::mem::take(&mut chunk).finish());
                 }
             }
         }
-        if (shipment.chunk.is_some()
-            || shipment.rejects.len() >= REJECTS_PER_SHIPMENT
+        if (shipment.rejects.len() >= REJECTS_PER_SHIPMENT
             || shipment.rows_read >= ROWS_PER_SHIPMENT)
             && !ship(&mut shipment, reader.bytes_consumed())
         {
@@ -177,7 +177,7 @@ pub fn scan<R: Read>(
         }
     }
     if !chunk.is_empty() {
-        shipment.chunk = Some(chunk.finish());
+        shipment.chunks.push(chunk.finish());
     }
     if !shipment.is_empty() && !ship(&mut shipment, reader.bytes_consumed()) {
         return ScanEnd::Stopped;

@@ -254,13 +254,15 @@ pub fn validate_row<'a>(record: &Record<'a>, columns: &Columns) -> Result<ValidR
             format!("column {column} is longer than {max} {unit}"),
         )
     };
-    if name.chars().count() > MAX_NAME_CHARS {
+    // A string has no more characters than bytes: count characters only when it could matter.
+    let longer_than = |s: &str, max: usize| s.len() > max && s.chars().count() > max;
+    if longer_than(name, MAX_NAME_CHARS) {
         return Err(too_long("customer_name", MAX_NAME_CHARS, "characters"));
     }
-    if email.chars().count() > MAX_EMAIL_CHARS {
+    if longer_than(email, MAX_EMAIL_CHARS) {
         return Err(too_long("customer_email", MAX_EMAIL_CHARS, "characters"));
     }
-    if order_id.is_some_and(|id| id.chars().count() > MAX_ORDER_ID_CHARS) {
+    if order_id.is_some_and(|id| longer_than(id, MAX_ORDER_ID_CHARS)) {
         return Err(too_long("order_id", MAX_ORDER_ID_CHARS, "characters"));
     }
     if products.len() > MAX_PRODUCTS_BYTES {
@@ -300,16 +302,26 @@ pub fn validate_row<'a>(record: &Record<'a>, columns: &Columns) -> Result<ValidR
 /// local part of 1–64 characters, a domain of dot-separated non-empty labels with a dot.
 pub fn check_email(email: &str) -> Result<(), &'static str> {
     let (local, domain) = email.rsplit_once('@').ok_or("no @")?;
-    if local.is_empty() || local.chars().count() > 64 {
+    if local.is_empty() || (local.len() > 64 && local.chars().count() > 64) {
         return Err("the part before @ must be 1 to 64 characters");
     }
     if local.contains('@') {
         return Err("more than one @");
     }
-    if email
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c))
-    {
+    let forbidden = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(
+                c,
+                '<' | '>' | '(' | ')' | '[' | ']' | '\\' | ',' | ';' | ':' | '"'
+            )
+    };
+    let bad = if email.is_ascii() {
+        email.bytes().any(|b| forbidden(char::from(b)))
+    } else {
+        email.chars().any(forbidden)
+    };
+    if bad {
         return Err("white space or a character not allowed in an address");
     }
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
@@ -376,7 +388,7 @@ pub fn parse_products(text: &str) -> Result<Vec<OrderItemRef<'_>>, Reject> {
             Some(s) if !s.trim().is_empty() => s,
             _ => return Err(invalid(format!("item {position}: sku is missing or empty"))),
         };
-        if sku.chars().count() > MAX_SKU_CHARS {
+        if sku.len() > MAX_SKU_CHARS && sku.chars().count() > MAX_SKU_CHARS {
             return Err(reject(
                 RejectReason::FieldTooLong,
                 format!("item {position}: sku is longer than {MAX_SKU_CHARS} characters"),

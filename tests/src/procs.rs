@@ -1,0 +1,185 @@
+//! Consumer processes for the fault tests: spawn the built `consumer` binary with a
+//! [`TestEnv`]'s variables (optionally inside a network namespace), log its stderr to a
+//! file the test can read while it runs, SIGKILL or SIGTERM it. Killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{binary, TestEnv};
+
+/// Where consumer logs go: one temp dir per test, removed with it — unless the test is
+/// failing (panicking), then kept and its path printed, for the post-mortem.
+pub struct LogDir {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl LogDir {
+    pub fn new() -> LogDir {
+        LogDir {
+            dir: Some(
+                tempfile::Builder::new()
+                    .prefix("oms-consumer-logs-")
+                    .tempdir()
+                    .expect("log dir"),
+            ),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("log dir").path()
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("consumer logs kept in {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+impl Default for LogDir {
+    fn default() -> Self {
+        LogDir::new()
+    }
+}
+
+/// How to start one consumer process.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub name: String,
+    /// Extra flags (`--claim-idle-secs 2`, ...).
+    pub args: Vec<String>,
+    /// Environment (DATABASE_URL, REDIS_URL, OMS_PREFIX, ...).
+    pub env: Vec<(String, String)>,
+    /// Run inside this network namespace (`ip netns exec NS consumer ...`).
+    pub netns: Option<String>,
+}
+
+impl ConsumerSpec {
+    /// A consumer of `env`, named `name`, with `args`.
+    pub fn new(env: &TestEnv, name: &str, args: &[&str]) -> ConsumerSpec {
+        ConsumerSpec {
+            name: name.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .env_vars()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            netns: None,
+        }
+    }
+
+    /// Replaces (or adds) one environment variable.
+    pub fn with_env(mut self, key: &str, value: &str) -> ConsumerSpec {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn in_netns(mut self, netns: &str) -> ConsumerSpec {
+        self.netns = Some(netns.to_string());
+        self
+    }
+}
+
+/// A running consumer process; SIGKILLed on drop if still running.
+pub struct ConsumerProc {
+    pub name: String,
+    pub log_path: PathBuf,
+    child: Child,
+}
+
+impl ConsumerProc {
+    /// Spawns the consumer; stderr goes to `logs/<name>.log` (appended across restarts).
+    pub fn spawn(spec: &ConsumerSpec, logs: &LogDir) -> ConsumerProc {
+        let log_path = logs.path().join(format!("{}.log", spec.name));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("consumer log file");
+        let mut cmd = match &spec.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(binary("consumer"));
+                c
+            }
+            None => Command::new(binary("consumer")),
+        };
+        cmd.args([
+            "--name",
+            &spec.name,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--payment-seed",
+            "7",
+        ])
+        .args(&spec.args)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("OMS_PREFIX")
+        .env("RUST_LOG", "info")
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+        let child = cmd.spawn().expect("spawn consumer");
+        ConsumerProc {
+            name: spec.name.clone(),
+            log_path,
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; waits up to `deadline` for the exit status (SIGKILL after that: `None`).
+    pub fn terminate(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        crate::servers::signal(self.child.id(), "-TERM");
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > deadline {
+                self.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Everything the process (and earlier processes with the same name) wrote to stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ConsumerProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}

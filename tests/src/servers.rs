@@ -1,0 +1,570 @@
+//! Private Redis and MariaDB instances for the fault and security tests.
+//!
+//! A test that stops, restarts or reconfigures a server must never touch the shared
+//! instances on 127.0.0.1:6379 and :3306, so it starts its own here: [`RedisServer`] (a
+//! `redis-server` in a temp dir, optionally with AOF, a password or TLS) and
+//! [`MariaDbServer`] (`mariadb-install-db` into a temp datadir, then `mariadbd` on its own
+//! port and socket with `--skip-grant-tables`). Ports are chosen free at creation and kept
+//! across restarts, so clients reconnect to the same address.
+//!
+//! Both are killed (SIGKILL) and their temp dirs removed on drop, also when the test
+//! panics. [`private_env`] builds a [`TestEnv`] on such servers.
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oms_shared::config::ConnectionConfig;
+use oms_shared::keys::StreamKeys;
+use rand::Rng;
+
+use crate::TestEnv;
+
+/// How long a server may take to say it is ready (MariaDB crash recovery included).
+pub const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A TCP port that nothing listens on at `addr` right now.
+pub fn free_port(addr: IpAddr) -> u16 {
+    TcpListener::bind((addr, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_local_port() -> u16 {
+    free_port(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// True when this process runs as root (then `mariadbd` needs `--user=root`).
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Sends `signal` (`-KILL`, `-TERM`) to `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Waits up to `deadline` for `child` to exit; kills it if it does not.
+fn wait_exit(child: &mut Child, deadline: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `log` until it contains `marker`; fails if the process exits or time runs out.
+async fn wait_ready(child: &mut Child, log: &Path, marker: &str, what: &str) {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(marker) {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}) before it was ready:\n{}",
+                tail(&text)
+            );
+        }
+        assert!(
+            start.elapsed() < READY_DEADLINE,
+            "{what} not ready after {READY_DEADLINE:?}:\n{}",
+            tail(&text)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// TLS files for a Redis server (PEM paths).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// A private `redis-server`: its own port and temp dir, killed on drop.
+pub struct RedisServer {
+    dir: tempfile::TempDir,
+    /// The plain-TCP port (what [`RedisServer::url`] names).
+    pub port: u16,
+    /// The TLS port, when started with [`RedisOptions::tls`].
+    pub tls_port: Option<u16>,
+    binds: Vec<String>,
+    args: Vec<String>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+/// Options of a [`RedisServer`].
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// AOF with `appendfsync always`: every acknowledged write survives a crash.
+    pub aof: bool,
+    /// `requirepass` for the default user.
+    pub password: Option<String>,
+    /// Also serve TLS on a second port (`--tls-port`), clients not authenticated by
+    /// certificate; the plain port stays for the test's own set-up and checks.
+    pub tls: Option<TlsFiles>,
+    /// Addresses to bind besides 127.0.0.1 (e.g. the host side of a veth).
+    pub extra_binds: Vec<String>,
+    /// A fixed port (default: a free one).
+    pub port: Option<u16>,
+}
+
+impl RedisServer {
+    /// Starts a server with `options` and waits until it accepts connections.
+    pub async fn start(options: RedisOptions) -> RedisServer {
+        let mut server = RedisServer::create(options);
+        server.boot().await;
+        server
+    }
+
+    /// Prepares a server without starting it (see [`RedisServer::boot`]).
+    pub fn create(options: RedisOptions) -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("oms-redis-")
+            .tempdir()
+            .expect("redis temp dir");
+        let port = options.port.unwrap_or_else(free_local_port);
+        let tls_port = options.tls.as_ref().map(|_| free_local_port());
+        let mut binds = vec!["127.0.0.1".to_string()];
+        binds.extend(options.extra_binds.iter().cloned());
+        let mut args: Vec<String> = vec![
+            "--save".into(),
+            "".into(),
+            "--protected-mode".into(),
+            "no".into(),
+            "--daemonize".into(),
+            "no".into(),
+        ];
+        if options.aof {
+            args.extend(
+                ["--appendonly", "yes", "--appendfsync", "always"]
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
+        }
+        if let Some(pw) = &options.password {
+            args.extend(["--requirepass".to_string(), pw.clone()]);
+        }
+        if let (Some(tls), Some(tls_port)) = (&options.tls, tls_port) {
+            args.extend([
+                "--tls-port".to_string(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                tls.cert.display().to_string(),
+                "--tls-key-file".into(),
+                tls.key.display().to_string(),
+                "--tls-ca-cert-file".into(),
+                tls.ca.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]);
+        }
+        RedisServer {
+            dir,
+            port,
+            tls_port,
+            binds,
+            args,
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// The server's temp dir (AOF files, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `redis://127.0.0.1:PORT`, without credentials.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The same URL with `user:password` credentials (user may be empty).
+    pub fn url_with_auth(&self, user: &str, password: &str) -> String {
+        format!("redis://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://HOST:TLS_PORT` (HOST: an address the server binds, or `localhost`).
+    pub fn tls_url(&self, host: &str) -> String {
+        let port = self.tls_port.expect("a server started with TLS");
+        format!("rediss://{host}:{port}")
+    }
+
+    /// The URL with which a client on `addr` (a bound address) reaches this server.
+    pub fn url_at(&self, addr: &str) -> String {
+        format!("redis://{addr}:{}", self.port)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Starts (or restarts) the process on the same port and dir; waits until ready.
+    pub async fn boot(&mut self) {
+        assert!(!self.is_running(), "redis-server already running");
+        self.starts += 1;
+        let log = self.dir.path().join(format!("redis-{}.log", self.starts));
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string()])
+            .arg("--bind")
+            .args(&self.binds)
+            .args(["--dir", &self.dir.path().display().to_string()])
+            .args(["--logfile", &log.display().to_string()])
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn redis-server (is it installed?)");
+        wait_ready(
+            &mut child,
+            &log,
+            "Ready to accept connections",
+            &format!("redis-server on port {}", self.port),
+        )
+        .await;
+        self.child = Some(child);
+    }
+
+    /// Crash: SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Clean stop: SIGTERM (Redis flushes the AOF and exits), bounded wait.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "-TERM");
+            wait_exit(&mut child, Duration::from_secs(30));
+        }
+    }
+
+    /// Freezes the process (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "-STOP");
+        }
+    }
+
+    /// Thaws a [`RedisServer::pause`]d process (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "-CONT");
+        }
+    }
+
+    /// The logs of every start so far.
+    pub fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("redis-{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A CA and a server certificate for `127.0.0.1` and `localhost` signed by it, made with
+/// `openssl` in `dir` (EC P-256, valid 2 days).
+pub fn make_tls_files(dir: &Path) -> TlsFiles {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=oms test CA"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=localhost"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    run(&csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    TlsFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        ca: dir.join("ca.pem"),
+    }
+}
+
+/// A private MariaDB: its own datadir, port and socket, killed on drop.
+pub struct MariaDbServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    binds: Vec<String>,
+    extra: Vec<String>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl MariaDbServer {
+    /// Initialises a datadir, starts the server and waits until it accepts connections.
+    pub async fn start() -> MariaDbServer {
+        MariaDbServer::start_with(&[], &[]).await
+    }
+
+    /// As [`MariaDbServer::start`], also bound to `extra_binds`, with extra server options
+    /// (e.g. `--idle-transaction-timeout=5`).
+    pub async fn start_with(extra_binds: &[String], options: &[&str]) -> MariaDbServer {
+        let mut server = MariaDbServer::create(extra_binds, options);
+        server.boot().await;
+        server
+    }
+
+    /// Initialises the datadir without starting the server (see [`MariaDbServer::boot`]).
+    pub fn create(extra_binds: &[String], options: &[&str]) -> MariaDbServer {
+        let dir = tempfile::Builder::new()
+            .prefix("oms-mariadb-")
+            .tempdir()
+            .expect("mariadb temp dir");
+        let datadir = dir.path().join("data");
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", datadir.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if running_as_root() {
+            install.arg("--user=root");
+        }
+        let out = install
+            .output()
+            .expect("run mariadb-install-db (is mariadb-server installed?)");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut binds = vec!["127.0.0.1".to_string()];
+        binds.extend(extra_binds.iter().cloned());
+        MariaDbServer {
+            dir,
+            port: free_local_port(),
+            binds,
+            extra: options.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// `mysql://root@127.0.0.1:PORT` (no database: append `/name`).
+    pub fn server_url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+
+    /// The server URL as reached from a client on `addr` (a bound address).
+    pub fn server_url_at(&self, addr: &str) -> String {
+        format!("mysql://root@{addr}:{}", self.port)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Starts (or restarts) `mariadbd` on the same port and datadir; waits until ready.
+    pub async fn boot(&mut self) {
+        assert!(!self.is_running(), "mariadbd already running");
+        self.starts += 1;
+        let d = self.dir.path();
+        let log = d.join(format!("mariadb-{}.err", self.starts));
+        let mut cmd = Command::new("mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--bind-address={}", self.binds.join(",")))
+            .arg(format!("--socket={}", d.join("mysqld.sock").display()))
+            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", log.display()))
+            .args([
+                "--skip-grant-tables",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                // Metadata-lock waits (the harness' DROP DATABASE behind a session that a
+                // test cut off mid-transaction) end instead of hanging the clean-up.
+                "--lock-wait-timeout=20",
+                "--max-connections=1000",
+                "--innodb-buffer-pool-size=128M",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_unicode_ci",
+            ])
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if running_as_root() {
+            cmd.arg("--user=root");
+        }
+        let mut child = cmd.spawn().expect("spawn mariadbd");
+        wait_ready(
+            &mut child,
+            &log,
+            "ready for connections",
+            &format!("mariadbd on port {}", self.port),
+        )
+        .await;
+        self.child = Some(child);
+    }
+
+    /// Crash: SIGKILL (InnoDB recovers committed transactions at the next boot).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Clean shutdown: SIGTERM, bounded wait (then SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "-TERM");
+            wait_exit(&mut child, Duration::from_secs(60));
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered, like a
+    /// server stuck on its disk or a peer behind a silent network failure.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "-STOP");
+        }
+    }
+
+    /// Thaws a [`MariaDbServer::pause`]d server (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "-CONT");
+        }
+    }
+
+    /// The error logs of every start so far.
+    pub fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("mariadb-{n}.err")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for MariaDbServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A [`TestEnv`] on given servers: a fresh migrated database on `mysql_server`
+/// (`mysql://user@host:port`, no database) and a fresh prefix on `redis_url`.
+/// Drop it before the servers it uses (declare it after them).
+pub async fn private_env(mysql_server: &str, redis_url: &str) -> TestEnv {
+    let id: u64 = rand::rng().random();
+    let database = format!("oms_test_{id:016x}");
+    let prefix = format!("oms_test_{id:016x}:");
+    let config = ConnectionConfig::new(&format!("{mysql_server}/{database}"), redis_url, &prefix);
+    oms_shared::db::migrate(&config.database_url)
+        .await
+        .expect("migrate the test database");
+    let db = oms_shared::db::connect(&config.database_url, 8)
+        .await
+        .expect("connect to MySQL");
+    let redis = oms_shared::redis_conn::connect(&config.redis_url, 8)
+        .await
+        .expect("connect to Redis");
+    TestEnv {
+        keys: StreamKeys::new(&prefix),
+        config,
+        database,
+        db,
+        redis,
+    }
+}
