@@ -55,6 +55,20 @@ async fn delete_applied(shared: &Shared) {
     if let Err(e) = delete_outbox_rows(&shared.db, &ids).await {
         tracing::debug!(error = %e, "applied outbox rows not deleted yet");
         shared.requeue_applied_outbox(ids);
+        return;
+    }
+    retire_markers(shared, &ids).await;
+}
+
+/// Markers of deleted outbox rows expire in two minutes (best effort: else in a week).
+async fn retire_markers(shared: &Shared, ids: &[u64]) {
+    let retired = async {
+        let mut conn = shared.redis.get().await?;
+        oms_shared::read_model::retire_markers(&mut *conn, &shared.keys, ids).await
+    }
+    .await;
+    if let Err(e) = retired {
+        tracing::debug!(error = %e, "outbox markers keep their one-week expiry");
     }
 }
 
@@ -131,6 +145,7 @@ pub async fn sweep_outbox(shared: &Shared) -> oms_shared::Result<usize> {
     }
     let n = done.len();
     delete_outbox_rows(&shared.db, &done).await?;
+    retire_markers(shared, &done).await;
     tracing::info!(rows = n, "applied abandoned outbox rows");
     Ok(n)
 }

@@ -5,7 +5,8 @@
 //! marker `readmodel:applied:<outbox id>` (NX, 7 days) and, only if the marker was new,
 //! applies the increments in the same atomic step. A crash before the script leaves the
 //! outbox row for the sweeper; a crash after it leaves a marker that makes the retry a
-//! no-op. Rebuilds ([`write_kpis`], [`replace_leaderboard`]) overwrite from MySQL.
+//! no-op. Once the outbox row is deleted, [`retire_markers`] cuts the marker's life to two
+//! minutes. Rebuilds ([`write_kpis`], [`replace_leaderboard`]) overwrite from MySQL.
 
 use std::sync::LazyLock;
 
@@ -17,8 +18,13 @@ use crate::keys::StreamKeys;
 use crate::kpi::{aggregate, CompletedOrder, KpiFigures};
 use crate::money::Cents;
 
-/// How long an applied-outbox marker is kept; far longer than an outbox row can wait.
+/// How long an applied-outbox marker is kept while its outbox row may still exist (a MySQL
+/// outage delays the row's deletion); far longer than an outbox row can wait.
 pub const MARKER_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// How long a marker is kept once its outbox row is deleted: longer than any apply already
+/// in flight can take (Redis calls time out after 30 s), so none can apply the row again.
+pub const RETIRED_MARKER_TTL_SECS: u64 = 120;
 
 /// KEYS: marker, N KPI hashes, leaderboard. ARGV: ttl, N, (count, cents) × N,
 /// (email, cents) × M. Mirrors `KpiFigures::average_order_value` (half up).
@@ -70,6 +76,27 @@ pub async fn apply_outbox<C: ConnectionLike>(
     }
     let applied: i64 = invocation.invoke_async(conn).await?;
     Ok(applied == 1)
+}
+
+/// Shortens the markers of outbox rows that are deleted to [`RETIRED_MARKER_TTL_SECS`], so
+/// markers do not pile up in Redis (one per batch, otherwise kept for a week).
+pub async fn retire_markers<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    outbox_ids: &[u64],
+) -> Result<()> {
+    if outbox_ids.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for id in outbox_ids {
+        pipe.cmd("EXPIRE")
+            .arg(keys.outbox_applied(*id))
+            .arg(RETIRED_MARKER_TTL_SECS)
+            .ignore();
+    }
+    pipe.query_async::<()>(conn).await?;
+    Ok(())
 }
 
 /// Overwrites one KPI hash with figures rebuilt from MySQL.

@@ -142,3 +142,46 @@ async fn declined_payment_releases_stock_and_redelivery_changes_nothing() {
     assert_eq!(env.scalar("SELECT COUNT(*) FROM orders").await, 1);
     assert_eq!(env.scalar("SELECT stock_quantity FROM products").await, 10);
 }
+
+#[tokio::test]
+async fn outbox_rows_are_deleted_and_their_markers_expire_within_minutes() {
+    let env = TestEnv::new().await;
+    env.product("A", "1.00", 1_000).await;
+    let import = env.import_row().await;
+    let rows: Vec<_> = (0..50u64)
+        .map(|i| order_row(&format!("m{i}"), i + 2, "m@example.com", &[("A", 1)]))
+        .collect();
+    env.enqueue(import, &rows, 10).await;
+    let mut config = env.consumer_config();
+    config.payment_success_rate = 1.0;
+    config.batch_size = 10;
+    let (handle, stop) = env.spawn_consumer(config);
+    env.wait_until_processed(50, DEADLINE).await;
+    // Housekeeping deletes applied outbox rows each second, then retires their markers.
+    let pattern = format!("{}readmodel:applied:*", env.keys.prefix());
+    let ttls = oms_tests::wait_for("outbox emptied and markers retired", DEADLINE, || async {
+        if env.scalar("SELECT COUNT(*) FROM read_model_outbox").await > 0 {
+            return None;
+        }
+        let mut conn = env.redis_conn().await;
+        let markers: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut *conn)
+            .await
+            .ok()?;
+        let mut ttls = Vec::new();
+        for key in &markers {
+            let ttl: i64 = redis::cmd("TTL")
+                .arg(key)
+                .query_async(&mut *conn)
+                .await
+                .ok()?;
+            ttls.push(ttl);
+        }
+        (!ttls.is_empty() && ttls.iter().all(|t| (0..=120).contains(t))).then_some(ttls)
+    })
+    .await;
+    assert!(!ttls.is_empty());
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+}
