@@ -45,14 +45,18 @@ impl TestEnv {
         if std::env::var_os("OMS_TEST_LOG").is_some() {
             oms_shared::telemetry::init("text");
         }
+        TestEnv::on_servers(&mysql_server(), &redis_server()).await
+    }
+
+    /// A [`TestEnv`] on given servers: a fresh migrated database on `mysql_server`
+    /// (`mysql://user@host:port`, no database) and a fresh prefix on `redis_url`.
+    /// Drop it before the servers it uses (declare it after them).
+    pub async fn on_servers(mysql_server: &str, redis_url: &str) -> TestEnv {
         let id: u64 = rand::rng().random();
         let database = format!("oms_test_{id:016x}");
         let prefix = format!("oms_test_{id:016x}:");
-        let config = ConnectionConfig::new(
-            &format!("{}/{database}", mysql_server()),
-            &redis_server(),
-            &prefix,
-        );
+        let config =
+            ConnectionConfig::new(&format!("{mysql_server}/{database}"), redis_url, &prefix);
         oms_shared::db::migrate(&config.database_url)
             .await
             .expect("migrate the test database");

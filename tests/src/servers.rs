@@ -8,18 +8,14 @@
 //! across restarts, so clients reconnect to the same address.
 //!
 //! Both are killed (SIGKILL) and their temp dirs removed on drop, also when the test
-//! panics. [`private_env`] builds a [`TestEnv`] on such servers.
+//! panics. [`TestEnv::on_servers`](crate::TestEnv::on_servers) builds a
+//! [`TestEnv`](crate::TestEnv) on such servers.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::StreamKeys;
-use rand::Rng;
-
-use crate::TestEnv;
 
 /// How long a server may take to say it is ready (MariaDB crash recovery included).
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -101,6 +97,92 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// A server whose process a test crashes, stops and restarts: what
+/// [`RedisServer`] and [`MariaDbServer`] both implement.
+pub trait CrashableServer {
+    /// Crash: SIGKILL, and wait for the process to be gone.
+    fn kill(&mut self);
+    /// Clean stop: SIGTERM, bounded wait (then SIGKILL).
+    fn stop(&mut self);
+    /// Starts (or restarts) the server on the same port and dir; waits until ready.
+    fn boot(&mut self) -> impl Future<Output = ()>;
+}
+
+/// The process of a private server: its temp dir, its child, and one log file per start
+/// (`log_name(n)` in the dir for the `n`th start). SIGKILLed on drop.
+struct ServerProcess {
+    dir: tempfile::TempDir,
+    /// The program, as named in messages (`redis-server`, `mariadbd`).
+    program: &'static str,
+    /// What the program writes to its log once it accepts connections.
+    ready_marker: &'static str,
+    log_name: fn(u32) -> String,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl ServerProcess {
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Starts the next run: `command(dir, log)` is the command line, writing its log to
+    /// `log`; spawns it and waits until the log says it is ready on `port`.
+    async fn boot(&mut self, port: u16, command: impl FnOnce(&Path, &Path) -> Command) {
+        assert!(!self.is_running(), "{} already running", self.program);
+        self.starts += 1;
+        let log = self.dir.path().join((self.log_name)(self.starts));
+        let mut cmd = command(self.dir.path(), &log);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {} (is it installed?): {e}", self.program));
+        let what = format!("{} on port {port}", self.program);
+        wait_ready(&mut child, &log, self.ready_marker, &what).await;
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `deadline` (then SIGKILL).
+    fn stop(&mut self, deadline: Duration) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "-TERM");
+            wait_exit(&mut child, deadline);
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            signal(child.id(), sig);
+        }
+    }
+
+    /// The logs of every start so far.
+    fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join((self.log_name)(n)))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// TLS files for a Redis server (PEM paths).
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -111,15 +193,13 @@ pub struct TlsFiles {
 
 /// A private `redis-server`: its own port and temp dir, killed on drop.
 pub struct RedisServer {
-    dir: tempfile::TempDir,
+    process: ServerProcess,
     /// The plain-TCP port (what [`RedisServer::url`] names).
     pub port: u16,
     /// The TLS port, when started with [`RedisOptions::tls`].
     pub tls_port: Option<u16>,
     binds: Vec<String>,
     args: Vec<String>,
-    child: Option<Child>,
-    starts: u32,
 }
 
 /// Options of a [`RedisServer`].
@@ -189,19 +269,24 @@ impl RedisServer {
             ]);
         }
         RedisServer {
-            dir,
+            process: ServerProcess {
+                dir,
+                program: "redis-server",
+                ready_marker: "Ready to accept connections",
+                log_name: |n| format!("redis-{n}.log"),
+                child: None,
+                starts: 0,
+            },
             port,
             tls_port,
             binds,
             args,
-            child: None,
-            starts: 0,
         }
     }
 
     /// The server's temp dir (AOF files, logs).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.process.dir.path()
     }
 
     /// `redis://127.0.0.1:PORT`, without credentials.
@@ -226,80 +311,50 @@ impl RedisServer {
     }
 
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    /// Starts (or restarts) the process on the same port and dir; waits until ready.
-    pub async fn boot(&mut self) {
-        assert!(!self.is_running(), "redis-server already running");
-        self.starts += 1;
-        let log = self.dir.path().join(format!("redis-{}.log", self.starts));
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string()])
-            .arg("--bind")
-            .args(&self.binds)
-            .args(["--dir", &self.dir.path().display().to_string()])
-            .args(["--logfile", &log.display().to_string()])
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("spawn redis-server (is it installed?)");
-        wait_ready(
-            &mut child,
-            &log,
-            "Ready to accept connections",
-            &format!("redis-server on port {}", self.port),
-        )
-        .await;
-        self.child = Some(child);
-    }
-
-    /// Crash: SIGKILL, and wait for the process to be gone.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Clean stop: SIGTERM (Redis flushes the AOF and exits), bounded wait.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), "-TERM");
-            wait_exit(&mut child, Duration::from_secs(30));
-        }
+        self.process.is_running()
     }
 
     /// Freezes the process (SIGSTOP): connections stay open, nothing is answered.
     pub fn pause(&self) {
-        if let Some(child) = &self.child {
-            signal(child.id(), "-STOP");
-        }
+        self.process.signal("-STOP");
     }
 
     /// Thaws a [`RedisServer::pause`]d process (SIGCONT).
     pub fn resume(&self) {
-        if let Some(child) = &self.child {
-            signal(child.id(), "-CONT");
-        }
+        self.process.signal("-CONT");
     }
 
     /// The logs of every start so far.
     pub fn log(&self) -> String {
-        (1..=self.starts)
-            .map(|n| {
-                std::fs::read_to_string(self.dir.path().join(format!("redis-{n}.log")))
-                    .unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.process.log()
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
+impl CrashableServer for RedisServer {
+    /// Crash: SIGKILL, and wait for the process to be gone.
+    fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Clean stop: SIGTERM (Redis flushes the AOF and exits), bounded wait (30 s).
+    fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(30));
+    }
+
+    /// Starts (or restarts) the process on the same port and dir; waits until ready.
+    async fn boot(&mut self) {
+        self.process
+            .boot(self.port, |dir, log| {
+                let mut cmd = Command::new("redis-server");
+                cmd.args(["--port", &self.port.to_string()])
+                    .arg("--bind")
+                    .args(&self.binds)
+                    .args(["--dir", &dir.display().to_string()])
+                    .args(["--logfile", &log.display().to_string()])
+                    .args(&self.args);
+                cmd
+            })
+            .await;
     }
 }
 
@@ -376,12 +431,10 @@ pub fn make_tls_files(dir: &Path) -> TlsFiles {
 
 /// A private MariaDB: its own datadir, port and socket, killed on drop.
 pub struct MariaDbServer {
-    dir: tempfile::TempDir,
+    process: ServerProcess,
     pub port: u16,
     binds: Vec<String>,
     extra: Vec<String>,
-    child: Option<Child>,
-    starts: u32,
 }
 
 impl MariaDbServer {
@@ -427,12 +480,17 @@ impl MariaDbServer {
         let mut binds = vec!["127.0.0.1".to_string()];
         binds.extend(extra_binds.iter().cloned());
         MariaDbServer {
-            dir,
+            process: ServerProcess {
+                dir,
+                program: "mariadbd",
+                ready_marker: "ready for connections",
+                log_name: |n| format!("mariadb-{n}.err"),
+                child: None,
+                starts: 0,
+            },
             port: free_local_port(),
             binds,
             extra: options.iter().map(|s| s.to_string()).collect(),
-            child: None,
-            starts: 0,
         }
     }
 
@@ -447,124 +505,68 @@ impl MariaDbServer {
     }
 
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    /// Starts (or restarts) `mariadbd` on the same port and datadir; waits until ready.
-    pub async fn boot(&mut self) {
-        assert!(!self.is_running(), "mariadbd already running");
-        self.starts += 1;
-        let d = self.dir.path();
-        let log = d.join(format!("mariadb-{}.err", self.starts));
-        let mut cmd = Command::new("mariadbd");
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", d.join("data").display()))
-            .arg(format!("--port={}", self.port))
-            .arg(format!("--bind-address={}", self.binds.join(",")))
-            .arg(format!("--socket={}", d.join("mysqld.sock").display()))
-            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", log.display()))
-            .args([
-                "--skip-grant-tables",
-                "--skip-name-resolve",
-                "--skip-log-bin",
-                // Metadata-lock waits (the harness' DROP DATABASE behind a session that a
-                // test cut off mid-transaction) end instead of hanging the clean-up.
-                "--lock-wait-timeout=20",
-                "--max-connections=1000",
-                "--innodb-buffer-pool-size=128M",
-                "--character-set-server=utf8mb4",
-                "--collation-server=utf8mb4_unicode_ci",
-            ])
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if running_as_root() {
-            cmd.arg("--user=root");
-        }
-        let mut child = cmd.spawn().expect("spawn mariadbd");
-        wait_ready(
-            &mut child,
-            &log,
-            "ready for connections",
-            &format!("mariadbd on port {}", self.port),
-        )
-        .await;
-        self.child = Some(child);
-    }
-
-    /// Crash: SIGKILL (InnoDB recovers committed transactions at the next boot).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Clean shutdown: SIGTERM, bounded wait (then SIGKILL).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), "-TERM");
-            wait_exit(&mut child, Duration::from_secs(60));
-        }
+        self.process.is_running()
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered, like a
     /// server stuck on its disk or a peer behind a silent network failure.
     pub fn pause(&self) {
-        if let Some(child) = &self.child {
-            signal(child.id(), "-STOP");
-        }
+        self.process.signal("-STOP");
     }
 
     /// Thaws a [`MariaDbServer::pause`]d server (SIGCONT).
     pub fn resume(&self) {
-        if let Some(child) = &self.child {
-            signal(child.id(), "-CONT");
-        }
+        self.process.signal("-CONT");
     }
 
     /// The error logs of every start so far.
     pub fn log(&self) -> String {
-        (1..=self.starts)
-            .map(|n| {
-                std::fs::read_to_string(self.dir.path().join(format!("mariadb-{n}.err")))
-                    .unwrap_or_default()
+        self.process.log()
+    }
+}
+
+impl CrashableServer for MariaDbServer {
+    /// Crash: SIGKILL (InnoDB recovers committed transactions at the next boot).
+    fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Clean shutdown: SIGTERM, bounded wait (60 s, then SIGKILL).
+    fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(60));
+    }
+
+    /// Starts (or restarts) `mariadbd` on the same port and datadir; waits until ready.
+    async fn boot(&mut self) {
+        self.process
+            .boot(self.port, |d, log| {
+                let mut cmd = Command::new("mariadbd");
+                cmd.arg("--no-defaults")
+                    .arg(format!("--datadir={}", d.join("data").display()))
+                    .arg(format!("--port={}", self.port))
+                    .arg(format!("--bind-address={}", self.binds.join(",")))
+                    .arg(format!("--socket={}", d.join("mysqld.sock").display()))
+                    .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+                    .arg(format!("--log-error={}", log.display()))
+                    .args([
+                        "--skip-grant-tables",
+                        "--skip-name-resolve",
+                        "--skip-log-bin",
+                        // Metadata-lock waits (the harness' DROP DATABASE behind a session
+                        // that a test cut off mid-transaction) end instead of hanging the
+                        // clean-up.
+                        "--lock-wait-timeout=20",
+                        "--max-connections=1000",
+                        "--innodb-buffer-pool-size=128M",
+                        "--character-set-server=utf8mb4",
+                        "--collation-server=utf8mb4_unicode_ci",
+                    ])
+                    .args(&self.extra);
+                if running_as_root() {
+                    cmd.arg("--user=root");
+                }
+                cmd
             })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for MariaDbServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A [`TestEnv`] on given servers: a fresh migrated database on `mysql_server`
-/// (`mysql://user@host:port`, no database) and a fresh prefix on `redis_url`.
-/// Drop it before the servers it uses (declare it after them).
-pub async fn private_env(mysql_server: &str, redis_url: &str) -> TestEnv {
-    let id: u64 = rand::rng().random();
-    let database = format!("oms_test_{id:016x}");
-    let prefix = format!("oms_test_{id:016x}:");
-    let config = ConnectionConfig::new(&format!("{mysql_server}/{database}"), redis_url, &prefix);
-    oms_shared::db::migrate(&config.database_url)
-        .await
-        .expect("migrate the test database");
-    let db = oms_shared::db::connect(&config.database_url, 8)
-        .await
-        .expect("connect to MySQL");
-    let redis = oms_shared::redis_conn::connect(&config.redis_url, 8)
-        .await
-        .expect("connect to Redis");
-    TestEnv {
-        keys: StreamKeys::new(&prefix),
-        config,
-        database,
-        db,
-        redis,
+            .await;
     }
 }

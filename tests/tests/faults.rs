@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use oms_tests::invariants::{account, reconcile_exit_code, violations, wait_settled};
 use oms_tests::netns::NetLab;
 use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
-use oms_tests::servers::{private_env, MariaDbServer, RedisOptions, RedisServer};
+use oms_tests::servers::{CrashableServer, MariaDbServer, RedisOptions, RedisServer};
 use oms_tests::workload::{Figures, Workload};
 use oms_tests::{wait_for, TestEnv};
 
@@ -216,96 +216,119 @@ fn log_marks(consumers: &[ConsumerProc]) -> Vec<usize> {
     consumers.iter().map(|c| c.log().len()).collect()
 }
 
-#[tokio::test]
-async fn mariadb_crashed_and_restarted_mid_run_loses_and_doubles_nothing() {
+/// What differs between the MariaDB and the Redis crash-and-restart runs.
+struct RestartRun {
+    /// The server as the printed lines name it (`MariaDB`).
+    server: &'static str,
+    /// The word in the consumers' "lost connection" / "connection restored" lines (`mysql`).
+    log_word: &'static str,
+    /// What some consumer logs once the outage has lasted long enough.
+    outage_marker: &'static str,
+    workload: &'static str,
+    consumer_prefix: &'static str,
+    scenario: &'static str,
+    fault_kind: &'static str,
+}
+
+/// 20,000 orders, 3 consumers on `env`; at 1/4 of the orders terminal `server` is crashed
+/// (SIGKILL), at 3/5 shut down cleanly, each time restarted once every consumer has logged
+/// the lost connection and one has logged `run.outage_marker`. `started`: when the test
+/// began (the figures' duration).
+async fn crashed_and_restarted_mid_run(
+    server: &mut impl CrashableServer,
+    env: &TestEnv,
+    started: Instant,
+    run: RestartRun,
+) {
     let n = 20_000;
-    let started = Instant::now();
-    let mut mariadb = MariaDbServer::start().await;
-    let env = private_env(&mariadb.server_url(), &oms_tests::redis_server()).await;
-    let work = Workload::new("mdb", n, 300, 2_000);
-    enqueue(&env, &work, 100).await;
+    let work = Workload::new(run.workload, n, 300, 2_000);
+    enqueue(env, &work, 100).await;
     let logs = LogDir::new();
     let args = ["--claim-idle-secs", "3", "--batch-size", "500"];
     let mut consumers: Vec<ConsumerProc> = (0..3)
-        .map(|i| ConsumerProc::spawn(&ConsumerSpec::new(&env, &format!("m{i}"), &args), &logs))
+        .map(|i| {
+            let name = format!("{}{i}", run.consumer_prefix);
+            ConsumerProc::spawn(&ConsumerSpec::new(env, &name, &args), &logs)
+        })
         .collect();
     let mut faults = 0;
     for (at, crash) in [(n as i64 / 4, true), (n as i64 * 3 / 5, false)] {
-        wait_terminal(&env, at).await;
+        wait_terminal(env, at).await;
         let marks = log_marks(&consumers);
         if crash {
-            mariadb.kill();
+            server.kill();
         } else {
-            mariadb.stop();
+            server.stop();
         }
         faults += 1;
         eprintln!(
-            "MariaDB {} at >= {at} terminal orders ({:.1}s)",
+            "{} {} at >= {at} terminal orders ({:.1}s)",
+            run.server,
             if crash { "SIGKILLed" } else { "shut down" },
             started.elapsed().as_secs_f64()
         );
-        // Down long enough that batches in flight exhaust their retries and stay pending.
-        wait_logged(&mut consumers, &marks, &["lost connection", "mysql"]).await;
-        wait_any_logged(&consumers, &marks, "left pending").await;
-        mariadb.boot().await;
-        wait_logged(&mut consumers, &marks, &["connection restored", "mysql"]).await;
-        eprintln!("MariaDB back ({:.1}s)", started.elapsed().as_secs_f64());
+        wait_logged(&mut consumers, &marks, &["lost connection", run.log_word]).await;
+        wait_any_logged(&consumers, &marks, run.outage_marker).await;
+        server.boot().await;
+        wait_logged(
+            &mut consumers,
+            &marks,
+            &["connection restored", run.log_word],
+        )
+        .await;
+        eprintln!(
+            "{} back ({:.1}s)",
+            run.server,
+            started.elapsed().as_secs_f64()
+        );
     }
     let figures = Figures {
-        scenario: "mariadb-restart".into(),
+        scenario: run.scenario.into(),
         faults,
-        fault_kind: "MariaDB SIGKILL + restart, then clean shutdown + restart".into(),
+        fault_kind: run.fault_kind.into(),
         ..Figures::default()
     };
-    finish(&env, &work, &mut consumers, figures, started).await;
+    finish(env, &work, &mut consumers, figures, started).await;
+}
+
+#[tokio::test]
+async fn mariadb_crashed_and_restarted_mid_run_loses_and_doubles_nothing() {
+    let started = Instant::now();
+    let mut mariadb = MariaDbServer::start().await;
+    let env = TestEnv::on_servers(&mariadb.server_url(), &oms_tests::redis_server()).await;
+    let run = RestartRun {
+        server: "MariaDB",
+        log_word: "mysql",
+        // Down long enough that batches in flight exhaust their retries and stay pending.
+        outage_marker: "left pending",
+        workload: "mdb",
+        consumer_prefix: "m",
+        scenario: "mariadb-restart",
+        fault_kind: "MariaDB SIGKILL + restart, then clean shutdown + restart",
+    };
+    crashed_and_restarted_mid_run(&mut mariadb, &env, started, run).await;
 }
 
 #[tokio::test]
 async fn redis_crashed_and_restarted_mid_run_loses_and_doubles_nothing() {
-    let n = 20_000;
     let started = Instant::now();
     let mut redis = RedisServer::start(RedisOptions {
         aof: true,
         ..RedisOptions::default()
     })
     .await;
-    let env = private_env(&oms_tests::mysql_server(), &redis.url()).await;
-    let work = Workload::new("rds", n, 300, 2_000);
-    enqueue(&env, &work, 100).await;
-    let logs = LogDir::new();
-    let args = ["--claim-idle-secs", "3", "--batch-size", "500"];
-    let mut consumers: Vec<ConsumerProc> = (0..3)
-        .map(|i| ConsumerProc::spawn(&ConsumerSpec::new(&env, &format!("r{i}"), &args), &logs))
-        .collect();
-    let mut faults = 0;
-    for (at, crash) in [(n as i64 / 4, true), (n as i64 * 3 / 5, false)] {
-        wait_terminal(&env, at).await;
-        let marks = log_marks(&consumers);
-        if crash {
-            redis.kill();
-        } else {
-            redis.stop();
-        }
-        faults += 1;
-        eprintln!(
-            "Redis {} at >= {at} terminal orders ({:.1}s)",
-            if crash { "SIGKILLed" } else { "shut down" },
-            started.elapsed().as_secs_f64()
-        );
-        wait_logged(&mut consumers, &marks, &["lost connection", "redis"]).await;
+    let env = TestEnv::on_servers(&oms_tests::mysql_server(), &redis.url()).await;
+    let run = RestartRun {
+        server: "Redis",
+        log_word: "redis",
         // Down long enough that a batch committed in MySQL cannot be acknowledged.
-        wait_any_logged(&consumers, &marks, "could not acknowledge").await;
-        redis.boot().await;
-        wait_logged(&mut consumers, &marks, &["connection restored", "redis"]).await;
-        eprintln!("Redis back ({:.1}s)", started.elapsed().as_secs_f64());
-    }
-    let figures = Figures {
-        scenario: "redis-restart".into(),
-        faults,
-        fault_kind: "Redis (AOF always) SIGKILL + restart, then clean shutdown + restart".into(),
-        ..Figures::default()
+        outage_marker: "could not acknowledge",
+        workload: "rds",
+        consumer_prefix: "r",
+        scenario: "redis-restart",
+        fault_kind: "Redis (AOF always) SIGKILL + restart, then clean shutdown + restart",
     };
-    finish(&env, &work, &mut consumers, figures, started).await;
+    crashed_and_restarted_mid_run(&mut redis, &env, started, run).await;
 }
 
 /// Lines of `log` that say a server is unreachable and that the consumer retries.
@@ -319,7 +342,7 @@ fn retry_lines(log: &str, server: &str) -> usize {
 async fn a_consumer_started_before_mysql_waits_says_so_and_then_works() {
     let started = Instant::now();
     let mut mariadb = MariaDbServer::start().await;
-    let env = private_env(&mariadb.server_url(), &oms_tests::redis_server()).await;
+    let env = TestEnv::on_servers(&mariadb.server_url(), &oms_tests::redis_server()).await;
     let work = Workload::new("latemysql", 2_000, 50, 200);
     enqueue(&env, &work, 100).await;
     mariadb.stop();
@@ -365,7 +388,7 @@ async fn a_consumer_started_before_redis_waits_says_so_and_then_works() {
         ..RedisOptions::default()
     })
     .await;
-    let env = private_env(&oms_tests::mysql_server(), &redis.url()).await;
+    let env = TestEnv::on_servers(&oms_tests::mysql_server(), &redis.url()).await;
     let work = Workload::new("lateredis", 2_000, 50, 200);
     enqueue(&env, &work, 100).await;
     redis.stop();
@@ -451,7 +474,7 @@ async fn two_hosts_one_cut_off(mariadb_options: &[&str]) {
         ..RedisOptions::default()
     })
     .await;
-    let env = private_env(&mariadb.server_url(), &redis.url()).await;
+    let env = TestEnv::on_servers(&mariadb.server_url(), &redis.url()).await;
     let work = Workload::new("netns", n, 300, 2_000);
     enqueue(&env, &work, 50).await;
     let logs = LogDir::new();
@@ -519,7 +542,7 @@ async fn two_hosts_one_cut_off_mid_run_the_other_claims_its_work() {
 #[tokio::test]
 async fn sigterm_exits_after_the_shutdown_timeout_even_when_mysql_hangs() {
     let mariadb = MariaDbServer::start().await;
-    let env = private_env(&mariadb.server_url(), &oms_tests::redis_server()).await;
+    let env = TestEnv::on_servers(&mariadb.server_url(), &oms_tests::redis_server()).await;
     let work = Workload::new("hang", 20_000, 100, 500);
     enqueue(&env, &work, 100).await;
     let logs = LogDir::new();
@@ -561,7 +584,7 @@ async fn long_chaos_consumers_redis_and_mariadb_crash_in_turn() {
         ..RedisOptions::default()
     })
     .await;
-    let env = private_env(&mariadb.server_url(), &redis.url()).await;
+    let env = TestEnv::on_servers(&mariadb.server_url(), &redis.url()).await;
     let work = Workload::new("chaos", n, 1_000, 20_000);
     enqueue(&env, &work, 100).await;
     let logs = LogDir::new();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use oms_tests::invariants::{violations, wait_settled};
 use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
-use oms_tests::servers::{make_tls_files, private_env, RedisOptions, RedisServer};
+use oms_tests::servers::{make_tls_files, RedisOptions, RedisServer};
 use oms_tests::{binary, order_row, wait_for, TestEnv};
 use serde_json::Value;
 
@@ -242,7 +242,7 @@ async fn redis_password_and_acl_user_work_and_are_never_printed() {
     })
     .await;
     let default_url = redis.url_with_auth("", password);
-    let env = private_env(&oms_tests::mysql_server(), &default_url).await;
+    let env = TestEnv::on_servers(&oms_tests::mysql_server(), &default_url).await;
 
     // requirepass (default user).
     enqueue_some(&env, 300).await;
@@ -366,7 +366,7 @@ async fn rediss_with_a_private_ca_works_and_unverified_servers_are_refused() {
     })
     .await;
     // The harness uses the plain port; the binaries under test use TLS only.
-    let env = private_env(&oms_tests::mysql_server(), &redis.url()).await;
+    let env = TestEnv::on_servers(&oms_tests::mysql_server(), &redis.url()).await;
     enqueue_some(&env, 300).await;
     let ca = tls.ca.display().to_string();
     let mut vars = env_vars(&env);
