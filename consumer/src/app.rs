@@ -78,7 +78,7 @@ async fn connect_mysql(
                 oms_shared::db::ensure_migrated(&pool, url).await?;
                 return Ok(Some(pool));
             }
-            Err(e @ OmsError::MysqlUnreachable { .. }) => {
+            Err(e @ OmsError::MysqlUnreachable { .. }) if e.is_transient() => {
                 attempt += 1;
                 let wait = backoff(attempt).max(Duration::from_secs(1));
                 tracing::warn!("{e}; retrying in {wait:?}");

@@ -34,8 +34,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": ").replace('\n', " "));
+            eprintln!("error: {}", oms_shared::error::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -51,6 +51,13 @@ fn unreachable(url: &str, source: sqlx::Error) -> OmsError {
 
 /// A pool of at most `max_connections`, checked with one connection.
 pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool> {
+    // One plain connection first: a refused or failing connection reports its real cause at
+    // once, where the pool would retry until its acquire timeout and say "pool timed out".
+    let probe = options(url)?
+        .connect()
+        .await
+        .map_err(|e| unreachable(url, e))?;
+    probe.close().await.ok();
     let pool = MySqlPoolOptions::new()
         .max_connections(max_connections.max(1))
         .min_connections(0)

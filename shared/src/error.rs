@@ -61,7 +61,9 @@ impl OmsError {
     /// deadlocks, lock wait timeouts, pool timeouts. False for errors caused by the data.
     pub fn is_transient(&self) -> bool {
         match self {
-            OmsError::MysqlUnreachable { .. } | OmsError::RedisUnreachable { .. } => true,
+            // Wrong credentials do not heal by waiting: say so and stop.
+            OmsError::MysqlUnreachable { source, .. } => !sql_error_is_access_denied(source),
+            OmsError::RedisUnreachable { source, .. } => !redis_error_is_access_denied(source),
             OmsError::RedisPool(_) | OmsError::Contention(_) => true,
             OmsError::Redis(e) => {
                 e.is_io_error()
@@ -75,6 +77,39 @@ impl OmsError {
             _ => false,
         }
     }
+}
+
+/// An error and its causes on one line, `context: cause: root cause`, skipping a cause
+/// whose text its parent already shows (thiserror messages often embed their source).
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Access denied (1044, 1045, 1698): the credentials or grants are wrong.
+pub fn sql_error_is_access_denied(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(
+            db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(|m| m.number()),
+            Some(1044 | 1045 | 1698)
+        ),
+        _ => false,
+    }
+}
+
+/// Wrong password or user, or an ACL that forbids a command or key.
+pub fn redis_error_is_access_denied(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
 }
 
 /// MySQL error codes that a retry can cure: deadlock (1213), lock wait timeout (1205),
@@ -99,5 +134,40 @@ pub fn sql_error_is_transient(e: &sqlx::Error) -> bool {
             )
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_keeps_each_cause_once() {
+        let io = std::io::Error::other("Connection refused");
+        let err = OmsError::RedisUnreachable {
+            host: "h:1".into(),
+            source: redis::RedisError::from(io),
+        };
+        let line = one_line(&err);
+        assert!(line.starts_with("cannot reach Redis at h:1: "), "{line}");
+        assert_eq!(line.matches("Connection refused").count(), 1, "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn wrong_credentials_are_not_transient() {
+        let refused = OmsError::RedisUnreachable {
+            host: "h:1".into(),
+            source: redis::RedisError::from(std::io::Error::other("refused")),
+        };
+        assert!(refused.is_transient());
+        let denied = OmsError::RedisUnreachable {
+            host: "h:1".into(),
+            source: redis::RedisError::from((
+                redis::ErrorKind::AuthenticationFailed,
+                "Password authentication failed",
+            )),
+        };
+        assert!(!denied.is_transient());
     }
 }

@@ -338,26 +338,32 @@ fn retry_lines(log: &str, server: &str) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn a_consumer_started_before_mysql_waits_says_so_and_then_works() {
-    let started = Instant::now();
-    let mut mariadb = MariaDbServer::start().await;
-    let env = TestEnv::on_servers(&mariadb.server_url(), &oms_tests::redis_server()).await;
-    let work = Workload::new("latemysql", 2_000, 50, 200);
-    enqueue(&env, &work, 100).await;
-    mariadb.stop();
+/// A consumer started while `server` (named `label` in its log lines) is down: it must
+/// say so at least twice, naming `127.0.0.1:port`, stay alive, and work once it is up.
+async fn absent_at_start(
+    server: &mut impl CrashableServer,
+    port: u16,
+    env: &TestEnv,
+    label: &str,
+    work_name: &str,
+    scenario: &str,
+    started: Instant,
+) {
+    let work = Workload::new(work_name, 2_000, 50, 200);
+    enqueue(env, &work, 100).await;
+    server.stop();
     let logs = LogDir::new();
     let mut consumers = vec![ConsumerProc::spawn(
-        &ConsumerSpec::new(&env, "early", &["--claim-idle-secs", "3"]),
+        &ConsumerSpec::new(env, "early", &["--claim-idle-secs", "3"]),
         &logs,
     )];
-    let host = format!("127.0.0.1:{}", mariadb.port);
-    wait_for("two retry lines naming MySQL", DEADLINE, || {
+    let host = format!("127.0.0.1:{port}");
+    wait_for(&format!("two retry lines naming {label}"), DEADLINE, || {
         let log = consumers[0].log();
         let exited = consumers[0].exited();
         async move {
             assert!(exited.is_none(), "consumer gave up: {exited:?}\n{log}");
-            (retry_lines(&log, "MySQL") >= 2).then_some(())
+            (retry_lines(&log, label) >= 2).then_some(())
         }
     })
     .await;
@@ -366,18 +372,36 @@ async fn a_consumer_started_before_mysql_waits_says_so_and_then_works() {
     eprintln!(
         "consumer says: {}",
         log.lines()
-            .find(|l| l.contains("cannot reach MySQL"))
+            .find(|l| l.contains(&format!("cannot reach {label}")))
             .unwrap_or("")
     );
-    mariadb.boot().await;
+    server.boot().await;
     let figures = Figures {
-        scenario: "mysql-absent-at-start".into(),
+        scenario: scenario.into(),
         faults: 1,
-        fault_kind: "MariaDB down when the consumer starts".into(),
+        fault_kind: format!("{label} down when the consumer starts"),
         ..Figures::default()
     };
-    finish(&env, &work, &mut consumers, figures, started).await;
+    finish(env, &work, &mut consumers, figures, started).await;
     assert!(consumers[0].log().contains("consumer started"));
+}
+
+#[tokio::test]
+async fn a_consumer_started_before_mysql_waits_says_so_and_then_works() {
+    let started = Instant::now();
+    let mut mariadb = MariaDbServer::start().await;
+    let env = TestEnv::on_servers(&mariadb.server_url(), &oms_tests::redis_server()).await;
+    let port = mariadb.port;
+    absent_at_start(
+        &mut mariadb,
+        port,
+        &env,
+        "MySQL",
+        "latemysql",
+        "mysql-absent-at-start",
+        started,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -389,41 +413,17 @@ async fn a_consumer_started_before_redis_waits_says_so_and_then_works() {
     })
     .await;
     let env = TestEnv::on_servers(&oms_tests::mysql_server(), &redis.url()).await;
-    let work = Workload::new("lateredis", 2_000, 50, 200);
-    enqueue(&env, &work, 100).await;
-    redis.stop();
-    let logs = LogDir::new();
-    let mut consumers = vec![ConsumerProc::spawn(
-        &ConsumerSpec::new(&env, "early", &["--claim-idle-secs", "3"]),
-        &logs,
-    )];
-    let host = format!("127.0.0.1:{}", redis.port);
-    wait_for("two retry lines naming Redis", DEADLINE, || {
-        let log = consumers[0].log();
-        let exited = consumers[0].exited();
-        async move {
-            assert!(exited.is_none(), "consumer gave up: {exited:?}\n{log}");
-            (retry_lines(&log, "Redis") >= 2).then_some(())
-        }
-    })
+    let port = redis.port;
+    absent_at_start(
+        &mut redis,
+        port,
+        &env,
+        "Redis",
+        "lateredis",
+        "redis-absent-at-start",
+        started,
+    )
     .await;
-    let log = consumers[0].log();
-    assert!(log.contains(&host), "the retry line names {host}:\n{log}");
-    eprintln!(
-        "consumer says: {}",
-        log.lines()
-            .find(|l| l.contains("cannot reach Redis"))
-            .unwrap_or("")
-    );
-    redis.boot().await;
-    let figures = Figures {
-        scenario: "redis-absent-at-start".into(),
-        faults: 1,
-        fault_kind: "Redis down when the consumer starts".into(),
-        ..Figures::default()
-    };
-    finish(&env, &work, &mut consumers, figures, started).await;
-    assert!(consumers[0].log().contains("consumer started"));
 }
 
 /// Starts `per_host` consumers on each host of `lab`, reaching the servers at that host's

@@ -314,18 +314,19 @@ async fn redis_password_and_acl_user_work_and_are_never_printed() {
         .with_env("REDIS_URL", &redis.url_with_auth("oms_worker", wrong))
         .with_env("RUST_LOG", "debug");
     let mut consumer = ConsumerProc::spawn(&spec, &logs);
-    let line = wait_for("the consumer to report the failed login", DEADLINE, || {
-        let log = consumer.log();
+    // Wrong credentials do not heal by waiting: one line naming the host, exit 1.
+    let status = wait_for("the consumer to exit on the failed login", DEADLINE, || {
         let exited = consumer.exited();
-        async move {
-            let line = log
-                .lines()
-                .find(|l| l.contains("Redis") && (l.contains("ERROR") || l.contains("WARN")))
-                .map(String::from);
-            line.or_else(|| exited.map(|s| format!("exited {s}: {log}")))
-        }
+        async move { exited }
     })
     .await;
+    assert_eq!(status.code(), Some(1), "{}", consumer.log());
+    let log = consumer.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cannot reach Redis at 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no line naming the Redis host:\n{log}"))
+        .to_string();
     eprintln!("consumer with a wrong Redis password: {line}");
     consumer.kill();
     let log = consumer.log();
