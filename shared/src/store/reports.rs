@@ -128,7 +128,7 @@ pub async fn customers_by_email(
 }
 
 /// The `imports` row of one import, with the seconds elapsed since it was created.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct ImportRow {
     pub id: u64,
     pub file_name: String,
@@ -160,54 +160,19 @@ pub struct ImportOutcomes {
 
 /// One import's row, or `None` when there is no such import.
 pub async fn import_row(pool: &MySqlPool, import_id: u64) -> Result<Option<ImportRow>> {
-    type Row = (
-        u64,
-        String,
-        String,
-        i64,
-        i64,
-        i64,
-        i64,
-        String,
-        Option<String>,
-        i64,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT id, file_name, status, CAST(rows_total AS SIGNED), CAST(rows_enqueued AS SIGNED), \
-         CAST(rows_rejected AS SIGNED), CAST(rows_duplicate AS SIGNED), \
-         DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ'), \
-         DATE_FORMAT(finished_at, '%Y-%m-%dT%H:%i:%s.%fZ'), \
-         CAST(TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) / 1000 AS SIGNED) \
+    Ok(sqlx::query_as(
+        "SELECT id, file_name, status, CAST(rows_total AS SIGNED) AS rows_total, \
+         CAST(rows_enqueued AS SIGNED) AS rows_enqueued, \
+         CAST(rows_rejected AS SIGNED) AS rows_rejected, \
+         CAST(rows_duplicate AS SIGNED) AS rows_duplicate, \
+         DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS created_at, \
+         DATE_FORMAT(finished_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS finished_at, \
+         CAST(TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) / 1000 AS SIGNED) AS age_ms \
          FROM imports WHERE id = ?",
     )
     .bind(import_id)
     .fetch_optional(pool)
-    .await?;
-    Ok(row.map(
-        |(
-            id,
-            file_name,
-            status,
-            rows_total,
-            rows_enqueued,
-            rows_rejected,
-            rows_duplicate,
-            created_at,
-            finished_at,
-            age_ms,
-        )| ImportRow {
-            id,
-            file_name,
-            status,
-            rows_total,
-            rows_enqueued,
-            rows_rejected,
-            rows_duplicate,
-            created_at,
-            finished_at,
-            age_ms,
-        },
-    ))
+    .await?)
 }
 
 /// Order outcomes of one import.
