@@ -149,4 +149,31 @@ mod tests {
         let c = ConsumerConfig::parse_from(["consumer", "--name", "a b"]);
         assert!(c.validate().unwrap_err().contains("--name"));
     }
+
+    #[test]
+    fn the_interface_document_names_every_flag_and_its_env() {
+        use clap::CommandFactory;
+        let doc = include_str!("../../docs/interface.md");
+        let cmd = ConsumerConfig::command();
+        let mut seen = 0;
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" || long == "version" {
+                continue;
+            }
+            seen += 1;
+            assert!(
+                doc.contains(&format!("`--{long}`")),
+                "docs/interface.md does not document consumer --{long}"
+            );
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                assert!(
+                    doc.contains(&format!("`{env}`")),
+                    "docs/interface.md does not document {env}"
+                );
+            }
+        }
+        assert!(seen >= 9, "walked too few flags");
+    }
 }

@@ -388,6 +388,18 @@ mod tests {
     }
 
     #[test]
+    fn the_interface_document_lists_every_metric() {
+        let doc = include_str!("../../docs/interface.md");
+        for m in METRICS {
+            let row = format!("| `{}` | {} |", m.name, m.kind.as_str());
+            assert!(
+                doc.contains(&row),
+                "docs/interface.md has no row starting {row:?}"
+            );
+        }
+    }
+
+    #[test]
     fn metric_names_file_matches_the_table() {
         let text = include_str!("../../ops/prometheus/metric-names.txt");
         let listed: Vec<(String, String, String)> = text

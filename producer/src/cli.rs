@@ -126,3 +126,56 @@ async fn migrate(conn: &ConnectionConfig, json: bool) -> anyhow::Result<ExitCode
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    const INTERFACE: &str = include_str!("../../docs/interface.md");
+
+    /// Every command path (`producer failed retry`) and every long flag of the CLI, walked
+    /// from clap's own definition.
+    fn commands_and_flags(
+        cmd: &clap::Command,
+        path: &str,
+        out: &mut Vec<String>,
+        flags: &mut Vec<String>,
+    ) {
+        for arg in cmd.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                if long != "help" && long != "version" {
+                    flags.push(format!("--{long}"));
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let sub_path = format!("{path} {}", sub.get_name());
+            out.push(sub_path.clone());
+            commands_and_flags(sub, &sub_path, out, flags);
+        }
+    }
+
+    #[test]
+    fn the_interface_document_names_every_command_and_flag() {
+        let (mut commands, mut flags) = (Vec::new(), Vec::new());
+        commands_and_flags(&Cli::command(), "producer", &mut commands, &mut flags);
+        assert!(commands.len() > 10, "walked too few commands: {commands:?}");
+        for c in &commands {
+            assert!(
+                INTERFACE.contains(&format!("`{c}")),
+                "docs/interface.md does not document `{c}`"
+            );
+        }
+        for f in &flags {
+            assert!(
+                INTERFACE.contains(f.as_str()),
+                "docs/interface.md does not document the flag {f}"
+            );
+        }
+    }
+}
