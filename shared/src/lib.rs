@@ -12,11 +12,13 @@
 //! - [`queue`]: the orders stream, its consumer group, trimming and dead letters;
 //! - [`read_model`]: the exactly-once update of KPIs and leaderboard in Redis;
 //! - [`store`]: every SQL statement of the system;
-//! - [`telemetry`]: tracing subscriber set-up (`LOG_FORMAT=text|json`).
+//! - [`telemetry`]: tracing subscriber set-up (`LOG_FORMAT=text|json`), secrets scrubbed;
+//! - [`http_server`]: the bounded HTTP/1 server of every HTTP port (connections, timeouts).
 
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod http_server;
 pub mod keys;
 pub mod kpi;
 pub mod money;
