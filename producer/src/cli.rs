@@ -63,6 +63,10 @@ pub enum Command {
 
 /// Parses the command line, runs the command, maps errors to one line and an exit code.
 pub fn main() -> ExitCode {
+    if let Err(e) = oms_shared::env_file::load_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     oms_shared::telemetry::hide_secrets(cli.conn.secrets());
     oms_shared::telemetry::init(&cli.log_format);

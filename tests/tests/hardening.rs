@@ -547,3 +547,92 @@ async fn the_metrics_port_bounds_slow_and_many_clients_while_orders_flow() {
         consumer.log()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// OMS_ENV_FILE (supervisor): the env file read literally, as systemd reads it
+
+#[tokio::test]
+async fn the_env_file_is_read_literally_never_through_a_shell() {
+    use oms_tests::servers::{RedisOptions, RedisServer};
+    // The finding: under supervisor's `sh -c '. consumer.env'`, `pa$word1` became `pa`.
+    let password = "pa$word1";
+    let redis = RedisServer::start(RedisOptions {
+        password: Some(password.into()),
+        ..RedisOptions::default()
+    })
+    .await;
+    let env = TestEnv::on_servers(
+        &oms_tests::mysql_server(),
+        &redis.url_with_auth("", password),
+    )
+    .await;
+    env.product("A", "1.00", 1_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let file = dir.path().join("consumer.env");
+    std::fs::write(
+        &file,
+        format!(
+            "# as in ops/systemd/consumer.env.example\n\
+             DATABASE_URL={}\n\
+             REDIS_URL=redis://:{password}@127.0.0.1:{}\n\
+             OMS_PREFIX='{}'\n\
+             CONSUMER_METRICS_ADDR=127.0.0.1:9\n\
+             CONSUMER_PAYMENT_SEED=$(touch {})\n",
+            env.config.database_url,
+            redis.port,
+            env.keys.prefix(),
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let only_file = |cmd: &mut Command| {
+        cmd.env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("OMS_PREFIX")
+            .env("OMS_ENV_FILE", &file);
+    };
+    // The producer: authenticated with the literal password.
+    let mut cmd = Command::new(binary("producer"));
+    cmd.args(["--json", "status"]);
+    only_file(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{}orders", env.keys.prefix())),
+        "{}",
+        text(&out)
+    );
+    // The consumer, started as supervisor starts it: refuses `$(touch …)` as a seed (a
+    // usage error, exit 2) and runs nothing.
+    let mut cmd = Command::new(binary("consumer"));
+    cmd.args(["--name", "envfile-64", "--metrics-port", "0"]);
+    only_file(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!marker.exists(), "a value of the env file ran a command");
+    // Without the bad line it processes orders, the password read as typed.
+    let contents = std::fs::read_to_string(&file).unwrap();
+    let kept: Vec<&str> = contents
+        .lines()
+        .filter(|l| !l.starts_with("CONSUMER_PAYMENT_SEED"))
+        .collect();
+    std::fs::write(&file, kept.join("\n")).unwrap();
+    let import = env.import_row().await;
+    let rows: Vec<_> = (0..50u64)
+        .map(|i| order_row(&format!("envfile{i}"), i + 2, "e@example.com", &[("A", 1)]))
+        .collect();
+    env.enqueue(import, &rows, 10).await;
+    let logs = LogDir::new();
+    let mut spec = ConsumerSpec::new(&env, "envfile-65", &["--metrics-port", "0"]);
+    spec.env = vec![("OMS_ENV_FILE".into(), file.display().to_string())];
+    let mut consumer = ConsumerProc::spawn(&spec, &logs);
+    wait_settled(&env, 50, DEADLINE).await;
+    let status = consumer.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        consumer.log()
+    );
+    assert!(!consumer.log().contains(password), "{}", consumer.log());
+}
