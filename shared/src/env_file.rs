@@ -55,7 +55,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<(String, String)>> {
         if !valid_key {
             return Err(bad("the name must be letters, digits and _"));
         }
-        let value = parse_value(value.trim_start()).map_err(|why| bad(why))?;
+        let value = parse_value(value.trim_start()).map_err(bad)?;
         pairs.push((key.to_string(), value));
     }
     Ok(pairs)

@@ -316,7 +316,7 @@ fn import_from_endless_stdin(
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env_remove("OMS_PREFIX")
-        .envs(env.env_vars().into_iter().map(|(k, v)| (k, v)))
+        .envs(env.env_vars())
         .env("TMPDIR", tmp)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
