@@ -59,13 +59,14 @@ impl ConnectionConfig {
             )));
         }
         database_name(db)?;
-        let r = &self.redis_url;
-        let parsed = parse_url("REDIS_URL", r)?;
-        if !matches!(parsed.scheme(), "redis" | "rediss" | "unix") {
-            return Err(OmsError::Config(format!(
-                "REDIS_URL {} must start with redis://, rediss:// or unix://",
-                redact_url(r)
-            )));
+        for r in url_list(&self.redis_url) {
+            let parsed = parse_url("REDIS_URL", r)?;
+            if !matches!(parsed.scheme(), "redis" | "rediss" | "unix") {
+                return Err(OmsError::Config(format!(
+                    "REDIS_URL {} must start with redis://, rediss:// or unix://",
+                    redact_url(r)
+                )));
+            }
         }
         crate::keys::validate_prefix(&self.prefix)
     }
@@ -75,6 +76,17 @@ impl ConnectionConfig {
         let mut all = url_secrets(&self.database_url);
         all.extend(url_secrets(&self.redis_url));
         all
+    }
+}
+
+/// The URLs of a comma-separated list (`redis://h1:7000,redis://h2:7001`, a Redis Cluster),
+/// when every piece has a scheme; otherwise `url` alone.
+fn url_list(url: &str) -> Vec<&str> {
+    let pieces: Vec<&str> = url.split(',').collect();
+    if pieces.len() > 1 && pieces.iter().all(|p| p.contains("://")) {
+        pieces
+    } else {
+        vec![url]
     }
 }
 
@@ -127,6 +139,14 @@ pub fn database_name(url: &str) -> Result<String> {
 /// A URL that is not well-formed (see [`parse_checked`]) shows its scheme only:
 /// `mysql://<not a valid URL, not shown>`; text without `://` is not shown at all.
 pub fn redact_url(url: &str) -> String {
+    let list = url_list(url);
+    if list.len() > 1 {
+        return list
+            .into_iter()
+            .map(redact_url)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     match parse_checked(url) {
         Some(mut parsed) => {
             if parsed.password().is_some() {
@@ -151,6 +171,10 @@ pub fn redact_url(url: &str) -> String {
 /// `host:port` of a URL, for error messages that must name the host without secrets
 /// (the socket path of a `unix://` URL).
 pub fn host_of(url: &str) -> String {
+    let list = url_list(url);
+    if list.len() > 1 {
+        return list.into_iter().map(host_of).collect::<Vec<_>>().join(",");
+    }
     let Some(parsed) = parse_checked(url) else {
         return "<the host of a URL that is not valid, not shown>".to_string();
     };
@@ -169,6 +193,10 @@ const SHORTEST_SCRUBBED: usize = 4;
 /// for a URL that is not well-formed, everything between `://` and the last `@` (where a
 /// password would be) and each piece of it between the separators `/ # ? @ :`.
 pub fn url_secrets(url: &str) -> Vec<String> {
+    let list = url_list(url);
+    if list.len() > 1 {
+        return list.into_iter().flat_map(url_secrets).collect();
+    }
     let mut secrets = Vec::new();
     let Some((_, rest)) = url.split_once("://") else {
         // Not a URL at all: the whole text could be anything.
@@ -293,6 +321,21 @@ mod tests {
             "{secrets:?}"
         );
         assert!(url_secrets("mysql://root@h/oms").is_empty());
+    }
+
+    #[test]
+    fn a_list_of_node_urls_is_handled_url_by_url() {
+        let list = "redis://:Secret1@h1:7000,redis://:Secret2@h2:7001";
+        assert_eq!(
+            redact_url(list),
+            "redis://:***@h1:7000,redis://:***@h2:7001"
+        );
+        assert_eq!(host_of(list), "h1:7000,h2:7001");
+        assert_eq!(url_secrets(list).len(), 2);
+        let c = ConnectionConfig::new(DEFAULT_DATABASE_URL, list, "p:");
+        assert!(c.validate().is_ok());
+        let c = ConnectionConfig::new(DEFAULT_DATABASE_URL, "redis://h1,http://h2", "p:");
+        assert!(c.validate().is_err());
     }
 
     #[test]
