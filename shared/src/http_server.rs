@@ -178,3 +178,108 @@ impl ShedLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// Reads until the server closes the connection (or `within` passes: `None`).
+    async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(within, async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        read.await
+            .ok()
+            .map(|_| String::from_utf8_lossy(&got).into_owned())
+    }
+
+    /// One request on a new connection; the response's head line.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let reply = until_closed(&mut s, Duration::from_secs(5)).await?;
+        reply.lines().next().map(str::to_string)
+    }
+
+    #[tokio::test]
+    async fn connections_heads_and_requests_are_bounded() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = tower::service_fn(|request: Request<Incoming>| async move {
+            if request.uri().path() == "/slow" {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            Ok::<_, Infallible>(Response::new("ok".to_string()))
+        });
+        let limits = HttpLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_millis(400),
+            request_timeout: Duration::from_millis(300),
+            max_connection_age: Duration::from_secs(30),
+            max_head_bytes: 8192,
+        };
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, service, limits, shutdown.clone()));
+
+        // Two kept-alive connections take both slots (each answered once).
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(GET).await.unwrap();
+            let mut buf = [0u8; 256];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            held.push(s);
+        }
+        // A third is closed at once, unanswered.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let shed = until_closed(&mut third, Duration::from_millis(300)).await;
+        assert_eq!(
+            shed.as_deref(),
+            Some(""),
+            "the connection over the limit is shed"
+        );
+        // Idle connections are closed after the header timeout, freeing their slots.
+        let started = Instant::now();
+        for s in &mut held {
+            assert!(until_closed(s, Duration::from_secs(2)).await.is_some());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(get(addr, "/").await.as_deref(), Some("HTTP/1.1 200 OK"));
+        // A half-sent head is cut off after the header timeout.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost:").await.unwrap();
+        let started = Instant::now();
+        assert!(until_closed(&mut slow, Duration::from_secs(2))
+            .await
+            .is_some());
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // A request that takes too long closes its connection without an answer.
+        let started = Instant::now();
+        assert_eq!(get(addr, "/slow").await, None);
+        assert!(started.elapsed() < Duration::from_secs(2));
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap();
+    }
+}
