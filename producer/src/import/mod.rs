@@ -157,19 +157,7 @@ pub async fn import(
         std::thread::Builder::new()
             .name("import-source".into())
             .spawn(move || {
-                let prepared = (|| {
-                    let source = source::prepare(&file, &stop)?;
-                    let mut reader = RecordReader::new(source.open()?, Limits::default());
-                    let header = reader
-                        .next_record()
-                        .with_context(|| format!("{}: cannot read", source.name))?
-                        .ok_or(HeaderError::Empty)
-                        .and_then(|h| Columns::from_header(&h))
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?;
-                    reader.set_max_fields(header.names.len() + 1);
-                    Ok::<_, anyhow::Error>((source, reader, header))
-                })();
-                let _ = prepared_tx.send(prepared);
+                let _ = prepared_tx.send(open_source(&file, &stop));
             })
             .context("cannot start the source thread")?;
     }
@@ -177,10 +165,8 @@ pub async fn import(
         prepared = prepared_rx => prepared.context("the source thread failed")??,
         _ = shutdown.cancelled() => {
             prepare_stop.store(true, Ordering::Relaxed);
-            anyhow::bail!(
-                "{}: interrupted while reading it (nothing was enqueued)",
-                args.file
-            );
+            let name = if args.file == "-" { "stdin" } else { args.file.as_str() };
+            anyhow::bail!("{name}: interrupted while reading it (nothing was enqueued)");
         }
     };
 
@@ -304,6 +290,23 @@ pub async fn import(
         rows_per_sec: counts.rows_total as f64 / elapsed.max(1e-6),
         outcome: None,
     })
+}
+
+/// Hashes `file` (spooling stdin), opens it for the import's pass and checks its header.
+fn open_source(
+    file: &str,
+    stop: &AtomicBool,
+) -> anyhow::Result<(source::Source, RecordReader<std::fs::File>, Columns)> {
+    let source = source::prepare(file, stop)?;
+    let mut reader = RecordReader::new(source.open()?, Limits::default());
+    let header = reader
+        .next_record()
+        .with_context(|| format!("{}: cannot read", source.name))?
+        .ok_or(HeaderError::Empty)
+        .and_then(|h| Columns::from_header(&h))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?;
+    reader.set_max_fields(header.names.len() + 1);
+    Ok((source, reader, header))
 }
 
 /// Polls the import's progress until every enqueued order has ended (or `timeout`).
