@@ -10,8 +10,12 @@ defaults (consumer/src/config.rs):
   with a stop grace period above the consumer's shutdown timeout, Prometheus and Grafana
   with their configuration mounted;
 - k8s/: probes on /healthz and /readyz, terminationGracePeriodSeconds above the shutdown
-  timeout, a migrate Job, a KEDA redis-streams ScaledObject on the `workers` group;
-- systemd and supervisor units: hardening, restart policy, SIGTERM and stop timeouts;
+  timeout, a migrate Job, a KEDA redis-streams ScaledObject on the `workers` group; no
+  service-account token mounted; a NetworkPolicy limiting who reaches the metrics port;
+  no Secret applied by the kustomization (placeholders would overwrite the real one);
+- systemd and supervisor units: hardening, restart policy, SIGTERM and stop timeouts,
+  memory and task ceilings; supervisor starts the consumer without a shell and hands it
+  the env file (OMS_ENV_FILE), so both read the file literally;
 - Dockerfile: multi-stage, non-root; Grafana provisioning paths match compose's mounts.
 
 Usage: python3 ops/check-manifests.py   (exit 1 with one line per problem)
@@ -146,6 +150,24 @@ for dep in deployments:
         problem(where, f"probes {probes}")
     if not pod.get("securityContext", {}).get("runAsNonRoot"):
         problem(where, "pods may run as root")
+for workload in deployments + by_kind.get("Job", []):
+    pod = workload["spec"]["template"]["spec"]
+    if pod.get("automountServiceAccountToken") is not False:
+        problem(f"ops/k8s {workload['kind']} {workload['metadata']['name']}", "automountServiceAccountToken is not false")
+policies = by_kind.get("NetworkPolicy", [])
+consumer_labels = {k: v for d in deployments for k, v in d["spec"]["selector"]["matchLabels"].items()}
+metrics_policy = [
+    p for p in policies
+    if p["spec"].get("podSelector", {}).get("matchLabels", {}).items() <= consumer_labels.items()
+    and p["spec"].get("podSelector", {}).get("matchLabels")
+    and "Ingress" in p["spec"].get("policyTypes", [])
+]
+if not metrics_policy:
+    problem("ops/k8s", "no NetworkPolicy restricting ingress to the consumers")
+for p in metrics_policy:
+    rules = p["spec"].get("ingress", [])
+    if not rules or any(not r.get("from") or not r.get("ports") for r in rules):
+        problem(f"ops/k8s NetworkPolicy {p['metadata']['name']}", "an ingress rule allows any source or any port")
 jobs = by_kind.get("Job", [])
 if not any("migrate" in c.get("command", []) + c.get("args", []) for j in jobs for c in j["spec"]["template"]["spec"]["containers"]):
     problem("ops/k8s", "no Job running `producer migrate`")
@@ -172,9 +194,16 @@ for so in scaled:
         if not ({"lagCount", "pendingEntriesCount"} & meta.keys()):
             problem(where, "trigger has neither lagCount nor pendingEntriesCount")
 kustomization = doc("ops/k8s/kustomization.yaml")
-for resource in kustomization.get("resources", []):
+listed = set(kustomization.get("resources", []))
+for resource in listed:
     if not (OPS / "k8s" / resource).exists():
         problem("ops/k8s/kustomization.yaml", f"{resource} does not exist")
+    elif any(d.get("kind") == "Secret" for d in documents.get(Path("ops/k8s") / resource, [])):
+        problem("ops/k8s/kustomization.yaml", f"{resource} is a Secret: applying it would overwrite the real one")
+if policies and not any(
+    any(d.get("kind") == "NetworkPolicy" for d in documents.get(Path("ops/k8s") / r, [])) for r in listed
+):
+    problem("ops/k8s/kustomization.yaml", "the NetworkPolicy is not applied")
 
 # 5. systemd unit (duplicate keys are legal there: parse by hand).
 unit = {}
@@ -201,8 +230,11 @@ if user in ("root", "0"):
 if not unit.get(("Service", "EnvironmentFile")):
     problem("ops/systemd/oms-consumer@.service", "no EnvironmentFile")
 exec_start = unit.get(("Service", "ExecStart"), [""])[-1]
-if not re.search(r"--name \S*%i", exec_start) or not re.search(r"--metrics-addr \S*%i", exec_start):
-    problem("ops/systemd/oms-consumer@.service", "the instance name does not set --name and --metrics-addr")
+if not re.search(r"--name \S*%i", exec_start) or not re.search(r"--metrics-(addr|port) \S*%i", exec_start):
+    problem("ops/systemd/oms-consumer@.service", "the instance name does not set --name and the metrics port")
+for key in ("MemoryMax", "TasksMax"):
+    if not unit.get(("Service", key)) or unit[("Service", key)][-1] in ("infinity", ""):
+        problem("ops/systemd/oms-consumer@.service", f"no {key}")
 stop = seconds(unit.get(("Service", "TimeoutStopSec"), ["90"])[-1])
 if stop is None or stop <= SHUTDOWN_TIMEOUT:
     problem("ops/systemd/oms-consumer@.service", f"TimeoutStopSec <= shutdown timeout {SHUTDOWN_TIMEOUT}s")
@@ -225,6 +257,10 @@ if int(program.get("stopwaitsecs", "10")) <= SHUTDOWN_TIMEOUT:
     problem(where, f"stopwaitsecs <= shutdown timeout {SHUTDOWN_TIMEOUT}s")
 if program.get("user", "root") == "root":
     problem(where, "runs as root")
+if re.match(r"\S*(/|^)(sh|bash|dash|env)\b", command) or " -c " in command:
+    problem(where, "the command runs through a shell (values of the env file would be expanded)")
+if "OMS_ENV_FILE=" not in program.get("environment", ""):
+    problem(where, "no OMS_ENV_FILE: the consumer would not read /etc/oms/consumer.env")
 
 # 7. Dockerfile: multi-stage, non-root.
 dockerfile = (OPS / "docker/Dockerfile").read_text().splitlines()

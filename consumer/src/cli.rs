@@ -10,10 +10,18 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConsumerConfig;
 
 pub fn main() -> ExitCode {
-    let config = ConsumerConfig::parse();
+    if let Err(e) = oms_shared::env_file::load_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let mut config = ConsumerConfig::parse();
+    if let Some(port) = config.metrics_port {
+        config.metrics_addr.set_port(port);
+    }
+    oms_shared::telemetry::hide_secrets(config.conn.secrets());
     oms_shared::telemetry::init(&config.log_format);
     if let Err(e) = config.validate() {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", oms_shared::telemetry::scrubbed(&e.to_string()));
         return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -34,7 +42,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", oms_shared::error::one_line(e.as_ref()));
+            eprintln!(
+                "error: {}",
+                oms_shared::telemetry::scrubbed(&oms_shared::error::one_line(e.as_ref()))
+            );
             ExitCode::FAILURE
         }
     }

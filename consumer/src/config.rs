@@ -40,6 +40,12 @@ pub struct ConsumerConfig {
     #[arg(long, env = "CONSUMER_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
 
+    /// Serve on this port of --metrics-addr's address instead of its own port (the
+    /// systemd and supervisor templates set it per process; the address comes from the
+    /// environment file's CONSUMER_METRICS_ADDR).
+    #[arg(long, env = "CONSUMER_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
     /// Probability that a payment is approved.
     #[arg(long, env = "CONSUMER_PAYMENT_SUCCESS_RATE", default_value_t = 0.8)]
     pub payment_success_rate: f64,

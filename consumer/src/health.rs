@@ -1,7 +1,10 @@
 //! Readiness shared between the tasks: whether MySQL and Redis answered lately. Intake
-//! stops taking work while not ready; `/readyz` reports it.
+//! stops taking work while not ready; `/readyz` reports it, through a [`ReadinessCache`]
+//! so that a flood of requests costs the servers one check per second at most.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::metrics::READY;
 
@@ -57,5 +60,77 @@ impl Health {
 
     pub fn is_ready(&self) -> bool {
         !self.mysql_down.load(Ordering::SeqCst) && !self.redis_down.load(Ordering::SeqCst)
+    }
+}
+
+/// What `/readyz` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Which service failed, and how.
+    NotReady(String),
+}
+
+/// The last readiness check, reused for `ttl`; concurrent requests wait for one check.
+#[derive(Debug)]
+pub struct ReadinessCache {
+    ttl: Duration,
+    last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
+}
+
+impl ReadinessCache {
+    pub fn new(ttl: Duration) -> Self {
+        ReadinessCache {
+            ttl,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cached answer if younger than the TTL, else `check()`'s (then cached).
+    pub async fn get_or_check<F, Fut>(&self, check: F) -> Readiness
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Readiness>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = last.as_ref() {
+            if at.elapsed() < self.ttl {
+                return answer.clone();
+            }
+        }
+        let answer = check().await;
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn readiness_is_checked_once_per_ttl() {
+        let cache = ReadinessCache::new(Duration::from_millis(300));
+        let checks = AtomicUsize::new(0);
+        let check = || async {
+            checks.fetch_add(1, Ordering::SeqCst);
+            Readiness::Ready
+        };
+        for _ in 0..100 {
+            assert_eq!(cache.get_or_check(check).await, Readiness::Ready);
+        }
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let down = cache
+            .get_or_check(|| async { Readiness::NotReady("redis: down".into()) })
+            .await;
+        assert_eq!(down, Readiness::NotReady("redis: down".into()));
+        assert_eq!(
+            cache.get_or_check(check).await,
+            down,
+            "cached, not re-checked"
+        );
+        assert_eq!(checks.load(Ordering::SeqCst), 1);
     }
 }

@@ -1,10 +1,14 @@
 //! `/metrics`, `/healthz` and `/readyz` on `--metrics-addr`.
 //!
 //! `/healthz` says 200 while the process serves (liveness). `/readyz` pings Redis and MySQL
-//! on each request (with a short timeout), so it says 200 only when both answer now.
-//! `/metrics` is the Prometheus text format. The server logs the address it really bound
-//! (`--metrics-addr 127.0.0.1:0` picks a free port), and runs the recorder's upkeep every
-//! few seconds so histogram samples never pile up when nobody scrapes.
+//! (with a short timeout) at most once a second, whatever the request rate: answers are
+//! cached for [`READY_CACHE`] ([`crate::health::ReadinessCache`]). `/metrics` is the
+//! Prometheus text format. The server logs the address it really bound (`--metrics-addr
+//! 127.0.0.1:0` picks a free port), and runs the recorder's upkeep every few seconds so
+//! histogram samples never pile up when nobody scrapes.
+//!
+//! The port is served by [`oms_shared::http_server::serve`], which bounds connections and
+//! time (64 connections, 5 s for a request head or between requests, 10 s per request).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Shared;
+use crate::health::{Readiness, ReadinessCache};
 
 /// Content type of the Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -24,10 +29,14 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// How often histogram samples are folded into their buckets.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// How long a `/readyz` answer is reused.
+pub const READY_CACHE: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 struct HttpState {
     metrics: PrometheusHandle,
     shared: Arc<Shared>,
+    readiness: Arc<ReadinessCache>,
 }
 
 /// Binds the listener now (so a taken port fails at start) and serves until `shutdown`.
@@ -48,15 +57,17 @@ pub async fn serve(
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(HttpState { metrics, shared });
-    Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "metrics server stopped");
-        }
-    }))
+        .with_state(HttpState {
+            metrics,
+            shared,
+            readiness: Arc::new(ReadinessCache::new(READY_CACHE)),
+        });
+    Ok(tokio::spawn(oms_shared::http_server::serve(
+        listener,
+        app,
+        oms_shared::http_server::HttpLimits::default(),
+        shutdown,
+    )))
 }
 
 async fn render_metrics(
@@ -81,7 +92,22 @@ async fn upkeep(metrics: PrometheusHandle, shutdown: CancellationToken) {
 }
 
 async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
-    let shared = &state.shared;
+    let shared = state.shared.clone();
+    let answer = state
+        .readiness
+        .get_or_check(|| async move { check_ready(&shared).await })
+        .await;
+    match answer {
+        Readiness::Ready => (StatusCode::OK, "ready\n".into()),
+        Readiness::NotReady(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
+}
+
+/// Pings Redis and MySQL now, within 2 s.
+async fn check_ready(shared: &Shared) -> Readiness {
     let check = async {
         let mut conn = shared
             .redis
@@ -99,11 +125,8 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
         Ok::<(), String>(())
     };
     match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: timeout\n".into(),
-        ),
+        Ok(Ok(())) => Readiness::Ready,
+        Ok(Err(e)) => Readiness::NotReady(e),
+        Err(_) => Readiness::NotReady("timeout".into()),
     }
 }

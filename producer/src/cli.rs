@@ -63,10 +63,15 @@ pub enum Command {
 
 /// Parses the command line, runs the command, maps errors to one line and an exit code.
 pub fn main() -> ExitCode {
+    if let Err(e) = oms_shared::env_file::load_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
+    oms_shared::telemetry::hide_secrets(cli.conn.secrets());
     oms_shared::telemetry::init(&cli.log_format);
     if let Err(e) = cli.conn.validate() {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", oms_shared::telemetry::scrubbed(&e.to_string()));
         return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -82,7 +87,10 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", oms_shared::error::one_line(e.as_ref()));
+            eprintln!(
+                "error: {}",
+                oms_shared::telemetry::scrubbed(&oms_shared::error::one_line(e.as_ref()))
+            );
             ExitCode::FAILURE
         }
     }

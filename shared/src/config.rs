@@ -47,39 +47,80 @@ impl ConnectionConfig {
         }
     }
 
-    /// Checks the URLs' schemes, the database name and the prefix; says which is wrong.
+    /// Checks the URLs (well-formed, scheme, database name) and the prefix; says which is
+    /// wrong without printing a password.
     pub fn validate(&self) -> Result<()> {
         let db = &self.database_url;
-        if !(db.starts_with("mysql://") || db.starts_with("mariadb://")) {
+        let parsed = parse_url("DATABASE_URL", db)?;
+        if !matches!(parsed.scheme(), "mysql" | "mariadb") {
             return Err(OmsError::Config(format!(
                 "DATABASE_URL {} must start with mysql://",
                 redact_url(db)
             )));
         }
         database_name(db)?;
-        let r = &self.redis_url;
-        if !(r.starts_with("redis://") || r.starts_with("rediss://") || r.starts_with("unix://")) {
-            return Err(OmsError::Config(format!(
-                "REDIS_URL {} must start with redis://, rediss:// or unix://",
-                redact_url(r)
-            )));
+        for r in url_list(&self.redis_url) {
+            let parsed = parse_url("REDIS_URL", r)?;
+            if !matches!(parsed.scheme(), "redis" | "rediss" | "unix") {
+                return Err(OmsError::Config(format!(
+                    "REDIS_URL {} must start with redis://, rediss:// or unix://",
+                    redact_url(r)
+                )));
+            }
         }
-        if self.prefix.is_empty() || self.prefix.chars().any(|c| c.is_whitespace()) {
-            return Err(OmsError::Config(format!(
-                "OMS_PREFIX {:?} must be non-empty and contain no white space",
-                self.prefix
-            )));
-        }
-        Ok(())
+        crate::keys::validate_prefix(&self.prefix)
     }
+
+    /// Every secret the URLs carry (see [`url_secrets`]), for [`scrub`] at the edges.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut all = url_secrets(&self.database_url);
+        all.extend(url_secrets(&self.redis_url));
+        all
+    }
+}
+
+/// The URLs of a comma-separated list (`redis://h1:7000,redis://h2:7001`, a Redis Cluster),
+/// when every piece has a scheme; otherwise `url` alone.
+fn url_list(url: &str) -> Vec<&str> {
+    let pieces: Vec<&str> = url.split(',').collect();
+    if pieces.len() > 1 && pieces.iter().all(|p| p.contains("://")) {
+        pieces
+    } else {
+        vec![url]
+    }
+}
+
+/// What to tell an operator whose URL is not well-formed (its text is never shown).
+const NOT_A_URL: &str = "is not a valid URL (write it as scheme://user:password@host:port/...; \
+     percent-encode / # @ : ? % and spaces in the user name and password, e.g. / as %2F)";
+
+/// `url` parsed, but only when its text cannot be misread: a password holding a raw `/`,
+/// `#`, `?` or `@` ends the authority early, and the rest of the password would then
+/// show up as a host, a path or a fragment. Such a URL (any `@` after the authority) and
+/// one that does not parse are `None`: callers then print no part of it but its scheme.
+fn parse_checked(url: &str) -> Option<url::Url> {
+    let (_, rest) = url.split_once("://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if rest[authority_end..].contains('@') {
+        return None;
+    }
+    url::Url::parse(url).ok()
+}
+
+fn parse_url(setting: &str, url: &str) -> Result<url::Url> {
+    parse_checked(url).ok_or_else(|| OmsError::Config(format!("{setting} {NOT_A_URL}")))
 }
 
 /// The database name in a MySQL URL: the path's first segment, letters, digits, `_` and `$`
 /// only (it is interpolated into `CREATE DATABASE`, so it must be checked).
 pub fn database_name(url: &str) -> Result<String> {
-    let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let path = after_scheme.split_once('/').map(|(_, p)| p).unwrap_or("");
-    let name = path.split(['?', '/']).next().unwrap_or("");
+    let parsed = parse_url("DATABASE_URL", url)?;
+    let name = parsed
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -95,35 +136,115 @@ pub fn database_name(url: &str) -> Result<String> {
 }
 
 /// The URL with its password replaced by `***`: `redis://:pw@h:1` → `redis://:***@h:1`.
+/// A URL that is not well-formed (see [`parse_checked`]) shows its scheme only:
+/// `mysql://<not a valid URL, not shown>`; text without `://` is not shown at all.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => format!("{scheme}://{userinfo}@{host}{tail}"),
+    let list = url_list(url);
+    if list.len() > 1 {
+        return list
+            .into_iter()
+            .map(redact_url)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    match parse_checked(url) {
+        Some(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        None => match url.split_once("://") {
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                format!("{scheme}://<not a valid URL, not shown>")
+            }
+            _ => "<not a URL, not shown>".to_string(),
         },
-        None => url.to_string(),
     }
 }
 
-/// `host:port` of a URL, for error messages that must name the host without secrets.
+/// `host:port` of a URL, for error messages that must name the host without secrets
+/// (the socket path of a `unix://` URL).
 pub fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let host = authority
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .unwrap_or(authority);
-    let host = host.split('?').next().unwrap_or(host);
-    if host.is_empty() {
-        "localhost".to_string()
-    } else {
-        host.to_string()
+    let list = url_list(url);
+    if list.len() > 1 {
+        return list.into_iter().map(host_of).collect::<Vec<_>>().join(",");
     }
+    let Some(parsed) = parse_checked(url) else {
+        return "<the host of a URL that is not valid, not shown>".to_string();
+    };
+    match (parsed.host_str(), parsed.port()) {
+        (Some(h), Some(p)) if !h.is_empty() => format!("{h}:{p}"),
+        (Some(h), None) if !h.is_empty() => h.to_string(),
+        _ if parsed.scheme() == "unix" => parsed.path().to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
+/// Shortest secret [`scrub`] replaces: shorter ones would blank out ordinary words.
+const SHORTEST_SCRUBBED: usize = 4;
+
+/// The strings of `url` that must never be printed: its password as typed and decoded;
+/// for a URL that is not well-formed, everything between `://` and the last `@` (where a
+/// password would be) and each piece of it between the separators `/ # ? @ :`.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let list = url_list(url);
+    if list.len() > 1 {
+        return list.into_iter().flat_map(url_secrets).collect();
+    }
+    let mut secrets = Vec::new();
+    let Some((_, rest)) = url.split_once("://") else {
+        // Not a URL at all: the whole text could be anything.
+        secrets.push(url.to_string());
+        return secrets;
+    };
+    match parse_checked(url) {
+        Some(parsed) => {
+            if let Some(password) = parsed.password() {
+                secrets.push(password.to_string());
+                secrets.push(percent_decode(password));
+            }
+        }
+        None => {
+            if let Some((userinfo, _)) = rest.rsplit_once('@') {
+                let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+                secrets.push(password.to_string());
+                secrets.push(percent_decode(password));
+                secrets.extend(
+                    password
+                        .split(['/', '#', '?', '@', ':'])
+                        .map(str::to_string),
+                );
+            }
+        }
+    }
+    secrets.retain(|s| s.chars().count() >= SHORTEST_SCRUBBED);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// `text` with every one of `secrets` replaced by `***` (the binaries pass every error
+/// line and log line through it, a backstop behind [`redact_url`]).
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets {
+        if !secret.is_empty() && out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -146,6 +267,75 @@ mod tests {
         );
         assert_eq!(redact_url("rediss://u:p@a@h/"), "rediss://u:***@h/");
         assert!(!redact_url("redis://user:hunter2@h").contains("hunter2"));
+    }
+
+    /// Passwords with the characters that end or split a URL's authority.
+    const HOSTILE: [&str; 6] = [
+        "mysql://root:Sup3r/Secret@127.0.0.1:3306/oms",
+        "mysql://root:12/Secret@h/c@d/oms",
+        "mysql://root:ab#Secret@h:3306/oms",
+        "redis://:Se?cret@h:6379/0",
+        "redis://u:Sec:ret@h:6379",
+        "root:SuperSecret@127.0.0.1:3306/oms",
+    ];
+
+    #[test]
+    fn urls_that_are_not_well_formed_show_no_authority() {
+        for url in HOSTILE {
+            for shown in [redact_url(url), host_of(url)] {
+                assert!(!shown.contains("Secret"), "{url} → {shown}");
+                assert!(!shown.contains("cret"), "{url} → {shown}");
+                assert!(!shown.contains("127.0.0.1"), "{url} → {shown}");
+            }
+        }
+        assert_eq!(
+            redact_url("mysql://root:Sup3r/Secret@127.0.0.1:3306/oms"),
+            "mysql://<not a valid URL, not shown>"
+        );
+        assert_eq!(redact_url("root:pw@h/oms"), "<not a URL, not shown>");
+        for url in HOSTILE {
+            let c = ConnectionConfig::new(url, DEFAULT_REDIS_URL, "p:");
+            let e = c.validate().unwrap_err().to_string();
+            assert!(!e.contains("cret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn percent_encoded_passwords_are_redacted_and_scrubbed() {
+        let url = "mysql://root:Pw%2FSe%40c%3Ar%25e%23t@127.0.0.1:3306/oms";
+        assert_eq!(redact_url(url), "mysql://root:***@127.0.0.1:3306/oms");
+        assert_eq!(host_of(url), "127.0.0.1:3306");
+        assert_eq!(database_name(url).unwrap(), "oms");
+        let secrets = url_secrets(url);
+        assert!(
+            secrets.contains(&"Pw/Se@c:r%e#t".to_string()),
+            "{secrets:?}"
+        );
+        let line = format!("error: {url} and Pw/Se@c:r%e#t");
+        let clean = scrub(&line, &secrets);
+        assert!(!clean.contains("Pw") && !clean.contains("Se%40"), "{clean}");
+        // Pieces of a password that broke the URL are secrets too.
+        let secrets = url_secrets("mysql://root:Sup3r/Secret@127.0.0.1:3306/oms");
+        assert!(
+            scrub("at Sup3r and Secret", &secrets) == "at *** and ***",
+            "{secrets:?}"
+        );
+        assert!(url_secrets("mysql://root@h/oms").is_empty());
+    }
+
+    #[test]
+    fn a_list_of_node_urls_is_handled_url_by_url() {
+        let list = "redis://:Secret1@h1:7000,redis://:Secret2@h2:7001";
+        assert_eq!(
+            redact_url(list),
+            "redis://:***@h1:7000,redis://:***@h2:7001"
+        );
+        assert_eq!(host_of(list), "h1:7000,h2:7001");
+        assert_eq!(url_secrets(list).len(), 2);
+        let c = ConnectionConfig::new(DEFAULT_DATABASE_URL, list, "p:");
+        assert!(c.validate().is_ok());
+        let c = ConnectionConfig::new(DEFAULT_DATABASE_URL, "redis://h1,http://h2", "p:");
+        assert!(c.validate().is_err());
     }
 
     #[test]

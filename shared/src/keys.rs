@@ -4,6 +4,33 @@
 
 use chrono::NaiveDate;
 
+use crate::error::{OmsError, Result};
+
+/// Characters that `SCAN MATCH` / `KEYS` read as a pattern: a prefix holding one would
+/// make a scan of `P kpi:*` match other systems' keys.
+pub const GLOB_CHARACTERS: [char; 5] = ['*', '?', '[', ']', '\\'];
+
+/// Longest prefix accepted (key names stay short).
+pub const MAX_PREFIX_LEN: usize = 128;
+
+/// Checks `OMS_PREFIX`: non-empty, at most [`MAX_PREFIX_LEN`] bytes, no white space or
+/// control character, none of the [`GLOB_CHARACTERS`].
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    let bad = |why: &str| Err(OmsError::Config(format!("OMS_PREFIX {prefix:?} {why}")));
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
+        return bad("must be 1 to 128 bytes long");
+    }
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must contain no white space or control character");
+    }
+    if let Some(c) = prefix.chars().find(|c| GLOB_CHARACTERS.contains(c)) {
+        return bad(&format!(
+            "must not contain {c:?}: * ? [ ] \\ are Redis pattern characters (a scan would reach other keys)"
+        ));
+    }
+    Ok(())
+}
+
 /// The consumer group every consumer joins.
 pub const CONSUMER_GROUP: &str = "workers";
 
@@ -55,9 +82,17 @@ impl StreamKeys {
         format!("{}kpi:total", self.prefix)
     }
 
-    /// Pattern matching every KPI hash (for reconcile's scan).
+    /// Pattern matching every KPI hash (for reconcile's scan). The prefix holds no
+    /// pattern character ([`validate_prefix`]); still, check what a scan returns with
+    /// [`StreamKeys::is_kpi_key`] before deleting it.
     pub fn kpi_pattern(&self) -> String {
         format!("{}kpi:*", self.prefix)
+    }
+
+    /// True when `key` is one of this prefix's KPI hashes (starts with `P kpi:` literally).
+    pub fn is_kpi_key(&self, key: &str) -> bool {
+        key.strip_prefix(self.prefix.as_str())
+            .is_some_and(|rest| rest.starts_with("kpi:"))
     }
 
     /// `P leaderboard`: member customer email, score total spent in cents.
@@ -92,5 +127,35 @@ mod tests {
         assert_eq!(k.kpi_total(), "oms:kpi:total");
         assert_eq!(k.leaderboard(), "oms:leaderboard");
         assert_eq!(k.leaderboard_snapshot(d), "oms:leaderboard:2026-03-07");
+    }
+
+    #[test]
+    fn prefixes_with_pattern_characters_are_refused() {
+        for ok in ["oms:", "team-a/oms:", "x"] {
+            assert!(validate_prefix(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b:",
+            "sec_review*",
+            "a?:",
+            "a[b]:",
+            "a\\:",
+            "a]:",
+            "a\n",
+        ] {
+            let e = validate_prefix(bad).unwrap_err().to_string();
+            assert!(e.contains("OMS_PREFIX"), "{bad}: {e}");
+        }
+        assert!(validate_prefix(&"p".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn only_keys_under_the_literal_prefix_are_kpi_keys() {
+        let k = StreamKeys::new("sec:");
+        assert!(k.is_kpi_key("sec:kpi:daily:2026-01-01"));
+        assert!(!k.is_kpi_key("secOTHER:kpi:daily:2026-01-01"));
+        assert!(!k.is_kpi_key("sec:leaderboard"));
+        assert!(!k.is_kpi_key("other:sec:kpi:total"));
     }
 }

@@ -1,6 +1,7 @@
 //! `oms-shared`: everything the `producer` and the `consumer` agree on.
 //!
 //! - [`config`]: connection settings (flags with env fallbacks) and URL redaction;
+//! - [`env_file`]: `OMS_ENV_FILE`, settings read like systemd's `EnvironmentFile=`;
 //! - [`error`]: the typed errors of this crate, and which of them are transient;
 //! - [`money`]: integer cents, parsed from and printed as MySQL DECIMAL strings;
 //! - [`keys`]: every Redis key name, in one place;
@@ -12,11 +13,14 @@
 //! - [`queue`]: the orders stream, its consumer group, trimming and dead letters;
 //! - [`read_model`]: the exactly-once update of KPIs and leaderboard in Redis;
 //! - [`store`]: every SQL statement of the system;
-//! - [`telemetry`]: tracing subscriber set-up (`LOG_FORMAT=text|json`).
+//! - [`telemetry`]: tracing subscriber set-up (`LOG_FORMAT=text|json`), secrets scrubbed;
+//! - [`http_server`]: the bounded HTTP/1 server of every HTTP port (connections, timeouts).
 
 pub mod config;
 pub mod db;
+pub mod env_file;
 pub mod error;
+pub mod http_server;
 pub mod keys;
 pub mod kpi;
 pub mod money;

@@ -19,6 +19,7 @@ fn args(path: &str) -> ImportArgs {
         wait: false,
         wait_timeout_secs: None,
         rejects: None,
+        force: false,
         new: false,
     }
 }
@@ -97,9 +98,10 @@ async fn every_reason_is_recorded_with_the_line_where_its_record_starts() {
     ]
     .join("\r\n");
     let file = env.file(&csv);
-    let rejects_csv = tempfile::NamedTempFile::new().unwrap();
+    let rejects_dir = tempfile::tempdir().unwrap();
+    let rejects_csv = rejects_dir.path().join("rejects.csv");
     let mut a = args(file.path().to_str().unwrap());
-    a.rejects = Some(rejects_csv.path().to_path_buf());
+    a.rejects = Some(rejects_csv.clone());
     let report = import(&env.config, &a, CancellationToken::new())
         .await
         .expect("import");
@@ -137,7 +139,7 @@ async fn every_reason_is_recorded_with_the_line_where_its_record_starts() {
         Some("2026-11-21T10:00:00+00:00".into())
     );
 
-    let written = std::fs::read_to_string(rejects_csv.path()).unwrap();
+    let written = std::fs::read_to_string(&rejects_csv).unwrap();
     let mut reader = csv::Reader::from_reader(written.as_bytes());
     let lines: Vec<(String, String)> = reader
         .records()

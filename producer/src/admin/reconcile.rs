@@ -188,9 +188,11 @@ pub fn leaderboard_drift(
 async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &StreamKeys) -> anyhow::Result<Check> {
     let expected = expected(pool, keys).await?;
     let mut rc = redis.get().await?;
+    // Only keys under the literal prefix: `fix` may delete what is checked here.
     let mut all: BTreeSet<String> = scan_keys(&mut *rc, &keys.kpi_pattern())
         .await?
         .into_iter()
+        .filter(|k| keys.is_kpi_key(k))
         .collect();
     all.extend(expected.kpis.keys().cloned());
     let all: Vec<String> = all.into_iter().collect();
@@ -234,6 +236,9 @@ async fn fix(redis: &RedisPool, keys: &StreamKeys, check: &Check) -> anyhow::Res
             Some(figures) => {
                 write_kpis(&mut *rc, key, figures).await?;
                 summary.kpi_hashes_rewritten += 1;
+            }
+            None if !keys.is_kpi_key(key) => {
+                anyhow::bail!("refusing to delete {key}: not a KPI hash under the prefix");
             }
             None => {
                 redis::cmd("DEL")

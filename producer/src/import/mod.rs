@@ -35,6 +35,7 @@ pub mod enqueue;
 mod hostile;
 pub mod progress;
 pub mod reader;
+pub mod rejects_file;
 pub mod scan;
 pub mod source;
 pub mod validate;
@@ -84,9 +85,14 @@ pub struct ImportArgs {
     #[arg(long, requires = "wait")]
     pub wait_timeout_secs: Option<u64>,
 
-    /// Write rejected rows to this CSV file (`line,reason,detail,raw`).
+    /// Write rejected rows to this new CSV file (`line,reason,detail,raw`, mode 0600;
+    /// cells a spreadsheet would read as formulas get a leading `'`).
     #[arg(long)]
     pub rejects: Option<std::path::PathBuf>,
+
+    /// With `--rejects`: replace the file if it exists (a symlink is replaced, not followed).
+    #[arg(long, requires = "rejects")]
+    pub force: bool,
 
     /// Import rows already imported from this same file again, as new orders.
     #[arg(long)]
@@ -137,29 +143,31 @@ pub async fn import(
     let started = Instant::now();
     let file = args.file.clone();
 
-    // 1. Hash (and spool stdin), then read the header: a bad file stops here.
-    let (source, reader, columns) = tokio::task::spawn_blocking(move || {
-        let source = source::prepare(&file)?;
-        let mut reader = RecordReader::new(source.open()?, Limits::default());
-        let header = reader
-            .next_record()
-            .with_context(|| format!("{}: cannot read", source.name))?
-            .ok_or(HeaderError::Empty)
-            .and_then(|h| Columns::from_header(&h))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?;
-        reader.set_max_fields(header.names.len() + 1);
-        Ok::<_, anyhow::Error>((source, reader, header))
-    })
-    .await??;
-    let rejects_file = match &args.rejects {
-        Some(path) => {
-            let mut w = csv::Writer::from_path(path)
-                .with_context(|| format!("--rejects {}: cannot create", path.display()))?;
-            w.write_record(["line", "reason", "detail", "raw"])
-                .with_context(|| format!("--rejects {}: cannot write", path.display()))?;
-            Some(w)
+    // 1. Hash (and spool stdin), then read the header: a bad file stops here. On a thread
+    // of its own, not joined when a signal arrives: a read from a silent stdin pipe cannot
+    // be interrupted, and the process must still stop at once (the spool has no name; the
+    // kernel frees it at exit).
+    if let Some(path) = &args.rejects {
+        rejects_file::check_target(path, args.force)?;
+    }
+    let prepare_stop = Arc::new(AtomicBool::new(false));
+    let (prepared_tx, prepared_rx) = tokio::sync::oneshot::channel();
+    {
+        let stop = prepare_stop.clone();
+        std::thread::Builder::new()
+            .name("import-source".into())
+            .spawn(move || {
+                let _ = prepared_tx.send(open_source(&file, &stop));
+            })
+            .context("cannot start the source thread")?;
+    }
+    let (source, reader, columns) = tokio::select! {
+        prepared = prepared_rx => prepared.context("the source thread failed")??,
+        _ = shutdown.cancelled() => {
+            prepare_stop.store(true, Ordering::Relaxed);
+            let name = if args.file == "-" { "stdin" } else { args.file.as_str() };
+            anyhow::bail!("{name}: interrupted while reading it (nothing was enqueued)");
         }
-        None => None,
     };
 
     // 2. Connections, the group, the imports row.
@@ -171,6 +179,11 @@ pub async fn import(
         let mut c = redis.get().await?;
         oms_shared::queue::ensure_group(&mut *c, &keys).await?;
     }
+    // Only now that both servers answered: a failed connection leaves PATH untouched.
+    let rejects_file = match &args.rejects {
+        Some(path) => Some(rejects_file::create(path, args.force)?),
+        None => None,
+    };
     let import_id = imports::create_import(&db, &source.name, &source.sha256, args.new).await?;
     let already_imported_through = if args.new {
         0
@@ -277,6 +290,23 @@ pub async fn import(
         rows_per_sec: counts.rows_total as f64 / elapsed.max(1e-6),
         outcome: None,
     })
+}
+
+/// Hashes `file` (spooling stdin), opens it for the import's pass and checks its header.
+fn open_source(
+    file: &str,
+    stop: &AtomicBool,
+) -> anyhow::Result<(source::Source, RecordReader<std::fs::File>, Columns)> {
+    let source = source::prepare(file, stop)?;
+    let mut reader = RecordReader::new(source.open()?, Limits::default());
+    let header = reader
+        .next_record()
+        .with_context(|| format!("{}: cannot read", source.name))?
+        .ok_or(HeaderError::Empty)
+        .and_then(|h| Columns::from_header(&h))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?;
+    reader.set_max_fields(header.names.len() + 1);
+    Ok((source, reader, header))
 }
 
 /// Polls the import's progress until every enqueued order has ended (or `timeout`).

@@ -5,7 +5,8 @@
 //! the previous shipment, and the line through which everything is accounted for. A
 //! shipment carries a few thousand rows, so the threads hand over work rarely.
 //! The channel is bounded, so a slow Redis slows the reader (memory stays flat).
-//! Rejected rows are also written to `--rejects PATH` here (`line,reason,detail,raw`).
+//! Rejected rows are also written to `--rejects PATH` here (`line,reason,detail,raw`,
+//! see [`super::rejects_file`]).
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
@@ -123,12 +124,13 @@ pub fn scan<R: Read>(
                     if record.raw_truncated {
                         raw.push('…');
                     }
-                    let written = w.write_record([
-                        line.to_string().as_str(),
+                    let written = super::rejects_file::write_reject(
+                        w,
+                        line,
                         reject.reason.as_str(),
-                        reject.detail.as_str(),
-                        raw.as_str(),
-                    ]);
+                        &reject.detail,
+                        &raw,
+                    );
                     if let Err(e) = written {
                         return ScanEnd::Failed(format!("--rejects file: cannot write: {e}"));
                     }

@@ -1,0 +1,285 @@
+//! A bounded HTTP/1 server for the operational endpoints: the consumer's `/metrics`,
+//! `/healthz`, `/readyz` today, and any other HTTP port a binary opens (a future
+//! `producer serve` uses the same [`serve`]). Such a port is often reachable from a whole
+//! network (`0.0.0.0` in a container), so nobody who can connect may hold the process's
+//! resources for long:
+//!
+//! - **connections**: at most [`HttpLimits::max_connections`] at once. One more is accepted
+//!   and closed at once (shed), so the kernel's backlog never fills with waiting attackers
+//!   and the file descriptors the process needs for MySQL and Redis stay free;
+//! - **header read timeout**: a request head must arrive within
+//!   [`HttpLimits::header_read_timeout`], counted from the moment the server waits for it —
+//!   on a new connection and between two requests of a kept-alive one, so it is also the
+//!   idle timeout;
+//! - **request timeout**: a response not ready after [`HttpLimits::request_timeout`] closes
+//!   the connection;
+//! - **connection age**: after [`HttpLimits::max_connection_age`] a connection is closed once
+//!   its current request is answered (and at most `request_timeout` later in any case), so
+//!   a client that never reads its response cannot keep it either;
+//! - **head size**: the read buffer, hence a request head, is at most
+//!   [`HttpLimits::max_head_bytes`].
+//!
+//! The service is any tower `Service` (an axum `Router`).
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::{Service, ServiceExt};
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// How much a client may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connection_age: Duration,
+    pub max_head_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    /// 64 connections (Prometheus, a probe and a few people need a handful), 5 s for a
+    /// request head or between requests, 10 s per request, 60 s per connection, 16 KiB heads.
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(60),
+            max_head_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// How long [`serve`] waits for open connections to finish after `shutdown`.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves `service` on `listener` within `limits` until `shutdown`, then lets open
+/// connections finish their request (up to a few seconds) and returns.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let max = limits.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max));
+    let mut shed = ShedLog::default();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.cancelled() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                // Out of file descriptors, most likely: back off instead of spinning.
+                tracing::warn!(error = %e, "cannot accept an HTTP connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            shed.one_more(max);
+            continue;
+        };
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, service, limits, shutdown).await;
+            drop(slot);
+        });
+    }
+    // Every slot back: every connection ended.
+    let _ = tokio::time::timeout(DRAIN, slots.acquire_many(max as u32)).await;
+}
+
+async fn serve_connection<S, B>(
+    stream: tokio::net::TcpStream,
+    service: S,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let request_timeout = limits.request_timeout;
+    let timed = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let service = service.clone();
+        async move {
+            match tokio::time::timeout(request_timeout, service.oneshot(request)).await {
+                Ok(answered) => answered.map_err(|e| RequestFailed(e.into().to_string())),
+                Err(_) => Err(RequestFailed("request timed out".into())),
+            }
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_head_bytes.max(8192));
+    let connection = builder.serve_connection(TokioIo::new(stream), timed);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = tokio::time::sleep(limits.max_connection_age) => {}
+        _ = shutdown.cancelled() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(request_timeout, connection).await;
+}
+
+/// A request that got no response (hyper closes its connection).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct RequestFailed(String);
+
+/// Says that connections are being shed, at most once a minute, with how many.
+#[derive(Default)]
+struct ShedLog {
+    since_last: u64,
+    last: Option<Instant>,
+}
+
+impl ShedLog {
+    fn one_more(&mut self, max: usize) {
+        self.since_last += 1;
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            tracing::warn!(
+                closed = self.since_last,
+                max_connections = max,
+                "HTTP connections over the limit closed at once"
+            );
+            self.since_last = 0;
+            self.last = Some(Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// Reads until the server closes the connection (or `within` passes: `None`).
+    async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(within, async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        read.await
+            .ok()
+            .map(|_| String::from_utf8_lossy(&got).into_owned())
+    }
+
+    /// One request on a new connection; the response's head line.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let reply = until_closed(&mut s, Duration::from_secs(5)).await?;
+        reply.lines().next().map(str::to_string)
+    }
+
+    #[tokio::test]
+    async fn connections_heads_and_requests_are_bounded() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = tower::service_fn(|request: Request<Incoming>| async move {
+            if request.uri().path() == "/slow" {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            Ok::<_, Infallible>(Response::new("ok".to_string()))
+        });
+        let limits = HttpLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_millis(400),
+            request_timeout: Duration::from_millis(300),
+            max_connection_age: Duration::from_secs(30),
+            max_head_bytes: 8192,
+        };
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, service, limits, shutdown.clone()));
+
+        // Two kept-alive connections take both slots (each answered once).
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(GET).await.unwrap();
+            let mut buf = [0u8; 256];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            held.push(s);
+        }
+        // A third is closed at once, unanswered.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let shed = until_closed(&mut third, Duration::from_millis(300)).await;
+        assert_eq!(
+            shed.as_deref(),
+            Some(""),
+            "the connection over the limit is shed"
+        );
+        // Idle connections are closed after the header timeout, freeing their slots.
+        let started = Instant::now();
+        for s in &mut held {
+            assert!(until_closed(s, Duration::from_secs(2)).await.is_some());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(get(addr, "/").await.as_deref(), Some("HTTP/1.1 200 OK"));
+        // A half-sent head is cut off after the header timeout.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost:").await.unwrap();
+        let started = Instant::now();
+        assert!(until_closed(&mut slow, Duration::from_secs(2))
+            .await
+            .is_some());
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // A request that takes too long closes its connection without an answer.
+        let started = Instant::now();
+        assert_eq!(get(addr, "/slow").await, None);
+        assert!(started.elapsed() < Duration::from_secs(2));
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap();
+    }
+}
