@@ -224,6 +224,11 @@ async fn a_consumer_and_a_sweeper_stalled_past_every_timeout_apply_nothing_twice
         b.is_stopped().then_some(())
     })
     .await;
+    // Every order ended over 30 s ago, but the import's read-model update is not applied.
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "import --wait returned before the read models held the import"
+    );
 
     // C's sweeper applies and deletes it.
     let mut c = ConsumerProc::spawn(&ConsumerSpec::new(&env, "stall-c", &args), &logs);

@@ -15,7 +15,7 @@
 
 use sqlx::mysql::MySqlConnection;
 use sqlx::pool::PoolConnection;
-use sqlx::{MySql, MySqlPool, Transaction};
+use sqlx::{Executor, MySql, MySqlPool, Transaction};
 
 use crate::error::{OmsError, Result};
 use crate::store::{placeholders, rows_per_statement};
@@ -33,7 +33,17 @@ pub async fn insert_row(tx: &mut Transaction<'_, MySql>, payload: &str) -> Resul
             "read_model_sequence has no row 1 (run `producer migrate`)".into(),
         ));
     }
-    let id = next.last_insert_id();
+    // The OK packet carries LAST_INSERT_ID(expr) on MySQL 8 and MariaDB; asking is the
+    // fallback should a server leave it out.
+    let id = match next.last_insert_id() {
+        0 => {
+            let (id,): (u64,) = sqlx::query_as("SELECT LAST_INSERT_ID()")
+                .fetch_one(&mut **tx)
+                .await?;
+            id
+        }
+        id => id,
+    };
     sqlx::query(INSERT)
         .bind(id)
         .bind(payload)
@@ -137,11 +147,12 @@ impl Snapshot {
             conn: pool.acquire().await?,
             open: true,
         };
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            .execute(&mut *snapshot.conn)
+        // Plain text protocol (a `&str`), not prepared statements: MySQL 8 does not
+        // prepare every transaction-control statement.
+        let conn: &mut MySqlConnection = &mut snapshot.conn;
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .await?;
-        sqlx::query("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            .execute(&mut *snapshot.conn)
+        conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             .await?;
         Ok(snapshot)
     }
@@ -166,7 +177,8 @@ impl Snapshot {
 
     /// Ends the (read-only) transaction; the connection goes back to the pool.
     pub async fn finish(mut self) -> Result<()> {
-        sqlx::query("COMMIT").execute(&mut *self.conn).await?;
+        let conn: &mut MySqlConnection = &mut self.conn;
+        conn.execute("COMMIT").await?;
         self.open = false;
         Ok(())
     }
