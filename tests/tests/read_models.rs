@@ -295,6 +295,54 @@ async fn a_consumer_and_a_sweeper_stalled_past_every_timeout_apply_nothing_twice
     c.terminate(Duration::from_secs(30));
 }
 
+#[tokio::test]
+async fn rebuilds_between_a_commit_and_its_apply_count_the_batch_once() {
+    let env = TestEnv::new().await;
+    env.product("A", "4.00", 1_000).await;
+    let n = 12;
+    let mut csv = vec!["customer_name,customer_email,products,order_id,order_date".to_string()];
+    for i in 0..n {
+        csv.push(format!(
+            "Cust {i},r{}@example.com,{},R-{i},2026-03-07T10:00:00Z",
+            i % 3,
+            products_json("A", 1)
+        ));
+    }
+    let file = env.file(&csv.join("\n"));
+    let path = file.path().to_str().unwrap().to_string();
+    let logs = LogDir::new();
+    // A commits the batch (in MySQL, in the outbox), then freezes before its apply.
+    let a = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "fence-a", &["--payment-success-rate", "1"])
+            .with_env("OMS_TEST_STOP_BEFORE_APPLY", "1"),
+        &logs,
+    );
+    let mut waiter = import_wait(&env, &path);
+    wait_for("A stopped between commit and apply", DEADLINE, || async {
+        (a.is_stopped() && completed_in_mysql(&env).await == n as i64).then_some(())
+    })
+    .await;
+    // Every rebuild now reads the batch in MySQL while its apply is still to come.
+    let day = NaiveDate::from_ymd_opt(2026, 3, 7).unwrap();
+    kpis::generate(&env.config, Some(day)).await.unwrap();
+    leaderboard::update(&env.config, 0).await.unwrap();
+    reconcile::reconcile(&env.config, true).await.unwrap();
+    a.resume();
+    wait_for(
+        "A's apply, then the outbox row deleted",
+        DEADLINE,
+        || async { (outbox_rows(&env).await == 0).then_some(()) },
+    )
+    .await;
+    let shown = kpis::show(&env.config, Some(day)).await.unwrap();
+    assert_eq!(shown.periods[0].order_count, n as i64, "{shown:?}");
+    let v = read_model_violations(&env).await;
+    assert!(v.is_empty(), "{v:?}");
+    let (code, out) = reconcile_exit_code(&env);
+    assert_eq!(code, 0, "{out}");
+    let _ = waiter.wait();
+}
+
 /// One randomised operator action; returns its name.
 async fn operator_action(env: &TestEnv, rng: &mut impl Rng, days: &[NaiveDate]) -> &'static str {
     match rng.random_range(0..4) {
