@@ -401,7 +401,8 @@ async fn rebuilds_during_a_live_run(seed: u64, n: u64) {
     let mut consumers: Vec<ConsumerProc> = (0..2)
         .map(|i| ConsumerProc::spawn(&spec(&format!("rb{seed}-{i}")), &logs))
         .collect();
-    let mut actions: std::collections::BTreeMap<&str, usize> = Default::default();
+    // Per action: how many ran, and the longest.
+    let mut actions: std::collections::BTreeMap<&str, (usize, Duration)> = Default::default();
     let mut kills = 0;
     let mut round = 0;
     loop {
@@ -413,8 +414,11 @@ async fn rebuilds_during_a_live_run(seed: u64, n: u64) {
         }
         assert!(started.elapsed() < DEADLINE, "run not done in {DEADLINE:?}");
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..=2000))).await;
+        let took = Instant::now();
         let action = operator_action(&env, &mut rng, &days).await;
-        *actions.entry(action).or_default() += 1;
+        let entry = actions.entry(action).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(took.elapsed());
         round += 1;
         if round % 4 == 0 {
             let slot = rng.random_range(0..consumers.len());
@@ -424,7 +428,7 @@ async fn rebuilds_during_a_live_run(seed: u64, n: u64) {
                 ConsumerProc::spawn(&spec(&format!("rb{seed}-{slot}-r{round}")), &logs);
         }
     }
-    eprintln!("operator actions during the run: {actions:?}, {kills} SIGKILLs");
+    eprintln!("operator actions during the run (count, longest): {actions:?}, {kills} SIGKILLs");
     // Drained: every order terminal, every outbox row applied; no rebuild from here on.
     wait_settled(&env, n as i64, DEADLINE).await;
     for c in consumers.iter_mut() {
@@ -437,7 +441,7 @@ async fn rebuilds_during_a_live_run(seed: u64, n: u64) {
     let figures = Figures {
         scenario: format!("rebuilds during a live run (seed {seed})"),
         orders: work.rows.len(),
-        faults: actions.values().sum::<usize>() + kills,
+        faults: actions.values().map(|(n, _)| n).sum::<usize>() + kills,
         fault_kind: "kpis generate / leaderboard update / reconcile --fix / failed retry all every 0.5-2 s, SIGKILL every 4th".into(),
         completed: a.completed,
         failed: a.failed,
