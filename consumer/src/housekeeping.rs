@@ -1,13 +1,14 @@
 //! Periodic duties of every consumer: delete applied outbox rows, apply outbox rows left
-//! behind by a consumer that died between commit and Redis (the sweeper), refresh the
-//! queue gauges and the import row counters (every 5 s), trim acknowledged entries, and
-//! probe MySQL/Redis while they are down.
+//! behind by a consumer that died between commit and Redis (the sweeper), trim Redis's
+//! record of applied outbox rows to MySQL's watermark, refresh the queue gauges and the
+//! import row counters (every 5 s), trim acknowledged entries, and probe MySQL/Redis while
+//! they are down.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use oms_shared::kpi::CompletedOrder;
-use oms_shared::store::orders::{delete_outbox_rows, stale_outbox_rows};
+use oms_shared::store::outbox;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Shared;
@@ -42,6 +43,9 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             if let Err(e) = sweep_outbox(&shared).await {
                 tracing::debug!(error = %e, "outbox sweep failed");
             }
+            if let Err(e) = trim_applied(&shared).await {
+                tracing::debug!(error = %e, "applied outbox record not trimmed");
+            }
         }
     }
     delete_applied(&shared).await;
@@ -52,24 +56,18 @@ async fn delete_applied(shared: &Shared) {
     if ids.is_empty() {
         return;
     }
-    if let Err(e) = delete_outbox_rows(&shared.db, &ids).await {
+    if let Err(e) = outbox::delete_rows(&shared.db, &ids).await {
         tracing::debug!(error = %e, "applied outbox rows not deleted yet");
         shared.requeue_applied_outbox(ids);
-        return;
     }
-    retire_markers(shared, &ids).await;
 }
 
-/// Markers of deleted outbox rows expire in two minutes (best effort: else in a week).
-async fn retire_markers(shared: &Shared, ids: &[u64]) {
-    let retired = async {
-        let mut conn = shared.redis.get().await?;
-        oms_shared::read_model::retire_markers(&mut *conn, &shared.keys, ids).await
-    }
-    .await;
-    if let Err(e) = retired {
-        tracing::debug!(error = %e, "outbox markers keep their one-week expiry");
-    }
+/// Raises Redis's `applied_through` to MySQL's watermark (every outbox row below the
+/// lowest one left was applied), keeping the record of applied rows small for good.
+pub async fn trim_applied(shared: &Shared) -> oms_shared::Result<u64> {
+    let floor = outbox::applied_floor(&shared.db).await?;
+    let mut conn = shared.redis.get().await?;
+    oms_shared::read_model::trim_applied(&mut *conn, &shared.keys, floor).await
 }
 
 async fn probe(shared: &Shared) {
@@ -123,13 +121,15 @@ async fn refresh_import_rows(shared: &Shared) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Applies outbox rows older than [`OUTBOX_ABANDONED_AFTER_SECS`]; the marker in the
-/// script makes this safe even if their own consumer applies them at the same moment.
+/// Applies outbox rows older than [`OUTBOX_ABANDONED_AFTER_SECS`]; the script's record of
+/// applied rows makes this safe even if their own consumer applies them at the same
+/// moment, or this sweeper is stalled for any time between its SELECT and its apply.
 pub async fn sweep_outbox(shared: &Shared) -> oms_shared::Result<usize> {
-    let rows = stale_outbox_rows(&shared.db, OUTBOX_ABANDONED_AFTER_SECS, 100).await?;
+    let rows = outbox::stale_rows(&shared.db, OUTBOX_ABANDONED_AFTER_SECS, 100).await?;
     if rows.is_empty() {
         return Ok(0);
     }
+    stall_point("OMS_TEST_STOP_SWEEPER_BEFORE_APPLY");
     let mut conn = shared.redis.get().await?;
     let mut done = Vec::with_capacity(rows.len());
     for (id, payload) in rows {
@@ -144,8 +144,27 @@ pub async fn sweep_outbox(shared: &Shared) -> oms_shared::Result<usize> {
         }
     }
     let n = done.len();
-    delete_outbox_rows(&shared.db, &done).await?;
-    retire_markers(shared, &done).await;
+    outbox::delete_rows(&shared.db, &done).await?;
     tracing::info!(rows = n, "applied abandoned outbox rows");
     Ok(n)
+}
+
+/// Test hook for the stall tests: when the environment variable `var` is set, the process
+/// stops itself (SIGSTOP) here, once, as a VM pause would freeze it; the test resumes it
+/// with SIGCONT whenever it likes.
+pub fn stall_point(var: &str) {
+    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if std::env::var_os(var).is_none() {
+        return;
+    }
+    let mut done = DONE.lock().expect("stall point lock");
+    if done.iter().any(|v| v == var) {
+        return;
+    }
+    done.push(var.to_string());
+    drop(done);
+    tracing::warn!(point = var, "stopping this process (test stall point)");
+    let _ = std::process::Command::new("kill")
+        .args(["-STOP", &std::process::id().to_string()])
+        .status();
 }

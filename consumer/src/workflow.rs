@@ -58,6 +58,7 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
         outcomes[index] = outcome;
     }
     if let Some(outbox_id) = settled.outbox_id {
+        crate::housekeeping::stall_point("OMS_TEST_STOP_BEFORE_APPLY");
         let started = Instant::now();
         let applied = async {
             let mut conn = shared.redis.get().await?;

@@ -105,9 +105,30 @@ impl StreamKeys {
         format!("{}leaderboard:{}", self.prefix, day.format("%Y-%m-%d"))
     }
 
-    /// `P readmodel:applied:<outbox id>`: marker that one outbox batch reached Redis.
-    pub fn outbox_applied(&self, outbox_id: u64) -> String {
-        format!("{}readmodel:applied:{}", self.prefix, outbox_id)
+    /// `P readmodel:applied_through`: every outbox id up to this one reached Redis.
+    pub fn outbox_applied_through(&self) -> String {
+        format!("{}readmodel:applied_through", self.prefix)
+    }
+
+    /// `P readmodel:applied`: sorted set of the outbox ids above `applied_through` that
+    /// reached Redis (member and score: the id).
+    pub fn outbox_applied_above(&self) -> String {
+        format!("{}readmodel:applied", self.prefix)
+    }
+
+    /// `P readmodel:rebuild`: the lease of the one rebuild in progress (its token).
+    pub fn rebuild_lease(&self) -> String {
+        format!("{}readmodel:rebuild", self.prefix)
+    }
+
+    /// `P readmodel:rebuild:log`: outbox batches applied while a rebuild holds the lease.
+    pub fn rebuild_log(&self) -> String {
+        format!("{}readmodel:rebuild:log", self.prefix)
+    }
+
+    /// `P readmodel:rebuild:board:<token>`: the leaderboard a rebuild is staging.
+    pub fn rebuild_staging(&self, token: &str) -> String {
+        format!("{}readmodel:rebuild:board:{}", self.prefix, token)
     }
 }
 

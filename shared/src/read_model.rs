@@ -1,59 +1,208 @@
-//! The Redis read models: KPI hashes and the customer leaderboard.
+//! The Redis read models: KPI hashes and the customer leaderboard, kept exactly equal to
+//! MySQL by live increments and by rebuilds that may run at any moment.
 //!
-//! Live updates are exactly once: the consumer commits completed orders to MySQL together
-//! with a `read_model_outbox` row, then calls [`apply_outbox`], a Lua script that sets the
-//! marker `readmodel:applied:<outbox id>` (NX, 7 days) and, only if the marker was new,
-//! applies the increments in the same atomic step. A crash before the script leaves the
-//! outbox row for the sweeper; a crash after it leaves a marker that makes the retry a
-//! no-op. Once the outbox row is deleted, [`retire_markers`] cuts the marker's life to two
-//! minutes. Rebuilds ([`write_kpis`], [`replace_leaderboard`]) overwrite from MySQL.
+//! **Live increments, exactly once.** The consumer commits completed orders to MySQL with
+//! a `read_model_outbox` row (ids in commit order, without gaps: see `store::outbox`),
+//! then calls [`apply_outbox`]: one Lua script that checks the row is not applied yet,
+//! applies its increments and records it as applied, atomically. Redis remembers applied
+//! rows as `applied_through` (every id up to it) plus the sorted set of applied ids above
+//! it; the set shrinks as the gaps below it close, and [`trim_applied`] raises
+//! `applied_through` to a watermark read from MySQL ([`crate::store::outbox::applied_floor`]).
+//! No record expires, so an apply arriving after a stall of any length is a no-op, and the
+//! memory is bounded by the rows applied since the oldest unapplied one.
+//!
+//! **Rebuilds fenced against the outbox.** A rebuild ([`Rebuild`]) takes a lease
+//! ([`Rebuild::begin`]); while it exists, every apply also appends its increments to the
+//! rebuild log. Then it opens one MySQL snapshot and reads, from that snapshot, the new
+//! values and the outbox (`through`: every row up to it is in the values; `rows`: those
+//! not deleted yet). Last, one Lua script ([`Rebuild::finish_kpis`],
+//! [`Rebuild::finish_leaderboard`]) writes value − (rows of the snapshot not applied yet:
+//! their apply is still to come) + (logged applies of rows above `through`: applied but
+//! not in the snapshot), and ends the lease. ARCHITECTURE.md "Exactly-once read models"
+//! argues why each outbox row then counts exactly once.
+//!
+//! Leaderboard rule: its members are the customers whose `total_spent` is above zero (a
+//! free order adds no member); both the live path and the rebuilds apply it.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use redis::aio::ConnectionLike;
+use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{OmsError, Result};
 use crate::keys::StreamKeys;
 use crate::kpi::{aggregate, CompletedOrder, KpiFigures};
 use crate::money::Cents;
+use crate::store::outbox::OutboxSnapshot;
 
-/// How long an applied-outbox marker is kept while its outbox row may still exist (a MySQL
-/// outage delays the row's deletion); far longer than an outbox row can wait.
-pub const MARKER_TTL_SECS: u64 = 7 * 24 * 3600;
+/// How long a rebuild may hold its lease: its MySQL queries and its script must end
+/// within it, else it writes nothing. Also bounds the rebuild log's memory.
+pub const REBUILD_LEASE: Duration = Duration::from_secs(60);
 
-/// How long a marker is kept once its outbox row is deleted: longer than any apply already
-/// in flight can take (Redis calls time out after 30 s), so none can apply the row again.
-pub const RETIRED_MARKER_TTL_SECS: u64 = 120;
-
-/// KEYS: marker, N KPI hashes, leaderboard. ARGV: ttl, N, (count, cents) × N,
-/// (email, cents) × M. Mirrors `KpiFigures::average_order_value` (half up).
-const APPLY_SCRIPT: &str = r#"
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+/// Lua helpers shared by the scripts: money formatting (half-up average, as
+/// `KpiFigures::average_order_value`) and the applied-row record.
+const LUA_COMMON: &str = r#"
 local function money(c) return string.format('%d.%02d', math.floor(c / 100), c % 100) end
+local function write_kpi(key, count, cents)
+  local aov = 0
+  if count > 0 then aov = math.floor((2 * cents + count) / (2 * count)) end
+  redis.call('HSET', key, 'order_count', string.format('%d', count),
+    'revenue_cents', string.format('%d', cents), 'revenue', money(cents),
+    'average_order_value', money(aov))
+end
+local function id_str(id) return string.format('%d', id) end
+"#;
+
+/// KEYS: applied_through, applied set, rebuild lease, rebuild log, N KPI hashes,
+/// leaderboard. ARGV: outbox id, N, (count, cents) × N, (email, cents) × M.
+const APPLY_BODY: &str = r#"
+local id = tonumber(ARGV[1])
+local through = tonumber(redis.call('GET', KEYS[1]) or '0')
+if id <= through or redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+local logging = redis.call('EXISTS', KEYS[3]) == 1
+local kpis, board = {}, {}
 local n = tonumber(ARGV[2])
 local a = 3
 for i = 1, n do
-  local key = KEYS[i + 1]
+  local key = KEYS[i + 4]
   local count = redis.call('HINCRBY', key, 'order_count', ARGV[a])
   local cents = redis.call('HINCRBY', key, 'revenue_cents', ARGV[a + 1])
-  local aov = 0
-  if count > 0 then aov = math.floor((2 * cents + count) / (2 * count)) end
-  redis.call('HSET', key, 'revenue', money(cents), 'average_order_value', money(aov))
+  write_kpi(key, count, cents)
+  if logging then kpis[key] = {ARGV[a], ARGV[a + 1]} end
   a = a + 2
 end
-local board = KEYS[n + 2]
+local lb = KEYS[n + 5]
 while a <= #ARGV do
-  redis.call('ZINCRBY', board, ARGV[a + 1], ARGV[a])
+  if tonumber(ARGV[a + 1]) ~= 0 then redis.call('ZINCRBY', lb, ARGV[a + 1], ARGV[a]) end
+  if logging then board[ARGV[a]] = ARGV[a + 1] end
   a = a + 2
+end
+if logging then
+  redis.call('RPUSH', KEYS[4], cjson.encode({i = ARGV[1], k = kpis, b = board}))
+end
+if id == through + 1 then
+  through = id
+  while redis.call('ZSCORE', KEYS[2], id_str(through + 1)) do
+    through = through + 1
+    redis.call('ZREM', KEYS[2], id_str(through))
+  end
+  redis.call('SET', KEYS[1], id_str(through))
+else
+  redis.call('ZADD', KEYS[2], id, ARGV[1])
 end
 return 1
 "#;
 
-static APPLY: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(APPLY_SCRIPT));
+/// KEYS: applied_through, applied set. ARGV: floor (every id up to it is applied).
+const TRIM_BODY: &str = r#"
+local through = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if floor > through then through = floor end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', through)
+while redis.call('ZSCORE', KEYS[2], id_str(through + 1)) do
+  through = through + 1
+  redis.call('ZREM', KEYS[2], id_str(through))
+end
+redis.call('SET', KEYS[1], id_str(through))
+return through
+"#;
+
+/// KEYS: lease, log. ARGV: token, lease ms.
+const BEGIN_SCRIPT: &str = r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+"#;
+
+/// KEYS: lease, log. ARGV: token. Ends the lease if it is still ours.
+const ABANDON_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) end
+return 1
+"#;
+
+/// KEYS: lease, log, applied_through, applied set, leaderboard, staging, snapshot key,
+/// T KPI hashes. ARGV: token, through, board ('1' to rebuild the leaderboard), T,
+/// (count, cents, delete-when-zero) × T, R, R outbox entries (JSON, as logged).
+const FINISH_BODY: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('OMS_LEASE_LOST the rebuild lease expired before its write')
+end
+local snap = tonumber(ARGV[2])
+local board_on = ARGV[3] == '1'
+local t = tonumber(ARGV[4])
+local fig, del = {}, {}
+local a = 5
+for i = 1, t do
+  local key = KEYS[7 + i]
+  fig[key] = {tonumber(ARGV[a]), tonumber(ARGV[a + 1])}
+  del[key] = ARGV[a + 2] == '1'
+  a = a + 3
+end
+local through = tonumber(redis.call('GET', KEYS[3]) or '0')
+local function applied(id)
+  return id <= through or redis.call('ZSCORE', KEYS[4], id_str(id))
+end
+local function adjust(e, sign)
+  for key, v in pairs(e.k) do
+    local f = fig[key]
+    if f then
+      f[1] = f[1] + sign * tonumber(v[1])
+      f[2] = f[2] + sign * tonumber(v[2])
+    end
+  end
+  if board_on then
+    for email, c in pairs(e.b) do
+      local d = sign * tonumber(c)
+      if d ~= 0 then redis.call('ZINCRBY', KEYS[6], d, email) end
+    end
+  end
+end
+local r = tonumber(ARGV[a])
+a = a + 1
+for i = 1, r do
+  local e = cjson.decode(ARGV[a])
+  a = a + 1
+  if not applied(tonumber(e.i)) then adjust(e, -1) end
+end
+for _, raw in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  local e = cjson.decode(raw)
+  if tonumber(e.i) > snap then adjust(e, 1) end
+end
+for key, f in pairs(fig) do
+  if del[key] and f[1] == 0 and f[2] == 0 then
+    redis.call('DEL', key)
+  else
+    write_kpi(key, f[1], f[2])
+  end
+end
+if board_on then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '0')
+  if redis.call('EXISTS', KEYS[6]) == 1 then
+    redis.call('RENAME', KEYS[6], KEYS[5])
+    redis.call('PERSIST', KEYS[5])
+    redis.call('COPY', KEYS[5], KEYS[7], 'REPLACE')
+  else
+    redis.call('DEL', KEYS[5], KEYS[7])
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+"#;
+
+static APPLY: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{LUA_COMMON}{APPLY_BODY}")));
+static TRIM: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{LUA_COMMON}{TRIM_BODY}")));
+static BEGIN: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(BEGIN_SCRIPT));
+static ABANDON: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ABANDON_SCRIPT));
+static FINISH: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{LUA_COMMON}{FINISH_BODY}")));
 
 /// Applies one outbox batch to the KPI hashes and the leaderboard, at most once per
-/// `outbox_id`. Returns false when it had already been applied.
+/// `outbox_id`, whenever it comes. Returns false when it had already been applied.
 pub async fn apply_outbox<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
@@ -62,12 +211,16 @@ pub async fn apply_outbox<C: ConnectionLike>(
 ) -> Result<bool> {
     let delta = aggregate(keys, orders);
     let mut invocation = APPLY.prepare_invoke();
-    invocation.key(keys.outbox_applied(outbox_id));
+    invocation
+        .key(keys.outbox_applied_through())
+        .key(keys.outbox_applied_above())
+        .key(keys.rebuild_lease())
+        .key(keys.rebuild_log());
     for key in delta.kpis.keys() {
         invocation.key(key);
     }
     invocation.key(keys.leaderboard());
-    invocation.arg(MARKER_TTL_SECS).arg(delta.kpis.len());
+    invocation.arg(outbox_id).arg(delta.kpis.len());
     for figures in delta.kpis.values() {
         invocation.arg(figures.order_count).arg(figures.revenue.0);
     }
@@ -78,40 +231,221 @@ pub async fn apply_outbox<C: ConnectionLike>(
     Ok(applied == 1)
 }
 
-/// Shortens the markers of outbox rows that are deleted to [`RETIRED_MARKER_TTL_SECS`], so
-/// markers do not pile up in Redis (one per batch, otherwise kept for a week).
-pub async fn retire_markers<C: ConnectionLike>(
+/// Whether outbox row `outbox_id` has reached Redis.
+pub async fn is_applied<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
-    outbox_ids: &[u64],
-) -> Result<()> {
-    if outbox_ids.is_empty() {
-        return Ok(());
-    }
-    let mut pipe = redis::pipe();
-    for id in outbox_ids {
-        pipe.cmd("EXPIRE")
-            .arg(keys.outbox_applied(*id))
-            .arg(RETIRED_MARKER_TTL_SECS)
-            .ignore();
-    }
-    pipe.query_async::<()>(conn).await?;
-    Ok(())
+    outbox_id: u64,
+) -> Result<bool> {
+    let (through, score): (Option<u64>, Option<f64>) = redis::pipe()
+        .get(keys.outbox_applied_through())
+        .zscore(keys.outbox_applied_above(), outbox_id)
+        .query_async(conn)
+        .await?;
+    Ok(through.unwrap_or(0) >= outbox_id || score.is_some())
 }
 
-/// Overwrites one KPI hash with figures rebuilt from MySQL.
-pub async fn write_kpis<C: ConnectionLike>(
+/// Raises `applied_through` to `floor` (every outbox id up to it is applied, from
+/// [`crate::store::outbox::applied_floor`]) and drops the set's members up to it.
+/// Returns the new `applied_through`.
+pub async fn trim_applied<C: ConnectionLike>(
     conn: &mut C,
-    key: &str,
-    figures: &KpiFigures,
-) -> Result<()> {
-    let mut cmd = redis::cmd("HSET");
-    cmd.arg(key);
-    for (field, value) in figures.hash_fields() {
-        cmd.arg(field).arg(value);
+    keys: &StreamKeys,
+    floor: u64,
+) -> Result<u64> {
+    Ok(TRIM
+        .key(keys.outbox_applied_through())
+        .key(keys.outbox_applied_above())
+        .arg(floor)
+        .invoke_async(conn)
+        .await?)
+}
+
+/// One outbox row as the rebuild script reads it (the format the apply script logs).
+#[derive(Debug, Serialize)]
+struct OutboxEntry {
+    i: String,
+    k: BTreeMap<String, [String; 2]>,
+    b: BTreeMap<String, String>,
+}
+
+fn outbox_entry(keys: &StreamKeys, id: u64, payload: &str) -> Result<String> {
+    let orders: Vec<CompletedOrder> = serde_json::from_str(payload)
+        .map_err(|e| OmsError::Inconsistent(format!("outbox row {id} is unreadable: {e}")))?;
+    let delta = aggregate(keys, &orders);
+    let entry = OutboxEntry {
+        i: id.to_string(),
+        k: delta
+            .kpis
+            .iter()
+            .map(|(key, f)| {
+                (
+                    key.clone(),
+                    [f.order_count.to_string(), f.revenue.0.to_string()],
+                )
+            })
+            .collect(),
+        b: delta
+            .leaderboard
+            .iter()
+            .map(|(email, c)| (email.clone(), c.0.to_string()))
+            .collect(),
+    };
+    Ok(serde_json::to_string(&entry).expect("outbox entry serializes"))
+}
+
+/// A rebuild of read models from a MySQL snapshot, fenced against the outbox (see the
+/// module documentation). Only one runs at a time; [`Rebuild::begin`] waits for the lease.
+pub struct Rebuild {
+    token: String,
+    keys: StreamKeys,
+}
+
+impl Rebuild {
+    /// Takes the rebuild lease, waiting up to [`REBUILD_LEASE`] for another rebuild to end.
+    /// Take the MySQL snapshot only after this returns.
+    pub async fn begin<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> Result<Rebuild> {
+        let token = format!("{:016x}", rand::random::<u64>());
+        let started = Instant::now();
+        loop {
+            let taken: i64 = BEGIN
+                .key(keys.rebuild_lease())
+                .key(keys.rebuild_log())
+                .arg(&token)
+                .arg(REBUILD_LEASE.as_millis() as u64)
+                .invoke_async(conn)
+                .await?;
+            if taken == 1 {
+                return Ok(Rebuild {
+                    token,
+                    keys: keys.clone(),
+                });
+            }
+            if started.elapsed() > REBUILD_LEASE {
+                return Err(OmsError::Contention(format!(
+                    "another rebuild has held {} for over {} s",
+                    keys.rebuild_lease(),
+                    REBUILD_LEASE.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    cmd.query_async::<()>(conn).await?;
-    Ok(())
+
+    /// Ends the lease without writing anything (the rebuild failed half-way).
+    pub async fn abandon<C: ConnectionLike>(self, conn: &mut C) -> Result<()> {
+        ABANDON
+            .key(self.keys.rebuild_lease())
+            .key(self.keys.rebuild_log())
+            .arg(&self.token)
+            .invoke_async::<i64>(conn)
+            .await?;
+        Ok(())
+    }
+
+    fn invocation<'a>(
+        &self,
+        script: &'a redis::Script,
+        outbox: &OutboxSnapshot,
+        staging: &str,
+        snapshot_day: NaiveDate,
+        kpis: &[(String, KpiFigures, bool)],
+        board: bool,
+    ) -> Result<redis::ScriptInvocation<'a>> {
+        let keys = &self.keys;
+        let mut inv = script.prepare_invoke();
+        inv.key(keys.rebuild_lease())
+            .key(keys.rebuild_log())
+            .key(keys.outbox_applied_through())
+            .key(keys.outbox_applied_above())
+            .key(keys.leaderboard())
+            .key(staging)
+            .key(keys.leaderboard_snapshot(snapshot_day));
+        for (key, _, _) in kpis {
+            inv.key(key);
+        }
+        inv.arg(&self.token)
+            .arg(outbox.through)
+            .arg(if board { "1" } else { "0" })
+            .arg(kpis.len());
+        for (_, f, delete_when_zero) in kpis {
+            inv.arg(f.order_count)
+                .arg(f.revenue.0)
+                .arg(if *delete_when_zero { "1" } else { "0" });
+        }
+        inv.arg(outbox.rows.len());
+        for (id, payload) in &outbox.rows {
+            inv.arg(outbox_entry(keys, *id, payload)?);
+        }
+        Ok(inv)
+    }
+
+    /// Writes KPI hashes rebuilt from the snapshot `outbox` comes from: (key, figures,
+    /// delete the hash when it ends up all zeros), and ends the lease.
+    pub async fn finish_kpis<C: ConnectionLike>(
+        self,
+        conn: &mut C,
+        outbox: &OutboxSnapshot,
+        kpis: &[(String, KpiFigures, bool)],
+    ) -> Result<()> {
+        self.finish(conn, outbox, kpis, None).await
+    }
+
+    /// Replaces the leaderboard with `entries` (email, total spent) from the snapshot
+    /// `outbox` comes from, stores it as the `snapshot_day` snapshot, and ends the lease.
+    pub async fn finish_leaderboard<C: ConnectionLike>(
+        self,
+        conn: &mut C,
+        outbox: &OutboxSnapshot,
+        entries: &[(String, Cents)],
+        snapshot_day: NaiveDate,
+    ) -> Result<()> {
+        self.finish(conn, outbox, &[], Some((entries, snapshot_day)))
+            .await
+    }
+
+    /// Both at once, in one script: the KPI hashes `kpis` and, if given, the leaderboard.
+    pub async fn finish<C: ConnectionLike>(
+        self,
+        conn: &mut C,
+        outbox: &OutboxSnapshot,
+        kpis: &[(String, KpiFigures, bool)],
+        board: Option<(&[(String, Cents)], NaiveDate)>,
+    ) -> Result<()> {
+        let staging = self.keys.rebuild_staging(&self.token);
+        let day = board.map_or_else(|| chrono::Utc::now().date_naive(), |(_, d)| d);
+        if let Some((entries, _)) = board {
+            // The staging set is private to this rebuild: filled before the script, which
+            // adjusts it to the outbox and renames it over the leaderboard.
+            let mut pipe = redis::pipe();
+            pipe.del(&staging).ignore();
+            for part in entries.chunks(1000) {
+                let mut cmd = redis::cmd("ZADD");
+                cmd.arg(&staging);
+                for (email, cents) in part {
+                    cmd.arg(cents.0).arg(email);
+                }
+                pipe.add_command(cmd).ignore();
+            }
+            pipe.pexpire(&staging, REBUILD_LEASE.as_millis() as i64)
+                .ignore();
+            pipe.query_async::<()>(conn).await?;
+        }
+        let inv = self.invocation(&FINISH, outbox, &staging, day, kpis, board.is_some())?;
+        inv.invoke_async::<i64>(conn).await.map_err(lease_lost)?;
+        Ok(())
+    }
+}
+
+fn lease_lost(e: redis::RedisError) -> OmsError {
+    if e.to_string().contains("OMS_LEASE_LOST") {
+        OmsError::Contention(format!(
+            "the rebuild took longer than its {} s lease; nothing was written, run it again",
+            REBUILD_LEASE.as_secs()
+        ))
+    } else {
+        e.into()
+    }
 }
 
 /// Reads one KPI hash; `None` when it does not exist or is unreadable.
@@ -119,41 +453,6 @@ pub async fn read_kpis<C: ConnectionLike>(conn: &mut C, key: &str) -> Result<Opt
     let fields: std::collections::BTreeMap<String, String> =
         redis::cmd("HGETALL").arg(key).query_async(conn).await?;
     Ok(KpiFigures::from_hash(&fields))
-}
-
-/// Replaces the leaderboard atomically with `entries` (email, total spent), and stores the
-/// same set as the day's snapshot.
-pub async fn replace_leaderboard<C: ConnectionLike>(
-    conn: &mut C,
-    keys: &StreamKeys,
-    entries: &[(String, Cents)],
-    snapshot_day: NaiveDate,
-) -> Result<()> {
-    let board = keys.leaderboard();
-    let staging = format!("{board}:rebuilding");
-    let mut pipe = redis::pipe();
-    pipe.atomic().del(&staging).ignore();
-    for part in entries.chunks(1000) {
-        let mut cmd = redis::cmd("ZADD");
-        cmd.arg(&staging);
-        for (email, cents) in part {
-            cmd.arg(cents.0).arg(email);
-        }
-        pipe.add_command(cmd).ignore();
-    }
-    if entries.is_empty() {
-        pipe.del(&board).ignore();
-        pipe.del(keys.leaderboard_snapshot(snapshot_day)).ignore();
-    } else {
-        pipe.cmd("COPY")
-            .arg(&staging)
-            .arg(keys.leaderboard_snapshot(snapshot_day))
-            .arg("REPLACE")
-            .ignore();
-        pipe.rename(&staging, &board).ignore();
-    }
-    pipe.query_async::<()>(conn).await?;
-    Ok(())
 }
 
 /// The top `limit` of the leaderboard as (email, cents), highest first; 0 for all.

@@ -165,6 +165,28 @@ impl ConsumerProc {
         }
     }
 
+    /// True while the process is stopped (SIGSTOP: state `T` in `/proc/<pid>/stat`).
+    pub fn is_stopped(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| {
+                // `pid (comm) S ...`: the state follows the last ')'.
+                let rest = &stat[stat.rfind(')')? + 1..];
+                rest.split_whitespace().next().map(|s| s == "T")
+            })
+            .unwrap_or(false)
+    }
+
+    /// SIGSTOP: the process freezes where it is (as in a VM pause).
+    pub fn pause(&self) {
+        crate::servers::signal(self.child.id(), "-STOP");
+    }
+
+    /// SIGCONT: a stopped process resumes where it was.
+    pub fn resume(&self) {
+        crate::servers::signal(self.child.id(), "-CONT");
+    }
+
     /// `Some(status)` once the process has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()

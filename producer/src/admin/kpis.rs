@@ -1,8 +1,9 @@
 //! `producer kpis generate|show [--date YYYY-MM-DD]`: the daily, monthly, yearly and total
 //! KPIs of the day's periods.
 //!
-//! `generate` recomputes the four periods from MySQL (completed orders by KPI day) and
-//! overwrites their Redis hashes with [`write_kpis`]; `show` reads the hashes as they are.
+//! `generate` recomputes the four periods from one MySQL snapshot (completed orders by KPI
+//! day) and writes their Redis hashes as a [`Rebuild`] fenced against the outbox, so it is
+//! exact even while consumers run; `show` reads the hashes as they are.
 //! Both use [`KpiFigures`], the same arithmetic as the consumers' live updates.
 //!
 //! `--json` prints a [`KpiReport`]:
@@ -23,10 +24,11 @@ use chrono::{Datelike, NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::kpi::KpiFigures;
-use oms_shared::read_model::{read_kpis, write_kpis};
+use oms_shared::read_model::{read_kpis, Rebuild};
+use oms_shared::store::outbox::Snapshot;
 use oms_shared::store::reports;
 use serde::Serialize;
-use sqlx::MySqlPool;
+use sqlx::MySqlConnection;
 
 use crate::report::{print_json, table};
 
@@ -130,19 +132,19 @@ fn periods_of(keys: &StreamKeys, day: NaiveDate) -> [(&'static str, String, Stri
     ]
 }
 
-/// The four periods' figures computed from MySQL.
+/// The four periods' figures computed from MySQL (a pool connection or a snapshot's).
 pub async fn compute(
-    pool: &MySqlPool,
+    db: &mut MySqlConnection,
     keys: &StreamKeys,
     day: NaiveDate,
 ) -> anyhow::Result<KpiReport> {
     let (m0, m1) = month_range(day);
     let (y0, y1) = year_range(day);
     let figures = [
-        reports::kpi_between(pool, day, day).await?,
-        reports::kpi_between(pool, m0, m1).await?,
-        reports::kpi_between(pool, y0, y1).await?,
-        reports::kpi_total(pool).await?,
+        reports::kpi_between(&mut *db, day, day).await?,
+        reports::kpi_between(&mut *db, m0, m1).await?,
+        reports::kpi_between(&mut *db, y0, y1).await?,
+        reports::kpi_total(&mut *db).await?,
     ];
     let periods = periods_of(keys, day)
         .into_iter()
@@ -156,7 +158,9 @@ pub async fn compute(
     })
 }
 
-/// `kpis generate`: recomputes the day's periods from MySQL and writes them to Redis.
+/// `kpis generate`: recomputes the day's periods from one MySQL snapshot and writes them
+/// to Redis as a rebuild fenced against the outbox (safe while consumers run: see
+/// [`Rebuild`]). The report holds the snapshot's figures.
 pub async fn generate(
     conn: &ConnectionConfig,
     date: Option<NaiveDate>,
@@ -165,13 +169,32 @@ pub async fn generate(
     let keys = StreamKeys::new(&conn.prefix);
     let redis = super::connect_redis(conn).await?;
     let pool = super::connect_mysql(conn).await?;
-    let report = compute(&pool, &keys, day).await?;
     let mut rc = redis.get().await?;
-    for p in &report.periods {
-        write_kpis(&mut *rc, &p.key, &p.figures())
-            .await
-            .with_context(|| format!("writing {}", p.key))?;
+    let rebuild = Rebuild::begin(&mut *rc, &keys).await?;
+    let read = async {
+        let mut snapshot = Snapshot::begin(&pool).await?;
+        let report = compute(snapshot.conn(), &keys, day).await?;
+        let outbox = snapshot.outbox().await?;
+        snapshot.finish().await?;
+        anyhow::Ok((report, outbox))
     }
+    .await;
+    let (report, outbox) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            let _ = rebuild.abandon(&mut *rc).await;
+            return Err(e);
+        }
+    };
+    let targets: Vec<(String, KpiFigures, bool)> = report
+        .periods
+        .iter()
+        .map(|p| (p.key.clone(), p.figures(), false))
+        .collect();
+    rebuild
+        .finish_kpis(&mut *rc, &outbox, &targets)
+        .await
+        .with_context(|| format!("writing the KPIs of {day}"))?;
     pool.close().await;
     Ok(report)
 }

@@ -1,9 +1,10 @@
 //! `producer leaderboard update|show [--limit N]`: the customers who spent the most.
 //!
 //! `update` rebuilds the sorted set `P leaderboard` (member email, score cents) from
-//! `customers.total_spent` (customers with `total_spent > 0`), atomically, stores the same
+//! `customers.total_spent` (customers with `total_spent > 0`) in one MySQL snapshot, as a
+//! [`Rebuild`] fenced against the outbox (exact even while consumers run), stores the same
 //! set as today's snapshot `P leaderboard:YYYY-MM-DD` (UTC), and prints the top N
-//! (default 10, 0 for all). `show` prints the top N as Redis holds it.
+//! (default 10, 0 for all) of the snapshot. `show` prints the top N as Redis holds it.
 //!
 //! `--json` prints a [`LeaderboardReport`]:
 //! ```json
@@ -21,7 +22,8 @@ use chrono::{NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::money::Cents;
-use oms_shared::read_model::{read_leaderboard, replace_leaderboard};
+use oms_shared::read_model::{read_leaderboard, Rebuild};
+use oms_shared::store::outbox::Snapshot;
 use oms_shared::store::reports::{self, LeaderboardCustomer};
 use serde::Serialize;
 
@@ -82,15 +84,32 @@ pub async fn update_on(
     let keys = StreamKeys::new(&conn.prefix);
     let redis = super::connect_redis(conn).await?;
     let pool = super::connect_mysql(conn).await?;
-    let mut customers = reports::leaderboard_customers(&pool).await?;
+    let mut rc = redis.get().await?;
+    let rebuild = Rebuild::begin(&mut *rc, &keys).await?;
+    let read = async {
+        let mut snapshot = Snapshot::begin(&pool).await?;
+        let customers = reports::leaderboard_customers(snapshot.conn()).await?;
+        let outbox = snapshot.outbox().await?;
+        snapshot.finish().await?;
+        anyhow::Ok((customers, outbox))
+    }
+    .await;
     pool.close().await;
+    let (mut customers, outbox) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            let _ = rebuild.abandon(&mut *rc).await;
+            return Err(e);
+        }
+    };
     redis_order(&mut customers);
     let entries: Vec<(String, Cents)> = customers
         .iter()
         .map(|c| (c.email.clone(), c.total_spent))
         .collect();
-    let mut rc = redis.get().await?;
-    replace_leaderboard(&mut *rc, &keys, &entries, day).await?;
+    rebuild
+        .finish_leaderboard(&mut *rc, &outbox, &entries, day)
+        .await?;
     let shown = if limit == 0 { customers.len() } else { limit };
     Ok(LeaderboardReport {
         source: "mysql",

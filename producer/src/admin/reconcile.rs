@@ -15,9 +15,10 @@
 //!
 //! **Consumers.** The comparison is exact only while consumers are idle: a batch is
 //! committed in MySQL before its increments reach Redis (via `read_model_outbox`), so a
-//! running system shows transient drift, reported with `pending_outbox_rows`; and `--fix`
-//! overwriting a hash races with a live increment to it (one may be lost or doubled).
-//! Run it, and above all `--fix`, with the consumers stopped or drained.
+//! running system shows transient drift, reported with `pending_outbox_rows`. `--fix` is
+//! safe at any moment: it rewrites from a fresh MySQL snapshot as a rebuild fenced against
+//! the outbox ([`Rebuild`]), so no live increment is lost or doubled; its second check may
+//! still show the transient drift of a running system.
 //!
 //! `--json` prints a [`ReconcileReport`]:
 //! ```json
@@ -42,12 +43,13 @@ use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::kpi::{kpi_keys_for_day, KpiFigures};
 use oms_shared::money::Cents;
-use oms_shared::read_model::{read_leaderboard, replace_leaderboard, write_kpis};
+use oms_shared::read_model::{read_leaderboard, Rebuild};
 use oms_shared::redis_conn::RedisPool;
+use oms_shared::store::outbox::Snapshot;
 use oms_shared::store::reports;
 use redis::aio::ConnectionLike;
 use serde::Serialize;
-use sqlx::MySqlPool;
+use sqlx::{MySqlConnection, MySqlPool};
 
 use crate::report::{print_json, table};
 
@@ -98,19 +100,18 @@ struct Check {
     drift: Vec<Drift>,
     kpi_hashes_checked: usize,
     leaderboard_members_checked: usize,
-    expected: Expected,
 }
 
-async fn expected(pool: &MySqlPool, keys: &StreamKeys) -> anyhow::Result<Expected> {
+async fn expected(db: &mut MySqlConnection, keys: &StreamKeys) -> anyhow::Result<Expected> {
     let mut kpis: BTreeMap<String, KpiFigures> = BTreeMap::new();
-    for (day, f) in reports::kpi_by_day(pool).await? {
+    for (day, f) in reports::kpi_by_day(&mut *db).await? {
         for key in kpi_keys_for_day(keys, day) {
             let e = kpis.entry(key).or_default();
             e.order_count += f.order_count;
             e.revenue += f.revenue;
         }
     }
-    let leaderboard = reports::leaderboard_customers(pool)
+    let leaderboard = reports::leaderboard_customers(&mut *db)
         .await?
         .into_iter()
         .map(|c| (c.email, c.total_spent))
@@ -186,7 +187,7 @@ pub fn leaderboard_drift(
 }
 
 async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &StreamKeys) -> anyhow::Result<Check> {
-    let expected = expected(pool, keys).await?;
+    let expected = expected(&mut *pool.acquire().await?, keys).await?;
     let mut rc = redis.get().await?;
     // Only keys under the literal prefix: `fix` may delete what is checked here.
     let mut all: BTreeSet<String> = scan_keys(&mut *rc, &keys.kpi_pattern())
@@ -217,13 +218,18 @@ async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &StreamKeys) -> anyhow
         drift,
         kpi_hashes_checked: all.len(),
         leaderboard_members_checked: board.len().max(expected.leaderboard.len()),
-        expected,
     })
 }
 
-async fn fix(redis: &RedisPool, keys: &StreamKeys, check: &Check) -> anyhow::Result<FixSummary> {
-    let mut rc = redis.get().await?;
-    let mut summary = FixSummary::default();
+/// Rewrites the drifted KPI hashes and, if it drifted, the leaderboard, as one rebuild
+/// fenced against the outbox: the values come from a fresh MySQL snapshot taken under the
+/// rebuild lease (not from `check`'s reading, which live updates may already have passed).
+async fn fix(
+    pool: &MySqlPool,
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    check: &Check,
+) -> anyhow::Result<FixSummary> {
     let board = keys.leaderboard();
     let drifted: BTreeSet<&str> = check
         .drift
@@ -231,29 +237,49 @@ async fn fix(redis: &RedisPool, keys: &StreamKeys, check: &Check) -> anyhow::Res
         .filter(|d| d.key != board)
         .map(|d| d.key.as_str())
         .collect();
+    let board_drifted = check.drift.iter().any(|d| d.key == board);
+    let mut summary = FixSummary::default();
+    if drifted.is_empty() && !board_drifted {
+        return Ok(summary);
+    }
+    let mut rc = redis.get().await?;
+    let rebuild = Rebuild::begin(&mut *rc, keys).await?;
+    let read = async {
+        let mut snapshot = Snapshot::begin(pool).await?;
+        let now = expected(snapshot.conn(), keys).await?;
+        let outbox = snapshot.outbox().await?;
+        snapshot.finish().await?;
+        anyhow::Ok((now, outbox))
+    }
+    .await;
+    let (now, outbox) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            let _ = rebuild.abandon(&mut *rc).await;
+            return Err(e);
+        }
+    };
+    let mut targets = Vec::new();
     for key in drifted {
-        match check.expected.kpis.get(key) {
+        match now.kpis.get(key) {
             Some(figures) => {
-                write_kpis(&mut *rc, key, figures).await?;
+                targets.push((key.to_string(), *figures, false));
                 summary.kpi_hashes_rewritten += 1;
             }
             None if !keys.is_kpi_key(key) => {
                 anyhow::bail!("refusing to delete {key}: not a KPI hash under the prefix");
             }
             None => {
-                redis::cmd("DEL")
-                    .arg(key)
-                    .query_async::<()>(&mut *rc)
-                    .await?;
+                // No MySQL counterpart: deleted (unless live updates land in it meanwhile).
+                targets.push((key.to_string(), KpiFigures::default(), true));
                 summary.kpi_hashes_deleted += 1;
             }
         }
     }
-    if check.drift.iter().any(|d| d.key == board) {
-        let today = Utc::now().date_naive();
-        replace_leaderboard(&mut *rc, keys, &check.expected.leaderboard, today).await?;
-        summary.leaderboard_rebuilt = true;
-    }
+    let today = Utc::now().date_naive();
+    let entries = board_drifted.then_some((now.leaderboard.as_slice(), today));
+    rebuild.finish(&mut *rc, &outbox, &targets, entries).await?;
+    summary.leaderboard_rebuilt = board_drifted;
     Ok(summary)
 }
 
@@ -277,7 +303,7 @@ pub async fn reconcile(
         remaining: None,
     };
     if fix_drift && !first.drift.is_empty() {
-        report.fixed = Some(fix(&redis, &keys, &first).await?);
+        report.fixed = Some(fix(&pool, &redis, &keys, &first).await?);
         let second = check(&pool, &redis, &keys).await?;
         report.clean = second.drift.is_empty();
         report.remaining = Some(second.drift);

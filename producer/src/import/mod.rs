@@ -15,6 +15,7 @@
 //!                                                         │  import_rejects, imports row
 //!  progress::display (bar or log lines)                   ▼
 //!                                             summary; `--wait`: follow until every order ends
+//!                                             and its read-model updates reached Redis
 //! ```
 //!
 //! SIGINT/SIGTERM stop the scan; what was read is flushed, the import is marked
@@ -49,7 +50,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
+use oms_shared::read_model;
 use oms_shared::store::imports::{self, ImportStatus};
+use oms_shared::store::outbox;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -76,8 +79,9 @@ pub struct ImportArgs {
     #[arg(long, env = "IMPORT_MAX_LAG", default_value_t = 1_000_000)]
     pub max_lag: u64,
 
-    /// Follow the import until every enqueued order is completed, failed or dead-lettered,
-    /// then print the outcome; exit 1 if any ended dead.
+    /// Follow the import until every enqueued order is completed, failed or dead-lettered
+    /// and the read models (KPIs, leaderboard) hold them all, then print the outcome;
+    /// exit 1 if any ended dead.
     #[arg(long)]
     pub wait: bool,
 
@@ -309,7 +313,9 @@ fn open_source(
     Ok((source, reader, header))
 }
 
-/// Polls the import's progress until every enqueued order has ended (or `timeout`).
+/// Polls the import's progress until every enqueued order has ended and every read-model
+/// update committed by then has reached Redis (or `timeout`): when it returns `done`, KPIs,
+/// leaderboard and `reconcile` reflect the whole import.
 pub async fn wait_for_outcome(
     conn: &ConnectionConfig,
     import_id: u64,
@@ -317,13 +323,25 @@ pub async fn wait_for_outcome(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ImportOutcome> {
     let source = StatusSource::connect(conn, true).await?;
+    let db = oms_shared::db::connect(&conn.database_url, 1).await?;
+    let redis = oms_shared::redis_conn::connect(&conn.redis_url, 1).await?;
+    let keys = StreamKeys::new(&conn.prefix);
     let started = Instant::now();
     let mut last_log = Instant::now();
+    // Once every order has ended: the outbox id every read-model update of the import is
+    // at or below (ids are handed out in commit order).
+    let mut outbox_through: Option<u64> = None;
     loop {
-        let s = source.import(import_id, None).await?;
+        let mut s = source.import(import_id, None).await?;
+        if s.done {
+            let through = match outbox_through {
+                Some(t) => t,
+                None => *outbox_through.insert(outbox::last_id(&db).await?),
+            };
+            s.done = read_models_final(&db, &redis, &keys, through).await?;
+        }
         let timed_out = timeout.is_some_and(|t| started.elapsed() >= t);
         if s.done || timed_out || shutdown.is_cancelled() {
-            let db = oms_shared::db::connect(&conn.database_url, 1).await?;
             let revenue = imports::import_revenue(&db, import_id).await?;
             return Ok(ImportOutcome {
                 completed: s.completed,
@@ -351,6 +369,23 @@ pub async fn wait_for_outcome(
             _ = shutdown.cancelled() => {}
         }
     }
+}
+
+/// True when every outbox row up to `through` has reached Redis (rows left by a consumer
+/// that died are applied by the sweeper of another within about half a minute).
+async fn read_models_final(
+    db: &sqlx::MySqlPool,
+    redis: &oms_shared::redis_conn::RedisPool,
+    keys: &StreamKeys,
+    through: u64,
+) -> anyhow::Result<bool> {
+    let mut rc = redis.get().await?;
+    for id in outbox::ids_through(db, through).await? {
+        if !read_model::is_applied(&mut *rc, keys, id).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Human-readable summary.

@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod imports;
 pub mod orders;
+pub mod outbox;
 pub mod reports;
 pub mod schema;
 

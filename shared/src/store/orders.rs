@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Timelike, Utc};
 use sqlx::{MySql, MySqlPool, Transaction};
 
 use crate::error::{OmsError, Result};
@@ -517,7 +517,7 @@ async fn insert_new_orders(
         let mut query = sqlx::query(&sql);
         for (i, p) in part {
             let row = rows[*i].row;
-            let order_date = row.order_date.map(|d| d.naive_utc());
+            let order_date = row.order_date.map(stored_order_date);
             let (status, reason, kpi_date) = if p.unknown_sku {
                 (
                     "failed",
@@ -595,7 +595,7 @@ async fn insert_new_orders(
                 customer_id: customers[&row.customer_email],
                 email: row.customer_email.clone(),
                 total: p.total,
-                order_date: row.order_date.map(|d| d.naive_utc()),
+                order_date: row.order_date.map(stored_order_date),
             });
         } else {
             phase.outcomes[i] = RowOutcome::Failed(FailureReason::InsufficientStock);
@@ -717,16 +717,13 @@ pub async fn settle_payments(
             total: o.total,
         })
         .collect();
+    // Hot rows last: the products, held only for the release and the commit; then the
+    // outbox sequence (see `store::outbox`), held only for the commit.
+    release_stock(&mut tx, &declined).await?;
     if !phase.completed.is_empty() {
         let payload = serde_json::to_string(&phase.completed).expect("completed orders serialize");
-        let result = sqlx::query(OUTBOX_INSERT)
-            .bind(payload)
-            .execute(&mut *tx)
-            .await?;
-        phase.outbox_id = Some(result.last_insert_id());
+        phase.outbox_id = Some(super::outbox::insert_row(&mut tx, &payload).await?);
     }
-    // Hot product rows last: held only for the release and the commit.
-    release_stock(&mut tx, &declined).await?;
     tx.commit().await?;
 
     phase.outcomes = approved
@@ -842,40 +839,12 @@ async fn set_status_by_id(
     Ok(())
 }
 
-const OUTBOX_INSERT: &str = "INSERT INTO read_model_outbox (payload) VALUES (?)";
-
-/// Outbox rows older than `?` seconds: their batch's consumer may have died before
-/// applying them. Returns (id, payload).
-pub const OUTBOX_STALE: &str = "SELECT id, payload FROM read_model_outbox \
-     WHERE created_at < NOW(3) - INTERVAL ? SECOND ORDER BY id LIMIT ?";
-
-/// Deletes applied outbox rows.
-pub async fn delete_outbox_rows(pool: &MySqlPool, ids: &[u64]) -> Result<()> {
-    for part in ids.chunks(rows_per_statement(1)) {
-        let sql = format!(
-            "DELETE FROM read_model_outbox WHERE id IN ({})",
-            placeholders(part.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in part {
-            query = query.bind(*id);
-        }
-        query.execute(pool).await?;
-    }
-    Ok(())
-}
-
-/// Outbox rows left behind (older than `min_age_secs`), oldest first.
-pub async fn stale_outbox_rows(
-    pool: &MySqlPool,
-    min_age_secs: u64,
-    limit: u32,
-) -> Result<Vec<(u64, String)>> {
-    Ok(sqlx::query_as(OUTBOX_STALE)
-        .bind(min_age_secs)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?)
+/// `order_date` as the `DATETIME(0)` column stores it: whole seconds, truncated. MySQL 8
+/// would round 23:59:59.6 up to the next day where MariaDB truncates; binding the
+/// truncated value makes both store the same instant, and the KPI day is computed from it.
+pub fn stored_order_date(date: DateTime<Utc>) -> NaiveDateTime {
+    let naive = date.naive_utc();
+    naive.with_nanosecond(0).unwrap_or(naive)
 }
 
 #[cfg(test)]
@@ -931,6 +900,14 @@ mod tests {
         let p = price_order(&row(&[("A", 1), ("B", 1)]), &catalog);
         assert!(!take_stock(&p.lines, &mut stock));
         assert_eq!(stock, HashMap::from([(1, 3), (2, 0)]));
+    }
+
+    #[test]
+    fn order_date_is_truncated_to_the_second_like_mariadb_stores_it() {
+        let d: DateTime<Utc> = "2026-03-07T23:59:59.6Z".parse().unwrap();
+        let stored = stored_order_date(d);
+        assert_eq!(stored.to_string(), "2026-03-07 23:59:59");
+        assert_eq!(stored.date().to_string(), "2026-03-07");
     }
 
     #[test]

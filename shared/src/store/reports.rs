@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use sqlx::MySqlPool;
+use sqlx::{MySqlExecutor, MySqlPool};
 
 use crate::error::Result;
 use crate::kpi::KpiFigures;
@@ -26,7 +26,11 @@ const KPI_BY_DAY: &str = "SELECT kpi_date, COUNT(*), CAST(SUM(total) * 100 AS SI
      GROUP BY kpi_date ORDER BY kpi_date";
 
 /// KPI figures of completed orders whose KPI day lies in `from..=to` (inclusive).
-pub async fn kpi_between(pool: &MySqlPool, from: NaiveDate, to: NaiveDate) -> Result<KpiFigures> {
+pub async fn kpi_between<'c, E: MySqlExecutor<'c>>(
+    pool: E,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<KpiFigures> {
     let (count, cents): (i64, Option<i64>) = sqlx::query_as(KPI_BETWEEN)
         .bind(from)
         .bind(to)
@@ -39,7 +43,7 @@ pub async fn kpi_between(pool: &MySqlPool, from: NaiveDate, to: NaiveDate) -> Re
 }
 
 /// KPI figures of every completed order.
-pub async fn kpi_total(pool: &MySqlPool) -> Result<KpiFigures> {
+pub async fn kpi_total<'c, E: MySqlExecutor<'c>>(pool: E) -> Result<KpiFigures> {
     let (count, cents): (i64, Option<i64>) = sqlx::query_as(KPI_TOTAL).fetch_one(pool).await?;
     Ok(KpiFigures {
         order_count: count,
@@ -48,7 +52,9 @@ pub async fn kpi_total(pool: &MySqlPool) -> Result<KpiFigures> {
 }
 
 /// KPI figures per KPI day, for every day that has a completed order.
-pub async fn kpi_by_day(pool: &MySqlPool) -> Result<BTreeMap<NaiveDate, KpiFigures>> {
+pub async fn kpi_by_day<'c, E: MySqlExecutor<'c>>(
+    pool: E,
+) -> Result<BTreeMap<NaiveDate, KpiFigures>> {
     let rows: Vec<(NaiveDate, i64, Option<i64>)> =
         sqlx::query_as(KPI_BY_DAY).fetch_all(pool).await?;
     Ok(rows
@@ -83,8 +89,12 @@ pub struct LeaderboardCustomer {
     pub total_spent: Cents,
 }
 
-/// Every customer who spent something (`total_spent > 0`), highest first, ties by email.
-pub async fn leaderboard_customers(pool: &MySqlPool) -> Result<Vec<LeaderboardCustomer>> {
+/// The leaderboard's members: every customer who spent something (`total_spent > 0`; a
+/// customer with only free orders is not one), highest first, ties by email.
+/// Accepts a pool or a [`super::outbox::Snapshot`] connection.
+pub async fn leaderboard_customers<'c, E: MySqlExecutor<'c>>(
+    pool: E,
+) -> Result<Vec<LeaderboardCustomer>> {
     let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
         "SELECT email, name, CAST(orders_count AS SIGNED), CAST(total_spent * 100 AS SIGNED) \
          FROM customers WHERE total_spent > 0 ORDER BY total_spent DESC, email",

@@ -1,0 +1,207 @@
+//! The read-model outbox (`read_model_outbox`, `read_model_sequence`): completed orders
+//! waiting to reach Redis, and the MySQL snapshots the rebuilds fence against it.
+//!
+//! **Ids in commit order, without gaps.** [`insert_row`] takes the next id from the one
+//! row of `read_model_sequence` (`UPDATE ... LAST_INSERT_ID(last_id + 1)`), as the last
+//! statement of the settle transaction. The row lock is held until that transaction ends,
+//! so a second transaction gets id n + 1 only after the one holding n committed (or rolled
+//! back, which gives n back). Hence: every id up to the sequence's value is committed, and
+//! a MySQL snapshot holds exactly the rows `1..=through` ([`OutboxSnapshot::through`]).
+//! The lock is held only for the commit itself (hot rows last, as everywhere).
+//!
+//! Rows are deleted only once applied to Redis, so an id below every row left, and not
+//! above the sequence, was applied: [`applied_floor`], the watermark Redis trims its record
+//! of applied ids with.
+
+use sqlx::mysql::MySqlConnection;
+use sqlx::pool::PoolConnection;
+use sqlx::{Executor, MySql, MySqlPool, Transaction};
+
+use crate::error::{OmsError, Result};
+use crate::store::{placeholders, rows_per_statement};
+
+const NEXT_ID: &str =
+    "UPDATE read_model_sequence SET last_id = LAST_INSERT_ID(last_id + 1) WHERE id = 1";
+const INSERT: &str = "INSERT INTO read_model_outbox (id, payload) VALUES (?, ?)";
+
+/// Writes one outbox row in `tx` and returns its id (the next of the sequence). Call it as
+/// the last statement before the commit: it locks the sequence row until then.
+pub async fn insert_row(tx: &mut Transaction<'_, MySql>, payload: &str) -> Result<u64> {
+    let next = sqlx::query(NEXT_ID).execute(&mut **tx).await?;
+    if next.rows_affected() != 1 {
+        return Err(OmsError::Inconsistent(
+            "read_model_sequence has no row 1 (run `producer migrate`)".into(),
+        ));
+    }
+    // The OK packet carries LAST_INSERT_ID(expr) on MySQL 8 and MariaDB; asking is the
+    // fallback should a server leave it out.
+    let id = match next.last_insert_id() {
+        0 => {
+            let (id,): (u64,) = sqlx::query_as("SELECT LAST_INSERT_ID()")
+                .fetch_one(&mut **tx)
+                .await?;
+            id
+        }
+        id => id,
+    };
+    sqlx::query(INSERT)
+        .bind(id)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(id)
+}
+
+/// Deletes applied outbox rows.
+pub async fn delete_rows(pool: &MySqlPool, ids: &[u64]) -> Result<()> {
+    for part in ids.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "DELETE FROM read_model_outbox WHERE id IN ({})",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in part {
+            query = query.bind(*id);
+        }
+        query.execute(pool).await?;
+    }
+    Ok(())
+}
+
+/// Outbox rows older than `?` seconds: their batch's consumer may have died before
+/// applying them. Returns (id, payload).
+const STALE: &str = "SELECT id, payload FROM read_model_outbox \
+     WHERE created_at < NOW(3) - INTERVAL ? SECOND ORDER BY id LIMIT ?";
+
+/// Outbox rows left behind (older than `min_age_secs`), oldest first.
+pub async fn stale_rows(
+    pool: &MySqlPool,
+    min_age_secs: u64,
+    limit: u32,
+) -> Result<Vec<(u64, String)>> {
+    Ok(sqlx::query_as(STALE)
+        .bind(min_age_secs)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// The highest outbox id handed out so far (every id up to it is committed).
+pub async fn last_id(pool: &MySqlPool) -> Result<u64> {
+    let (id,): (u64,) = sqlx::query_as("SELECT last_id FROM read_model_sequence WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    Ok(id)
+}
+
+/// Ids of the outbox rows still present up to `through` (applied or not yet).
+pub async fn ids_through(pool: &MySqlPool, through: u64) -> Result<Vec<u64>> {
+    let rows: Vec<(u64,)> =
+        sqlx::query_as("SELECT id FROM read_model_outbox WHERE id <= ? ORDER BY id")
+            .bind(through)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// One statement, so one read view: the sequence's value and the lowest id left.
+const FLOOR: &str = "SELECT s.last_id, (SELECT MIN(o.id) FROM read_model_outbox o) \
+     FROM read_model_sequence s WHERE s.id = 1";
+
+/// An id such that every outbox row up to it has been applied to Redis (see the module
+/// documentation): the row before the lowest one left, at most the sequence's value.
+pub async fn applied_floor(pool: &MySqlPool) -> Result<u64> {
+    let (last, lowest): (u64, Option<u64>) = sqlx::query_as(FLOOR).fetch_one(pool).await?;
+    Ok(floor_of(last, lowest))
+}
+
+/// Pure rule of [`applied_floor`].
+pub fn floor_of(last_id: u64, lowest_left: Option<u64>) -> u64 {
+    match lowest_left {
+        Some(lowest) => last_id.min(lowest.saturating_sub(1)),
+        None => last_id,
+    }
+}
+
+/// What a MySQL snapshot holds of the outbox: every row up to `through` is in it, and
+/// `rows` are those of them not yet deleted (id, payload) — some applied, some not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxSnapshot {
+    pub through: u64,
+    pub rows: Vec<(u64, String)>,
+}
+
+/// A REPEATABLE READ transaction opened `WITH CONSISTENT SNAPSHOT`: every query run on
+/// [`Snapshot::conn`] sees the same instant, the outbox included ([`Snapshot::outbox`]).
+/// Dropped without [`Snapshot::finish`], its connection is closed, not reused.
+pub struct Snapshot {
+    conn: PoolConnection<MySql>,
+    open: bool,
+}
+
+impl Snapshot {
+    pub async fn begin(pool: &MySqlPool) -> Result<Snapshot> {
+        // `open` from the start: a failure half-way closes the session instead of leaving
+        // a pending isolation level or transaction to the pool's next user.
+        let mut snapshot = Snapshot {
+            conn: pool.acquire().await?,
+            open: true,
+        };
+        // Plain text protocol (a `&str`), not prepared statements: MySQL 8 does not
+        // prepare every transaction-control statement.
+        let conn: &mut MySqlConnection = &mut snapshot.conn;
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .await?;
+        conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            .await?;
+        Ok(snapshot)
+    }
+
+    /// The connection to run the snapshot's queries on.
+    pub fn conn(&mut self) -> &mut MySqlConnection {
+        &mut self.conn
+    }
+
+    /// The outbox as this snapshot sees it.
+    pub async fn outbox(&mut self) -> Result<OutboxSnapshot> {
+        let (through,): (u64,) =
+            sqlx::query_as("SELECT last_id FROM read_model_sequence WHERE id = 1")
+                .fetch_one(&mut *self.conn)
+                .await?;
+        let rows: Vec<(u64, String)> =
+            sqlx::query_as("SELECT id, payload FROM read_model_outbox ORDER BY id")
+                .fetch_all(&mut *self.conn)
+                .await?;
+        Ok(OutboxSnapshot { through, rows })
+    }
+
+    /// Ends the (read-only) transaction; the connection goes back to the pool.
+    pub async fn finish(mut self) -> Result<()> {
+        let conn: &mut MySqlConnection = &mut self.conn;
+        conn.execute("COMMIT").await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if self.open {
+            // Still inside the transaction: never hand that session to someone else.
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_is_below_the_lowest_row_left_and_at_most_the_sequence() {
+        assert_eq!(floor_of(10, None), 10);
+        assert_eq!(floor_of(10, Some(4)), 3);
+        assert_eq!(floor_of(10, Some(1)), 0);
+        assert_eq!(floor_of(0, None), 0);
+    }
+}
