@@ -364,6 +364,15 @@ async fn isolate<'a>(
     standings: &mut [Standing<'a>],
 ) {
     let mut stop: Option<String> = None;
+    // Every entry of the batch stays claimed while any part of it runs: another consumer
+    // must not take one over while its turn is still to come.
+    let ids: Vec<&str> = deliveries
+        .iter()
+        .filter(|d| d.body.is_ok())
+        .map(|d| d.id.as_str())
+        .collect();
+    let mut last_touch = Instant::now();
+    let touch_every = shared.config.claim_idle() / 3;
     for (index, delivery) in deliveries.iter().enumerate() {
         if delivery.body.is_err() {
             continue;
@@ -387,7 +396,10 @@ async fn isolate<'a>(
             continue;
         }
         let own_rows: Vec<BatchRow> = own.iter().map(|(_, r)| *r).collect();
-        let ids = [delivery.id.as_str()];
+        if last_touch.elapsed() >= touch_every {
+            keep_claimed(shared, &ids).await;
+            last_touch = Instant::now();
+        }
         match run_with_retry(shared, &own_rows, &ids, shutdown, ROW_PATIENCE).await {
             Ok(report) => {
                 record_outcomes(&report.outcomes, deliveries, &own);
@@ -416,6 +428,10 @@ async fn isolate<'a>(
                 continue;
             }
             let single = [*row];
+            if last_touch.elapsed() >= touch_every {
+                keep_claimed(shared, &ids).await;
+                last_touch = Instant::now();
+            }
             match run_with_retry(shared, &single, &ids, shutdown, ROW_PATIENCE).await {
                 Ok(report) => record_outcomes(&report.outcomes, deliveries, &[(*i, *row)]),
                 Err(e) => {

@@ -205,7 +205,7 @@ async fn existing_orders(
     let identities: Vec<&str> = identities.iter().copied().collect();
     for part in identities.chunks(rows_per_statement(1)) {
         let sql = format!(
-            "SELECT o.id, CAST(o.identity AS CHAR), o.customer_id, c.email, CAST(o.status AS CHAR), o.import_id, o.line, \
+            "SELECT o.id, CAST(o.identity AS CHAR), o.customer_id, CAST(c.email AS CHAR), CAST(o.status AS CHAR), o.import_id, o.line, \
              CAST(o.total * 100 AS SIGNED), o.order_date \
              FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.identity IN ({})",
             placeholders(part.len())
@@ -316,7 +316,7 @@ async fn customer_ids(
 ) -> Result<()> {
     for part in customers.chunks(rows_per_statement(1)) {
         let sql = format!(
-            "SELECT id, email FROM customers WHERE email IN ({})",
+            "SELECT id, CAST(email AS CHAR) FROM customers WHERE email IN ({})",
             placeholders(part.len())
         );
         let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
