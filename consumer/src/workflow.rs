@@ -292,7 +292,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
             match run_with_retry(&shared, &workflow_rows, &ids, &shutdown, BATCH_PATIENCE).await {
                 Ok(report) => record_outcomes(&report.outcomes, &batch.deliveries, &rows),
                 Err(e) if e.is_transient() && (shutdown.is_cancelled() || is_outage(&e)) => {
-                    tracing::warn!(error = %e, "batch not processed now");
+                    tracing::warn!(error = %e, "batch left pending after transient errors");
                     for (i, r) in &rows {
                         standings[*i].unfinished.push(Unfinished { row: r.row, error: e.to_string(), never: false });
                     }
