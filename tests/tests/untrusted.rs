@@ -357,7 +357,7 @@ async fn sigterm_during_a_retry_exits_in_time_and_leaves_the_batch_pending() {
     let mut child = spawn_consumer_process(
         &env,
         "retrying",
-        &["--claim-idle-secs", "120", "--shutdown-timeout-secs", "2"],
+        &["--claim-idle-secs", "120", "--shutdown-timeout-secs", "20"],
         "info,consumer=debug",
     );
     let stderr = child.stderr.take().unwrap();
@@ -383,16 +383,18 @@ async fn sigterm_during_a_retry_exits_in_time_and_leaves_the_batch_pending() {
     }
     let signalled = Instant::now();
     sigterm(&child);
-    let status = wait_for("exit after SIGTERM", Duration::from_secs(20), || {
+    let status = wait_for("exit after SIGTERM", Duration::from_secs(30), || {
         let status = child.try_wait().unwrap();
         async move { status }
     })
     .await;
     let took = signalled.elapsed();
     assert!(status.success(), "exit status {status:?}");
+    // Required: within --shutdown-timeout-secs + 5 s. It does better: the retrying batch
+    // gives up after a few tries instead of holding the exit until the timeout aborts it.
     assert!(
-        took <= Duration::from_secs(2 + 5),
-        "exited {took:?} after SIGTERM, more than --shutdown-timeout-secs + 5 s"
+        took <= Duration::from_secs(10),
+        "exited {took:?} after SIGTERM: the retry held the exit until the shutdown timeout"
     );
     let mut conn = env.redis_conn().await;
     let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
