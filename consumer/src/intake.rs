@@ -1,6 +1,11 @@
 //! Where work comes from: new entries (`XREADGROUP ... >`) and entries left idle by any
 //! consumer, dead or alive (`XAUTOCLAIM` after `--claim-idle-secs`).
 //!
+//! Entries are untrusted: both go through `queue`'s bounded read (a byte budget per read,
+//! an entry above `MAX_ENTRY_BYTES` arrives as a stub and is never decoded), and
+//! [`decode_chunk`] refuses empty or oversized chunks; such a delivery is malformed and the
+//! workflow dead-letters it at once.
+//!
 //! Both send [`Batch`]es into one bounded channel; a slot is reserved *before* reading, so
 //! a consumer never holds more unprocessed entries than `--concurrency` batches. Both stop
 //! when the shutdown token is cancelled, and pause while MySQL or Redis is down.
@@ -8,10 +13,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oms_shared::keys::CONSUMER_GROUP;
 use oms_shared::order::{decode_chunk, OrderChunk};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::Value;
+use oms_shared::order_rules::MAX_ENTRY_BYTES;
+use oms_shared::queue::RawEntry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -50,44 +54,41 @@ impl Batch {
     }
 }
 
-fn field_bytes(v: &Value) -> &[u8] {
-    match v {
-        Value::BulkString(b) => b,
-        Value::SimpleString(s) => s.as_bytes(),
-        _ => b"",
-    }
-}
-
-fn to_delivery(entry: &StreamId, deliveries: u64) -> Delivery {
-    let body = decode_chunk(
-        &entry.id,
-        entry.map.iter().map(|(k, v)| (k.as_str(), field_bytes(v))),
-    )
-    .map_err(|e| {
-        let raw: std::collections::BTreeMap<&str, String> = entry
-            .map
+/// A delivery from an entry as read: decoded, or malformed with its fields as JSON (an
+/// entry above `MAX_ENTRY_BYTES` was never sent whole: its stub is kept).
+fn to_delivery(entry: RawEntry) -> Delivery {
+    let decoded = if entry.oversize {
+        Err(format!(
+            "malformed stream message {}: the entry is {} bytes, more than {MAX_ENTRY_BYTES}",
+            entry.id, entry.size
+        ))
+    } else {
+        decode_chunk(
+            &entry.id,
+            entry.fields.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        )
+        .map_err(|e| e.to_string())
+    };
+    let body = decoded.map_err(|error| {
+        let raw: std::collections::BTreeMap<&str, std::borrow::Cow<str>> = entry
+            .fields
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str(),
-                    String::from_utf8_lossy(field_bytes(v))
-                        .chars()
-                        .take(4096)
-                        .collect(),
-                )
-            })
+            .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v)))
             .collect();
         MalformedEntry {
-            error: e.to_string(),
+            error,
             raw: serde_json::to_string(&raw).unwrap_or_default(),
         }
     });
     Delivery {
-        id: entry.id.clone(),
-        deliveries,
+        id: entry.id,
+        deliveries: entry.deliveries,
         body,
     }
 }
+
+/// Longest pause between two reads while the stream has nothing new.
+const IDLE_POLL_MAX: Duration = Duration::from_millis(100);
 
 /// Exponential backoff from 100 ms to 5 s.
 pub fn backoff(attempt: u32) -> Duration {
@@ -104,10 +105,10 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> boo
 
 /// Reads new entries until shutdown.
 pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: CancellationToken) {
-    let stream = shared.keys.orders();
     let batch_rows = shared.config.batch_size;
     let mut count = (batch_rows / 100).max(1);
     let mut failures = 0u32;
+    let mut idle = Duration::ZERO;
     while !shutdown.is_cancelled() {
         if !shared.health.is_ready() {
             if sleep_or_shutdown(Duration::from_millis(200), &shutdown).await {
@@ -120,21 +121,9 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
             _ = shutdown.cancelled() => break,
         };
         let started = std::time::Instant::now();
-        let reply: Result<StreamReadReply, oms_shared::OmsError> = async {
+        let reply: Result<Vec<RawEntry>, oms_shared::OmsError> = async {
             let mut conn = shared.redis.get().await?;
-            Ok(redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(CONSUMER_GROUP)
-                .arg(&shared.name)
-                .arg("COUNT")
-                .arg(count)
-                .arg("BLOCK")
-                .arg(1000)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">")
-                .query_async(&mut *conn)
-                .await?)
+            oms_shared::queue::read_new_entries(&mut *conn, &shared.keys, &shared.name, count).await
         }
         .await;
         metrics::histogram!(REDIS_DURATION, "op" => "read").record(started.elapsed().as_secs_f64());
@@ -147,7 +136,7 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
             Err(e) => {
                 drop(permit);
                 if let oms_shared::OmsError::Redis(re) = &e {
-                    if re.code() == Some("NOGROUP") {
+                    if re.code() == Some("NOGROUP") || re.to_string().contains("NOGROUP") {
                         if let Ok(mut conn) = shared.redis.get().await {
                             let _ = oms_shared::queue::ensure_group(&mut *conn, &shared.keys).await;
                         }
@@ -162,15 +151,17 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
                 continue;
             }
         };
-        let deliveries: Vec<Delivery> = reply
-            .keys
-            .iter()
-            .flat_map(|k| k.ids.iter())
-            .map(|entry| to_delivery(entry, 1))
-            .collect();
+        let deliveries: Vec<Delivery> = reply.into_iter().map(to_delivery).collect();
         if deliveries.is_empty() {
+            // The read does not block (it runs in a script): poll, more slowly while idle.
+            drop(permit);
+            idle = (idle * 2).clamp(Duration::from_millis(5), IDLE_POLL_MAX);
+            if sleep_or_shutdown(idle, &shutdown).await {
+                break;
+            }
             continue;
         }
+        idle = Duration::ZERO;
         let batch = Batch { deliveries };
         // Aim the next read at `--batch-size` rows, whatever the producer's chunk size.
         let per_entry = (batch.rows() / batch.deliveries.len()).max(1);
@@ -222,46 +213,21 @@ pub async fn claim_idle(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: 
     tracing::debug!("claimer stopped");
 }
 
-/// One `XAUTOCLAIM` page, with each entry's delivery count from `XPENDING`.
+/// One page of claimed entries (each with its delivery count), and the next cursor.
 async fn claim_page(
     shared: &Shared,
     cursor: &str,
     min_idle_ms: u64,
 ) -> Result<(String, Vec<Delivery>), oms_shared::OmsError> {
-    let stream = shared.keys.orders();
     let mut conn = shared.redis.get().await?;
-    let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-        .arg(&stream)
-        .arg(CONSUMER_GROUP)
-        .arg(&shared.name)
-        .arg(min_idle_ms)
-        .arg(cursor)
-        .arg("COUNT")
-        .arg(50)
-        .query_async(&mut *conn)
-        .await?;
-    if !reply.deleted_ids.is_empty() {
-        // Trimmed or deleted while pending: Redis already dropped them from the PEL.
-        tracing::warn!(ids = ?reply.deleted_ids, "claimed entries no longer exist in the stream");
-    }
-    if reply.claimed.is_empty() {
-        return Ok((reply.next_stream_id, Vec::new()));
-    }
-    let mut pipe = redis::pipe();
-    for entry in &reply.claimed {
-        pipe.cmd("XPENDING")
-            .arg(&stream)
-            .arg(CONSUMER_GROUP)
-            .arg(&entry.id)
-            .arg(&entry.id)
-            .arg(1);
-    }
-    let pending: Vec<Vec<(String, String, u64, u64)>> = pipe.query_async(&mut *conn).await?;
-    let deliveries = reply
-        .claimed
-        .iter()
-        .zip(pending)
-        .map(|(entry, info)| to_delivery(entry, info.first().map(|p| p.3).unwrap_or(1)))
-        .collect();
-    Ok((reply.next_stream_id, deliveries))
+    let (next, entries) = oms_shared::queue::claim_idle_entries(
+        &mut *conn,
+        &shared.keys,
+        &shared.name,
+        min_idle_ms,
+        cursor,
+        50,
+    )
+    .await?;
+    Ok((next, entries.into_iter().map(to_delivery).collect()))
 }

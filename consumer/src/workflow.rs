@@ -1,15 +1,24 @@
 //! Processing one batch: the order workflow for its rows, then acknowledgements.
 //!
-//! 1. Entries that cannot be decoded are dead-lettered at once (no retry can fix them).
-//! 2. All rows run through [`run_workflow`]: reserve (tx 1), settle (tx 2), read models.
-//!    Transient errors (connection lost, deadlock, timeout) are retried in process with
-//!    backoff for up to `--claim-idle-secs`, keeping the entries claimed (`XCLAIM JUSTID`
-//!    resets their idle time without counting a delivery).
-//! 3. Any other error isolates the poison: each entry alone, then each row alone, so
-//!    healthy rows complete (identities make re-runs no-ops). Entries whose rows all ended
-//!    are acknowledged; an entry with a failing row stays pending for a later delivery, or
-//!    after `--max-attempts` deliveries its failing rows go to `orders:dead` and it is
-//!    acknowledged, in one `MULTI` with the `XACK`.
+//! Every entry ends acknowledged within `--max-attempts` deliveries, whatever goes wrong:
+//!
+//! 1. Entries that cannot be decoded (malformed, oversized, empty, unknown version) and rows
+//!    that break a limit of `order_rules` are dead-lettered at once with their reason: no
+//!    retry can fix them.
+//! 2. The other rows run through [`run_workflow`]: reserve (tx 1), settle (tx 2), read
+//!    models. Transient errors are retried in process with backoff, keeping the entries
+//!    claimed (`XCLAIM JUSTID` resets their idle time without counting a delivery): while
+//!    MySQL or Redis is unreachable for up to `--claim-idle-secs`, otherwise (deadlock,
+//!    contention, a read-only server) for [`BATCH_PATIENCE`].
+//! 3. If the batch still fails, the poison is isolated: each entry alone, then each row
+//!    alone (each for [`ROW_PATIENCE`]), so healthy rows complete (identities make re-runs
+//!    no-ops). An entry whose rows all ended is acknowledged. Rows that can never succeed
+//!    (an overflowing total) are dead-lettered at once. Rows failing otherwise leave the
+//!    entry pending for a later delivery; at its `--max-attempts`-th delivery they go to
+//!    `orders:dead` with their last error, transient or not, and the entry is acknowledged,
+//!    in one `MULTI` with the `XACK`.
+//! 4. After shutdown began, a transient error gets [`DRAIN_ATTEMPTS`] more tries, then the
+//!    entries stay pending for another consumer (no attempt is spent, nothing is dead).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use oms_shared::keys::CONSUMER_GROUP;
 use oms_shared::order::OrderRow;
+use oms_shared::order_rules::check_row;
 use oms_shared::queue::{parse_stream_id, push_dead_letters, DeadLetter};
 use oms_shared::store::orders::{reserve_stock, settle_payments, BatchRow, RowOutcome};
 use oms_shared::{OmsError, Result};
@@ -30,6 +40,14 @@ use crate::metrics::{
     BATCH_DURATION, BATCH_ROWS, DEAD_LETTERS, IN_FLIGHT_ROWS, MESSAGES, MYSQL_DURATION, ORDERS,
     ORDER_DURATION, REDIS_DURATION, RETRIES, REVENUE_CENTS,
 };
+
+/// How long a batch retries a transient error while the servers answer (deadlock,
+/// contention, a read-only server) before its rows are tried apart.
+pub const BATCH_PATIENCE: Duration = Duration::from_secs(10);
+/// How long one entry, or one row, alone retries a transient error while isolating.
+pub const ROW_PATIENCE: Duration = Duration::from_secs(2);
+/// Tries a transient error still gets once shutdown has begun.
+pub const DRAIN_ATTEMPTS: u32 = 5;
 
 /// What one run of the workflow did to the rows it was given.
 #[derive(Debug, Default)]
@@ -83,18 +101,21 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
     Ok(WorkflowReport { outcomes })
 }
 
-/// Runs the workflow, retrying transient errors with backoff while keeping `ids` claimed.
-/// Gives up after `--claim-idle-secs`, returning the last error.
+/// Runs the workflow, retrying transient errors with backoff while keeping `ids` claimed:
+/// for `--claim-idle-secs` while a server is unreachable, else for `patience`, and for
+/// [`DRAIN_ATTEMPTS`] tries once shutdown has begun. Returns the last error.
 async fn run_with_retry(
     shared: &Shared,
     rows: &[BatchRow<'_>],
     ids: &[&str],
     shutdown: &CancellationToken,
+    patience: Duration,
 ) -> Result<WorkflowReport> {
     let started = Instant::now();
-    let budget = shared.config.claim_idle();
+    let claim_idle = shared.config.claim_idle();
     let mut last_touch = Instant::now();
     let mut attempt = 0u32;
+    let mut drain_attempts = 0u32;
     loop {
         match run_workflow(shared, rows).await {
             Ok(report) => {
@@ -102,24 +123,31 @@ async fn run_with_retry(
                 return Ok(report);
             }
             Err(e) if e.is_transient() => {
-                if matches!(e, OmsError::Sql(_) | OmsError::MysqlUnreachable { .. })
-                    && !is_contention(&e)
-                {
+                let outage = is_outage(&e);
+                if outage && matches!(e, OmsError::Sql(_) | OmsError::MysqlUnreachable { .. }) {
                     shared.health.down(Service::Mysql, &e);
                 }
                 metrics::counter!(RETRIES).increment(1);
                 attempt += 1;
                 tracing::debug!(attempt, error = %e, "transient error, retrying");
-                if started.elapsed() >= budget {
+                let limit = if outage {
+                    claim_idle
+                } else {
+                    patience.min(claim_idle)
+                };
+                if started.elapsed() >= limit {
                     return Err(e);
                 }
-                // During a drain, keep retrying: `--shutdown-timeout-secs` bounds it.
                 if shutdown.is_cancelled() {
+                    drain_attempts += 1;
+                    if drain_attempts > DRAIN_ATTEMPTS {
+                        return Err(e);
+                    }
                     tokio::time::sleep(backoff(attempt).min(Duration::from_millis(500))).await;
                 } else {
                     sleep_or_shutdown(backoff(attempt), shutdown).await;
                 }
-                if last_touch.elapsed() >= budget / 3 {
+                if last_touch.elapsed() >= claim_idle / 3 {
                     keep_claimed(shared, ids).await;
                     last_touch = Instant::now();
                 }
@@ -129,15 +157,21 @@ async fn run_with_retry(
     }
 }
 
-/// Deadlocks and duplicate-key races say nothing about the server's health.
-fn is_contention(e: &OmsError) -> bool {
+/// A server that cannot be reached (rather than one that answers with an error): retrying
+/// row by row would only multiply the time-outs.
+fn is_outage(e: &OmsError) -> bool {
     match e {
-        OmsError::Sql(sqlx::Error::Database(db)) => {
-            let code = db
-                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                .map(|m| m.number());
-            matches!(code, Some(1205 | 1213 | 1062))
-        }
+        OmsError::MysqlUnreachable { .. }
+        | OmsError::RedisUnreachable { .. }
+        | OmsError::RedisPool(_)
+        | OmsError::Redis(_) => true,
+        OmsError::Sql(e) => matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+        ),
         _ => false,
     }
 }
@@ -190,6 +224,20 @@ struct Settlement {
     retry: Vec<(String, String)>,
 }
 
+/// A row of a delivery that has not ended, and why.
+struct Unfinished<'a> {
+    row: &'a OrderRow,
+    error: String,
+    /// No retry can make it succeed: dead-lettered at once.
+    never: bool,
+}
+
+/// Where one delivery stands after its rows ran.
+#[derive(Default)]
+struct Standing<'a> {
+    unfinished: Vec<Unfinished<'a>>,
+}
+
 /// Processes one batch end to end (see the module documentation).
 pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: CancellationToken) {
     let started = Instant::now();
@@ -209,6 +257,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
     let span = tracing::info_span!("batch", consumer = %shared.name, rows = total_rows, entries = batch.deliveries.len(), imports = ?imports);
     async {
         let mut settlement = Settlement::default();
+        let mut standings: Vec<Standing> = batch.deliveries.iter().map(|_| Standing::default()).collect();
         for d in &batch.deliveries {
             if let Err(bad) = &d.body {
                 tracing::warn!(entry = %d.id, error = %bad.error, "malformed entry dead-lettered");
@@ -218,7 +267,21 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
                 settlement.ack.push(d.id.clone());
             }
         }
-        let rows = batch_rows(&batch.deliveries);
+        // Rows breaking a limit never run; the others do.
+        let mut rows: Vec<(usize, BatchRow)> = Vec::new();
+        for (i, row) in batch_rows(&batch.deliveries) {
+            match check_row(row.row) {
+                Ok(()) => rows.push((i, row)),
+                Err(v) => {
+                    tracing::warn!(entry = %batch.deliveries[i].id, line = row.row.line, identity = %row.row.identity, error = %v, "row refused");
+                    standings[i].unfinished.push(Unfinished {
+                        row: row.row,
+                        error: format!("invalid row: {v}"),
+                        never: true,
+                    });
+                }
+            }
+        }
         if !rows.is_empty() {
             let workflow_rows: Vec<BatchRow> = rows.iter().map(|(_, r)| *r).collect();
             let ids: Vec<&str> = batch
@@ -227,28 +290,23 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
                 .filter(|d| d.body.is_ok())
                 .map(|d| d.id.as_str())
                 .collect();
-            match run_with_retry(&shared, &workflow_rows, &ids, &shutdown).await {
-                Ok(report) => {
-                    record_outcomes(&report.outcomes, &batch.deliveries, &rows);
-                    settlement.ack.extend(ids.iter().map(|s| s.to_string()));
-                }
-                Err(e) if e.is_transient() => {
+            match run_with_retry(&shared, &workflow_rows, &ids, &shutdown, BATCH_PATIENCE).await {
+                Ok(report) => record_outcomes(&report.outcomes, &batch.deliveries, &rows),
+                Err(e) if e.is_transient() && (shutdown.is_cancelled() || is_outage(&e)) => {
                     tracing::warn!(error = %e, "batch left pending after transient errors");
-                    settlement
-                        .retry
-                        .extend(ids.iter().map(|id| (id.to_string(), e.to_string())));
+                    for (i, r) in &rows {
+                        standings[*i].unfinished.push(Unfinished { row: r.row, error: e.to_string(), never: false });
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "batch failed; isolating the failing rows");
-                    isolate(
-                        &shared,
-                        &batch.deliveries,
-                        &rows,
-                        &shutdown,
-                        &mut settlement,
-                    )
-                    .await;
+                    isolate(&shared, &batch.deliveries, &rows, &shutdown, &mut standings).await;
                 }
+            }
+        }
+        for (d, standing) in batch.deliveries.iter().zip(standings) {
+            if d.body.is_ok() {
+                settle(&shared, d, standing, &shutdown, &mut settlement);
             }
         }
         finish(&shared, &settlement).await;
@@ -259,14 +317,63 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
     metrics::histogram!(BATCH_DURATION).record(started.elapsed().as_secs_f64());
 }
 
-/// Runs each delivery alone, then each row of a failing delivery alone.
-async fn isolate(
+/// Decides one decoded delivery: acknowledged when all its rows ended; its unfinished rows
+/// dead-lettered when none can ever succeed or at its last attempt; else left pending.
+fn settle(
     shared: &Shared,
-    deliveries: &[Delivery],
-    rows: &[(usize, BatchRow<'_>)],
+    delivery: &Delivery,
+    standing: Standing<'_>,
     shutdown: &CancellationToken,
     settlement: &mut Settlement,
 ) {
+    let unfinished = standing.unfinished;
+    let last_attempt = delivery.deliveries >= shared.config.max_attempts;
+    let only_hopeless = unfinished.iter().all(|u| u.never);
+    if unfinished.is_empty() {
+        settlement.ack.push(delivery.id.clone());
+    } else if only_hopeless || (last_attempt && !shutdown.is_cancelled()) {
+        let import_id = delivery.body.as_ref().map(|c| c.import_id).unwrap_or(0);
+        for u in unfinished {
+            let row_json = serde_json::to_string(u.row).unwrap_or_default();
+            settlement.dead.push(dead_letter(
+                shared,
+                delivery,
+                Some((import_id, u.row)),
+                &row_json,
+                &u.error,
+            ));
+        }
+        settlement.ack.push(delivery.id.clone());
+    } else {
+        let error = unfinished
+            .iter()
+            .map(|u| format!("line {}: {}", u.row.line, u.error))
+            .collect::<Vec<_>>()
+            .join("; ");
+        settlement.retry.push((delivery.id.clone(), error));
+    }
+}
+
+/// Runs each delivery alone, then each row of a failing delivery alone, noting in
+/// `standings` the rows that did not end. Stops trying once a server is unreachable or
+/// shutdown has begun: the rest stays unfinished with that error.
+async fn isolate<'a>(
+    shared: &Shared,
+    deliveries: &'a [Delivery],
+    rows: &[(usize, BatchRow<'a>)],
+    shutdown: &CancellationToken,
+    standings: &mut [Standing<'a>],
+) {
+    let mut stop: Option<String> = None;
+    // Every entry of the batch stays claimed while any part of it runs: another consumer
+    // must not take one over while its turn is still to come.
+    let ids: Vec<&str> = deliveries
+        .iter()
+        .filter(|d| d.body.is_ok())
+        .map(|d| d.id.as_str())
+        .collect();
+    let mut last_touch = Instant::now();
+    let touch_every = shared.config.claim_idle() / 3;
     for (index, delivery) in deliveries.iter().enumerate() {
         if delivery.body.is_err() {
             continue;
@@ -276,57 +383,70 @@ async fn isolate(
             .filter(|(i, _)| *i == index)
             .map(|(i, r)| (*i, *r))
             .collect();
+        if own.is_empty() {
+            continue;
+        }
+        if let Some(error) = &stop {
+            for (_, r) in &own {
+                standings[index].unfinished.push(Unfinished {
+                    row: r.row,
+                    error: error.clone(),
+                    never: false,
+                });
+            }
+            continue;
+        }
         let own_rows: Vec<BatchRow> = own.iter().map(|(_, r)| *r).collect();
-        let ids = [delivery.id.as_str()];
-        match run_with_retry(shared, &own_rows, &ids, shutdown).await {
+        if last_touch.elapsed() >= touch_every {
+            keep_claimed(shared, &ids).await;
+            last_touch = Instant::now();
+        }
+        match run_with_retry(shared, &own_rows, &ids, shutdown, ROW_PATIENCE).await {
             Ok(report) => {
                 record_outcomes(&report.outcomes, deliveries, &own);
-                settlement.ack.push(delivery.id.clone());
                 continue;
             }
-            Err(e) if e.is_transient() => {
-                settlement.retry.push((delivery.id.clone(), e.to_string()));
+            Err(e) if e.is_transient() && (shutdown.is_cancelled() || is_outage(&e)) => {
+                stop = Some(e.to_string());
+                for (_, r) in &own {
+                    standings[index].unfinished.push(Unfinished {
+                        row: r.row,
+                        error: e.to_string(),
+                        never: false,
+                    });
+                }
                 continue;
             }
             Err(_) => {}
         }
-        let mut failing: Vec<(&OrderRow, String)> = Vec::new();
-        let mut transient: Option<String> = None;
         for (i, row) in &own {
+            if let Some(error) = &stop {
+                standings[index].unfinished.push(Unfinished {
+                    row: row.row,
+                    error: error.clone(),
+                    never: false,
+                });
+                continue;
+            }
             let single = [*row];
-            match run_with_retry(shared, &single, &ids, shutdown).await {
+            if last_touch.elapsed() >= touch_every {
+                keep_claimed(shared, &ids).await;
+                last_touch = Instant::now();
+            }
+            match run_with_retry(shared, &single, &ids, shutdown, ROW_PATIENCE).await {
                 Ok(report) => record_outcomes(&report.outcomes, deliveries, &[(*i, *row)]),
-                Err(e) if e.is_transient() => transient = Some(e.to_string()),
                 Err(e) => {
                     tracing::warn!(entry = %delivery.id, line = row.row.line, identity = %row.row.identity, error = %e, "row failed");
-                    failing.push((row.row, e.to_string()));
+                    if e.is_transient() && (shutdown.is_cancelled() || is_outage(&e)) {
+                        stop = Some(e.to_string());
+                    }
+                    standings[index].unfinished.push(Unfinished {
+                        row: row.row,
+                        error: e.to_string(),
+                        never: e.never_succeeds(),
+                    });
                 }
             }
-        }
-        if let Some(error) = transient {
-            settlement.retry.push((delivery.id.clone(), error));
-        } else if failing.is_empty() {
-            settlement.ack.push(delivery.id.clone());
-        } else if delivery.deliveries >= shared.config.max_attempts {
-            let import_id = delivery.body.as_ref().map(|c| c.import_id).unwrap_or(0);
-            for (row, error) in failing {
-                let row_json = serde_json::to_string(row).unwrap_or_default();
-                settlement.dead.push(dead_letter(
-                    shared,
-                    delivery,
-                    Some((import_id, row)),
-                    &row_json,
-                    &error,
-                ));
-            }
-            settlement.ack.push(delivery.id.clone());
-        } else {
-            let error = failing
-                .iter()
-                .map(|(r, e)| format!("line {}: {e}", r.line))
-                .collect::<Vec<_>>()
-                .join("; ");
-            settlement.retry.push((delivery.id.clone(), error));
         }
     }
 }

@@ -45,6 +45,11 @@ pub enum OmsError {
     #[error("malformed stream message {id}: {reason}")]
     MalformedMessage { id: String, reason: String },
 
+    /// An order that can never be processed as sent (its total overflows, it breaks a
+    /// limit): dead-lettered at once, never retried.
+    #[error("order {identity} cannot be processed: {reason}")]
+    InvalidOrder { identity: String, reason: String },
+
     #[error("inconsistent data: {0}")]
     Inconsistent(String),
 
@@ -76,6 +81,12 @@ impl OmsError {
             OmsError::Sql(e) => sql_error_is_transient(e),
             _ => false,
         }
+    }
+
+    /// True when no retry can ever make the operation succeed: the input itself breaks a
+    /// rule. Such a row is dead-lettered at its first delivery.
+    pub fn never_succeeds(&self) -> bool {
+        matches!(self, OmsError::InvalidOrder { .. })
     }
 }
 

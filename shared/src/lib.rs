@@ -6,6 +6,7 @@
 //! - [`money`]: integer cents, parsed from and printed as MySQL DECIMAL strings;
 //! - [`keys`]: every Redis key name, in one place;
 //! - [`order`]: order identities, order rows and the stream chunk encoding;
+//! - [`order_rules`]: the limits of rows and entries, and the one email rule;
 //! - [`payment`]: the deterministic payment simulator;
 //! - [`kpi`]: KPI arithmetic (revenue, count, average order value) and period keys;
 //! - [`db`]: MySQL connection, database creation and embedded migrations;
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod kpi;
 pub mod money;
 pub mod order;
+pub mod order_rules;
 pub mod payment;
 pub mod queue;
 pub mod read_model;

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OmsError, Result};
+use crate::order_rules::{normalize_email, MAX_ENTRY_BYTES, MAX_ROWS_PER_ENTRY};
 
 /// Version of the chunk encoding, written in every entry's `v` field.
 pub const CHUNK_VERSION: &str = "1";
@@ -75,7 +76,7 @@ pub struct OrderRow {
     pub line: u64,
     #[serde(rename = "n")]
     pub customer_name: String,
-    /// Lower-cased: customers are found by email case-insensitively.
+    /// In [`normalize_email`] form (lower-cased): the customer's key, compared byte for byte.
     #[serde(rename = "e")]
     pub customer_email: String,
     #[serde(rename = "it")]
@@ -210,7 +211,9 @@ pub struct OrderChunk {
     pub rows: Vec<OrderRow>,
 }
 
-/// Reads a stream entry's fields back; `id` only names the entry in errors.
+/// Reads a stream entry's fields back; `id` only names the entry in errors. An entry
+/// without rows, with more than [`MAX_ROWS_PER_ENTRY`] or more than [`MAX_ENTRY_BYTES`]
+/// is malformed; emails come back in [`normalize_email`] form.
 pub fn decode_chunk<'a, I>(id: &str, fields: I) -> Result<OrderChunk>
 where
     I: IntoIterator<Item = (&'a str, &'a [u8])>,
@@ -242,9 +245,30 @@ where
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| malformed("missing or non-numeric field import".into()))?;
-    let rows: Vec<OrderRow> =
-        serde_json::from_slice(rows.ok_or_else(|| malformed("missing field rows".into()))?)
-            .map_err(|e| malformed(format!("rows are not valid JSON order rows: {e}")))?;
+    let rows = rows.ok_or_else(|| malformed("missing field rows".into()))?;
+    if rows.len() > MAX_ENTRY_BYTES {
+        return Err(malformed(format!(
+            "rows are {} bytes, more than {MAX_ENTRY_BYTES}",
+            rows.len()
+        )));
+    }
+    let mut rows: Vec<OrderRow> = serde_json::from_slice(rows)
+        .map_err(|e| malformed(format!("rows are not valid JSON order rows: {e}")))?;
+    if rows.is_empty() {
+        return Err(malformed("the entry holds no rows".into()));
+    }
+    if rows.len() > MAX_ROWS_PER_ENTRY {
+        return Err(malformed(format!(
+            "{} rows, more than {MAX_ROWS_PER_ENTRY} per entry",
+            rows.len()
+        )));
+    }
+    // The one rule for "same customer", whatever wrote the entry.
+    for row in &mut rows {
+        if let Cow::Owned(lower) = normalize_email(&row.customer_email) {
+            row.customer_email = lower;
+        }
+    }
     Ok(OrderChunk { import_id, rows })
 }
 
@@ -348,6 +372,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("not valid JSON"), "{err}");
+        let err = decode_chunk(
+            "5-4",
+            [
+                ("v", b"1".as_slice()),
+                ("import", b"1".as_slice()),
+                ("rows", b"[]".as_slice()),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no rows"), "{err}");
+    }
+
+    #[test]
+    fn decoded_emails_are_normalized() {
+        let mut r = row(2);
+        r.customer_email = "ZOE@Example.com".into();
+        let json = serde_json::to_vec(&[r]).unwrap();
+        let fields = [
+            ("v", CHUNK_VERSION.as_bytes()),
+            ("import", b"7".as_slice()),
+            ("rows", json.as_slice()),
+        ];
+        let decoded = decode_chunk("1-0", fields).unwrap();
+        assert_eq!(decoded.rows[0].customer_email, "zoe@example.com");
     }
 
     #[test]

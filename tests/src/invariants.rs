@@ -92,7 +92,7 @@ pub async fn violations(env: &TestEnv, initial_stock: &BTreeMap<String, i64>) ->
         }
     }
 
-    let customers: Vec<(String, i64, i64)> = q("SELECT c.email, \
+    let customers: Vec<(String, i64, i64)> = q("SELECT CAST(c.email AS CHAR), \
          CAST(c.total_spent * 100 AS SIGNED) - CAST(COALESCE((SELECT SUM(o.total) FROM orders o \
            WHERE o.customer_id = c.id AND o.status = 'completed'), 0) * 100 AS SIGNED), \
          CAST(c.orders_count AS SIGNED) - (SELECT COUNT(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'completed') \
@@ -337,7 +337,7 @@ pub async fn read_model_violations(env: &TestEnv) -> Vec<String> {
             .into_iter()
             .collect();
     let spent: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT email, CAST(total_spent * 100 AS SIGNED) FROM customers WHERE total_spent > 0",
+        "SELECT CAST(email AS CHAR), CAST(total_spent * 100 AS SIGNED) FROM customers WHERE total_spent > 0",
     )
     .fetch_all(&env.db)
     .await

@@ -597,3 +597,48 @@ async fn pathological_files_are_rejected_in_bounded_memory() {
     let (_, rows) = stream_rows(&env).await;
     assert_eq!((rows.len(), rows[0].line), (1, 7));
 }
+
+#[tokio::test]
+async fn chunks_close_before_the_entry_size_consumers_accept() {
+    use oms_shared::order_rules::{CHUNK_CLOSE_BYTES, MAX_ENTRY_BYTES};
+    let env = TestEnv::new().await;
+    let items: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{""sku"":""SKU-{i:06}"",""quantity"":1}}"#))
+        .collect();
+    let products = format!("\"[{}]\"", items.join(","));
+    let mut csv = String::from("customer_name,customer_email,products\n");
+    for i in 0..2_000 {
+        csv.push_str(&format!("C{i},c{i}@example.com,{products}\n"));
+    }
+    let file = env.file(&csv);
+    let mut a = args(file.path().to_str().unwrap());
+    a.chunk_size = 10_000;
+    let report = import(&env.config, &a, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.enqueued, 2_000);
+    let mut conn = env.redis_conn().await;
+    let reply: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(env.keys.orders())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut *conn)
+        .await
+        .expect("xrange");
+    assert!(reply.ids.len() >= 2, "5 MB of rows in more than one entry");
+    for entry in &reply.ids {
+        let bytes: usize = entry
+            .map
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + match v {
+                        redis::Value::BulkString(b) => b.len(),
+                        _ => 0,
+                    }
+            })
+            .sum();
+        assert!(bytes <= MAX_ENTRY_BYTES, "{bytes} bytes in {}", entry.id);
+        assert!(bytes < CHUNK_CLOSE_BYTES + 64 * 1024, "{bytes} bytes");
+    }
+}

@@ -106,7 +106,7 @@ async fn names_with_sql_and_html_are_stored_and_shown_verbatim() {
     env.wait_until_processed(2, DEADLINE).await;
 
     let stored: Vec<(String, String)> =
-        sqlx::query_as("SELECT email, name FROM customers ORDER BY email")
+        sqlx::query_as("SELECT CAST(email AS CHAR), name FROM customers ORDER BY email")
             .fetch_all(&env.db)
             .await
             .unwrap();

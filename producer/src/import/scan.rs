@@ -161,7 +161,10 @@ pub fn scan<R: Read>(
                     items: &row.items,
                     order_date: row.order_date,
                 });
-                if chunk.rows >= settings.chunk_size {
+                // Rows or bytes: the consumer refuses an entry above MAX_ENTRY_BYTES.
+                if chunk.rows >= settings.chunk_size
+                    || chunk.rows_json.len() >= oms_shared::order_rules::CHUNK_CLOSE_BYTES
+                {
                     shipment.chunks.push(std::mem::take(&mut chunk).finish());
                 }
             }

@@ -25,14 +25,14 @@ use oms_shared::order::OrderItemRef;
 
 use super::reader::{Oversize, Record};
 
-pub const MAX_NAME_CHARS: usize = 255;
-pub const MAX_EMAIL_CHARS: usize = 254;
-/// An `order_id` plus `:<import id>` (with `--new`) must fit `orders.identity` (128).
-pub const MAX_ORDER_ID_CHARS: usize = 100;
-pub const MAX_SKU_CHARS: usize = 64;
+// The limits and the email rules are shared with the consumer, which checks every row it
+// reads from the stream against the same ones.
+pub use oms_shared::order_rules::{
+    check_email, MAX_EMAIL_CHARS, MAX_ITEMS, MAX_NAME_CHARS, MAX_ORDER_ID_CHARS, MAX_QUANTITY,
+    MAX_SKU_CHARS,
+};
+use oms_shared::order_rules::{check_sku, longer_than, normalize_email, quantity_allowed};
 pub const MAX_PRODUCTS_BYTES: usize = 16 * 1024;
-pub const MAX_ITEMS: usize = 100;
-pub const MAX_QUANTITY: u64 = 10_000;
 /// Columns a header may have.
 pub const MAX_COLUMNS: usize = 1024;
 
@@ -254,8 +254,6 @@ pub fn validate_row<'a>(record: &Record<'a>, columns: &Columns) -> Result<ValidR
             format!("column {column} is longer than {max} {unit}"),
         )
     };
-    // A string has no more characters than bytes: count characters only when it could matter.
-    let longer_than = |s: &str, max: usize| s.len() > max && s.chars().count() > max;
     if longer_than(name, MAX_NAME_CHARS) {
         return Err(too_long("customer_name", MAX_NAME_CHARS, "characters"));
     }
@@ -284,11 +282,7 @@ pub fn validate_row<'a>(record: &Record<'a>, columns: &Columns) -> Result<ValidR
         None => None,
     };
     let items = parse_products(products)?;
-    let customer_email = if email.bytes().any(|b| b.is_ascii_uppercase()) || !email.is_ascii() {
-        Cow::Owned(email.to_lowercase())
-    } else {
-        Cow::Borrowed(email)
-    };
+    let customer_email = normalize_email(email);
     Ok(ValidRow {
         customer_name: name,
         customer_email,
@@ -296,47 +290,6 @@ pub fn validate_row<'a>(record: &Record<'a>, columns: &Columns) -> Result<ValidR
         items,
         order_date,
     })
-}
-
-/// A practical email check: `local@domain`, no white space or control characters, a
-/// local part of 1–64 characters, a domain of dot-separated non-empty labels with a dot.
-pub fn check_email(email: &str) -> Result<(), &'static str> {
-    let (local, domain) = email.rsplit_once('@').ok_or("no @")?;
-    if local.is_empty() || (local.len() > 64 && local.chars().count() > 64) {
-        return Err("the part before @ must be 1 to 64 characters");
-    }
-    if local.contains('@') {
-        return Err("more than one @");
-    }
-    let forbidden = |c: char| {
-        c.is_whitespace()
-            || c.is_control()
-            || matches!(
-                c,
-                '<' | '>' | '(' | ')' | '[' | ']' | '\\' | ',' | ';' | ':' | '"'
-            )
-    };
-    let bad = if email.is_ascii() {
-        email.bytes().any(|b| forbidden(char::from(b)))
-    } else {
-        email.chars().any(forbidden)
-    };
-    if bad {
-        return Err("white space or a character not allowed in an address");
-    }
-    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-        return Err("misplaced dot before @");
-    }
-    if !domain.contains('.') || domain.split('.').any(|label| label.is_empty()) {
-        return Err("the domain must be like example.com");
-    }
-    if domain
-        .split('.')
-        .any(|label| label.starts_with('-') || label.ends_with('-'))
-    {
-        return Err("a domain label starts or ends with -");
-    }
-    Ok(())
 }
 
 /// `YYYY-MM-DD` (midnight UTC) or RFC 3339 (converted to UTC); years 1000–9999 (MySQL's
@@ -384,24 +337,20 @@ pub fn parse_products(text: &str) -> Result<Vec<OrderItemRef<'_>>, Reject> {
     let mut items: Vec<(Cow<str>, u64)> = Vec::with_capacity(entries.len());
     for (n, entry) in entries.into_iter().enumerate() {
         let position = n + 1;
-        let sku = match entry.sku {
-            Some(s) if !s.trim().is_empty() => s,
-            _ => return Err(invalid(format!("item {position}: sku is missing or empty"))),
-        };
-        if sku.len() > MAX_SKU_CHARS && sku.chars().count() > MAX_SKU_CHARS {
-            return Err(reject(
-                RejectReason::FieldTooLong,
-                format!("item {position}: sku is longer than {MAX_SKU_CHARS} characters"),
-            ));
-        }
-        if sku.contains('\0') {
-            return Err(invalid(format!("item {position}: sku holds a NUL byte")));
+        let sku = entry.sku.unwrap_or_default();
+        if let Err(v) = check_sku(&sku) {
+            let reason = if v.code == "field_too_long" {
+                RejectReason::FieldTooLong
+            } else {
+                RejectReason::InvalidProducts
+            };
+            return Err(reject(reason, format!("item {position}: {}", v.detail)));
         }
         let quantity = entry
             .quantity
             .as_ref()
             .and_then(serde_json::Value::as_u64)
-            .filter(|q| (1..=MAX_QUANTITY).contains(q))
+            .filter(|q| quantity_allowed(*q))
             .ok_or_else(|| {
                 let shown = entry
                     .quantity
@@ -418,7 +367,7 @@ pub fn parse_products(text: &str) -> Result<Vec<OrderItemRef<'_>>, Reject> {
             None => items.push((sku, quantity)),
         }
     }
-    if let Some((sku, total)) = items.iter().find(|(_, q)| *q > MAX_QUANTITY) {
+    if let Some((sku, total)) = items.iter().find(|(_, q)| !quantity_allowed(*q)) {
         return Err(reject(
             RejectReason::InvalidQuantity,
             format!("sku {sku}: quantities sum to {total}, more than {MAX_QUANTITY}"),

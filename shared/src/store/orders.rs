@@ -28,6 +28,7 @@ use crate::error::{OmsError, Result};
 use crate::kpi::CompletedOrder;
 use crate::money::Cents;
 use crate::order::OrderRow;
+use crate::order_rules::{add_line, MAX_ORDER_TOTAL};
 use crate::payment::PaymentSimulator;
 use crate::store::{placeholders, rows_per_statement, value_tuples};
 
@@ -204,7 +205,7 @@ async fn existing_orders(
     let identities: Vec<&str> = identities.iter().copied().collect();
     for part in identities.chunks(rows_per_statement(1)) {
         let sql = format!(
-            "SELECT o.id, CAST(o.identity AS CHAR), o.customer_id, c.email, CAST(o.status AS CHAR), o.import_id, o.line, \
+            "SELECT o.id, CAST(o.identity AS CHAR), o.customer_id, CAST(c.email AS CHAR), CAST(o.status AS CHAR), o.import_id, o.line, \
              CAST(o.total * 100 AS SIGNED), o.order_date \
              FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.identity IN ({})",
             placeholders(part.len())
@@ -315,15 +316,16 @@ async fn customer_ids(
 ) -> Result<()> {
     for part in customers.chunks(rows_per_statement(1)) {
         let sql = format!(
-            "SELECT id, email FROM customers WHERE email IN ({})",
+            "SELECT id, CAST(email AS CHAR) FROM customers WHERE email IN ({})",
             placeholders(part.len())
         );
         let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
         for (email, _) in part {
             query = query.bind(*email);
         }
+        // `customers.email` is utf8mb4_bin: the email comes back as the very bytes sent.
         for (id, email) in query.fetch_all(pool).await? {
-            ids.insert(email.to_lowercase(), id);
+            ids.insert(email, id);
         }
     }
     Ok(())
@@ -433,15 +435,24 @@ struct PricedOrder {
 }
 
 /// Pure rule: the order's total, and whether a sku is unknown (which fails the order
-/// before its stock is looked at).
-fn price_order(row: &OrderRow, catalog: &HashMap<String, CatalogEntry>) -> PricedOrder {
+/// before its stock is looked at). A total that overflows or does not fit `orders.total`
+/// is an [`OmsError::InvalidOrder`]: the row can never be processed.
+fn price_order(row: &OrderRow, catalog: &HashMap<String, CatalogEntry>) -> Result<PricedOrder> {
     let mut total = Cents::ZERO;
     let mut lines = Vec::with_capacity(row.items.len());
     let mut unknown_sku = false;
     for item in &row.items {
         match catalog.get(&item.sku) {
             Some(p) => {
-                total += Cents(p.price.0 * i64::from(item.quantity));
+                total = add_line(total, p.price, item.quantity).ok_or_else(|| {
+                    OmsError::InvalidOrder {
+                        identity: row.identity.to_string(),
+                        reason: format!(
+                            "total_overflow: the total passes {MAX_ORDER_TOTAL} at sku {} ({} × {})",
+                            item.sku, p.price, item.quantity
+                        ),
+                    }
+                })?;
                 lines.push((p.id, i64::from(item.quantity)));
             }
             None => unknown_sku = true,
@@ -450,21 +461,26 @@ fn price_order(row: &OrderRow, catalog: &HashMap<String, CatalogEntry>) -> Price
     if unknown_sku {
         lines.clear();
     }
-    PricedOrder {
+    Ok(PricedOrder {
         total,
         lines,
         unknown_sku,
-    }
+    })
 }
 
-/// Pure rule: takes every line's quantity from `stock`, or nothing when one line lacks it.
+/// Pure rule: takes every product's quantity from `stock`, or nothing when one lacks it.
+/// Lines of the same product are summed first (a forged row may repeat a sku).
 fn take_stock(lines: &[(u64, i64)], stock: &mut HashMap<u64, i64>) -> bool {
-    let enough = lines
+    let mut wanted: BTreeMap<u64, i64> = BTreeMap::new();
+    for (id, quantity) in lines {
+        *wanted.entry(*id).or_default() += quantity;
+    }
+    let enough = wanted
         .iter()
         .all(|(id, quantity)| stock.get(id).copied().unwrap_or(0) >= *quantity);
     if enough {
-        for (id, quantity) in lines {
-            *stock.entry(*id).or_insert(0) -= quantity;
+        for (id, quantity) in wanted {
+            *stock.entry(id).or_insert(0) -= quantity;
         }
     }
     enough
@@ -494,7 +510,7 @@ async fn insert_new_orders(
     let priced: Vec<PricedOrder> = new_rows
         .iter()
         .map(|&i| price_order(rows[i].row, catalog))
-        .collect();
+        .collect::<Result<_>>()?;
 
     // Orders: `reserved`, or `failed` at once for an unknown sku (no RETURNING on MySQL:
     // ids are read back by identity).
@@ -892,12 +908,12 @@ mod tests {
     fn reserves_all_items_or_none() {
         let catalog = catalog();
         let mut stock = HashMap::from([(1, 5), (2, 1)]);
-        let p = price_order(&row(&[("A", 2), ("B", 1)]), &catalog);
+        let p = price_order(&row(&[("A", 2), ("B", 1)]), &catalog).unwrap();
         assert_eq!(p.total, Cents(1500));
         assert!(take_stock(&p.lines, &mut stock));
         assert_eq!(stock, HashMap::from([(1, 3), (2, 0)]));
         // B is now exhausted: the next order gets nothing, not even A.
-        let p = price_order(&row(&[("A", 1), ("B", 1)]), &catalog);
+        let p = price_order(&row(&[("A", 1), ("B", 1)]), &catalog).unwrap();
         assert!(!take_stock(&p.lines, &mut stock));
         assert_eq!(stock, HashMap::from([(1, 3), (2, 0)]));
     }
@@ -912,9 +928,35 @@ mod tests {
 
     #[test]
     fn unknown_sku_fails_before_stock_is_looked_at() {
-        let p = price_order(&row(&[("A", 1), ("NOPE", 1)]), &catalog());
+        let p = price_order(&row(&[("A", 1), ("NOPE", 1)]), &catalog()).unwrap();
         assert!(p.unknown_sku);
         assert_eq!(p.total, Cents(250));
         assert!(p.lines.is_empty(), "nothing to reserve");
+    }
+
+    #[test]
+    fn an_overflowing_total_is_an_invalid_order() {
+        let mut catalog = catalog();
+        catalog.insert(
+            "BIG".into(),
+            CatalogEntry {
+                id: 3,
+                price: Cents(17_179_869_184),
+            },
+        );
+        let err = price_order(&row(&[("BIG", 1_073_741_824)]), &catalog).unwrap_err();
+        assert!(err.never_succeeds(), "{err}");
+        assert!(err.to_string().contains("total_overflow"), "{err}");
+        let err = price_order(&row(&[("BIG", 10_000)]), &catalog).unwrap_err();
+        assert!(err.never_succeeds(), "does not fit DECIMAL(14,2): {err}");
+    }
+
+    #[test]
+    fn a_repeated_product_is_checked_against_its_summed_quantity() {
+        let mut stock = HashMap::from([(1, 3)]);
+        assert!(!take_stock(&[(1, 2), (1, 2)], &mut stock));
+        assert_eq!(stock, HashMap::from([(1, 3)]));
+        assert!(take_stock(&[(1, 2), (1, 1)], &mut stock));
+        assert_eq!(stock, HashMap::from([(1, 0)]));
     }
 }

@@ -96,7 +96,7 @@ pub async fn leaderboard_customers<'c, E: MySqlExecutor<'c>>(
     pool: E,
 ) -> Result<Vec<LeaderboardCustomer>> {
     let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT email, name, CAST(orders_count AS SIGNED), CAST(total_spent * 100 AS SIGNED) \
+        "SELECT CAST(email AS CHAR), name, CAST(orders_count AS SIGNED), CAST(total_spent * 100 AS SIGNED) \
          FROM customers WHERE total_spent > 0 ORDER BY total_spent DESC, email",
     )
     .fetch_all(pool)
@@ -123,7 +123,7 @@ pub async fn customers_by_email(
             continue;
         }
         let sql = format!(
-            "SELECT email, name, CAST(orders_count AS SIGNED) FROM customers WHERE email IN ({})",
+            "SELECT CAST(email AS CHAR), name, CAST(orders_count AS SIGNED) FROM customers WHERE email IN ({})",
             super::placeholders(part.len())
         );
         let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql);
