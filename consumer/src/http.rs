@@ -99,6 +99,7 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
         Ok::<(), String>(())
     };
     match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(())) if shared.pause.is_paused() => (StatusCode::OK, "ready, paused\n".into()),
         Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
         Err(_) => (

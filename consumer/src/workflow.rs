@@ -57,6 +57,7 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
     for (index, outcome) in settled.outcomes {
         outcomes[index] = outcome;
     }
+    crate::live_stats::record(shared, &outcomes).await;
     if let Some(outbox_id) = settled.outbox_id {
         let started = Instant::now();
         let applied = async {

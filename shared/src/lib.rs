@@ -10,6 +10,8 @@
 //! - [`db`]: MySQL connection, database creation and embedded migrations;
 //! - [`redis_conn`]: Redis connection pools;
 //! - [`queue`]: the orders stream, its consumer group, trimming and dead letters;
+//! - [`queue_control`]: pausing and resuming every consumer (`P queue:paused`);
+//! - [`order_stats`]: live per-minute and per-second counts of orders that ended;
 //! - [`read_model`]: the exactly-once update of KPIs and leaderboard in Redis;
 //! - [`store`]: every SQL statement of the system;
 //! - [`telemetry`]: tracing subscriber set-up (`LOG_FORMAT=text|json`).
@@ -22,7 +24,9 @@ pub mod kpi;
 pub mod money;
 pub mod order;
 pub mod payment;
+pub mod order_stats;
 pub mod queue;
+pub mod queue_control;
 pub mod read_model;
 pub mod redis_conn;
 pub mod store;
