@@ -110,7 +110,10 @@ mod tests {
         assert_eq!(k.leaderboard(), "oms:leaderboard");
         assert_eq!(k.leaderboard_snapshot(d), "oms:leaderboard:2026-03-07");
         assert_eq!(k.queue_paused(), "oms:queue:paused");
-        assert_eq!(k.order_stats_minute(29_000_000), "oms:stats:orders:29000000");
+        assert_eq!(
+            k.order_stats_minute(29_000_000),
+            "oms:stats:orders:29000000"
+        );
         assert_eq!(k.failed_by_reason(), "oms:stats:failed");
     }
 }

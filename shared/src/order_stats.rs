@@ -188,12 +188,30 @@ mod tests {
         let m = MinuteCounts { minute: 10, fields };
         assert_eq!(
             m.per_minute(),
-            Throughput { at: 600, completed: 7, failed: 2 }
+            Throughput {
+                at: 600,
+                completed: 7,
+                failed: 2
+            }
         );
         let secs: Vec<Throughput> = m.per_second().collect();
         assert_eq!(secs.len(), 60);
-        assert_eq!(secs[5], Throughput { at: 605, completed: 7, failed: 0 });
-        assert_eq!(secs[59], Throughput { at: 659, completed: 0, failed: 2 });
+        assert_eq!(
+            secs[5],
+            Throughput {
+                at: 605,
+                completed: 7,
+                failed: 0
+            }
+        );
+        assert_eq!(
+            secs[59],
+            Throughput {
+                at: 659,
+                completed: 0,
+                failed: 2
+            }
+        );
         let window = per_second_window(std::slice::from_ref(&m), 659, 10);
         assert_eq!(window.len(), 10);
         assert_eq!(window[0].at, 650);

@@ -54,7 +54,11 @@ pub struct OrderStats {
 }
 
 /// Live order statistics (see the module documentation for where each figure comes from).
-pub async fn stats(redis: &RedisPool, keys: &StreamKeys, now_secs: i64) -> anyhow::Result<OrderStats> {
+pub async fn stats(
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    now_secs: i64,
+) -> anyhow::Result<OrderStats> {
     let mut rc = redis.get().await?;
     let total = read_kpis(&mut *rc, &keys.kpi_total())
         .await?
@@ -88,7 +92,11 @@ pub async fn throughput(
     let mut rc = redis.get().await?;
     let first = (now_secs - window_secs + 1).div_euclid(60);
     let minutes = order_stats::read_minutes(&mut *rc, keys, first, now_secs.div_euclid(60)).await?;
-    Ok(order_stats::per_second_window(&minutes, now_secs, window_secs))
+    Ok(order_stats::per_second_window(
+        &minutes,
+        now_secs,
+        window_secs,
+    ))
 }
 
 /// A pending stream entry that holds the order.
@@ -149,9 +157,12 @@ fn entry_holds(entry_id: &str, fields: &[Value], identity: &str) -> bool {
     if !mentions {
         return false;
     }
-    decode_chunk(entry_id, raw.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-        .map(|c| c.rows.iter().any(|r| r.identity.as_str() == identity))
-        .unwrap_or(false)
+    decode_chunk(
+        entry_id,
+        raw.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+    )
+    .map(|c| c.rows.iter().any(|r| r.identity.as_str() == identity))
+    .unwrap_or(false)
 }
 
 /// The pending entry holding `identity`, if any among the first [`PENDING_SEARCH`].

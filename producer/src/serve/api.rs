@@ -131,7 +131,10 @@ async fn kpi_period(state: &AppState, day: NaiveDate, index: usize) -> ApiResult
 #[utoipa::path(get, path = "/api/kpis/daily/{date}", tag = "kpis",
     params(("date" = String, Path, description = "YYYY-MM-DD")),
     responses((status = 200, body = KpiPeriod), (status = 400, body = ErrorBody)))]
-pub async fn kpis_daily(State(state): State<AppState>, Path(date): Path<String>) -> ApiResult<KpiPeriod> {
+pub async fn kpis_daily(
+    State(state): State<AppState>,
+    Path(date): Path<String>,
+) -> ApiResult<KpiPeriod> {
     kpi_period(&state, parse_day(&date)?, 0).await
 }
 
@@ -139,7 +142,10 @@ pub async fn kpis_daily(State(state): State<AppState>, Path(date): Path<String>)
 #[utoipa::path(get, path = "/api/kpis/monthly/{month}", tag = "kpis",
     params(("month" = String, Path, description = "YYYY-MM")),
     responses((status = 200, body = KpiPeriod), (status = 400, body = ErrorBody)))]
-pub async fn kpis_monthly(State(state): State<AppState>, Path(month): Path<String>) -> ApiResult<KpiPeriod> {
+pub async fn kpis_monthly(
+    State(state): State<AppState>,
+    Path(month): Path<String>,
+) -> ApiResult<KpiPeriod> {
     kpi_period(&state, parse_month(&month)?, 1).await
 }
 
@@ -147,7 +153,10 @@ pub async fn kpis_monthly(State(state): State<AppState>, Path(month): Path<Strin
 #[utoipa::path(get, path = "/api/kpis/yearly/{year}", tag = "kpis",
     params(("year" = String, Path, description = "YYYY")),
     responses((status = 200, body = KpiPeriod), (status = 400, body = ErrorBody)))]
-pub async fn kpis_yearly(State(state): State<AppState>, Path(year): Path<String>) -> ApiResult<KpiPeriod> {
+pub async fn kpis_yearly(
+    State(state): State<AppState>,
+    Path(year): Path<String>,
+) -> ApiResult<KpiPeriod> {
     kpi_period(&state, parse_year(&year)?, 2).await
 }
 
@@ -224,7 +233,9 @@ pub async fn order_throughput(
 ) -> ApiResult<Vec<ThroughputPoint>> {
     let window = query(q)?.window.unwrap_or(900);
     if !(1..=3600).contains(&window) {
-        return Err(ApiError::bad_request("window must be within 1 and 3600 seconds"));
+        return Err(ApiError::bad_request(
+            "window must be within 1 and 3600 seconds",
+        ));
     }
     let s = &state.0;
     let points = orders::throughput(&s.redis, &s.keys, Utc::now().timestamp(), window).await?;
@@ -310,7 +321,10 @@ fn status_source(state: &AppState) -> StatusSource {
 #[utoipa::path(get, path = "/api/imports/{id}", tag = "imports",
     params(("id" = u64, Path, description = "import id")),
     responses((status = 200, body = ImportDetail), (status = 404, body = ErrorBody)))]
-pub async fn import_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<ImportDetail> {
+pub async fn import_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<ImportDetail> {
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{id:?} is not an import id")))?;
@@ -358,7 +372,9 @@ pub fn upload_name(name: Option<&str>) -> Result<String, ApiError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     ok.then(|| name.to_string()).ok_or_else(|| {
-        ApiError::bad_request("name: 1 to 100 letters, digits, '.', '-' or '_', not starting with '.'")
+        ApiError::bad_request(
+            "name: 1 to 100 letters, digits, '.', '-' or '_', not starting with '.'",
+        )
     })
 }
 
@@ -383,7 +399,9 @@ pub async fn import_upload(
     let name = upload_name(q.name.as_deref())?;
     let chunk_size = q.chunk_size.unwrap_or(100);
     if !(1..=10_000).contains(&chunk_size) {
-        return Err(ApiError::bad_request("chunk_size must be within 1 and 10000"));
+        return Err(ApiError::bad_request(
+            "chunk_size must be within 1 and 10000",
+        ));
     }
     let s = &state.0;
     let limit = s.settings.upload_limit;
@@ -398,7 +416,10 @@ pub async fn import_upload(
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "busy",
-            format!("{} uploads are running; try again later", super::UPLOADS_AT_ONCE),
+            format!(
+                "{} uploads are running; try again later",
+                super::UPLOADS_AT_ONCE
+            ),
         ));
     };
     // Stream the body to a temp file: memory stays flat whatever the size.
@@ -422,7 +443,11 @@ pub async fn import_upload(
     file.flush().await.map_err(anyhow::Error::from)?;
     drop(file);
     if received == 0 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_csv", "the body is empty: send a CSV file"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_csv",
+            "the body is empty: send a CSV file",
+        ));
     }
 
     let file_name = path.to_string_lossy().into_owned();
@@ -514,7 +539,9 @@ pub async fn queue_status(State(state): State<AppState>) -> ApiResult<StreamStat
     security(("bearer" = [])))]
 pub async fn queue_pause(State(state): State<AppState>) -> ApiResult<PauseReport> {
     tracing::info!("queue paused through the API");
-    Ok(Json(queue::set_paused(&state.0.redis, &state.0.keys, true).await?))
+    Ok(Json(
+        queue::set_paused(&state.0.redis, &state.0.keys, true).await?,
+    ))
 }
 
 /// Every consumer reads again within 1 s (`producer queue resume`).
@@ -523,7 +550,9 @@ pub async fn queue_pause(State(state): State<AppState>) -> ApiResult<PauseReport
     security(("bearer" = [])))]
 pub async fn queue_resume(State(state): State<AppState>) -> ApiResult<PauseReport> {
     tracing::info!("queue resumed through the API");
-    Ok(Json(queue::set_paused(&state.0.redis, &state.0.keys, false).await?))
+    Ok(Json(
+        queue::set_paused(&state.0.redis, &state.0.keys, false).await?,
+    ))
 }
 
 // ---------- dead letters ----------
@@ -545,7 +574,9 @@ pub async fn failed_list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be within 1 and 1000"));
     }
-    Ok(Json(failed::list_from(&state.0.redis, &state.0.keys, limit).await?))
+    Ok(Json(
+        failed::list_from(&state.0.redis, &state.0.keys, limit).await?,
+    ))
 }
 
 /// Puts one dead letter back on the orders stream (`producer failed retry ID`).
@@ -597,7 +628,14 @@ mod tests {
             parse_day("2026-03-07").unwrap(),
             NaiveDate::from_ymd_opt(2026, 3, 7).unwrap()
         );
-        for bad in ["2026-3-7", "2026-02-30", "20260307", "", "2026-03-07x", "abcd-ef-gh"] {
+        for bad in [
+            "2026-3-7",
+            "2026-02-30",
+            "20260307",
+            "",
+            "2026-03-07x",
+            "abcd-ef-gh",
+        ] {
             assert!(parse_day(bad).is_err(), "{bad}");
         }
         assert_eq!(

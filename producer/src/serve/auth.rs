@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn missing_or_wrong_tokens_are_unauthorized() {
         let t = ApiToken::new("s3cret").unwrap();
-        assert_eq!(check(Some(&t), None).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            check(Some(&t), None).unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(
             check(Some(&t), Some("Bearer s3cre")).unwrap_err().status,
             StatusCode::UNAUTHORIZED

@@ -18,7 +18,10 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 /// `/`, `/assets/dashboard.css`, `/assets/dashboard.js`.
 pub fn routes() -> Router {
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+        )
         .route(
             "/assets/dashboard.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),

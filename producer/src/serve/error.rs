@@ -128,7 +128,11 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
     let (code, default) = code_of(status);
-    let message = if text.is_empty() { default.to_string() } else { text };
+    let message = if text.is_empty() {
+        default.to_string()
+    } else {
+        text
+    };
     let mut out = ApiError::new(status, code, message).into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

@@ -57,7 +57,10 @@ pub struct ApiDoc;
 
 /// `GET /api/openapi.json`.
 pub fn routes() -> Router {
-    Router::new().route("/api/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+    Router::new().route(
+        "/api/openapi.json",
+        get(|| async { Json(ApiDoc::openapi()) }),
+    )
 }
 
 #[cfg(test)]
@@ -81,7 +84,10 @@ mod tests {
             "/api/failed",
             "/api/failed/{id}/retry",
         ] {
-            assert!(doc.paths.paths.contains_key(p), "{p} missing from {paths:?}");
+            assert!(
+                doc.paths.paths.contains_key(p),
+                "{p} missing from {paths:?}"
+            );
         }
     }
 }
