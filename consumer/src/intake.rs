@@ -179,6 +179,11 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
         // Aim the next read at `--batch-size` rows, whatever the producer's chunk size.
         let per_entry = (batch.rows() / batch.deliveries.len()).max(1);
         count = (batch_rows / per_entry).clamp(1, 1000);
+        // A read that was blocked when the pause came can return new entries: hold them
+        // until resume (they stay pending; at shutdown another consumer claims them).
+        if shared.pause.is_paused() && shared.pause.wait_while_paused(&shutdown).await {
+            break;
+        }
         permit.send(batch);
     }
     tracing::debug!("reader stopped");

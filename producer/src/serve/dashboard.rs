@@ -10,12 +10,13 @@ use axum::Router;
 const INDEX: &str = include_str!("assets/index.html");
 const STYLE: &str = include_str!("assets/dashboard.css");
 const SCRIPT: &str = include_str!("assets/dashboard.js");
+const ICON: &str = include_str!("assets/favicon.svg");
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, content_type)], body)
 }
 
-/// `/`, `/assets/dashboard.css`, `/assets/dashboard.js`.
+/// `/`, `/assets/dashboard.css`, `/assets/dashboard.js`, `/assets/favicon.svg`.
 pub fn routes() -> Router {
     Router::new()
         .route(
@@ -25,6 +26,10 @@ pub fn routes() -> Router {
         .route(
             "/assets/dashboard.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/assets/favicon.svg",
+            get(|| async { asset("image/svg+xml", ICON) }),
         )
         .route(
             "/assets/dashboard.js",
