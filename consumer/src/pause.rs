@@ -2,7 +2,9 @@
 //!
 //! [`watch`] reads the key every [`POLL`] and keeps a [`PauseFlag`]; intake consults the
 //! flag before every `XREADGROUP` and `XAUTOCLAIM`, so within `POLL` (plus the batches
-//! already held, which are finished and acknowledged) a paused consumer takes no new work.
+//! already handed to workers, which are finished and acknowledged) a paused consumer takes
+//! no new work. Entries that a read in progress returns once the pause is seen are held,
+//! unprocessed, until resume (pending; claimed by others if this consumer stops).
 //! Heartbeat, metrics, housekeeping and `/readyz` go on; the `oms_consumer_paused` gauge and
 //! the `/readyz` body say so. When Redis cannot be read the flag keeps its last value.
 

@@ -303,12 +303,56 @@ pub async fn imports_list(
     let rows = oms_shared::store::lookup::recent_imports(&s.db, limit)
         .await
         .map_err(anyhow::Error::from)?;
-    let source = status_source(&state);
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(source.import(row.id, None).await?);
+        out.push(import_status(&state, row.id).await?);
     }
     Ok(Json(out))
+}
+
+/// How long an import reading is reused: a running import's figures are read from MySQL at
+/// most once per this interval whatever the number of clients (the dashboard polls every
+/// 2 s), a finished one's for [`IMPORT_DONE_FRESH`].
+pub const IMPORT_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+pub const IMPORT_DONE_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+/// Readings kept at most (the cache is emptied when it grows past this).
+const IMPORT_CACHE_MAX: usize = 1_000;
+
+/// An import reading and when it was taken.
+#[derive(Debug, Clone)]
+pub struct CachedImport {
+    at: std::time::Instant,
+    status: ImportStatus,
+}
+
+/// One import's progress, as `producer status IMPORT` computes it, reused for a moment.
+async fn import_status(state: &AppState, id: u64) -> Result<ImportStatus, ApiError> {
+    {
+        let cache = state.0.import_cache.lock().expect("import cache lock");
+        if let Some(c) = cache.get(&id) {
+            let fresh = if c.status.done {
+                IMPORT_DONE_FRESH
+            } else {
+                IMPORT_FRESH
+            };
+            if c.at.elapsed() < fresh {
+                return Ok(c.status.clone());
+            }
+        }
+    }
+    let status = status_source(state).import(id, None).await?;
+    let mut cache = state.0.import_cache.lock().expect("import cache lock");
+    if cache.len() >= IMPORT_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(
+        id,
+        CachedImport {
+            at: std::time::Instant::now(),
+            status: status.clone(),
+        },
+    );
+    Ok(status)
 }
 
 fn status_source(state: &AppState) -> StatusSource {
@@ -328,7 +372,7 @@ pub async fn import_one(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{id:?} is not an import id")))?;
-    let status = status_source(&state).import(id, None).await?;
+    let status = import_status(&state, id).await?;
     let rejected_by_reason = oms_shared::store::imports::rejects_by_reason(&state.0.db, id)
         .await
         .map_err(anyhow::Error::from)?

@@ -102,6 +102,8 @@ struct Inner {
     uploads: Arc<tokio::sync::Semaphore>,
     /// Cancelled at shutdown: running imports stop and are marked `interrupted`.
     shutdown: CancellationToken,
+    /// Recent import readings, shared by every client ([`api::IMPORT_FRESH`]).
+    import_cache: std::sync::Mutex<std::collections::HashMap<u64, api::CachedImport>>,
 }
 
 /// What every handler shares: pools and settings.
@@ -131,11 +133,19 @@ impl AppState {
             settings,
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
             shutdown,
+            import_cache: Default::default(),
         })))
     }
 
     pub fn auth(&self) -> &AuthConfig {
         &self.0.settings.auth
+    }
+
+    /// Waits (at most `limit`) for the running uploads: each holds an upload permit until
+    /// its import has ended (finished, or `interrupted` after the shutdown).
+    pub async fn uploads_ended(&self, limit: Duration) -> bool {
+        let all = self.0.uploads.acquire_many(UPLOADS_AT_ONCE as u32);
+        tokio::time::timeout(limit, all).await.is_ok()
     }
 }
 
@@ -234,6 +244,10 @@ pub async fn run(conn: &ConnectionConfig, args: ServeArgs) -> anyhow::Result<Exi
             shutdown.cancel();
         });
     }
-    serve_on(listener, state, shutdown).await?;
+    serve_on(listener, state.clone(), shutdown).await?;
+    // Imports started by uploads saw the cancellation: let them record where they stopped.
+    if !state.uploads_ended(Duration::from_secs(30)).await {
+        tracing::warn!("uploads still running after 30 s; exiting anyway");
+    }
     Ok(ExitCode::SUCCESS)
 }
