@@ -9,7 +9,8 @@
 # Targets: API p99 < 50 ms, throughput drop < 10 %.
 #
 # Usage: bash ops/bench-api.sh [ORDERS] [CONNECTIONS] [SECONDS]   (defaults 200000 200 30)
-# Needs wrk (apt-get install wrk); builds release binaries.
+# Needs wrk (apt-get install wrk); builds release binaries (OMS_BENCH_PROFILE=debug: the
+# debug ones, for a quick check only - their figures mean nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORDERS=${1:-200000}
@@ -18,9 +19,10 @@ SECS=${3:-30}
 DIR=target/bench-api
 mkdir -p "$DIR"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --bins -q
-P=$PWD/target/release/producer
-C=$PWD/target/release/consumer
+PROFILE=${OMS_BENCH_PROFILE:-release}
+if [[ $PROFILE == release ]]; then cargo build --release --bins -q; else cargo build --bins -q; fi
+P=$PWD/target/$PROFILE/producer
+C=$PWD/target/$PROFILE/consumer
 MYSQL=${OMS_TEST_MYSQL:-mysql://root@127.0.0.1:3306}
 ID=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
 export DATABASE_URL="$MYSQL/oms_benchapi_$ID" REDIS_URL=${OMS_TEST_REDIS:-redis://127.0.0.1:6379}

@@ -475,7 +475,15 @@ async fn writes_need_the_token_and_reads_too_when_asked() {
         resumed,
         serde_json::json!({"paused": false, "was_paused": true})
     );
-    assert_eq!(guarded.get("/api/queue").await.json()["paused"], false);
+    // A change made outside the API shows once the shared reading expires (1 s).
+    let seen_at = Instant::now();
+    wait_for(
+        "the API to see the CLI's resume",
+        Duration::from_secs(3),
+        || async { (guarded.get("/api/queue").await.json()["paused"] == false).then_some(()) },
+    )
+    .await;
+    assert!(seen_at.elapsed() <= producer::serve::readings::FRESH + Duration::from_millis(500));
 
     // Reads need the token with OMS_API_READ_TOKEN=1; the page itself stays public.
     let closed = ApiServer::start(&env, settings(Some(TOKEN), true, 1 << 20)).await;

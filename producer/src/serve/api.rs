@@ -44,6 +44,10 @@ pub fn read_routes(state: AppState) -> Router {
         .route("/api/failed", get(failed_list))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            super::readings::share,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             require_read,
         ))
         .with_state(state)
@@ -59,6 +63,10 @@ pub fn write_routes(state: AppState) -> Router {
         .route("/api/queue/resume", post(queue_resume))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            super::readings::forget_after_write,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             require_write,
         ))
         .with_state(state)
@@ -68,6 +76,10 @@ pub fn write_routes(state: AppState) -> Router {
 pub fn upload_routes(state: AppState) -> Router {
     Router::new()
         .route("/api/imports", post(import_upload))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::readings::forget_after_write,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_write,

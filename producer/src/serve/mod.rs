@@ -10,13 +10,15 @@
 //! `--request-timeout-secs` (the upload `--upload-timeout-secs`); responses carry a strict
 //! CSP (`default-src 'self'`), `X-Content-Type-Options: nosniff`, `Referrer-Policy:
 //! no-referrer`, `X-Frame-Options: DENY` and `Cache-Control: no-store`. The server binds
-//! 127.0.0.1 unless `--addr` says otherwise; see [`auth`] for tokens.
+//! 127.0.0.1 unless `--addr` says otherwise; see [`auth`] for tokens. Read answers are
+//! shared between clients for a second ([`readings`]).
 
 pub mod api;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod openapi;
+pub mod readings;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -104,6 +106,7 @@ struct Inner {
     shutdown: CancellationToken,
     /// Recent import readings, shared by every client ([`api::IMPORT_FRESH`]).
     import_cache: std::sync::Mutex<std::collections::HashMap<u64, api::CachedImport>>,
+    readings: readings::Readings,
 }
 
 /// What every handler shares: pools and settings.
@@ -134,7 +137,12 @@ impl AppState {
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
             shutdown,
             import_cache: Default::default(),
+            readings: Default::default(),
         })))
+    }
+
+    pub fn readings(&self) -> &readings::Readings {
+        &self.0.readings
     }
 
     pub fn auth(&self) -> &AuthConfig {
