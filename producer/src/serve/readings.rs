@@ -48,13 +48,11 @@ impl Readings {
 }
 
 fn shareable(req: &Request) -> bool {
-    req.method() == Method::GET
-        && req.uri().path().starts_with("/api/")
-        && !(req.uri().path().starts_with("/api/orders/")
-            && !matches!(
-                req.uri().path(),
-                "/api/orders/stats" | "/api/orders/throughput"
-            ))
+    let path = req.uri().path();
+    let lookup = path.starts_with("/api/orders/")
+        && path != "/api/orders/stats"
+        && path != "/api/orders/throughput";
+    req.method() == Method::GET && path.starts_with("/api/") && !lookup
 }
 
 fn rebuild(cached: &Response<Bytes>) -> Response {
