@@ -105,3 +105,26 @@ pub async fn forget_after_write(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: Method, uri: &str) -> Request {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn reports_are_shared_order_lookups_and_writes_are_not() {
+        assert!(shareable(&req(Method::GET, "/api/queue")));
+        assert!(shareable(&req(Method::GET, "/api/orders/stats")));
+        assert!(shareable(&req(Method::GET, "/api/leaderboard?limit=5")));
+        assert!(!shareable(&req(Method::GET, "/api/orders/A-17")));
+        assert!(!shareable(&req(Method::POST, "/api/queue/pause")));
+        assert!(!shareable(&req(Method::GET, "/")));
+    }
+}
