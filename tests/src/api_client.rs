@@ -117,17 +117,35 @@ impl ApiServer {
         body: Vec<u8>,
         token: Option<&str>,
     ) -> ApiResponse {
-        let stream = tokio::net::TcpStream::connect(self.addr)
+        request(self.addr, method, path, body, token)
             .await
-            .expect("connect to the API");
+            .expect("the API answers")
+    }
+}
+
+/// `GET path` on any HTTP server (a consumer's `/readyz`); `None` when it does not answer.
+pub async fn get_at(addr: SocketAddr, path: &str) -> Option<ApiResponse> {
+    request(addr, "GET", path, Vec::new(), None).await
+}
+
+/// One request on a fresh connection; `None` when the server cannot be reached.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    token: Option<&str>,
+) -> Option<ApiResponse> {
+    {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .expect("HTTP handshake");
+            .ok()?;
         tokio::spawn(conn);
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", self.addr.to_string());
+            .header("host", addr.to_string());
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -135,20 +153,14 @@ impl ApiServer {
             req = req.header("content-type", "text/csv");
         }
         let req = req.body(Full::new(Bytes::from(body))).expect("request");
-        let res = sender.send_request(req).await.expect("send the request");
+        let res = sender.send_request(req).await.ok()?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .expect("read the body")
-            .to_bytes()
-            .to_vec();
-        ApiResponse {
+        let body = res.into_body().collect().await.ok()?.to_bytes().to_vec();
+        Some(ApiResponse {
             status,
             headers,
             body,
-        }
+        })
     }
 }

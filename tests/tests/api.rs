@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use oms_shared::queue::DeadLetter;
-use oms_tests::api_client::{settings, ApiServer};
+use oms_tests::api_client::{get_at, settings, ApiServer};
 use oms_tests::invariants::violations;
 use oms_tests::workload::Workload;
 use oms_tests::{binary, order_row, wait_for, TestEnv};
@@ -655,4 +655,67 @@ async fn pause_stops_every_consumer_within_a_second_and_resume_finishes_the_run(
     }
     let v = violations(&env, &work.initial_stock()).await;
     assert!(v.is_empty(), "{v:#?}");
+}
+
+#[tokio::test]
+async fn a_paused_consumer_says_so_in_readyz_and_its_gauge() {
+    let env = TestEnv::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = Command::new(binary("consumer"))
+        .args([
+            "--name",
+            "readyz-paused",
+            "--metrics-addr",
+            &addr.to_string(),
+        ])
+        .envs(env.env_vars())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start a consumer");
+    let body = |path: &'static str| async move {
+        get_at(addr, path)
+            .await
+            .filter(|r| r.status == 200)
+            .map(|r| r.text())
+    };
+    wait_for(
+        "/readyz to answer ready",
+        Duration::from_secs(30),
+        || async { body("/readyz").await.filter(|b| b.trim() == "ready") },
+    )
+    .await;
+    assert!(body("/metrics")
+        .await
+        .unwrap()
+        .contains("\noms_consumer_paused 0\n"));
+
+    cli_json(&env, &["queue", "pause", "--json"]);
+    let paused = Instant::now();
+    wait_for("/readyz to say paused", Duration::from_secs(1), || async {
+        body("/readyz")
+            .await
+            .filter(|b| b.trim() == "ready, paused")
+    })
+    .await;
+    println!("/readyz said paused {:?} after the pause", paused.elapsed());
+    assert!(body("/metrics")
+        .await
+        .unwrap()
+        .contains("\noms_consumer_paused 1\n"));
+    cli_json(&env, &["queue", "resume", "--json"]);
+    wait_for(
+        "/readyz to say ready again",
+        Duration::from_secs(1),
+        || async { body("/readyz").await.filter(|b| b.trim() == "ready") },
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
 }
