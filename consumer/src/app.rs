@@ -38,6 +38,8 @@ pub struct Shared {
     pub redis: RedisPool,
     pub payment: PaymentSimulator,
     pub health: Health,
+    /// `P queue:paused` as last read ([`crate::pause`]).
+    pub pause: crate::pause::PauseFlag,
     applied_outbox: Mutex<Vec<u64>>,
 }
 
@@ -138,6 +140,13 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
     };
     let metrics = crate::metrics::install();
     metrics::gauge!(crate::metrics::READY).set(1.0);
+    let paused = {
+        let mut conn = redis.get().await?;
+        oms_shared::queue_control::is_paused(&mut *conn, &keys).await?
+    };
+    if paused {
+        tracing::info!("starting paused (producer queue resume to start reading)");
+    }
 
     let shared = Arc::new(Shared {
         name: name.clone(),
@@ -146,6 +155,7 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
         redis,
         payment,
         health: Health::default(),
+        pause: crate::pause::PauseFlag::new(paused),
         applied_outbox: Mutex::new(Vec::new()),
         config,
     });
@@ -178,6 +188,7 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
         shutdown.clone(),
     ));
     let housekeeping = tokio::spawn(crate::housekeeping::run(shared.clone(), rest.clone()));
+    let pause_watch = tokio::spawn(crate::pause::watch(shared.clone(), rest.clone()));
     let workers: Vec<_> = (0..shared.config.concurrency)
         .map(|_| {
             let (shared, rx, shutdown) = (shared.clone(), rx.clone(), shutdown.clone());
@@ -222,6 +233,7 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
     rest.cancel();
     let last_duties = async {
         let _ = housekeeping.await;
+        let _ = pause_watch.await;
         let _ = http.await;
         shared.db.close().await;
     };

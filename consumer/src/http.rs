@@ -98,6 +98,10 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
         .get_or_check(|| async move { check_ready(&shared).await })
         .await;
     match answer {
+        // The pause flag is read live (not cached): it must show within a second.
+        Readiness::Ready if state.shared.pause.is_paused() => {
+            (StatusCode::OK, "ready, paused\n".into())
+        }
         Readiness::Ready => (StatusCode::OK, "ready\n".into()),
         Readiness::NotReady(why) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -8,7 +8,8 @@
 //!
 //! Both send [`Batch`]es into one bounded channel; a slot is reserved *before* reading, so
 //! a consumer never holds more unprocessed entries than `--concurrency` batches. Both stop
-//! when the shutdown token is cancelled, and pause while MySQL or Redis is down.
+//! when the shutdown token is cancelled, and pause while MySQL or Redis is down or the queue
+//! is paused ([`crate::pause`]: nothing new is read or claimed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +117,9 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
             }
             continue;
         }
+        if shared.pause.is_paused() && shared.pause.wait_while_paused(&shutdown).await {
+            break;
+        }
         let permit = tokio::select! {
             permit = tx.reserve() => match permit { Ok(p) => p, Err(_) => break },
             _ = shutdown.cancelled() => break,
@@ -166,6 +170,11 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
         // Aim the next read at `--batch-size` rows, whatever the producer's chunk size.
         let per_entry = (batch.rows() / batch.deliveries.len()).max(1);
         count = (batch_rows / per_entry).clamp(1, 1000);
+        // A read that was blocked when the pause came can return new entries: hold them
+        // until resume (they stay pending; at shutdown another consumer claims them).
+        if shared.pause.is_paused() && shared.pause.wait_while_paused(&shutdown).await {
+            break;
+        }
         permit.send(batch);
     }
     tracing::debug!("reader stopped");
@@ -180,7 +189,7 @@ pub async fn claim_idle(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: 
         if sleep_or_shutdown(every, &shutdown).await {
             break;
         }
-        if !shared.health.is_ready() {
+        if !shared.health.is_ready() || shared.pause.is_paused() {
             continue;
         }
         let mut cursor = "0-0".to_string();
@@ -204,7 +213,7 @@ pub async fn claim_idle(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: 
                 tracing::info!(entries = deliveries.len(), "claimed idle entries");
                 permit.send(Batch { deliveries });
             }
-            if next == "0-0" || shutdown.is_cancelled() {
+            if next == "0-0" || shutdown.is_cancelled() || shared.pause.is_paused() {
                 break;
             }
             cursor = next;

@@ -21,5 +21,7 @@ pub mod health;
 pub mod housekeeping;
 pub mod http;
 pub mod intake;
+pub mod live_stats;
 pub mod metrics;
+pub mod pause;
 pub mod workflow;

@@ -33,6 +33,7 @@ pub const READY: &str = "oms_consumer_ready";
 pub const IN_FLIGHT_ROWS: &str = "oms_consumer_in_flight_rows";
 pub const CONSUMER_INFO: &str = "oms_consumer_info";
 pub const START_TIME: &str = "oms_consumer_start_time_seconds";
+pub const PAUSED: &str = "oms_consumer_paused";
 
 /// Every metric this consumer exports, for the dashboard test.
 pub const ALL: &[&str] = &[
@@ -56,6 +57,7 @@ pub const ALL: &[&str] = &[
     IN_FLIGHT_ROWS,
     CONSUMER_INFO,
     START_TIME,
+    PAUSED,
 ];
 
 /// The Prometheus type of a metric.
@@ -221,6 +223,12 @@ pub const METRICS: &[Metric] = &[
         kind: Kind::Gauge,
         labels: &[],
         help: "Unix time the consumer started, in seconds",
+    },
+    Metric {
+        name: PAUSED,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "1 while the queue is paused (producer queue pause): no new entries are read",
     },
 ];
 

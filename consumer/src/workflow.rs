@@ -75,6 +75,7 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
     for (index, outcome) in settled.outcomes {
         outcomes[index] = outcome;
     }
+    crate::live_stats::record(shared, &outcomes).await;
     if let Some(outbox_id) = settled.outbox_id {
         crate::housekeeping::stall_point("OMS_TEST_STOP_BEFORE_APPLY");
         let started = Instant::now();

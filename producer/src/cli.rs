@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use oms_shared::config::ConnectionConfig;
 
-use crate::admin::{failed, kpis, leaderboard, reconcile, status};
-use crate::{catalog, generate_cmd, import};
+use crate::admin::{failed, kpis, leaderboard, queue, reconcile, status};
+use crate::{catalog, generate_cmd, import, serve};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,6 +59,11 @@ pub enum Command {
     Leaderboard(leaderboard::LeaderboardCommand),
     /// Compare every Redis read model with MySQL; exit 1 on drift.
     Reconcile(reconcile::ReconcileArgs),
+    /// Pause or resume every consumer.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// The HTTP API and the live dashboard.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to one line and an exit code.
@@ -110,6 +115,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kpis(cmd) => kpis::run(conn, cmd, json).await,
         Command::Leaderboard(cmd) => leaderboard::run(conn, cmd, json).await,
         Command::Reconcile(args) => reconcile::run(conn, args, json).await,
+        Command::Queue(cmd) => queue::run(conn, cmd, json).await,
+        Command::Serve(args) => serve::run(conn, args).await,
     }
 }
 

@@ -9,3 +9,4 @@ pub mod generate;
 pub mod generate_cmd;
 pub mod import;
 pub mod report;
+pub mod serve;

@@ -130,6 +130,23 @@ impl StreamKeys {
     pub fn rebuild_staging(&self, token: &str) -> String {
         format!("{}readmodel:rebuild:board:{}", self.prefix, token)
     }
+
+    /// `P queue:paused`: present (value `1`) while consumers must not read new entries.
+    pub fn queue_paused(&self) -> String {
+        format!("{}queue:paused", self.prefix)
+    }
+
+    /// `P stats:orders:<unix minute>`: hash of the orders that ended in that minute
+    /// (`completed`, `failed`, `failed:<reason>`, and per second `s<ss>:completed`,
+    /// `s<ss>:failed`); expires after two hours.
+    pub fn order_stats_minute(&self, unix_minute: i64) -> String {
+        format!("{}stats:orders:{}", self.prefix, unix_minute)
+    }
+
+    /// `P stats:failed`: hash, failure reason → orders failed with it (live counter).
+    pub fn failed_by_reason(&self) -> String {
+        format!("{}stats:failed", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +165,12 @@ mod tests {
         assert_eq!(k.kpi_total(), "oms:kpi:total");
         assert_eq!(k.leaderboard(), "oms:leaderboard");
         assert_eq!(k.leaderboard_snapshot(d), "oms:leaderboard:2026-03-07");
+        assert_eq!(k.queue_paused(), "oms:queue:paused");
+        assert_eq!(
+            k.order_stats_minute(29_000_000),
+            "oms:stats:orders:29000000"
+        );
+        assert_eq!(k.failed_by_reason(), "oms:stats:failed");
     }
 
     #[test]

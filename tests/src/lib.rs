@@ -7,6 +7,7 @@
 //! Servers come from `OMS_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`) and
 //! `OMS_TEST_REDIS` (default `redis://127.0.0.1:6379`); `ops/services.sh` starts them.
 
+pub mod api_client;
 pub mod invariants;
 pub mod netns;
 pub mod procs;

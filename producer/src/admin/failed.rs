@@ -50,14 +50,15 @@ pub enum FailedCommand {
 }
 
 /// What `failed list` prints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FailedList {
     pub total: u64,
+    #[schema(value_type = Vec<Object>)]
     pub dead_letters: Vec<DeadLetter>,
 }
 
 /// A dead letter put back on the orders stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Retried {
     pub id: String,
     pub import_id: u64,
@@ -68,14 +69,14 @@ pub struct Retried {
 }
 
 /// A dead letter left in place, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Kept {
     pub id: String,
     pub reason: String,
 }
 
 /// What `failed retry` prints.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RetryReport {
     pub retried: Vec<Retried>,
     pub kept: Vec<Kept>,
@@ -102,12 +103,21 @@ impl RetryTarget {
 pub async fn list(conn: &ConnectionConfig, limit: usize) -> anyhow::Result<FailedList> {
     let keys = StreamKeys::new(&conn.prefix);
     let redis = super::connect_redis(conn).await?;
+    list_from(&redis, &keys, limit).await
+}
+
+/// [`list`] over an open pool (the HTTP API's entry point).
+pub async fn list_from(
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    limit: usize,
+) -> anyhow::Result<FailedList> {
     let mut rc = redis.get().await?;
-    let total = queue::dead_letter_count(&mut *rc, &keys).await?;
+    let total = queue::dead_letter_count(&mut *rc, keys).await?;
     let dead_letters = if limit == 0 {
-        queue::all_dead_letters(&mut *rc, &keys).await?
+        queue::all_dead_letters(&mut *rc, keys).await?
     } else {
-        queue::dead_letters(&mut *rc, &keys, "-", limit).await?
+        queue::dead_letters(&mut *rc, keys, "-", limit).await?
     };
     Ok(FailedList {
         total,
@@ -172,6 +182,24 @@ async fn retry_page(
 pub async fn retry(conn: &ConnectionConfig, target: RetryTarget) -> anyhow::Result<RetryReport> {
     let keys = StreamKeys::new(&conn.prefix);
     let redis = super::connect_redis(conn).await?;
+    retry_from(&redis, &keys, target).await
+}
+
+/// `failed retry ID` named no dead letter.
+#[derive(Debug, thiserror::Error)]
+#[error("no dead letter {id} in {key}")]
+pub struct NoSuchDeadLetter {
+    pub id: String,
+    pub key: String,
+}
+
+/// [`retry`] over an open pool (the HTTP API's entry point).
+pub async fn retry_from(
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    target: RetryTarget,
+) -> anyhow::Result<RetryReport> {
+    let (redis, keys) = (redis.clone(), keys.clone());
     {
         let mut rc = redis.get().await?;
         queue::ensure_group(&mut *rc, &keys).await?;
@@ -186,7 +214,13 @@ pub async fn retry(conn: &ConnectionConfig, target: RetryTarget) -> anyhow::Resu
                 Some(letter) if letter.id == id => {
                     retry_page(&redis, &keys, &[letter], &mut report).await?
                 }
-                _ => anyhow::bail!("no dead letter {id} in {}", keys.dead_letters()),
+                _ => {
+                    return Err(NoSuchDeadLetter {
+                        id,
+                        key: keys.dead_letters(),
+                    }
+                    .into())
+                }
             }
         }
         RetryTarget::All => {
@@ -213,6 +247,11 @@ pub async fn retry(conn: &ConnectionConfig, target: RetryTarget) -> anyhow::Resu
 pub async fn purge(conn: &ConnectionConfig) -> anyhow::Result<u64> {
     let keys = StreamKeys::new(&conn.prefix);
     let redis = super::connect_redis(conn).await?;
+    purge_from(&redis, &keys).await
+}
+
+/// [`purge`] over an open pool (the HTTP API's entry point).
+pub async fn purge_from(redis: &RedisPool, keys: &StreamKeys) -> anyhow::Result<u64> {
     let mut rc = redis.get().await?;
     let (count, _): (u64, u64) = redis::pipe()
         .atomic()

@@ -53,7 +53,7 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
 }
 
 /// One KPI period and its figures.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KpiPeriod {
     /// `daily`, `monthly`, `yearly` or `total`.
     pub period: &'static str,
@@ -204,9 +204,18 @@ pub async fn show(conn: &ConnectionConfig, date: Option<NaiveDate>) -> anyhow::R
     let day = date.unwrap_or_else(|| Utc::now().date_naive());
     let keys = StreamKeys::new(&conn.prefix);
     let redis = super::connect_redis(conn).await?;
+    show_from(&redis, &keys, day).await
+}
+
+/// [`show`] over an open pool (the HTTP API's entry point).
+pub async fn show_from(
+    redis: &oms_shared::redis_conn::RedisPool,
+    keys: &StreamKeys,
+    day: NaiveDate,
+) -> anyhow::Result<KpiReport> {
     let mut rc = redis.get().await?;
     let mut periods = Vec::new();
-    for (period, label, key) in periods_of(&keys, day) {
+    for (period, label, key) in periods_of(keys, day) {
         let f = read_kpis(&mut *rc, &key).await?.unwrap_or_default();
         periods.push(KpiPeriod::new(period, label, key, &f));
     }

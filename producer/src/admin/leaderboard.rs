@@ -45,7 +45,7 @@ pub struct LimitArg {
 }
 
 /// One ranked customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LeaderboardEntry {
     pub rank: usize,
     pub name: String,
@@ -56,7 +56,7 @@ pub struct LeaderboardEntry {
 }
 
 /// What `leaderboard update` / `show` print.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LeaderboardReport {
     /// `mysql` (update) or `redis` (show).
     pub source: &'static str,
@@ -142,18 +142,48 @@ pub async fn show(conn: &ConnectionConfig, limit: usize) -> anyhow::Result<Leade
     let keys = StreamKeys::new(&conn.prefix);
     let redis = super::connect_redis(conn).await?;
     let pool = super::connect_mysql(conn).await?;
-    let mut rc = redis.get().await?;
-    let customers: u64 = redis::cmd("ZCARD")
-        .arg(keys.leaderboard())
-        .query_async(&mut *rc)
-        .await?;
-    let top = read_leaderboard(&mut *rc, &keys, limit as isize).await?;
-    let emails: Vec<String> = top.iter().map(|(e, _)| e.clone()).collect();
-    let names = reports::customers_by_email(&pool, &emails).await?;
+    let report = show_from(&redis, &pool, &keys, limit, None).await;
     pool.close().await;
+    report
+}
+
+/// [`show`] over open pools, of the live board or (with `snapshot`) that day's snapshot
+/// (the HTTP API's entry point).
+pub async fn show_from(
+    redis: &oms_shared::redis_conn::RedisPool,
+    pool: &sqlx::MySqlPool,
+    keys: &StreamKeys,
+    limit: usize,
+    snapshot: Option<NaiveDate>,
+) -> anyhow::Result<LeaderboardReport> {
+    let key = match snapshot {
+        Some(day) => keys.leaderboard_snapshot(day),
+        None => keys.leaderboard(),
+    };
+    let mut rc = redis.get().await?;
+    let customers: u64 = redis::cmd("ZCARD").arg(&key).query_async(&mut *rc).await?;
+    let top = match snapshot {
+        None => read_leaderboard(&mut *rc, keys, limit as isize).await?,
+        Some(_) => {
+            let entries: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(limit as isize - 1)
+                .arg("WITHSCORES")
+                .query_async(&mut *rc)
+                .await?;
+            entries
+                .into_iter()
+                .map(|(e, s)| (e, Cents(s.round() as i64)))
+                .collect()
+        }
+    };
+    drop(rc);
+    let emails: Vec<String> = top.iter().map(|(e, _)| e.clone()).collect();
+    let names = reports::customers_by_email(pool, &emails).await?;
     Ok(LeaderboardReport {
         source: "redis",
-        key: keys.leaderboard(),
+        key,
         snapshot_key: None,
         customers: customers as usize,
         top: top

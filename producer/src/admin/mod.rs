@@ -1,4 +1,5 @@
-//! The admin commands of `producer`: status, failed, kpis, leaderboard, reconcile.
+//! The admin commands of `producer`: status, failed, kpis, leaderboard, reconcile, queue
+//! pause/resume, and the order reports of the HTTP API (`orders`).
 //!
 //! Each command has a library function returning a serializable report (tests call it
 //! in-process) and a `run` that prints it as an aligned table or, with `--json`, as the
@@ -8,6 +9,8 @@
 pub mod failed;
 pub mod kpis;
 pub mod leaderboard;
+pub mod orders;
+pub mod queue;
 pub mod reconcile;
 pub mod status;
 

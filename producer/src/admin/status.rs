@@ -17,7 +17,7 @@
 //!             "oldest_pending": {"id": "1700000000000-0", "consumer": "w1",
 //!                                "idle_ms": 5321, "deliveries": 1},
 //!             "consumers": [{"name": "w1", "pending": 1, "idle_ms": 5321}],
-//!             "dead_letters": 0},
+//!             "dead_letters": 0, "paused": false},
 //!  "import": {"id": 3, "file_name": "orders.csv", "status": "running",
 //!             "created_at": "2026-03-07T10:00:00.000000Z", "finished_at": null,
 //!             "rows": 1000, "enqueued": 990, "rejected": 10, "duplicates": 0,
@@ -67,7 +67,7 @@ fn parse_interval(s: &str) -> Result<f64, String> {
 }
 
 /// The oldest pending entry of the group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PendingEntry {
     pub id: String,
     pub consumer: String,
@@ -76,7 +76,7 @@ pub struct PendingEntry {
 }
 
 /// The orders stream and its group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StreamStatus {
     pub key: String,
     pub group: &'static str,
@@ -85,12 +85,15 @@ pub struct StreamStatus {
     pub lag: Option<u64>,
     pub last_delivered_id: String,
     pub oldest_pending: Option<PendingEntry>,
+    #[schema(value_type = Vec<Object>)]
     pub consumers: Vec<ConsumerInfo>,
     pub dead_letters: u64,
+    /// `producer queue pause` is in force: consumers read nothing new.
+    pub paused: bool,
 }
 
 /// One import's progress.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ImportStatus {
     pub id: u64,
     pub file_name: String,
@@ -123,6 +126,11 @@ pub struct StatusReport {
     pub stream: StreamStatus,
     pub import: Option<ImportStatus>,
 }
+
+/// `status IMPORT` named no import.
+#[derive(Debug, thiserror::Error)]
+#[error("import {0} not found")]
+pub struct NoSuchImport(pub u64);
 
 /// A previous reading of an import, for the rate over the last refresh.
 #[derive(Debug, Clone, Copy)]
@@ -170,12 +178,18 @@ impl StatusSource {
         })
     }
 
+    /// Readings over open pools (the HTTP API's; `db` for import progress).
+    pub fn from_pools(keys: StreamKeys, redis: RedisPool, db: Option<MySqlPool>) -> Self {
+        StatusSource { keys, redis, db }
+    }
+
     /// The stream and group figures.
     pub async fn stream(&self) -> anyhow::Result<StreamStatus> {
         let mut rc = self.redis.get().await?;
         let stats = queue::group_stats(&mut *rc, &self.keys).await?;
         let consumers = queue::consumers(&mut *rc, &self.keys).await?;
         let dead_letters = queue::dead_letter_count(&mut *rc, &self.keys).await?;
+        let paused = oms_shared::queue_control::is_paused(&mut *rc, &self.keys).await?;
         let oldest_pending = if stats.pending > 0 {
             let reply: Value = redis::cmd("XPENDING")
                 .arg(self.keys.orders())
@@ -210,6 +224,7 @@ impl StatusSource {
             oldest_pending,
             consumers,
             dead_letters,
+            paused,
         })
     }
 
@@ -223,7 +238,7 @@ impl StatusSource {
             anyhow::bail!("status: not connected to MySQL");
         };
         let Some(row) = reports::import_row(db, import_id).await? else {
-            anyhow::bail!("import {import_id} not found");
+            return Err(NoSuchImport(import_id).into());
         };
         let outcomes = reports::import_outcomes(db, import_id).await?;
         let mut rc = self.redis.get().await?;

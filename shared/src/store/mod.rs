@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod imports;
+pub mod lookup;
 pub mod orders;
 pub mod outbox;
 pub mod reports;

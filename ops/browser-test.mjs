@@ -1,0 +1,125 @@
+// The dashboard in headless Chromium (run by ops/browser-test.sh, which starts the servers).
+// Every wait has a deadline; a failed expectation exits 1 with what was seen.
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+
+const require = createRequire(import.meta.url);
+const { chromium } = require('playwright-core');
+const BASE = process.env.BASE;
+const OUT = process.env.OUT;
+const TOKEN = process.env.OMS_API_TOKEN;
+
+const t0 = Date.now();
+const log = (m) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
+const fail = (m) => { console.error(`FAIL: ${m}`); process.exit(1); };
+
+async function api(method, path, body) {
+  const r = await fetch(BASE + path, {
+    method,
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'text/csv' },
+    body,
+  });
+  const json = await r.json();
+  if (!r.ok) fail(`${method} ${path}: ${r.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function until(what, ms, check) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    last = await check();
+    if (last && last.ok) return last;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  fail(`timed out after ${ms} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-dev-shm-usage'],
+});
+const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, deviceScaleFactor: 1 });
+const page = await context.newPage();
+const cspErrors = [];
+page.on('console', (m) => { if (m.type() === 'error') cspErrors.push(m.text()); });
+page.on('pageerror', (e) => cspErrors.push(String(e)));
+
+// 1. Import through the API; open the page; wait for the figures.
+const upload = await api('POST', '/api/imports?name=orders.csv&wait=true', readFileSync(`${OUT}/orders.csv`));
+log(`imported ${upload.enqueued} orders (import ${upload.import_id})`);
+await page.goto(BASE + '/');
+await page.fill('#token', TOKEN);
+await page.dispatchEvent('#token', 'change');
+const done = await until('the import to finish', 90_000, async () => {
+  const i = await api('GET', `/api/imports/${upload.import_id}`);
+  return { ok: i.done, i };
+});
+const expected = await api('GET', '/api/kpis/total');
+const stats = await api('GET', '/api/orders/stats');
+log(`import done: ${done.i.completed} completed, ${done.i.failed_total} failed; KPI total ${expected.order_count}`);
+const fmt = new Intl.NumberFormat('en-US');
+await until('the KPIs and the chart to show the import', 20_000, async () => {
+  const shown = await page.textContent('#kpi-total-count');
+  const chartCompleted = Number(await page.getAttribute('#chart', 'data-completed'));
+  const chartFailed = Number(await page.getAttribute('#chart', 'data-failed'));
+  return {
+    ok: shown === fmt.format(expected.order_count) && chartCompleted === stats.completed
+      && chartFailed === stats.failed_total,
+    shown, chartCompleted, chartFailed,
+  };
+});
+log('page shows the KPI total and the chart the completed and failed orders');
+const board = await page.locator('#leaderboard tr').count();
+if (board !== 10) fail(`leaderboard shows ${board} rows, not 10`);
+await page.screenshot({ path: `${OUT}/dashboard-desktop.png`, fullPage: true });
+
+// 2. Retry the dead letter from the page: its row goes.
+const row = page.locator('#dead tr[data-dead-id]');
+if (await row.count() !== 1) fail('the dead letter is not listed');
+await row.locator('button[data-retry]').click();
+await until('the dead letter to leave the table', 10_000, async () => ({ ok: (await row.count()) === 0 }));
+const failed = await api('GET', '/api/failed');
+if (failed.total !== 0) fail(`dead letters left: ${failed.total}`);
+log('retried the dead letter from the page');
+
+// 3. Pause from the page; orders uploaded while paused are not processed; resume finishes.
+await page.click('.switch');
+await until('the page to say paused', 5_000, async () => ({
+  ok: (await page.textContent('#queue-state')) === 'paused',
+}));
+const pausedAt = Date.now();
+const q = await api('GET', '/api/queue');
+if (!q.paused) fail('the queue is not paused');
+const more = await api('POST', '/api/imports?name=orders-paused.csv&wait=true', readFileSync(`${OUT}/orders-paused.csv`));
+await new Promise((r) => setTimeout(r, Math.max(0, pausedAt + 1000 - Date.now())));
+const before = await api('GET', `/api/imports/${more.import_id}`);
+await new Promise((r) => setTimeout(r, 3000));
+const after = await api('GET', `/api/imports/${more.import_id}`);
+const terminal = (i) => i.completed + i.failed_total + i.duplicates + i.dead;
+if (terminal(after) !== 0 || terminal(before) !== 0) fail(`orders processed while paused: ${terminal(after)}`);
+log(`paused: ${more.enqueued} orders uploaded while paused, none processed in 3 s`);
+await page.screenshot({ path: `${OUT}/dashboard-paused.png`, fullPage: false });
+await page.click('.switch');
+await until('the paused import to finish after resume', 60_000, async () => {
+  const i = await api('GET', `/api/imports/${more.import_id}`);
+  return { ok: i.done, terminal: terminal(i) };
+});
+await until('the page to say running', 5_000, async () => ({
+  ok: (await page.textContent('#queue-state')) === 'running',
+}));
+log('resumed: the import finished');
+
+// 4. Phone-sized screen.
+const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true });
+const small = await phone.newPage();
+await small.goto(BASE + '/');
+await small.waitForSelector('body[data-loaded="true"]', { timeout: 10_000 });
+const overflow = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+if (overflow > 1) fail(`the phone layout scrolls sideways by ${overflow}px`);
+await small.screenshot({ path: `${OUT}/dashboard-phone.png`, fullPage: true });
+await page.screenshot({ path: `${OUT}/dashboard-desktop-after.png`, fullPage: true });
+
+if (cspErrors.length) fail(`console errors (CSP?): ${cspErrors.join(' | ')}`);
+await browser.close();
+log('screenshots: dashboard-desktop.png, dashboard-paused.png, dashboard-phone.png');

@@ -1,0 +1,287 @@
+//! Order reports of the HTTP API: live order statistics and "where is my order".
+//!
+//! [`stats`] never scans the orders table. It reads what is already aggregated in Redis:
+//! - completed orders and revenue: the `P kpi:total` read model (exact, exactly-once);
+//! - failed orders by reason and completed/failed per minute and per second: the live
+//!   counters the consumers keep ([`oms_shared::order_stats`]; best effort, see there);
+//! - queued, in-flight and dead entries: the stream's group figures and `XLEN` of the
+//!   dead letters.
+//!
+//! [`lookup`] reads one order by its unique identity (with its customer and items) and,
+//! unless it has ended, looks for it among the group's pending entries (at most
+//! [`PENDING_SEARCH`], prefiltered by a byte search before decoding) and the dead letters
+//! (at most [`DEAD_SEARCH`]).
+
+use std::collections::BTreeMap;
+
+use oms_shared::keys::{StreamKeys, CONSUMER_GROUP};
+use oms_shared::order::decode_chunk;
+use oms_shared::order_stats::{self, Throughput};
+use oms_shared::queue::{self, DeadLetter};
+use oms_shared::read_model::read_kpis;
+use oms_shared::redis_conn::RedisPool;
+use oms_shared::store::lookup::{self, OrderRecord};
+use redis::Value;
+use serde::Serialize;
+use sqlx::MySqlPool;
+
+/// Pending entries searched for an in-flight order.
+pub const PENDING_SEARCH: usize = 2_000;
+/// Dead letters searched for a dead order.
+pub const DEAD_SEARCH: usize = 10_000;
+
+/// What `GET /api/orders/stats` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OrderStats {
+    /// Completed orders (the `kpi:total` read model).
+    pub completed: i64,
+    pub revenue: String,
+    pub revenue_cents: i64,
+    pub average_order_value: String,
+    /// Failed orders by reason (live counters).
+    pub failed: BTreeMap<String, u64>,
+    pub failed_total: u64,
+    /// Rows in the dead-letter stream.
+    pub dead_letters: u64,
+    /// Stream entries (chunks of rows) delivered but not acknowledged.
+    pub pending_entries: u64,
+    /// Stream entries not yet delivered (null when Redis cannot tell).
+    pub queued_entries: Option<u64>,
+    /// Completed and failed per minute over the last hour, oldest first (61 minutes,
+    /// the current one last and partial).
+    #[schema(value_type = Vec<Object>)]
+    pub per_minute: Vec<Throughput>,
+}
+
+/// Live order statistics (see the module documentation for where each figure comes from).
+pub async fn stats(
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    now_secs: i64,
+) -> anyhow::Result<OrderStats> {
+    let mut rc = redis.get().await?;
+    let total = read_kpis(&mut *rc, &keys.kpi_total())
+        .await?
+        .unwrap_or_default();
+    let failed = order_stats::failed_by_reason(&mut *rc, keys).await?;
+    let minute = now_secs.div_euclid(60);
+    let minutes = order_stats::read_minutes(&mut *rc, keys, minute - 60, minute).await?;
+    let group = queue::group_stats(&mut *rc, keys).await?;
+    let dead_letters = queue::dead_letter_count(&mut *rc, keys).await?;
+    Ok(OrderStats {
+        completed: total.order_count,
+        revenue: total.revenue.to_string(),
+        revenue_cents: total.revenue.0,
+        average_order_value: total.average_order_value().to_string(),
+        failed_total: failed.values().sum(),
+        failed,
+        dead_letters,
+        pending_entries: group.pending,
+        queued_entries: group.lag,
+        per_minute: minutes.iter().map(|m| m.per_minute()).collect(),
+    })
+}
+
+/// Completed and failed per second over the last `window_secs` (the dashboard's chart).
+pub async fn throughput(
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    now_secs: i64,
+    window_secs: i64,
+) -> anyhow::Result<Vec<Throughput>> {
+    let mut rc = redis.get().await?;
+    let first = (now_secs - window_secs + 1).div_euclid(60);
+    let minutes = order_stats::read_minutes(&mut *rc, keys, first, now_secs.div_euclid(60)).await?;
+    Ok(order_stats::per_second_window(
+        &minutes,
+        now_secs,
+        window_secs,
+    ))
+}
+
+/// A pending stream entry that holds the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct InFlight {
+    pub entry_id: String,
+    pub consumer: String,
+    pub idle_ms: u64,
+    pub deliveries: u64,
+    /// The last error noted for the entry, if a delivery failed.
+    pub last_error: Option<String>,
+}
+
+/// What `GET /api/orders/{identity}` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OrderLookup {
+    pub identity: String,
+    /// `completed`, `failed`, `reserved`, `pending` (from MySQL), `in_flight` (on the
+    /// stream, not in MySQL yet) or `dead`.
+    pub state: String,
+    /// The orders row with customer and items; null while only the stream knows it.
+    #[schema(value_type = Option<Object>)]
+    pub order: Option<OrderRecord>,
+    pub in_flight: Option<InFlight>,
+    #[schema(value_type = Option<Object>)]
+    pub dead_letter: Option<DeadLetter>,
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+/// Whether an entry's fields hold a row of this identity (byte prefilter, then decode).
+fn entry_holds(entry_id: &str, fields: &[Value], identity: &str) -> bool {
+    let needle = identity.as_bytes();
+    let raw: Vec<(String, Vec<u8>)> = fields
+        .chunks(2)
+        .filter_map(|kv| match kv {
+            [k, Value::BulkString(v)] => Some((text(k)?, v.clone())),
+            _ => None,
+        })
+        .collect();
+    let mentions = raw
+        .iter()
+        .any(|(_, v)| v.windows(needle.len().max(1)).any(|w| w == needle));
+    if !mentions {
+        return false;
+    }
+    decode_chunk(
+        entry_id,
+        raw.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+    )
+    .map(|c| c.rows.iter().any(|r| r.identity.as_str() == identity))
+    .unwrap_or(false)
+}
+
+/// The pending entry holding `identity`, if any among the first [`PENDING_SEARCH`].
+async fn find_pending(
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    identity: &str,
+) -> anyhow::Result<Option<InFlight>> {
+    let mut rc = redis.get().await?;
+    let pending: Value = redis::cmd("XPENDING")
+        .arg(keys.orders())
+        .arg(CONSUMER_GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(PENDING_SEARCH)
+        .query_async(&mut *rc)
+        .await?;
+    let Value::Array(list) = pending else {
+        return Ok(None);
+    };
+    let entries: Vec<(String, String, u64, u64)> = list
+        .iter()
+        .filter_map(|e| match e {
+            Value::Array(f) if f.len() >= 4 => {
+                Some((text(&f[0])?, text(&f[1])?, int(&f[2])?, int(&f[3])?))
+            }
+            _ => None,
+        })
+        .collect();
+    for page in entries.chunks(100) {
+        let mut pipe = redis::pipe();
+        for (id, ..) in page {
+            pipe.cmd("XRANGE").arg(keys.orders()).arg(id).arg(id);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut *rc).await?;
+        for ((id, consumer, idle_ms, deliveries), reply) in page.iter().zip(replies) {
+            let Value::Array(found) = reply else { continue };
+            let holds = found.iter().any(|e| match e {
+                Value::Array(parts) if parts.len() == 2 => match &parts[1] {
+                    Value::Array(fields) => entry_holds(id, fields, identity),
+                    _ => false,
+                },
+                _ => false,
+            });
+            if holds {
+                let last_error: Option<String> = redis::cmd("HGET")
+                    .arg(keys.message_errors())
+                    .arg(id)
+                    .query_async(&mut *rc)
+                    .await?;
+                return Ok(Some(InFlight {
+                    entry_id: id.clone(),
+                    consumer: consumer.clone(),
+                    idle_ms: *idle_ms,
+                    deliveries: *deliveries,
+                    last_error,
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The dead letter of `identity`, if any among the first [`DEAD_SEARCH`].
+async fn find_dead(
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    identity: &str,
+) -> anyhow::Result<Option<DeadLetter>> {
+    let mut rc = redis.get().await?;
+    let mut start = "-".to_string();
+    let mut seen = 0;
+    while seen < DEAD_SEARCH {
+        let page = queue::dead_letters(&mut *rc, keys, &start, 500).await?;
+        seen += page.len();
+        let Some(last) = page.last() else { break };
+        start = format!("({}", last.id);
+        let full = page.len() == 500;
+        if let Some(found) = page.into_iter().find(|d| d.identity == identity) {
+            return Ok(Some(found));
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+/// Where the order with this identity is; `None` when nothing knows it.
+pub async fn lookup(
+    redis: &RedisPool,
+    db: &MySqlPool,
+    keys: &StreamKeys,
+    identity: &str,
+) -> anyhow::Result<Option<OrderLookup>> {
+    let order = lookup::order_by_identity(db, identity).await?;
+    let ended = order
+        .as_ref()
+        .is_some_and(|o| o.status == "completed" || o.status == "failed");
+    let (in_flight, dead_letter) = if ended {
+        (None, None)
+    } else {
+        (
+            find_pending(redis, keys, identity).await?,
+            find_dead(redis, keys, identity).await?,
+        )
+    };
+    let state = match (&order, &in_flight, &dead_letter) {
+        (Some(o), _, _) if ended => o.status.clone(),
+        (_, _, Some(_)) => "dead".to_string(),
+        (Some(o), _, _) => o.status.clone(),
+        (None, Some(_), _) => "in_flight".to_string(),
+        (None, None, None) => return Ok(None),
+    };
+    Ok(Some(OrderLookup {
+        identity: identity.to_string(),
+        state,
+        order,
+        in_flight,
+        dead_letter,
+    }))
+}
