@@ -69,7 +69,7 @@ pub async fn order_by_identity(pool: &MySqlPool, identity: &str) -> Result<Optio
          DATE_FORMAT(o.order_date, '%Y-%m-%dT%H:%i:%s'), DATE_FORMAT(o.kpi_date, '%Y-%m-%d'), \
          DATE_FORMAT(o.created_at, '%Y-%m-%dT%H:%i:%s.%fZ'), \
          DATE_FORMAT(o.updated_at, '%Y-%m-%dT%H:%i:%s.%fZ'), \
-         c.email, c.name, CAST(c.orders_count AS SIGNED), CAST(c.total_spent * 100 AS SIGNED) \
+         CAST(c.email AS CHAR), c.name, CAST(c.orders_count AS SIGNED), CAST(c.total_spent * 100 AS SIGNED) \
          FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.identity = ?",
     )
     .bind(identity)
