@@ -35,7 +35,9 @@
 #      (port 443) to the package registries only: deb.debian.org, crates.io,
 #      index.crates.io, static.crates.io; anything else gets 403 (so
 #      `cargo deny check advisories`, which needs GitHub, reports "NOT CHECKED").
-#      Every request is logged to target/fresh-machine/relay-CASE.log.
+#      Every request is logged to target/fresh-machine/relay-CASE.log. TLS is end to
+#      end, so the root trusts this machine's local CAs
+#      (/usr/local/share/ca-certificates, e.g. an intercepting egress proxy's).
 #   5. `bash ops/demo.sh` then `bash ops/test.sh` in /root/oms, as root, with PATH
 #      including ~/.cargo/bin (as `. ~/.cargo/env` leaves it), each timed; output in
 #      target/fresh-machine/CASE-demo.log and CASE-test.log.
@@ -205,6 +207,12 @@ prepare_root() {
     printf 'fresh\n' >"$root/etc/hostname"
     printf '127.0.0.1 localhost\n127.0.1.1 fresh\n::1 localhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
     : >"$root/etc/resolv.conf"
+    # TLS goes end to end through the relay: the root trusts what this machine trusts
+    # beyond Debian's CAs (e.g. the CA of an intercepting egress proxy, if any).
+    if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+        cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+        chroot "$root" update-ca-certificates >/dev/null
+    fi
 
     # The Rust toolchain, as rustup installed it here (and nothing else of ~/.cargo).
     toolchain=$(sed -n 's/^default_toolchain = "\(.*\)"/\1/p' "$RUSTUP_HOME_HOST/settings.toml")
