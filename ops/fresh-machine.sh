@@ -179,6 +179,7 @@ build_base() {
     flock 9
     if [[ -s $BASE_TAR ]]; then
         say "base system: cached $BASE_TAR"
+        exec 9>&-
         return
     fi
     local dir=$WORK/base-build start=$SECONDS
@@ -192,6 +193,7 @@ build_base() {
     mv "$BASE_TAR.tmp" "$BASE_TAR"
     rm -rf "$dir"
     say "base system: built in $((SECONDS - start)) s"
+    exec 9>&-
 }
 
 prepare_root() {
