@@ -213,7 +213,7 @@ prepare_root() {
     # beyond Debian's CAs (e.g. the CA of an intercepting egress proxy, if any).
     if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
         cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
-        chroot "$root" update-ca-certificates >/dev/null
+        chroot "$root" update-ca-certificates >/dev/null 2>&1
     fi
 
     # The Rust toolchain, as rustup installed it here (and nothing else of ~/.cargo).
@@ -247,7 +247,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server mariadb-server
 echo "== servers as left by their packages"
 ps -o user=,pid=,args= -C redis-server,mariadbd,mysqld_safe
 echo "== MariaDB accounts (stock)"
-mariadb -uroot -N -e "SELECT CONCAT(user, '@', host, ': ', plugin) FROM mysql.user"
+mariadb -uroot -N -e "SHOW CREATE USER 'root'@'localhost'"
 echo "== root over TCP (expected to fail: socket-only)"
 mariadb --protocol=TCP -h127.0.0.1 -uroot -e 'SELECT 1' 2>&1 || true
 SCRIPT
