@@ -42,6 +42,8 @@
 #      including ~/.cargo/bin (as `. ~/.cargo/env` leaves it), each timed; output in
 #      target/fresh-machine/CASE-demo.log and CASE-test.log.
 # Exit status 0 when both commands succeed in every case asked for.
+# FRESH_MACHINE_REUSE=1 runs again in the root a previous run left (its packages,
+# target/ and /var/lib/oms-services kept; servers are started afresh): a second run.
 # FRESH_MACHINE_COMMAND=CMD runs CMD (in /root/oms) instead of the two commands (to
 # look around in the root, e.g. FRESH_MACHINE_COMMAND='apt-get update').
 #
@@ -304,10 +306,14 @@ exit $rc
 
 run_case() {
     local case=$1 root=$WORK/root-$1 start=$SECONDS t
-    say "[$case] preparing $root"
     t=$SECONDS
-    prepare_root "$root"
-    if [[ $case == b ]]; then write_packaged_start "$root"; fi
+    if [[ -n ${FRESH_MACHINE_REUSE:-} && -d $root/root/oms ]]; then
+        say "[$case] reusing $root as the last run left it (FRESH_MACHINE_REUSE)"
+    else
+        say "[$case] preparing $root"
+        prepare_root "$root"
+        if [[ $case == b ]]; then write_packaged_start "$root"; fi
+    fi
     say "[$case] root ready in $((SECONDS - t)) s (commit $(cat "$root/root/oms/.fresh-machine-commit"))"
     : >"$WORK/relay-$case.log"
     start_relay "$case"
