@@ -306,7 +306,7 @@ timed "bash ops/test.sh" "$work/$case-test.log" "cd /root/oms && bash ops/test.s
 # (the namespace SIGKILLs whatever is left when this shell exits).
 kill -TERM -1 2>/dev/null || true
 for _ in $(seq 300); do
-    [[ $(ls /proc | grep -c "^[0-9]") -le 2 ]] && break
+    kill -0 -1 2>/dev/null || break
     sleep 0.1
 done
 exit $rc
