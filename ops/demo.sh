@@ -2,7 +2,8 @@
 #
 # ops/demo.sh - the main job of oms, end to end, on a fresh machine:
 #
-#   1. Redis and MariaDB up (ops/services.sh installs and starts what is missing);
+#   1. a C toolchain, Redis and MariaDB (ops/services.sh installs and starts what is
+#      missing; DATABASE_URL unset: the URL it keeps for its generated `oms` MySQL user);
 #   2. release build of `producer` and `consumer`;
 #   3. `producer migrate`;
 #   4. a sample catalog and a sample orders file generated and the catalog imported;
@@ -22,14 +23,23 @@ PRODUCTS=${2:-200}
 DIR=${OMS_DEMO_DIR:-target/demo}
 mkdir -p "$DIR"
 
-step() { printf '\n== %s\n' "$*"; }
+STEP_START=$SECONDS
+step() {
+    printf '\n== %s (at %ds)\n' "$*" $((SECONDS - STEP_START))
+}
 
 if ! command -v cargo >/dev/null 2>&1 && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
     export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 fi
 
 step "services"
-bash ops/services.sh
+bash ops/services.sh build-tools all
+kept=${OMS_SERVICES_DIR:-/var/lib/oms-services}/database-url
+if [[ -z ${DATABASE_URL:-} && -r $kept ]]; then
+    DATABASE_URL=$(<"$kept")
+    export DATABASE_URL
+    echo "demo: DATABASE_URL from $kept"
+fi
 
 step "build (release)"
 cargo build --release --bins -q
@@ -86,3 +96,4 @@ step "reconcile (Redis read models against MySQL)"
 step "stopping the consumers"
 stop_consumers
 trap - EXIT
+step "done"

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 #
-# ops/services.sh - make the Redis and MariaDB/MySQL servers that oms needs
-# available, idempotently, and say what was done (one `services:` line each).
+# ops/services.sh - make what oms needs available, idempotently, and say what was
+# done (one `services:` line each): the Redis and MariaDB/MySQL servers, and the
+# tools that building and testing need.
 #
 # Usage:
-#   ops/services.sh          ensure both Redis and MySQL/MariaDB
-#   ops/services.sh redis    ensure Redis only
-#   ops/services.sh mysql    ensure MySQL/MariaDB only
+#   ops/services.sh [TARGET...]   TARGET: all (default: redis and mysql), redis, mysql,
+#                                 build-tools (a C compiler and linker: cc, libc headers),
+#                                 test-tools (python3 with PyYAML, openssl, ip)
 #
 # Environment:
 #   REDIS_URL         default redis://127.0.0.1:6379   (Redis >= 6.2 is required)
-#   DATABASE_URL      default mysql://root@127.0.0.1:3306/oms
-#   OMS_SERVICES_DIR  default /var/lib/oms-services; private instances live in
+#   DATABASE_URL      default: the URL kept in DIR/database-url if that file exists
+#                     (see below), else mysql://root@127.0.0.1:3306/oms
+#   OMS_SERVICES_DIR  DIR, default /var/lib/oms-services; private instances live in
 #                     DIR/redis-PORT and DIR/mariadb-PORT
 #
 # What it does, per service:
@@ -21,19 +23,32 @@
 #   * Hosts that are not loopback (127.x, localhost, ::1) are only checked.
 #   * Otherwise missing packages are installed with apt-get (redis-server,
 #     redis-tools, mariadb-server, mariadb-client) and the server is started
-#     without systemd: Redis daemonised, bound to loopback, without persistence;
-#     MariaDB either the packaged server (port 3306 with an initialised
-#     /var/lib/mysql) or a private instance with its own datadir.
-#   * A MariaDB that lets root in only through its unix socket gets the URL's
-#     user created for TCP logins from 127.0.0.1 and localhost.
-# Passwords are never printed. Starting MariaDB and installing packages need
-# root (sudo is used when available).
+#     without systemd, as its own system user (redis, mysql): Redis daemonised,
+#     bound to loopback, without persistence; MariaDB either the packaged server
+#     (port 3306 with an initialised /var/lib/mysql) or a private instance with its
+#     own datadir. A server that does not come up is reported with the last lines
+#     of its own log and output.
+#   * A MariaDB whose accounts refuse the URL's user over TCP (Debian's stock
+#     root@localhost accepts only unix-socket logins, and a TCP login from
+#     127.0.0.1 is matched to root@localhost) is fixed through a root login over
+#     the unix socket:
+#       - DATABASE_URL not set: a dedicated user `oms` (@127.0.0.1, @localhost)
+#         with a generated password and ALL PRIVILEGES (the tests create and drop
+#         their own databases) is created, and its URL
+#         mysql://oms:PASSWORD@HOST:PORT/oms is written to DIR/database-url
+#         (mode 0600, owned by the user running this script). ops/demo.sh and
+#         ops/test.sh export it as DATABASE_URL when DATABASE_URL is not set;
+#       - DATABASE_URL set: its user is created with its password.
+# Passwords are never printed. Installing packages, starting servers as their
+# users and the socket login need root (sudo -n is used when available).
 set -euo pipefail
 
 readonly DEFAULT_REDIS_URL="redis://127.0.0.1:6379"
 readonly DEFAULT_DATABASE_URL="mysql://root@127.0.0.1:3306/oms"
 readonly WAIT_SECONDS=30
 SERVICES_DIR="${OMS_SERVICES_DIR:-/var/lib/oms-services}"
+# Where the URL of a generated `oms` MySQL user is kept.
+DATABASE_URL_FILE="$SERVICES_DIR/database-url"
 APT_UPDATED=0
 
 say() { printf 'services: %s\n' "$*"; }
@@ -126,6 +141,25 @@ as_root() {
     fi
 }
 
+# spawn_as_root LOG COMMAND...: start COMMAND as root in its own session, detached,
+# stdin from /dev/null, stdout and stderr appended to LOG (so that a server failing
+# before its own log is open still says why). SPAWNED_PID is COMMAND's PID when
+# running as root (sudo's otherwise); nothing of this script waits for it.
+SPAWNED_PID=""
+spawn_as_root() {
+    local log=$1
+    shift
+    if [[ $EUID -eq 0 ]]; then
+        setsid "$@" </dev/null >>"$log" 2>&1 &
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        # shellcheck disable=SC2016 # expanded by the inner shell
+        sudo -n sh -c 'log=$1; shift; exec setsid "$@" </dev/null >>"$log" 2>&1' sh "$log" "$@" &
+    else
+        fail "need root to run: $*"
+    fi
+    SPAWNED_PID=$!
+}
+
 # apt_install PACKAGE...: install with apt-get (update once per run).
 apt_install() {
     command -v apt-get >/dev/null 2>&1 || fail "apt-get not found; install these packages by hand: $*"
@@ -145,32 +179,39 @@ apt_install() {
     fi
 }
 
-# wait_for DESCRIPTION LOGFILE PID CHECK...: poll CHECK every 0.2 s for up to
-# WAIT_SECONDS; on timeout (or if PID, when given, dies) show the log and fail.
+# wait_for DESCRIPTION LOGFILES PID CHECK...: poll CHECK every 0.2 s for up to
+# WAIT_SECONDS; on timeout (or if PID, when given, dies) show the logs (LOGFILES:
+# space-separated paths) and fail.
 wait_for() {
-    local what=$1 log=$2 pid=$3
+    local what=$1 pid=$3 log=()
+    read -ra log <<<"$2"
     shift 3
     local deadline=$((SECONDS + WAIT_SECONDS))
     while ! "$@"; do
-        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-            show_log "$log"
+        if [[ -n $pid && ! -d /proc/$pid ]]; then
+            show_log "${log[@]}"
             fail "$what exited during startup"
         fi
         if ((SECONDS >= deadline)); then
-            show_log "$log"
+            show_log "${log[@]}"
             fail "$what did not answer within ${WAIT_SECONDS}s"
         fi
         sleep 0.2
     done
 }
 
+# show_log FILE...: the last lines of each file (a server's own reasons).
 show_log() {
-    if [[ -r $1 ]]; then
-        printf 'services: last lines of %s:\n' "$1" >&2
-        tail -n 20 "$1" | sed 's/^/services:   /' >&2
-    else
-        printf 'services: no log at %s\n' "$1" >&2
-    fi
+    local f
+    for f in "$@"; do
+        [[ -n $f ]] || continue
+        if [[ -r $f ]] || { [[ -e $f ]] && as_root test -r "$f" 2>/dev/null; }; then
+            printf 'services: last lines of %s:\n' "$f" >&2
+            as_root tail -n 20 "$f" | sed 's/^/services:   /' >&2
+        else
+            printf 'services: no log at %s\n' "$f" >&2
+        fi
+    done
 }
 
 # --------------------------------------------------------------------- redis
@@ -249,17 +290,25 @@ ensure_redis() {
         fi
     fi
 
-    local dir="$SERVICES_DIR/redis-$R_PORT" bind
+    local dir="$SERVICES_DIR/redis-$R_PORT" bind run_as=()
     bind=$(bind_address "$R_HOST")
+    # As root, the server runs as the packaged `redis` user (never as root).
+    if [[ $EUID -eq 0 ]] && id redis >/dev/null 2>&1; then run_as=(runuser -u redis --); fi
     if [[ ! -d $dir ]]; then
         mkdir -p "$dir"
         say "created $dir"
     fi
+    if ((${#run_as[@]})); then
+        chown redis:redis "$dir"
+        chmod a+x "$SERVICES_DIR"
+    fi
     local args=(--daemonize yes --bind "$bind" --port "$R_PORT" --dir "$dir"
         --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" --save "" --appendonly no)
     if [[ -n $R_PASS ]]; then args+=(--requirepass "$R_PASS"); fi
-    say "starting redis-server on $(show_addr "$bind" "$R_PORT") (dir $dir, no persistence${R_PASS:+, password from REDIS_URL})"
-    if ! redis-server "${args[@]}"; then
+    say "starting redis-server${run_as:+ as user redis} on $(show_addr "$bind" "$R_PORT") (dir $dir, no persistence${R_PASS:+, password from REDIS_URL})"
+    local out
+    if ! out=$("${run_as[@]}" redis-server "${args[@]}" 2>&1); then
+        printf 'services:   %s\n' "$out" >&2
         show_log "$dir/redis.log"
         fail "redis-server failed to start"
     fi
@@ -279,6 +328,8 @@ ensure_redis() {
 # --------------------------------------------------------------------- mysql
 
 M_HOST="" M_PORT="" M_USER="" M_PASS="" MYSQL_CLIENT="" MYSQL_REPLY=""
+# M_URL_SOURCE: env (DATABASE_URL), file (DATABASE_URL_FILE) or default.
+M_URL_SOURCE="" M_URL_USER="" M_DATABASE=""
 # 1 when this run initialised the private datadir: its users may then be given
 # the password of DATABASE_URL.
 FRESH_DATADIR=0
@@ -325,23 +376,51 @@ sql_quote() {
     printf "'%s'" "${s//\'/\\\'}"
 }
 
-# mysql_socket_root [SOCKET] ARGS...: the client as root over the unix socket.
+# mysql_socket_root SOCKET ARGS...: the client as root over the unix socket (as
+# root: Debian's root@localhost authenticates the OS user through the socket).
+# SOCKET empty: the client's configured socket. SQL may come on stdin.
 mysql_socket_root() {
     local sock=$1
     shift
     local cmd=("$MYSQL_CLIENT" --protocol=SOCKET -uroot --connect-timeout=5 -N -B)
     if [[ -n $sock ]]; then cmd+=(-S "$sock"); fi
-    env -u MYSQL_PWD "${cmd[@]}" "$@"
+    as_root env -u MYSQL_PWD "${cmd[@]}" "$@"
 }
 
-# A fresh Debian MariaDB lets root in only through its unix socket: create the
-# URL's user for TCP logins, via a root socket login.
+# A random password of 32 letters and digits (safe in a URL as it is).
+generate_password() {
+    local p=""
+    while ((${#p} < 32)); do
+        p+=$(head -c 64 /dev/urandom | tr -dc 'A-Za-z0-9')
+    done
+    printf '%s' "${p:0:32}"
+}
+
+# write_database_url URL: keep URL in DATABASE_URL_FILE, mode 0600, owned by the
+# user running this script (demo.sh and test.sh read it).
+write_database_url() {
+    local owner
+    owner="$(id -u):$(id -g)"
+    as_root mkdir -p "$SERVICES_DIR"
+    as_root install -m 0600 -o "${owner%:*}" -g "${owner#*:}" /dev/null "$DATABASE_URL_FILE"
+    printf '%s\n' "$1" | as_root tee "$DATABASE_URL_FILE" >/dev/null
+}
+
+# The server refuses the URL's user over TCP: fix the accounts through a root
+# login over the unix socket (see the header).
 mysql_fix_tcp_login() {
-    local sock="" private="$SERVICES_DIR/mariadb-$M_PORT/mysqld.sock"
+    local sock="" private="$SERVICES_DIR/mariadb-$M_PORT/mysqld.sock" reply
     if [[ -S $private ]]; then sock=$private; fi
     local how="root over the unix socket${sock:+ $sock}"
-    if ! mysql_socket_root "$sock" -e 'SELECT 1' >/dev/null 2>&1; then
-        fail "TCP login as '$M_USER' to $(show_addr "$M_HOST" "$M_PORT") failed (${MYSQL_REPLY:-no reply}) and $how is not possible either"
+    if ! reply=$(mysql_socket_root "$sock" -e 'SELECT 1' 2>&1); then
+        fail "TCP login as '$M_USER' to $(show_addr "$M_HOST" "$M_PORT") failed (${MYSQL_REPLY:-no reply}) and $how is not possible either (${reply:-no reply}); set DATABASE_URL to an account that can log in over TCP, or run this as root"
+    fi
+    local generated=0
+    if [[ $M_URL_SOURCE != env ]]; then
+        # No DATABASE_URL given: a dedicated user with a generated password.
+        generated=1
+        M_USER=oms
+        M_PASS=$(generate_password)
     fi
     local user pass hosts=(127.0.0.1 localhost) h sql="" accounts=()
     user=$(sql_quote "$M_USER")
@@ -352,7 +431,7 @@ mysql_fix_tcp_login() {
         if [[ -n $M_PASS ]]; then
             pass=$(sql_quote "$M_PASS")
             sql+="CREATE USER IF NOT EXISTS $account IDENTIFIED BY $pass; "
-            if ((FRESH_DATADIR)); then
+            if ((FRESH_DATADIR || generated)); then
                 sql+="ALTER USER $account IDENTIFIED BY $pass; "
             fi
         else
@@ -362,15 +441,20 @@ mysql_fix_tcp_login() {
         accounts+=("'$M_USER'@'$h'")
     done
     sql+="FLUSH PRIVILEGES;"
-    if ! mysql_socket_root "$sock" -e "$sql" >/dev/null; then
-        fail "creating the MySQL user '$M_USER' via $how failed"
+    # The SQL (with the password) goes on stdin, never on a command line.
+    if ! reply=$(mysql_socket_root "$sock" <<<"$sql" 2>&1); then
+        fail "creating the MySQL user '$M_USER' via $how failed: $reply"
     fi
     local pw_note=""
-    if [[ -n $M_PASS ]]; then
+    if ((generated)); then
+        local url="mysql://$M_USER:$M_PASS@$(show_addr "$M_HOST" "$M_PORT")/$M_DATABASE"
+        write_database_url "$url"
+        pw_note=" with a generated password; DATABASE_URL=$(mask_url "$url") kept in $DATABASE_URL_FILE (mode 0600; ops/demo.sh and ops/test.sh use it when DATABASE_URL is not set)"
+    elif [[ -n $M_PASS ]]; then
         pw_note=" with the password from DATABASE_URL"
         if ((FRESH_DATADIR)); then pw_note+=" (also set on existing accounts of the new datadir)"; fi
     fi
-    say "TCP login as '$M_USER' failed; via $how created (if missing) ${accounts[*]}$pw_note, granted ALL PRIVILEGES WITH GRANT OPTION, flushed privileges"
+    say "TCP login as '${M_URL_USER}' failed (${MYSQL_REPLY:-no reply}); via $how created (if missing) ${accounts[*]}$pw_note, granted ALL PRIVILEGES WITH GRANT OPTION, flushed privileges"
     if ! mysql_login_ok; then
         fail "TCP login as '$M_USER' to $(show_addr "$M_HOST" "$M_PORT") still fails: $MYSQL_REPLY (does '$M_USER' already exist with another password?)"
     fi
@@ -392,13 +476,14 @@ mariadb_bin() {
 }
 
 start_packaged_mariadb() {
-    local server=$1 log=/var/log/mysql/error.log
+    local server=$1 log=/var/log/mysql/error.log out=/var/log/mysql/mariadbd.out
+    id mysql >/dev/null 2>&1 || fail "there is no 'mysql' system user to run mariadbd as"
     as_root install -d -o mysql -g mysql -m 755 /run/mysqld
     as_root install -d -o mysql -g adm -m 2750 /var/log/mysql
-    say "starting the packaged MariaDB server $server (datadir /var/lib/mysql, port 3306)"
-    as_root start-stop-daemon --start --oknodo --background --pidfile /run/mysqld/mysqld.pid \
-        --exec "$server" -- --log-error="$log"
-    wait_for "mariadbd" "$log" "" port_open "$M_HOST" "$M_PORT"
+    say "starting the packaged MariaDB server $server as user mysql (datadir /var/lib/mysql, port 3306, log $log)"
+    spawn_as_root "$out" "$server" --user=mysql --log-error="$log"
+    wait_for "mariadbd" "$log $out" "$SPAWNED_PID" port_open "$M_HOST" "$M_PORT"
+    say "mariadbd is up (pid $SPAWNED_PID)"
 }
 
 start_private_mariadb() {
@@ -426,19 +511,32 @@ start_private_mariadb() {
         as_root chown -R mysql:mysql "$dir"
         FRESH_DATADIR=1
     fi
-    say "starting a private mariadbd on $(show_addr "$bind" "$M_PORT") (datadir $dir/data, socket $dir/mysqld.sock)"
-    as_root setsid nohup "$server" --no-defaults --datadir="$dir/data" --port="$M_PORT" \
+    say "starting a private mariadbd as user mysql on $(show_addr "$bind" "$M_PORT") (datadir $dir/data, socket $dir/mysqld.sock)"
+    spawn_as_root "$dir/mariadbd.out" "$server" --no-defaults --datadir="$dir/data" --port="$M_PORT" \
         --bind-address="$bind" --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
         --user=mysql --innodb-flush-log-at-trx-commit=1 --max-connections=500 \
-        --log-error="$dir/error.log" </dev/null >/dev/null 2>&1 &
-    local pid=$!
-    wait_for "mariadbd" "$dir/error.log" "$pid" port_open "$M_HOST" "$M_PORT"
+        --log-error="$dir/error.log"
+    wait_for "mariadbd" "$dir/error.log $dir/mariadbd.out" "$SPAWNED_PID" port_open "$M_HOST" "$M_PORT"
+    say "mariadbd is up (pid $SPAWNED_PID)"
 }
 
 ensure_mysql() {
-    local url=${DATABASE_URL:-$DEFAULT_DATABASE_URL}
+    local url
+    if [[ -n ${DATABASE_URL:-} ]]; then
+        url=$DATABASE_URL M_URL_SOURCE=env
+    elif [[ -s $DATABASE_URL_FILE ]] && url=$(cat "$DATABASE_URL_FILE" 2>/dev/null || as_root cat "$DATABASE_URL_FILE"); then
+        M_URL_SOURCE=file
+        say "mysql: DATABASE_URL not set; using the one kept in $DATABASE_URL_FILE"
+    else
+        url=$DEFAULT_DATABASE_URL M_URL_SOURCE=default
+    fi
     parse_url "$url" 3306
-    M_HOST=$U_HOST M_PORT=$U_PORT M_USER=${U_USER:-root} M_PASS=$U_PASS
+    M_HOST=$U_HOST M_PORT=$U_PORT M_USER=${U_USER:-root} M_PASS=$U_PASS M_URL_USER=${U_USER:-root}
+    M_DATABASE=${url#*://}
+    M_DATABASE=${M_DATABASE#*/}
+    [[ $M_DATABASE != "${url#*://}" ]] || M_DATABASE=""
+    M_DATABASE=${M_DATABASE%%[?#]*}
+    M_DATABASE=${M_DATABASE:-oms}
     case $U_SCHEME in
     mysql | mariadb) ;;
     *) fail "DATABASE_URL must start with mysql://, got $(mask_url "$url")" ;;
@@ -484,24 +582,66 @@ ensure_mysql() {
     mysql_report_up
 }
 
+# --------------------------------------------------------------------- tools
+
+# A C compiler and linker (Rust's linker driver on Linux is `cc`; build scripts of
+# crates such as `ring` compile C): checked by compiling and linking a C program.
+ensure_build_tools() {
+    local probe="${TMPDIR:-/tmp}/oms-services-cc-probe.$$"
+    cc_works() {
+        command -v cc >/dev/null 2>&1 &&
+            printf 'int main(void) { return 0; }\n' | cc -x c - -o "$probe" >/dev/null 2>&1
+    }
+    if ! cc_works; then
+        apt_install gcc libc6-dev
+        cc_works || { rm -f "$probe"; fail "cc cannot compile and link a C program after installing gcc libc6-dev"; }
+    fi
+    rm -f "$probe"
+    say "build tools: $(cc --version | head -n 1)"
+}
+
+# What ops/test.sh runs besides cargo: python3 with PyYAML (ops/check-manifests.py),
+# openssl (the TLS tests make their certificates), ip (network namespace tests).
+ensure_test_tools() {
+    local missing=()
+    if ! command -v python3 >/dev/null 2>&1; then
+        missing+=(python3 python3-yaml)
+    elif ! python3 -c 'import yaml' >/dev/null 2>&1; then
+        # Debian's python3 is externally managed (PEP 668): pip is not the way.
+        missing+=(python3-yaml)
+    fi
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    if ((${#missing[@]})); then
+        apt_install "${missing[@]}"
+        python3 -c 'import yaml' 2>/dev/null || fail "python3 cannot import yaml after installing ${missing[*]} (a python3 other than Debian's first on PATH? $(command -v python3))"
+    fi
+    say "test tools: $(python3 --version 2>&1), PyYAML $(python3 -c 'import yaml; print(yaml.__version__)'), $(openssl version | cut -d' ' -f1-2)"
+}
+
 # ---------------------------------------------------------------------- main
 
 main() {
-    case ${1:-all} in
-    all)
-        ensure_redis
-        ensure_mysql
-        ;;
-    redis) ensure_redis ;;
-    mysql) ensure_mysql ;;
-    -h | --help)
-        sed -n '3,10p' "$0" | sed 's/^# \{0,1\}//'
-        ;;
-    *)
-        echo "usage: $0 [redis|mysql]" >&2
-        exit 2
-        ;;
-    esac
+    local target
+    for target in "${@:-all}"; do
+        case $target in
+        all)
+            ensure_redis
+            ensure_mysql
+            ;;
+        redis) ensure_redis ;;
+        mysql) ensure_mysql ;;
+        build-tools) ensure_build_tools ;;
+        test-tools) ensure_test_tools ;;
+        -h | --help)
+            sed -n '3,43p' "$0" | sed 's/^# \{0,1\}//'
+            ;;
+        *)
+            echo "usage: $0 [all|redis|mysql|build-tools|test-tools]..." >&2
+            exit 2
+            ;;
+        esac
+    done
 }
 
 main "$@"

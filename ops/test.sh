@@ -5,7 +5,11 @@
 # Usage: bash ops/test.sh [EXTRA CARGO TEST ARGS...]
 #
 # Steps, each announced with a `== step` line, stopping at the first failure:
-#   1. bash ops/services.sh        Redis and MariaDB up for REDIS_URL / DATABASE_URL
+#   1. bash ops/services.sh build-tools test-tools all
+#                                  a C toolchain, python3 + PyYAML, openssl, ip (apt-get
+#                                  when missing); Redis and MariaDB up for REDIS_URL /
+#                                  DATABASE_URL (DATABASE_URL unset: the URL that
+#                                  services.sh keeps for its generated `oms` user, if any)
 #      bash ops/prometheus/install.sh  prometheus and promtool (the scrape test needs them)
 #      promtool check config / test rules   ops/prometheus/prometheus.yml, alerts_test.yml
 #      python3 ops/check-manifests.py   syntax and key settings of the deployment files
@@ -21,8 +25,21 @@ cd "$(dirname "$0")/.."
 export RUST_BACKTRACE=1
 
 step() {
+    local start=$SECONDS
     printf '== %s\n' "$*"
     "$@"
+    printf '== %s: done in %ds\n' "$1${2:+ $2}" $((SECONDS - start))
+}
+
+# DATABASE_URL not set: the URL ops/services.sh keeps for the MySQL user it created
+# (a stock Debian MariaDB lets root in only through its unix socket), if any.
+use_kept_database_url() {
+    local kept=${OMS_SERVICES_DIR:-/var/lib/oms-services}/database-url
+    if [[ -z ${DATABASE_URL:-} && -r $kept ]]; then
+        DATABASE_URL=$(<"$kept")
+        export DATABASE_URL
+        echo "test: DATABASE_URL from $kept"
+    fi
 }
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -58,11 +75,11 @@ dependency_audit() {
     return "$rc"
 }
 
-step bash ops/services.sh
+step bash ops/services.sh build-tools test-tools all
+use_kept_database_url
 step bash ops/prometheus/install.sh
 step promtool check config ops/prometheus/prometheus.yml
 step promtool test rules ops/prometheus/alerts_test.yml
-python3 -c 'import yaml' 2>/dev/null || step python3 -m pip install -q pyyaml
 step python3 ops/check-manifests.py
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings

@@ -4,8 +4,11 @@
 //! and its own Redis prefix, so tests run in parallel against the one local MariaDB and
 //! Redis. Dropping the env drops the database and deletes the prefix's keys.
 //!
-//! Servers come from `OMS_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`) and
-//! `OMS_TEST_REDIS` (default `redis://127.0.0.1:6379`); `ops/services.sh` starts them.
+//! The tests take their servers from the programs' settings: `DATABASE_URL` (default
+//! `mysql://root@127.0.0.1:3306/oms`; its user needs the right to create and drop
+//! databases, and its database part is replaced by each test's own) and `REDIS_URL`
+//! (default `redis://127.0.0.1:6379`). `ops/test.sh` starts the servers and, when
+//! `DATABASE_URL` is not set, exports the URL of the MySQL user `ops/services.sh` created.
 
 pub mod api_client;
 pub mod invariants;
@@ -23,12 +26,35 @@ use oms_shared::redis_conn::RedisPool;
 use rand::Rng;
 use sqlx::MySqlPool;
 
+/// The MySQL server of `DATABASE_URL` (or its default) without database or parameters:
+/// `mysql://user:password@host:port`, to which a test appends `/its_database`.
 pub fn mysql_server() -> String {
-    std::env::var("OMS_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+    let url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/oms".into());
+    server_of(&url)
 }
 
+/// `REDIS_URL`, or the local server by default.
 pub fn redis_server() -> String {
-    std::env::var("OMS_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `scheme://user:password@host:port` of a server URL: path, query and fragment dropped.
+fn server_of(url: &str) -> String {
+    let mut parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("DATABASE_URL: {e}"));
+    parsed.set_path("");
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    parsed.as_str().trim_end_matches('/').to_string()
+}
+
+/// `url` with its password replaced by `password` (user, host and database kept).
+pub fn with_password(url: &str, password: &str) -> String {
+    let mut parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    parsed
+        .set_password(Some(password))
+        .unwrap_or_else(|()| panic!("{url} cannot carry a password"));
+    parsed.into()
 }
 
 /// One test's private database and Redis prefix.
@@ -309,5 +335,38 @@ pub fn order_row(
             })
             .collect(),
         order_date: None,
+    }
+}
+
+#[cfg(test)]
+mod server_url_tests {
+    use super::{server_of, with_password};
+
+    #[test]
+    fn the_server_of_a_database_url_keeps_credentials_and_drops_the_rest() {
+        assert_eq!(
+            server_of("mysql://oms:p%40ss@127.0.0.1:3306/oms?ssl-mode=disabled#x"),
+            "mysql://oms:p%40ss@127.0.0.1:3306"
+        );
+        assert_eq!(
+            server_of("mysql://root@db.example:3307/"),
+            "mysql://root@db.example:3307"
+        );
+        assert_eq!(
+            server_of("mysql://root@localhost"),
+            "mysql://root@localhost"
+        );
+    }
+
+    #[test]
+    fn a_wrong_password_replaces_the_urls_own_for_any_user() {
+        assert_eq!(
+            with_password("mysql://oms:s3cret@127.0.0.1:3306/oms_test_1", "wrong"),
+            "mysql://oms:wrong@127.0.0.1:3306/oms_test_1"
+        );
+        assert_eq!(
+            with_password("mysql://root@127.0.0.1:3306/db", "wrong"),
+            "mysql://root:wrong@127.0.0.1:3306/db"
+        );
     }
 }

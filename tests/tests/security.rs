@@ -337,12 +337,11 @@ async fn redis_password_and_acl_user_work_and_are_never_printed() {
         );
     }
 
-    // A wrong MySQL password (the shared server's root has none, so any is wrong).
+    // A wrong MySQL password: the URL's user, with a password it does not have.
     let mysql_secret = "pw-Mysql-88aa1";
     let mut vars = env_vars(&env);
     let db = vars.iter_mut().find(|(k, _)| *k == "DATABASE_URL").unwrap();
-    db.1 =
-        db.1.replacen("mysql://root@", &format!("mysql://root:{mysql_secret}@"), 1);
+    db.1 = oms_tests::with_password(&db.1, mysql_secret);
     let out = producer(&vars, &["reconcile"]);
     let (stdout, stderr) = text(&out);
     eprintln!(
