@@ -13,7 +13,8 @@
 #      a phone-sized screen under target/browser-test/.
 #
 # Usage: bash ops/browser-test.sh          (about 1 minute after the build)
-# Environment: OMS_TEST_MYSQL (default mysql://root@127.0.0.1:3306), OMS_TEST_REDIS.
+# Environment: DATABASE_URL (its server; a database of its own is used) and REDIS_URL,
+# as for the tests; without DATABASE_URL, the URL ops/services.sh keeps, if any.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=target/browser-test
@@ -32,9 +33,14 @@ cargo build --bins -q
 P=$PWD/target/debug/producer
 C=$PWD/target/debug/consumer
 
-MYSQL=${OMS_TEST_MYSQL:-mysql://root@127.0.0.1:3306}
+# The server of DATABASE_URL, without its database (as the tests read it).
+kept=${OMS_SERVICES_DIR:-/var/lib/oms-services}/database-url
+if [[ -z ${DATABASE_URL:-} && -r $kept ]]; then DATABASE_URL=$(<"$kept"); fi
+MYSQL=${DATABASE_URL:-mysql://root@127.0.0.1:3306/oms}
+MYSQL=${MYSQL%%\?*}
+if [[ ${MYSQL#*://} == */* ]]; then MYSQL=${MYSQL%/*}; fi
 ID=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
-export DATABASE_URL="$MYSQL/oms_browser_$ID" REDIS_URL=${OMS_TEST_REDIS:-redis://127.0.0.1:6379}
+export DATABASE_URL="$MYSQL/oms_browser_$ID" REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export OMS_PREFIX="oms_browser_$ID:" RUST_LOG=warn
 export OMS_API_TOKEN="browser-$ID-token"
 PORT=$((20000 + RANDOM % 20000))
@@ -43,7 +49,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS oms_browser_$ID" 2>/dev/null || true
+    { mysql -u root -e "DROP DATABASE IF EXISTS oms_browser_$ID" || mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS oms_browser_$ID"; } 2>/dev/null || true
     redis-cli --scan --pattern "oms_browser_$ID:*" 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1 || true
 }
 trap cleanup EXIT

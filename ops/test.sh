@@ -16,7 +16,10 @@
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --workspace --bins
-#   5. cargo test --workspace "$@"
+#   5. cargo test --workspace "$@"   (OMS_REBUILD_SEEDS=1,2,3: the randomised read-model
+#                                     test three times)
+#      bash ops/browser-test.sh     the dashboard in headless Chromium (apt-get chromium,
+#                                   npm playwright-core into target/)
 #   6. cargo deny (supply chain), see dependency_audit below
 # Runs from the repository root whatever the current directory is.
 set -euo pipefail
@@ -84,5 +87,8 @@ step python3 ops/check-manifests.py
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo build --workspace --bins
+# The randomised rebuilds-during-a-live-run test runs once per seed (tests/tests/read_models.rs).
+export OMS_REBUILD_SEEDS=${OMS_REBUILD_SEEDS:-1,2,3}
 step cargo test --workspace "$@"
+step bash ops/browser-test.sh
 step dependency_audit
