@@ -20,8 +20,13 @@ cd "$(dirname "$0")/.."
 DIR=target/browser-test
 mkdir -p "$DIR"
 
-if ! command -v chromium >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+# Debian's chromium, and node + npm for playwright-core when the machine has none.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+if ((${#missing[@]})); then
+    echo "browser-test: installing ${missing[*]} (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if [[ ! -d $DIR/node_modules/playwright-core ]]; then
     npm install --silent --no-audit --no-fund --prefix "$DIR" playwright-core@1 >/dev/null

@@ -33,7 +33,8 @@
 #      that socket. apt (Acquire::http::Proxy) and cargo ([http] proxy in
 #      /root/.cargo/config.toml) use it. It forwards plain HTTP requests and CONNECTs
 #      (port 443) to the package registries only: deb.debian.org, crates.io,
-#      index.crates.io, static.crates.io; anything else gets 403 (so
+#      index.crates.io, static.crates.io, registry.npmjs.org (the browser test's
+#      playwright-core; npm reads /root/.npmrc); anything else gets 403 (so
 #      `cargo deny check advisories`, which needs GitHub, reports "NOT CHECKED").
 #      Every request is logged to target/fresh-machine/relay-CASE.log. TLS is end to
 #      end, so the root trusts this machine's local CAs
@@ -57,7 +58,7 @@ WORK=$REPO/target/fresh-machine
 BASE_TAR=$WORK/bookworm-base.tar.gz
 MIRROR=http://deb.debian.org/debian
 RELAY_PORT=3128
-ALLOWED_HOSTS=deb.debian.org,crates.io,index.crates.io,static.crates.io
+ALLOWED_HOSTS=deb.debian.org,crates.io,index.crates.io,static.crates.io,registry.npmjs.org
 RUSTUP_HOME_HOST=${RUSTUP_HOME:-$HOME/.rustup}
 CARGO_HOME_HOST=${CARGO_HOME:-$HOME/.cargo}
 
@@ -228,6 +229,7 @@ prepare_root() {
     rm -f "$root/root/.cargo/bin/cargo-deny"
     [[ -f $CARGO_HOME_HOST/env ]] && cp "$CARGO_HOME_HOST/env" "$root/root/.cargo/env"
     printf '[http]\nproxy = "http://127.0.0.1:%s"\n' "$RELAY_PORT" >"$root/root/.cargo/config.toml"
+    printf 'proxy=http://127.0.0.1:%s\nhttps-proxy=http://127.0.0.1:%s\n' "$RELAY_PORT" "$RELAY_PORT" >"$root/root/.npmrc"
 
     # The committed tree, with /work/shared beside it.
     mkdir -p "$root/root/oms"
