@@ -13,6 +13,7 @@
 #      bash ops/prometheus/install.sh  prometheus and promtool (the scrape test needs them)
 #      promtool check config / test rules   ops/prometheus/prometheus.yml, alerts_test.yml
 #      python3 ops/check-manifests.py   syntax and key settings of the deployment files
+#      python3 ops/check-module-cycles.py   no module imports one that imports it back
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --workspace --bins
@@ -84,6 +85,7 @@ step bash ops/prometheus/install.sh
 step promtool check config ops/prometheus/prometheus.yml
 step promtool test rules ops/prometheus/alerts_test.yml
 step python3 ops/check-manifests.py
+step python3 ops/check-module-cycles.py
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo build --workspace --bins

@@ -14,11 +14,10 @@
 //!    aborted and we exit anyway (step 4 gets at most 5 s more): entries still held stay
 //!    pending and are claimed by other consumers (effects are idempotent).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use oms_shared::keys::StreamKeys;
-use oms_shared::payment::PaymentSimulator;
 use oms_shared::redis_conn::RedisPool;
 use oms_shared::OmsError;
 use sqlx::MySqlPool;
@@ -26,71 +25,30 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
-use crate::health::Health;
-use crate::intake::{backoff, sleep_or_shutdown, Batch};
-
-/// What every task of the process shares.
-pub struct Shared {
-    pub config: ConsumerConfig,
-    pub name: String,
-    pub keys: StreamKeys,
-    pub db: MySqlPool,
-    pub redis: RedisPool,
-    pub payment: PaymentSimulator,
-    pub health: Health,
-    /// `P queue:paused` as last read ([`crate::pause`]).
-    pub pause: crate::pause::PauseFlag,
-    applied_outbox: Mutex<Vec<u64>>,
-}
-
-impl Shared {
-    /// Notes an outbox row whose batch reached Redis, for deletion by housekeeping.
-    pub fn outbox_applied(&self, id: u64) {
-        self.applied_outbox
-            .lock()
-            .expect("outbox list lock")
-            .push(id);
-    }
-
-    pub fn take_applied_outbox(&self) -> Vec<u64> {
-        std::mem::take(&mut *self.applied_outbox.lock().expect("outbox list lock"))
-    }
-
-    pub fn requeue_applied_outbox(&self, ids: Vec<u64>) {
-        self.applied_outbox
-            .lock()
-            .expect("outbox list lock")
-            .extend(ids);
-    }
-}
+use crate::intake::Batch;
+use crate::retry;
+use crate::state::Shared;
 
 /// How long the last duties (applied outbox rows, closing connections) may take at exit.
 const FINAL_CLEANUP: Duration = Duration::from_secs(5);
 
-/// Connects to MySQL, retrying while it is unreachable (saying so), until `shutdown`.
+/// Connects to MySQL, retrying while it is unreachable (saying so), until `shutdown`;
+/// then refuses an unmigrated database.
 async fn connect_mysql(
     config: &ConsumerConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<MySqlPool>> {
     let url = &config.conn.database_url;
-    let mut attempt = 0;
-    loop {
-        match oms_shared::db::connect(url, config.concurrency as u32 + 4).await {
-            Ok(pool) => {
-                oms_shared::db::ensure_migrated(&pool, url).await?;
-                return Ok(Some(pool));
-            }
-            Err(e @ OmsError::MysqlUnreachable { .. }) if e.is_transient() => {
-                attempt += 1;
-                let wait = backoff(attempt).max(Duration::from_secs(1));
-                tracing::warn!("{e}; retrying in {wait:?}");
-                if sleep_or_shutdown(wait, shutdown).await {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let unreachable =
+        |e: &OmsError| matches!(e, OmsError::MysqlUnreachable { .. }) && e.is_transient();
+    let pool = retry::until_connected(shutdown, unreachable, || {
+        oms_shared::db::connect(url, config.concurrency as u32 + 4)
+    })
+    .await?;
+    if let Some(pool) = &pool {
+        oms_shared::db::ensure_migrated(pool, url).await?;
     }
+    Ok(pool)
 }
 
 /// Connects to Redis and joins the group, retrying while Redis is unreachable.
@@ -100,29 +58,15 @@ async fn connect_redis(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<RedisPool>> {
     let url = &config.conn.redis_url;
-    let mut attempt = 0;
-    loop {
-        let joined = async {
-            let pool = oms_shared::redis_conn::connect(url, config.concurrency + 4).await?;
-            let mut conn = pool.get().await?;
-            oms_shared::queue::ensure_group(&mut *conn, keys).await?;
-            drop(conn);
-            Ok::<_, OmsError>(pool)
-        }
-        .await;
-        match joined {
-            Ok(pool) => return Ok(Some(pool)),
-            Err(e) if e.is_transient() => {
-                attempt += 1;
-                let wait = backoff(attempt).max(Duration::from_secs(1));
-                tracing::warn!("{e}; retrying in {wait:?}");
-                if sleep_or_shutdown(wait, shutdown).await {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let pool = retry::until_connected(shutdown, OmsError::is_transient, || async {
+        let pool = oms_shared::redis_conn::connect(url, config.concurrency + 4).await?;
+        let mut conn = pool.get().await?;
+        oms_shared::queue::ensure_group(&mut *conn, keys).await?;
+        drop(conn);
+        Ok::<_, OmsError>(pool)
+    })
+    .await?;
+    Ok(pool)
 }
 
 /// Runs one consumer until `shutdown` is cancelled and the drain is over.
@@ -148,17 +92,15 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
         tracing::info!("starting paused (producer queue resume to start reading)");
     }
 
-    let shared = Arc::new(Shared {
-        name: name.clone(),
+    let shared = Arc::new(Shared::new(
+        config,
+        name.clone(),
         keys,
         db,
         redis,
         payment,
-        health: Health::default(),
-        pause: crate::pause::PauseFlag::new(paused),
-        applied_outbox: Mutex::new(Vec::new()),
-        config,
-    });
+        paused,
+    ));
     let rest = CancellationToken::new();
     let http = crate::http::serve(
         shared.config.metrics_addr,

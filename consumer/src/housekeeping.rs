@@ -11,9 +11,9 @@ use oms_shared::kpi::CompletedOrder;
 use oms_shared::store::outbox;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Shared;
 use crate::health::Service;
 use crate::metrics::{DEAD_LETTERS, IMPORT_ROWS, STREAM_LAG, STREAM_LENGTH, STREAM_PENDING};
+use crate::state::Shared;
 
 /// Outbox rows older than this are considered abandoned and applied by the sweeper.
 pub const OUTBOX_ABANDONED_AFTER_SECS: u64 = 30;

@@ -20,9 +20,10 @@ use oms_shared::queue::RawEntry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Shared;
 use crate::health::Service;
 use crate::metrics::{CLAIMED, REDIS_DURATION};
+use crate::retry::{backoff, sleep_or_shutdown};
+use crate::state::Shared;
 
 /// One stream entry handed to a worker.
 #[derive(Debug)]
@@ -90,19 +91,6 @@ fn to_delivery(entry: RawEntry) -> Delivery {
 
 /// Longest pause between two reads while the stream has nothing new.
 const IDLE_POLL_MAX: Duration = Duration::from_millis(100);
-
-/// Exponential backoff from 100 ms to 5 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
-}
-
-/// Sleeps `d` unless shutdown comes first; true when shutdown came.
-pub async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = shutdown.cancelled() => true,
-    }
-}
 
 /// Reads new entries until shutdown.
 pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: CancellationToken) {

@@ -24,4 +24,6 @@ pub mod intake;
 pub mod live_stats;
 pub mod metrics;
 pub mod pause;
+pub mod retry;
+pub mod state;
 pub mod workflow;

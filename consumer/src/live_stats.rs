@@ -7,7 +7,7 @@ use std::time::Duration;
 use oms_shared::order_stats::{self, Outcomes};
 use oms_shared::store::orders::RowOutcome;
 
-use crate::app::Shared;
+use crate::state::Shared;
 
 /// Terminal outcomes among `outcomes` (completed and failed; duplicates are not orders).
 pub fn terminal(outcomes: &[RowOutcome]) -> Outcomes {

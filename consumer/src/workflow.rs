@@ -26,20 +26,20 @@ use std::time::{Duration, Instant};
 
 use oms_shared::keys::CONSUMER_GROUP;
 use oms_shared::order::OrderRow;
-use oms_shared::order_rules::check_row;
 use oms_shared::queue::{parse_stream_id, push_dead_letters, DeadLetter};
 use oms_shared::store::orders::{reserve_stock, settle_payments, BatchRow, RowOutcome};
 use oms_shared::{OmsError, Result};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::app::Shared;
 use crate::health::Service;
-use crate::intake::{backoff, sleep_or_shutdown, Batch, Delivery};
+use crate::intake::{Batch, Delivery};
 use crate::metrics::{
     BATCH_DURATION, BATCH_ROWS, DEAD_LETTERS, IN_FLIGHT_ROWS, MESSAGES, MYSQL_DURATION, ORDERS,
     ORDER_DURATION, REDIS_DURATION, RETRIES, REVENUE_CENTS,
 };
+use crate::retry::{backoff, sleep_or_shutdown};
+use crate::state::Shared;
 
 /// How long a batch retries a transient error while the servers answer (deadlock,
 /// contention, a read-only server) before its rows are tried apart.
@@ -271,7 +271,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
         // Rows breaking a limit never run; the others do.
         let mut rows: Vec<(usize, BatchRow)> = Vec::new();
         for (i, row) in batch_rows(&batch.deliveries) {
-            match check_row(row.row) {
+            match row.row.check() {
                 Ok(()) => rows.push((i, row)),
                 Err(v) => {
                     tracing::warn!(entry = %batch.deliveries[i].id, line = row.row.line, identity = %row.row.identity, error = %v, "row refused");

@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OmsError, Result};
-use crate::order_rules::{normalize_email, MAX_ENTRY_BYTES, MAX_ROWS_PER_ENTRY};
+use crate::order_rules::{
+    self, normalize_email, RowViolation, MAX_ENTRY_BYTES, MAX_ROWS_PER_ENTRY,
+};
 
 /// Version of the chunk encoding, written in every entry's `v` field.
 pub const CHUNK_VERSION: &str = "1";
@@ -26,7 +28,7 @@ pub struct OrderIdentity(pub String);
 
 impl OrderIdentity {
     /// Longest identity stored (`orders.identity` is VARCHAR(128)).
-    pub const MAX_LEN: usize = 128;
+    pub const MAX_LEN: usize = order_rules::MAX_IDENTITY_CHARS;
 
     pub fn from_order_id(order_id: &str) -> Self {
         OrderIdentity(order_id.to_string())
@@ -84,6 +86,19 @@ pub struct OrderRow {
     /// The order's date from the file, if any (KPI day), as a UTC instant.
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub order_date: Option<DateTime<Utc>>,
+}
+
+impl OrderRow {
+    /// Checks the row against every limit the producer enforces
+    /// ([`order_rules::check_row`]): what a consumer does before trusting a stream entry.
+    pub fn check(&self) -> Result<(), RowViolation> {
+        order_rules::check_row(
+            self.identity.as_str(),
+            &self.customer_name,
+            &self.customer_email,
+            self.items.iter().map(|i| (i.sku.as_str(), i.quantity)),
+        )
+    }
 }
 
 /// An [`OrderItem`] borrowed from the CSV record it was validated from.

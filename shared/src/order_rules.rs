@@ -8,7 +8,7 @@
 //!   (`jose`/`josé`, `strasse`/`straße`, full-width letters, a soft hyphen, two emoji).
 //! - **Entries**: at most [`MAX_ENTRY_BYTES`] of fields and [`MAX_ROWS_PER_ENTRY`] rows;
 //!   the producer closes a chunk at [`CHUNK_CLOSE_BYTES`], so it never writes a bigger one.
-//! - **Rows** ([`check_row`]): identity 1–128 characters, name 1–255, a well-formed email
+//! - **Rows** ([`check_row`], through `OrderRow::check`): identity 1–128 characters, name 1–255, a well-formed email
 //!   of at most 254, 1–100 items of distinct non-empty skus (≤ 64 characters), quantities
 //!   1–10,000. The order's total must fit `orders.total` ([`MAX_ORDER_TOTAL`]).
 
@@ -16,8 +16,9 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use crate::money::Cents;
-use crate::order::{OrderIdentity, OrderRow};
 
+/// Longest identity stored (`orders.identity` is VARCHAR(128)).
+pub const MAX_IDENTITY_CHARS: usize = 128;
 pub const MAX_NAME_CHARS: usize = 255;
 pub const MAX_EMAIL_CHARS: usize = 254;
 /// An `order_id` plus `:<import id>` (with `--new`) must fit `orders.identity` (128).
@@ -139,71 +140,74 @@ pub fn quantity_allowed(quantity: u64) -> bool {
 }
 
 /// Checks a row read from the stream against every limit the producer enforces (see the
-/// module documentation). The email must already be in [`normalize_email`] form.
-pub fn check_row(row: &OrderRow) -> Result<(), RowViolation> {
-    let identity = row.identity.as_str();
-    if identity.is_empty() || longer_than(identity, OrderIdentity::MAX_LEN) {
+/// module documentation), given its fields (`items`: sku and quantity of each line; see
+/// `OrderRow::check`). The email must already be in [`normalize_email`] form.
+pub fn check_row<'a>(
+    identity: &str,
+    customer_name: &str,
+    customer_email: &str,
+    items: impl ExactSizeIterator<Item = (&'a str, u32)>,
+) -> Result<(), RowViolation> {
+    if identity.is_empty() || longer_than(identity, MAX_IDENTITY_CHARS) {
         return Err(violation(
             "invalid_identity",
-            format!(
-                "identity must be 1 to {} characters",
-                OrderIdentity::MAX_LEN
-            ),
+            format!("identity must be 1 to {MAX_IDENTITY_CHARS} characters"),
         ));
     }
-    if row.customer_name.trim().is_empty() || row.customer_email.is_empty() {
+    if customer_name.trim().is_empty() || customer_email.is_empty() {
         return Err(violation(
             "missing_field",
             "customer name or email is empty",
         ));
     }
-    if longer_than(&row.customer_name, MAX_NAME_CHARS) {
+    if longer_than(customer_name, MAX_NAME_CHARS) {
         return Err(violation(
             "field_too_long",
             format!("customer_name is longer than {MAX_NAME_CHARS} characters"),
         ));
     }
-    if longer_than(&row.customer_email, MAX_EMAIL_CHARS) {
+    if longer_than(customer_email, MAX_EMAIL_CHARS) {
         return Err(violation(
             "field_too_long",
             format!("customer_email is longer than {MAX_EMAIL_CHARS} characters"),
         ));
     }
-    if row.customer_name.contains('\0') {
+    if customer_name.contains('\0') {
         return Err(violation("malformed_row", "customer_name holds a NUL byte"));
     }
-    check_email(&row.customer_email).map_err(|why| violation("invalid_email", why))?;
-    if normalize_email(&row.customer_email) != row.customer_email.as_str() {
+    check_email(customer_email).map_err(|why| violation("invalid_email", why))?;
+    if normalize_email(customer_email) != customer_email {
         return Err(violation(
             "invalid_email",
             "customer_email is not lower-cased",
         ));
     }
-    if row.items.is_empty() {
+    let count = items.len();
+    if count == 0 {
         return Err(violation("invalid_products", "the order has no item"));
     }
-    if row.items.len() > MAX_ITEMS {
+    if count > MAX_ITEMS {
         return Err(violation(
             "too_many_items",
-            format!("{} items, at most {MAX_ITEMS}", row.items.len()),
+            format!("{count} items, at most {MAX_ITEMS}"),
         ));
     }
-    let mut seen: HashSet<&str> = HashSet::with_capacity(row.items.len());
-    for item in &row.items {
-        check_sku(&item.sku)?;
-        if !quantity_allowed(u64::from(item.quantity)) {
+    let mut seen: HashSet<&str> = HashSet::with_capacity(count);
+    for (sku, quantity) in items {
+        check_sku(sku)?;
+        if !quantity_allowed(u64::from(quantity)) {
             return Err(violation(
                 "invalid_quantity",
                 format!(
                     "sku {}: quantity {} is not a whole number from 1 to {MAX_QUANTITY}",
-                    item.sku, item.quantity
+                    sku, quantity
                 ),
             ));
         }
-        if !seen.insert(item.sku.as_str()) {
+        if !seen.insert(sku) {
             return Err(violation(
                 "duplicate_sku",
-                format!("sku {} appears twice (the producer sums them)", item.sku),
+                format!("sku {} appears twice (the producer sums them)", sku),
             ));
         }
     }
@@ -222,7 +226,7 @@ pub fn add_line(total: Cents, price: Cents, quantity: u32) -> Option<Cents> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::order::OrderItem;
+    use crate::order::{OrderIdentity, OrderItem, OrderRow};
 
     fn row(email: &str, items: &[(&str, u32)]) -> OrderRow {
         OrderRow {
@@ -242,7 +246,7 @@ mod tests {
     }
 
     fn code(r: &OrderRow) -> Option<&'static str> {
-        check_row(r).err().map(|v| v.code)
+        r.check().err().map(|v| v.code)
     }
 
     #[test]

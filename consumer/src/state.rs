@@ -1,0 +1,122 @@
+//! State shared by the consumer's tasks: one [`Shared`] per process, built by
+//! [`crate::app::run`] and handed (in an `Arc`) to intake, workers, housekeeping, the pause
+//! watcher and the HTTP endpoints. This module imports none of those tasks, so no module
+//! of the consumer imports one that imports it back.
+
+use std::sync::Mutex;
+
+use oms_shared::keys::StreamKeys;
+use oms_shared::payment::PaymentSimulator;
+use oms_shared::redis_conn::RedisPool;
+use sqlx::MySqlPool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConsumerConfig;
+use crate::health::Health;
+use crate::metrics::PAUSED;
+
+/// What every task of the process shares.
+pub struct Shared {
+    pub config: ConsumerConfig,
+    pub name: String,
+    pub keys: StreamKeys,
+    pub db: MySqlPool,
+    pub redis: RedisPool,
+    pub payment: PaymentSimulator,
+    pub health: Health,
+    /// `P queue:paused` as last read ([`crate::pause`]).
+    pub pause: PauseFlag,
+    applied_outbox: Mutex<Vec<u64>>,
+}
+
+impl Shared {
+    /// The state of a consumer that has connected to both servers; `paused` is the pause
+    /// flag read at start (a consumer started while paused starts paused).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: ConsumerConfig,
+        name: String,
+        keys: StreamKeys,
+        db: MySqlPool,
+        redis: RedisPool,
+        payment: PaymentSimulator,
+        paused: bool,
+    ) -> Self {
+        Shared {
+            config,
+            name,
+            keys,
+            db,
+            redis,
+            payment,
+            health: Health::default(),
+            pause: PauseFlag::new(paused),
+            applied_outbox: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Notes an outbox row whose batch reached Redis, for deletion by housekeeping.
+    pub fn outbox_applied(&self, id: u64) {
+        self.applied_outbox
+            .lock()
+            .expect("outbox list lock")
+            .push(id);
+    }
+
+    pub fn take_applied_outbox(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.applied_outbox.lock().expect("outbox list lock"))
+    }
+
+    pub fn requeue_applied_outbox(&self, ids: Vec<u64>) {
+        self.applied_outbox
+            .lock()
+            .expect("outbox list lock")
+            .extend(ids);
+    }
+}
+
+/// Whether consumption is paused, as last read from Redis.
+#[derive(Debug)]
+pub struct PauseFlag {
+    tx: watch::Sender<bool>,
+}
+
+impl PauseFlag {
+    pub fn new(paused: bool) -> Self {
+        metrics::gauge!(PAUSED).set(if paused { 1.0 } else { 0.0 });
+        PauseFlag {
+            tx: watch::Sender::new(paused),
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Records a new reading; logs and updates the gauge on a change.
+    pub fn set(&self, paused: bool) {
+        let changed = self.tx.send_if_modified(|v| {
+            let changed = *v != paused;
+            *v = paused;
+            changed
+        });
+        if changed {
+            metrics::gauge!(PAUSED).set(if paused { 1.0 } else { 0.0 });
+            if paused {
+                tracing::info!("queue paused: reading no new entries, finishing held work");
+            } else {
+                tracing::info!("queue resumed");
+            }
+        }
+    }
+
+    /// Waits while paused; true when `shutdown` came first.
+    pub async fn wait_while_paused(&self, shutdown: &CancellationToken) -> bool {
+        let mut rx = self.tx.subscribe();
+        tokio::select! {
+            _ = rx.wait_for(|paused| !*paused) => shutdown.is_cancelled(),
+            _ = shutdown.cancelled() => true,
+        }
+    }
+}
