@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use oms_shared::keys::CONSUMER_GROUP;
 use oms_shared::order::OrderRow;
-use oms_shared::queue::{parse_stream_id, push_dead_letters, DeadLetter};
+use oms_shared::queue::{self, parse_stream_id, push_dead_letters, DeadLetter};
 use oms_shared::store::orders::{reserve_stock, settle_payments, BatchRow, RowOutcome};
 use oms_shared::{OmsError, Result};
 use tokio_util::sync::CancellationToken;
@@ -177,23 +177,13 @@ fn is_outage(e: &OmsError) -> bool {
     }
 }
 
-/// `XCLAIM ... JUSTID` to ourselves: resets idle time without counting a delivery, so
-/// other consumers do not take entries this one is still working on.
+/// Keeps `ids` claimed by this consumer ([`queue::keep_claimed`]) so that others do not
+/// take entries it is still working on; best effort (a failure only risks a redelivery).
 async fn keep_claimed(shared: &Shared, ids: &[&str]) {
-    if ids.is_empty() {
-        return;
-    }
     let Ok(mut conn) = shared.redis.get().await else {
         return;
     };
-    let mut cmd = redis::cmd("XCLAIM");
-    cmd.arg(shared.keys.orders())
-        .arg(CONSUMER_GROUP)
-        .arg(&shared.name)
-        .arg(0)
-        .arg(ids)
-        .arg("JUSTID");
-    let _: redis::RedisResult<Vec<String>> = cmd.query_async(&mut *conn).await;
+    let _ = queue::keep_claimed(&mut *conn, &shared.keys, &shared.name, ids).await;
 }
 
 /// The rows of a batch, each with the index of the delivery it came from.

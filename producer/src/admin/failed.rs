@@ -170,11 +170,7 @@ async fn retry_page(
         }
     }
     let ids: Vec<&str> = rows.iter().map(|(l, _)| l.id.as_str()).collect();
-    redis::cmd("XDEL")
-        .arg(keys.dead_letters())
-        .arg(&ids)
-        .query_async::<u64>(&mut *rc)
-        .await?;
+    queue::delete_dead_letters(&mut *rc, keys, &ids).await?;
     Ok(())
 }
 

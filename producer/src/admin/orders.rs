@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use oms_shared::keys::{StreamKeys, CONSUMER_GROUP};
+use oms_shared::keys::StreamKeys;
 use oms_shared::order::decode_chunk;
 use oms_shared::order_stats::{self, Throughput};
 use oms_shared::queue::{self, DeadLetter};
@@ -134,13 +134,6 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-fn int(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        other => text(other)?.parse().ok(),
-    }
-}
-
 /// Whether an entry's fields hold a row of this identity (byte prefilter, then decode).
 fn entry_holds(entry_id: &str, fields: &[Value], identity: &str) -> bool {
     let needle = identity.as_bytes();
@@ -172,26 +165,12 @@ async fn find_pending(
     identity: &str,
 ) -> anyhow::Result<Option<InFlight>> {
     let mut rc = redis.get().await?;
-    let pending: Value = redis::cmd("XPENDING")
-        .arg(keys.orders())
-        .arg(CONSUMER_GROUP)
-        .arg("-")
-        .arg("+")
-        .arg(PENDING_SEARCH)
-        .query_async(&mut *rc)
-        .await?;
-    let Value::Array(list) = pending else {
-        return Ok(None);
-    };
-    let entries: Vec<(String, String, u64, u64)> = list
-        .iter()
-        .filter_map(|e| match e {
-            Value::Array(f) if f.len() >= 4 => {
-                Some((text(&f[0])?, text(&f[1])?, int(&f[2])?, int(&f[3])?))
-            }
-            _ => None,
-        })
-        .collect();
+    let entries: Vec<(String, String, u64, u64)> =
+        queue::pending_entries(&mut *rc, keys, PENDING_SEARCH)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.consumer, p.idle_ms, p.deliveries))
+            .collect();
     for page in entries.chunks(100) {
         let mut pipe = redis::pipe();
         for (id, ..) in page {

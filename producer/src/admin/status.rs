@@ -36,7 +36,6 @@ use oms_shared::keys::{StreamKeys, CONSUMER_GROUP};
 use oms_shared::queue::{self, ConsumerInfo};
 use oms_shared::redis_conn::RedisPool;
 use oms_shared::store::reports;
-use redis::Value;
 use serde::Serialize;
 use sqlx::MySqlPool;
 use std::collections::BTreeMap;
@@ -146,22 +145,6 @@ pub struct StatusSource {
     db: Option<MySqlPool>,
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        other => text(other)?.parse().ok(),
-    }
-}
-
 impl StatusSource {
     /// Connects to Redis, then (when an import is to be shown) to MySQL.
     pub async fn connect(conn: &ConnectionConfig, with_db: bool) -> anyhow::Result<Self> {
@@ -191,26 +174,16 @@ impl StatusSource {
         let dead_letters = queue::dead_letter_count(&mut *rc, &self.keys).await?;
         let paused = oms_shared::queue_control::is_paused(&mut *rc, &self.keys).await?;
         let oldest_pending = if stats.pending > 0 {
-            let reply: Value = redis::cmd("XPENDING")
-                .arg(self.keys.orders())
-                .arg(CONSUMER_GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(1)
-                .query_async(&mut *rc)
-                .await?;
-            match reply {
-                Value::Array(entries) => entries.first().and_then(|e| match e {
-                    Value::Array(f) if f.len() >= 4 => Some(PendingEntry {
-                        id: text(&f[0])?,
-                        consumer: text(&f[1])?,
-                        idle_ms: int(&f[2])?,
-                        deliveries: int(&f[3])?,
-                    }),
-                    _ => None,
-                }),
-                _ => None,
-            }
+            queue::pending_entries(&mut *rc, &self.keys, 1)
+                .await?
+                .into_iter()
+                .next()
+                .map(|p| PendingEntry {
+                    id: p.id,
+                    consumer: p.consumer,
+                    idle_ms: p.idle_ms,
+                    deliveries: p.deliveries,
+                })
         } else {
             None
         };
