@@ -71,7 +71,7 @@ pub async fn trim_applied(shared: &Shared) -> oms_shared::Result<u64> {
 }
 
 async fn probe(shared: &Shared) {
-    match sqlx::query("SELECT 1").execute(&shared.db).await {
+    match oms_shared::store::ping(&shared.db).await {
         Ok(_) => shared.health.up(Service::Mysql),
         Err(e) => shared.health.down(Service::Mysql, &e),
     }
@@ -103,20 +103,15 @@ async fn refresh_queue(shared: &Shared) -> oms_shared::Result<()> {
 }
 
 /// Sets `oms_import_rows_total{result}` from the `imports` table (all imports, all time).
-async fn refresh_import_rows(shared: &Shared) -> Result<(), sqlx::Error> {
-    let (enqueued, rejected, duplicate): (i64, i64, i64) = sqlx::query_as(
-        "SELECT CAST(COALESCE(SUM(rows_enqueued), 0) AS SIGNED), \
-         CAST(COALESCE(SUM(rows_rejected), 0) AS SIGNED), \
-         CAST(COALESCE(SUM(rows_duplicate), 0) AS SIGNED) FROM imports",
-    )
-    .fetch_one(&shared.db)
-    .await?;
+async fn refresh_import_rows(shared: &Shared) -> Result<(), oms_shared::OmsError> {
+    let (enqueued, rejected, duplicate) =
+        oms_shared::store::imports::row_totals(&shared.db).await?;
     for (result, rows) in [
         ("enqueued", enqueued),
         ("rejected", rejected),
         ("duplicate", duplicate),
     ] {
-        metrics::counter!(IMPORT_ROWS, "result" => result).absolute(rows.max(0) as u64);
+        metrics::counter!(IMPORT_ROWS, "result" => result).absolute(rows);
     }
     Ok(())
 }

@@ -122,8 +122,7 @@ async fn check_ready(shared: &Shared) -> Readiness {
             .query_async(&mut *conn)
             .await
             .map_err(|e| format!("redis: {e}"))?;
-        sqlx::query("SELECT 1")
-            .execute(&shared.db)
+        oms_shared::store::ping(&shared.db)
             .await
             .map_err(|e| format!("mysql: {e}"))?;
         Ok::<(), String>(())

@@ -9,7 +9,7 @@
 //! - [`order_rules`]: the limits of rows and entries, and the one email rule;
 //! - [`payment`]: the deterministic payment simulator;
 //! - [`kpi`]: KPI arithmetic (revenue, count, average order value) and period keys;
-//! - [`db`]: MySQL connection, database creation and embedded migrations;
+//! - [`db`] (= `store::db`): MySQL connection, database creation and embedded migrations;
 //! - [`redis_conn`]: Redis connection pools;
 //! - [`queue`]: the orders stream, its consumer group, trimming and dead letters;
 //! - [`queue_control`]: pausing and resuming every consumer (`P queue:paused`);
@@ -20,7 +20,7 @@
 //! - [`http_server`]: the bounded HTTP/1 server of every HTTP port (connections, timeouts).
 
 pub mod config;
-pub mod db;
+pub use store::db;
 pub mod env_file;
 pub mod error;
 pub mod http_server;

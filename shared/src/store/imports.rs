@@ -156,3 +156,17 @@ pub async fn import_revenue(pool: &MySqlPool, import_id: u64) -> Result<Cents> {
     .await?;
     Ok(Cents(cents.unwrap_or(0)))
 }
+
+/// Rows of all imports, all time: (enqueued, rejected, duplicate), for
+/// `oms_import_rows_total{result}`.
+pub async fn row_totals(pool: &MySqlPool) -> Result<(u64, u64, u64)> {
+    let (enqueued, rejected, duplicate): (i64, i64, i64) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(rows_enqueued), 0) AS SIGNED), \
+         CAST(COALESCE(SUM(rows_rejected), 0) AS SIGNED), \
+         CAST(COALESCE(SUM(rows_duplicate), 0) AS SIGNED) FROM imports",
+    )
+    .fetch_one(pool)
+    .await?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok((n(enqueued), n(rejected), n(duplicate)))
+}

@@ -9,12 +9,19 @@
 //! columns as VARBINARY, so they are selected as `CAST(col AS CHAR)` to decode as String.
 
 pub mod catalog;
+pub mod db;
 pub mod imports;
 pub mod lookup;
 pub mod orders;
 pub mod outbox;
 pub mod reports;
 pub mod schema;
+
+/// `SELECT 1`: whether the server answers now (health probes, `/readyz`).
+pub async fn ping(pool: &sqlx::MySqlPool) -> crate::error::Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
 
 /// Placeholders MySQL accepts in one prepared statement.
 pub const MAX_PLACEHOLDERS: usize = 65_535;
