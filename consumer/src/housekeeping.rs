@@ -159,7 +159,10 @@ pub fn stall_point(var: &str) {
     done.push(var.to_string());
     drop(done);
     tracing::warn!(point = var, "stopping this process (test stall point)");
-    let _ = std::process::Command::new("kill")
-        .args(["-STOP", &std::process::id().to_string()])
-        .status();
+    // raise() signals the calling thread, so SIGSTOP stops the whole process before this
+    // thread goes on (a `kill -STOP` from a child could land after it had moved on).
+    // SAFETY: raise takes a plain signal number and touches no memory of ours.
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
 }
