@@ -28,8 +28,10 @@ if ((${#missing[@]})); then
     echo "browser-test: installing ${missing[*]} (apt-get)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if [[ ! -d $DIR/node_modules/playwright-core ]]; then
-    npm install --silent --no-audit --no-fund --prefix "$DIR" playwright-core@1 >/dev/null
+# 1.60 runs on Debian 12's Node.js 18 (playwright-core 1.62 and later need Node 20).
+PLAYWRIGHT_CORE=1.60.0
+if ! grep -qs "\"version\": \"$PLAYWRIGHT_CORE\"" "$DIR/node_modules/playwright-core/package.json"; then
+    npm install --silent --no-audit --no-fund --prefix "$DIR" "playwright-core@$PLAYWRIGHT_CORE" >/dev/null
 fi
 if ! command -v cargo >/dev/null 2>&1 && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
     export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
