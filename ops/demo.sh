@@ -82,7 +82,7 @@ done
 
 step "import --wait"
 # --new: running the demo twice imports the same file again as new orders.
-"$P" import "$DIR/orders.csv" --new --wait --rejects "$DIR/rejects.csv"
+"$P" import "$DIR/orders.csv" --new --wait --rejects "$DIR/rejects.csv" --force
 
 step "KPIs (rebuilt from MySQL)"
 "$P" kpis generate
