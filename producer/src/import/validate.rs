@@ -542,27 +542,4 @@ mod tests {
         assert!(parse_order_date("0999-01-01").is_none());
         assert!(parse_order_date("2026-13-01").is_none());
     }
-
-    #[test]
-    fn emails() {
-        for ok in [
-            "a@b.co",
-            "first.last+tag@sub.example.org",
-            "josé@exämple.de",
-        ] {
-            assert_eq!(check_email(ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "",
-            "@b.co",
-            "a@",
-            "a@b",
-            "a@.b.co",
-            "a..b@c.de",
-            "a@b@c.de",
-            "a@-b.co",
-        ] {
-            assert!(check_email(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -115,16 +115,10 @@ pub async fn order_by_identity(pool: &MySqlPool, identity: &str) -> Result<Optio
 
 /// The `limit` most recent imports, newest first.
 pub async fn recent_imports(pool: &MySqlPool, limit: u32) -> Result<Vec<ImportRow>> {
-    Ok(sqlx::query_as(
-        "SELECT id, file_name, status, CAST(rows_total AS SIGNED) AS rows_total, \
-         CAST(rows_enqueued AS SIGNED) AS rows_enqueued, \
-         CAST(rows_rejected AS SIGNED) AS rows_rejected, \
-         CAST(rows_duplicate AS SIGNED) AS rows_duplicate, \
-         DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS created_at, \
-         DATE_FORMAT(finished_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS finished_at, \
-         CAST(TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) / 1000 AS SIGNED) AS age_ms \
-         FROM imports ORDER BY id DESC LIMIT ?",
-    )
+    Ok(sqlx::query_as(&format!(
+        "{} ORDER BY id DESC LIMIT ?",
+        super::reports::IMPORT_ROW_SELECT
+    ))
     .bind(limit)
     .fetch_all(pool)
     .await?)

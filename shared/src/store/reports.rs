@@ -168,21 +168,23 @@ pub struct ImportOutcomes {
     pub last_terminal_ms: Option<i64>,
 }
 
+/// The columns of an [`ImportRow`], from `imports` (add a `WHERE` / `ORDER BY`).
+pub(crate) const IMPORT_ROW_SELECT: &str =
+    "SELECT id, file_name, status, CAST(rows_total AS SIGNED) AS rows_total, \
+     CAST(rows_enqueued AS SIGNED) AS rows_enqueued, \
+     CAST(rows_rejected AS SIGNED) AS rows_rejected, \
+     CAST(rows_duplicate AS SIGNED) AS rows_duplicate, \
+     DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS created_at, \
+     DATE_FORMAT(finished_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS finished_at, \
+     CAST(TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) / 1000 AS SIGNED) AS age_ms \
+     FROM imports";
+
 /// One import's row, or `None` when there is no such import.
 pub async fn import_row(pool: &MySqlPool, import_id: u64) -> Result<Option<ImportRow>> {
-    Ok(sqlx::query_as(
-        "SELECT id, file_name, status, CAST(rows_total AS SIGNED) AS rows_total, \
-         CAST(rows_enqueued AS SIGNED) AS rows_enqueued, \
-         CAST(rows_rejected AS SIGNED) AS rows_rejected, \
-         CAST(rows_duplicate AS SIGNED) AS rows_duplicate, \
-         DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS created_at, \
-         DATE_FORMAT(finished_at, '%Y-%m-%dT%H:%i:%s.%fZ') AS finished_at, \
-         CAST(TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) / 1000 AS SIGNED) AS age_ms \
-         FROM imports WHERE id = ?",
-    )
-    .bind(import_id)
-    .fetch_optional(pool)
-    .await?)
+    Ok(sqlx::query_as(&format!("{IMPORT_ROW_SELECT} WHERE id = ?"))
+        .bind(import_id)
+        .fetch_optional(pool)
+        .await?)
 }
 
 /// Order outcomes of one import.
