@@ -7,6 +7,7 @@
 //! - [`keys`]: every Redis key name, in one place;
 //! - [`order`]: order identities, order rows and the stream chunk encoding;
 //! - [`order_rules`]: the limits of rows and entries, and the one email rule;
+//! - [`partition`]: which partition of the stream an order goes to (hash of the email);
 //! - [`payment`]: the deterministic payment simulator;
 //! - [`kpi`]: KPI arithmetic (revenue, count, average order value) and period keys;
 //! - [`db`] (= `store::db`): MySQL connection, database creation and embedded migrations;
@@ -30,6 +31,7 @@ pub mod money;
 pub mod order;
 pub mod order_rules;
 pub mod order_stats;
+pub mod partition;
 pub mod payment;
 pub mod queue;
 pub mod queue_control;
