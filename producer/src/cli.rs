@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 use oms_shared::config::ConnectionConfig;
 
 use crate::admin::{failed, kpis, leaderboard, queue, reconcile, status};
-use crate::{catalog, generate_cmd, import, serve};
+use crate::generate::command as generate_cmd;
+use crate::{catalog, import, serve};
 
 #[derive(Debug, Parser)]
 #[command(

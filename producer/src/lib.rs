@@ -6,7 +6,6 @@ pub mod admin;
 pub mod catalog;
 pub mod cli;
 pub mod generate;
-pub mod generate_cmd;
 pub mod import;
 pub mod report;
 pub mod serve;
