@@ -45,6 +45,8 @@ pub fn human_duration(ms: u64) -> String {
 }
 
 /// The report as text.
+// Long on purpose: one section per part of the report (stream, consumers, import), in the
+// order they are printed.
 pub fn render(report: &StatusReport) -> String {
     let s = &report.stream;
     let mut out = Vec::new();

@@ -84,6 +84,8 @@ impl AffinePermutation {
 /// `InvalidInput` when there are orders but no products, or when the date window leaves the
 /// years 1–9999 (checked before anything is written); otherwise whatever writing to `out`
 /// returns.
+// Long on purpose: one loop whose order of random draws *is* the output (determinism);
+// splitting it would hide that order across functions.
 pub fn write_orders<W: io::Write>(out: W, spec: &OrderSpec) -> io::Result<()> {
     if spec.count > 0 && spec.products == 0 {
         return Err(invalid("generate orders: --products must be at least 1"));

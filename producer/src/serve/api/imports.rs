@@ -189,33 +189,7 @@ pub async fn import_upload(
             ),
         ));
     };
-    // Stream the body to a temp file: memory stays flat whatever the size.
-    let dir = tempfile::tempdir().map_err(|e| anyhow::anyhow!("cannot create a temp dir: {e}"))?;
-    let path = dir.path().join(&name);
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-    let mut received: u64 = 0;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
-        received += chunk.len() as u64;
-        if received > limit {
-            return Err(ApiError::too_large(limit));
-        }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    }
-    file.flush().await.map_err(anyhow::Error::from)?;
-    drop(file);
-    if received == 0 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_csv",
-            "the body is empty: send a CSV file",
-        ));
-    }
+    let (dir, path) = spool_body(body, &name, limit).await?;
 
     let file_name = path.to_string_lossy().into_owned();
     let args = ImportArgs {
@@ -262,6 +236,43 @@ pub async fn import_upload(
             }
         }
     }
+}
+
+/// Streams the body to `name` in a new temp dir (memory stays flat whatever the size),
+/// refusing more than `limit` bytes and an empty body. The dir lives as long as the
+/// returned guard.
+async fn spool_body(
+    body: Body,
+    name: &str,
+    limit: u64,
+) -> Result<(tempfile::TempDir, std::path::PathBuf), ApiError> {
+    let dir = tempfile::tempdir().map_err(|e| anyhow::anyhow!("cannot create a temp dir: {e}"))?;
+    let path = dir.path().join(name);
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    let mut received: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
+    file.flush().await.map_err(anyhow::Error::from)?;
+    drop(file);
+    if received == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_csv",
+            "the body is empty: send a CSV file",
+        ));
+    }
+    Ok((dir, path))
 }
 
 fn accepted(import_id: u64) -> Response {
