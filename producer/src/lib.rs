@@ -5,7 +5,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod cli;
-pub mod generate;
+mod generate;
 pub mod import;
-pub mod report;
+mod report;
 pub mod serve;

@@ -38,7 +38,7 @@ pub enum GenerateCommand {
     },
 }
 
-pub fn run(cmd: GenerateCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cmd: GenerateCommand) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout().lock();
     let result = match cmd {
         GenerateCommand::Products { count, stock, seed } => {

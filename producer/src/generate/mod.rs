@@ -32,19 +32,19 @@ use std::io;
 
 use chrono::NaiveDate;
 
-pub mod command;
+pub(crate) mod command;
 mod customers;
 mod orders;
 mod products;
 #[cfg(test)]
 mod tests;
 
-pub use orders::write_orders;
-pub use products::write_products;
+pub(crate) use orders::write_orders;
+pub(crate) use products::write_products;
 
 /// What `write_products` generates.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProductSpec {
+pub(crate) struct ProductSpec {
     /// Number of products: skus `SKU-000001` … `SKU-<count>`.
     pub count: u32,
     /// `stock_quantity` of every product.
@@ -54,7 +54,7 @@ pub struct ProductSpec {
 
 /// What `write_orders` generates.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderSpec {
+pub(crate) struct OrderSpec {
     /// Number of order rows.
     pub count: u64,
     /// Skus are drawn from `SKU-000001` … `SKU-<products>`; must be at least 1 when `count > 0`.
@@ -75,11 +75,6 @@ const ORDERS_PER_CUSTOMER: u64 = 5;
 const MAX_SKU_DRAWS: u32 = 64;
 /// The csv writer's own buffer: the output is written in chunks this large.
 const WRITE_BUFFER: usize = 64 * 1024;
-
-/// The sku of product number `n`: `sku(1) == "SKU-000001"` (more digits past 999,999).
-pub fn sku(n: u32) -> String {
-    format!("SKU-{n:06}")
-}
 
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg.into())

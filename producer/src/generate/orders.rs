@@ -86,7 +86,7 @@ impl AffinePermutation {
 /// returns.
 // Long on purpose: one loop whose order of random draws *is* the output (determinism);
 // splitting it would hide that order across functions.
-pub fn write_orders<W: io::Write>(out: W, spec: &OrderSpec) -> io::Result<()> {
+pub(crate) fn write_orders<W: io::Write>(out: W, spec: &OrderSpec) -> io::Result<()> {
     if spec.count > 0 && spec.products == 0 {
         return Err(invalid("generate orders: --products must be at least 1"));
     }

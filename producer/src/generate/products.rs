@@ -135,7 +135,7 @@ fn price_cents(rng: &mut impl Rng, min: u32, max: u32) -> u32 {
 ///
 /// # Errors
 /// Whatever writing to `out` returns.
-pub fn write_products<W: io::Write>(out: W, spec: &ProductSpec) -> io::Result<()> {
+pub(crate) fn write_products<W: io::Write>(out: W, spec: &ProductSpec) -> io::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x7072_6f64_7563_7473); // "products"
     let mut w = csv_writer(out);
     w.write_record(["sku", "name", "price", "stock_quantity"])?;

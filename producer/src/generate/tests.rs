@@ -5,6 +5,11 @@ use std::time::Instant;
 
 use super::*;
 
+/// The sku of product number `n`: `sku(1) == "SKU-000001"` (more digits past 999,999).
+pub fn sku(n: u32) -> String {
+    format!("SKU-{n:06}")
+}
+
 fn end() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 3, 15).unwrap()
 }
