@@ -59,6 +59,7 @@ pub async fn add_chunks<C: ConnectionLike>(
             rows: rows.len(),
             first_line: rows.first().map(|r| r.line).unwrap_or(0),
             last_line: rows.last().map(|r| r.line).unwrap_or(0),
+            partition: 0,
         })
         .collect();
     add_encoded_chunks(conn, keys, import_id, &encoded).await
