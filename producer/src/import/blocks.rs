@@ -121,7 +121,7 @@ impl Layout {
 
     /// The first offset at or after `from` (> data_start) that follows a `\n`.
     fn next_line_start(&self, file: &File, from: u64) -> io::Result<u64> {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 8 * 1024];
         let mut pos = from - 1;
         while pos < self.size {
             let want = buf.len().min((self.size - pos) as usize);

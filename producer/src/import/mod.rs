@@ -172,24 +172,40 @@ pub async fn import(
             })
             .context("cannot start the source thread")?;
     }
-    let (source, file_handle, data_start, columns) = tokio::select! {
-        prepared = prepared_rx => prepared.context("the source thread failed")??,
-        _ = shutdown.cancelled() => {
-            prepare_stop.store(true, Ordering::Relaxed);
-            let name = if args.file == "-" { "stdin" } else { args.file.as_str() };
-            anyhow::bail!("{name}: interrupted while reading it (nothing was enqueued)");
+    // 2. Connections and the group, while the source thread hashes; a bad file is
+    // reported first all the same.
+    let connecting = async {
+        let db = oms_shared::db::connect(&conn.database_url, 2).await?;
+        oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
+        let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
+        let keys = StreamKeys::new(&conn.prefix);
+        {
+            let mut c = redis.get().await?;
+            oms_shared::queue::ensure_group(&mut *c, &keys).await?;
+        }
+        anyhow::Ok((db, redis, keys))
+    };
+    tokio::pin!(connecting, prepared_rx);
+    let mut connected = None;
+    let prepared = loop {
+        tokio::select! {
+            prepared = &mut prepared_rx => break prepared,
+            c = &mut connecting, if connected.is_none() => connected = Some(c),
+            _ = shutdown.cancelled() => {
+                prepare_stop.store(true, Ordering::Relaxed);
+                let name = if args.file == "-" { "stdin" } else { args.file.as_str() };
+                anyhow::bail!("{name}: interrupted while reading it (nothing was enqueued)");
+            }
         }
     };
+    let (source, file_handle, data_start, columns) =
+        prepared.context("the source thread failed")??;
+    let (db, redis, keys) = match connected {
+        Some(c) => c?,
+        None => connecting.await?,
+    };
 
-    // 2. Connections, the group, the imports row.
-    let db = oms_shared::db::connect(&conn.database_url, 2).await?;
-    oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
-    let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
-    let keys = StreamKeys::new(&conn.prefix);
-    {
-        let mut c = redis.get().await?;
-        oms_shared::queue::ensure_group(&mut *c, &keys).await?;
-    }
+    // 3. The imports row.
     // Only now that both servers answered: a failed connection leaves PATH untouched.
     let rejects_file = match &args.rejects {
         Some(path) => Some(rejects_file::create(path, args.force)?),
@@ -204,7 +220,7 @@ pub async fn import(
     let span = tracing::info_span!("import", import_id, file = %source.name);
     tracing::info!(parent: &span, sha256 = %source.sha256, bytes = source.size, already_imported_through, "import started");
 
-    // 3. Scan thread → enqueuer.
+    // 4. Scan threads → enqueuer.
     let progress = Arc::new(Progress::new(source.size));
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel(SHIPMENTS_IN_FLIGHT);

@@ -125,6 +125,16 @@ impl<R: Read> RecordReader<R> {
         reader
     }
 
+    /// Starts over on `source`, as [`RecordReader::at_record_boundary`] would, keeping the
+    /// buffers.
+    pub fn restart_at_record_boundary(&mut self, source: R) {
+        self.source = source;
+        self.core = csv_core::Reader::new();
+        (self.start, self.end, self.eof, self.first_fill) = (0, 0, false, false);
+        self.raw.clear();
+        self.bytes_consumed = 0;
+    }
+
     /// Line the reader is at: 1 + the newlines consumed so far.
     pub fn line(&self) -> u64 {
         self.core.line()

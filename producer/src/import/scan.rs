@@ -30,6 +30,10 @@ use super::progress::Progress;
 use super::scan_block::{self, Batch, Verdict, WorkerContext};
 use super::validate::{Columns, RejectReason};
 
+#[cfg(test)]
+#[path = "scan_tests.rs"]
+mod tests;
+
 /// How rows become stream entries.
 #[derive(Debug, Clone)]
 pub struct ScanSettings {
@@ -114,6 +118,21 @@ pub fn scan(
     progress: &Progress,
 ) -> ScanEnd {
     let layout = Layout::new(data.offset, data.size, BLOCK_BYTES);
+    scan_layout(file, layout, data.line, settings, rejects_file, tx, stop, progress)
+}
+
+/// [`scan`] with the blocks of `layout` (tests use tiny ones).
+#[allow(clippy::too_many_arguments)]
+fn scan_layout(
+    file: &File,
+    layout: Layout,
+    first_line: u64,
+    settings: &ScanSettings,
+    rejects_file: Option<csv::Writer<File>>,
+    tx: mpsc::Sender<Shipment>,
+    stop: &AtomicBool,
+    progress: &Progress,
+) -> ScanEnd {
     let chain = Chain::default();
     let quit = AtomicBool::new(false);
     let workers = settings.workers.max(1);
@@ -157,9 +176,9 @@ pub fn scan(
                 .map(EncodedChunk::for_partition)
                 .collect(),
             shipment: Shipment::default(),
-            bytes: data.offset,
+            bytes: layout.data_start,
         };
-        let end = sequencer.run(&receivers, &layout, &chain, data.line);
+        let end = sequencer.run(&receivers, &layout, &chain, first_line);
         // Workers waiting on a full channel or on the chain see this and stop.
         quit.store(true, Ordering::Relaxed);
         drop(receivers);

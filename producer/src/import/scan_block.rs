@@ -113,8 +113,13 @@ struct Gone;
 /// Scans worker `worker`'s blocks (of `workers`) until the last one or `quit`.
 pub fn work(worker: u64, workers: u64, ctx: &WorkerContext<'_>, tx: SyncSender<Batch>) {
     let mut block = worker;
+    let mut reader = RecordReader::at_record_boundary(
+        RangeSource::new(ctx.file, 0, 0),
+        Limits::default(),
+    );
+    reader.set_max_fields(ctx.columns.names.len() + 1);
     while block < ctx.layout.blocks() && !ctx.quit.load(Ordering::Relaxed) {
-        if scan_block(block, ctx, &tx).is_err() {
+        if scan_block(block, ctx, &mut reader, &tx).is_err() {
             return;
         }
         block += workers;
@@ -123,7 +128,12 @@ pub fn work(worker: u64, workers: u64, ctx: &WorkerContext<'_>, tx: SyncSender<B
 
 /// Reads block `block` from its boundary to the next block's, or further when a record
 /// runs past it and the block is in the chain.
-fn scan_block(block: u64, ctx: &WorkerContext<'_>, tx: &SyncSender<Batch>) -> Result<(), Gone> {
+fn scan_block<'f>(
+    block: u64,
+    ctx: &WorkerContext<'f>,
+    reader: &mut RecordReader<RangeSource<'f>>,
+    tx: &SyncSender<Batch>,
+) -> Result<(), Gone> {
     let mut batch = Batch::new(block);
     let fail = |mut batch: Batch, e: std::io::Error| {
         batch.error = Some(e.to_string());
@@ -138,9 +148,7 @@ fn scan_block(block: u64, ctx: &WorkerContext<'_>, tx: &SyncSender<Batch>) -> Re
         Err(e) => return fail(batch, e),
     };
     let mut next = block + 1;
-    let source = RangeSource::new(ctx.file, start, ctx.layout.size);
-    let mut reader = RecordReader::at_record_boundary(source, Limits::default());
-    reader.set_max_fields(ctx.columns.names.len() + 1);
+    reader.restart_at_record_boundary(RangeSource::new(ctx.file, start, ctx.layout.size));
     let mut reject_bytes = 0usize;
     loop {
         if ctx.quit.load(Ordering::Relaxed) {
