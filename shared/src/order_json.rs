@@ -28,9 +28,30 @@ pub enum IdentityParts<'a> {
     },
 }
 
+/// True when no byte of `s` needs a JSON escape (`"`, `\`, below 0x20); eight bytes at a
+/// time.
+fn needs_no_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Exact as a yes/no answer: some byte of `v` is zero / below 0x20.
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let has_below_space = |v: u64| v.wrapping_sub(ONES * 0x20) & !v & HIGH != 0;
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        let v = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        if has_below_space(v) || has_zero(v ^ (ONES * u64::from(b'"'))) || has_zero(v ^ (ONES * u64::from(b'\\'))) {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
 /// Appends `s` JSON-escaped, without quotes.
 fn write_escaped(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if needs_no_escape(s.as_bytes()) {
         out.extend_from_slice(s.as_bytes());
         return;
     }
@@ -78,10 +99,11 @@ pub fn write_row_tail(
 }
 
 /// An instant as chrono's serde writes it (`"2026-11-20T00:00:00Z"`).
-fn write_instant(out: &mut Vec<u8>, t: DateTime<Utc>) {
+fn write_instant(out: &mut Vec<u8>, instant: DateTime<Utc>) {
+    let t = instant.naive_utc();
     if t.nanosecond() != 0 || !(0..=9999).contains(&t.year()) {
         let mut ser = serde_json::Serializer::new(&mut *out);
-        serialize_instant(&Some(t), &mut ser).expect("an instant always serializes");
+        serialize_instant(&Some(instant), &mut ser).expect("an instant always serializes");
         return;
     }
     let mut buf = *b"\"0000-00-00T00:00:00Z\"";
@@ -145,6 +167,20 @@ mod tests {
 
     use super::*;
     use crate::order::{OrderIdentity, OrderRowRef};
+
+    #[test]
+    fn escape_check_finds_every_byte_that_needs_one() {
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0u8..=255 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    let expected = b >= 0x20 && b != b'"' && b != b'\\';
+                    assert_eq!(needs_no_escape(&s), expected, "{len} {at} {b}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn parts_encode_exactly_like_serde() {
