@@ -39,7 +39,10 @@ fn needs_no_escape(s: &[u8]) -> bool {
     let mut words = s.chunks_exact(8);
     for word in &mut words {
         let v = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-        if has_below_space(v) || has_zero(v ^ (ONES * u64::from(b'"'))) || has_zero(v ^ (ONES * u64::from(b'\\'))) {
+        if has_below_space(v)
+            || has_zero(v ^ (ONES * u64::from(b'"')))
+            || has_zero(v ^ (ONES * u64::from(b'\\')))
+        {
             return false;
         }
     }
@@ -201,39 +204,57 @@ mod tests {
             Some("1000-01-01T23:59:59Z".parse().unwrap()),
         ];
         let identities = [
-            (IdentityParts::OrderId {
-                order_id: "A-1",
-                new_import: None,
-            }, OrderIdentity::from_order_id("A-1")),
-            (IdentityParts::OrderId {
-                order_id: "q\"uote\t",
-                new_import: Some(42),
-            }, OrderIdentity::from_order_id_for_import("q\"uote\t", 42)),
-            (IdentityParts::Derived {
-                file_sha256: "ab12",
-                new_import: None,
-            }, OrderIdentity::derived("ab12", 7, None)),
-            (IdentityParts::Derived {
-                file_sha256: "ab12",
-                new_import: Some(3),
-            }, OrderIdentity::derived("ab12", 7, Some(3))),
+            (
+                IdentityParts::OrderId {
+                    order_id: "A-1",
+                    new_import: None,
+                },
+                OrderIdentity::from_order_id("A-1"),
+            ),
+            (
+                IdentityParts::OrderId {
+                    order_id: "q\"uote\t",
+                    new_import: Some(42),
+                },
+                OrderIdentity::from_order_id_for_import("q\"uote\t", 42),
+            ),
+            (
+                IdentityParts::Derived {
+                    file_sha256: "ab12",
+                    new_import: None,
+                },
+                OrderIdentity::derived("ab12", 7, None),
+            ),
+            (
+                IdentityParts::Derived {
+                    file_sha256: "ab12",
+                    new_import: Some(3),
+                },
+                OrderIdentity::derived("ab12", 7, Some(3)),
+            ),
         ];
         let mut ours = EncodedChunk::new();
         let mut rows = Vec::new();
         for (parts, identity) in &identities {
             for date in dates {
-                for (name, email) in [("Zoë \"Z\", Müller", "zoe@example.com"), ("山田 太郎", "a\\b@x.y")] {
+                for (name, email) in [
+                    ("Zoë \"Z\", Müller", "zoe@example.com"),
+                    ("山田 太郎", "a\\b@x.y"),
+                ] {
                     let mut tail = Vec::new();
                     write_row_tail(&mut tail, name, email, &items, date);
                     ours.push_parts(*parts, 7, &tail);
-                    rows.push(serde_json::to_vec(&OrderRowRef {
-                        identity: identity.as_str(),
-                        line: 7,
-                        customer_name: name,
-                        customer_email: email,
-                        items: &items,
-                        order_date: date,
-                    }).unwrap());
+                    rows.push(
+                        serde_json::to_vec(&OrderRowRef {
+                            identity: identity.as_str(),
+                            line: 7,
+                            customer_name: name,
+                            customer_email: email,
+                            items: &items,
+                            order_date: date,
+                        })
+                        .unwrap(),
+                    );
                 }
             }
         }
@@ -241,7 +262,10 @@ mod tests {
         let mut expected = b"[".to_vec();
         expected.extend(rows.join(&b","[..]));
         expected.push(b']');
-        assert_eq!(String::from_utf8(ours.rows_json).unwrap(), String::from_utf8(expected).unwrap());
+        assert_eq!(
+            String::from_utf8(ours.rows_json).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
         assert_eq!((ours.rows, ours.first_line, ours.last_line), (32, 7, 7));
     }
 }

@@ -38,6 +38,7 @@ pub mod blocks;
 pub mod enqueue;
 #[cfg(test)]
 mod hostile;
+pub mod products_canonical;
 pub mod progress;
 pub mod reader;
 pub mod rejects_file;

@@ -118,7 +118,16 @@ pub fn scan(
     progress: &Progress,
 ) -> ScanEnd {
     let layout = Layout::new(data.offset, data.size, BLOCK_BYTES);
-    scan_layout(file, layout, data.line, settings, rejects_file, tx, stop, progress)
+    scan_layout(
+        file,
+        layout,
+        data.line,
+        settings,
+        rejects_file,
+        tx,
+        stop,
+        progress,
+    )
 }
 
 /// [`scan`] with the blocks of `layout` (tests use tiny ones).
@@ -302,7 +311,8 @@ impl Sequencer<'_> {
                     });
                     if let Some(order_id) = order_id {
                         if !self.seen_order_ids.insert(*order_id_hash) {
-                            let detail = format!("order_id {order_id:?} appears earlier in the file");
+                            let detail =
+                                format!("order_id {order_id:?} appears earlier in the file");
                             let raw = raw.as_deref();
                             self.reject(line, RejectReason::DuplicateOrderId, detail, raw)?;
                             continue;
@@ -328,7 +338,8 @@ impl Sequencer<'_> {
                     if chunk.rows >= settings.chunk_size
                         || chunk.rows_json.len() >= oms_shared::order_rules::CHUNK_CLOSE_BYTES
                     {
-                        let full = std::mem::replace(chunk, EncodedChunk::for_partition(*partition));
+                        let full =
+                            std::mem::replace(chunk, EncodedChunk::for_partition(*partition));
                         self.shipment.chunks.push(full.finish());
                     }
                 }
@@ -360,7 +371,9 @@ impl Sequencer<'_> {
                 raw.unwrap_or_default(),
             );
             if let Err(e) = written {
-                return Err(ScanEnd::Failed(format!("--rejects file: cannot write: {e}")));
+                return Err(ScanEnd::Failed(format!(
+                    "--rejects file: cannot write: {e}"
+                )));
             }
         }
         self.shipment.rejects.push(RejectRow {

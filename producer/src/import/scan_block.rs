@@ -113,10 +113,8 @@ struct Gone;
 /// Scans worker `worker`'s blocks (of `workers`) until the last one or `quit`.
 pub fn work(worker: u64, workers: u64, ctx: &WorkerContext<'_>, tx: SyncSender<Batch>) {
     let mut block = worker;
-    let mut reader = RecordReader::at_record_boundary(
-        RangeSource::new(ctx.file, 0, 0),
-        Limits::default(),
-    );
+    let mut reader =
+        RecordReader::at_record_boundary(RangeSource::new(ctx.file, 0, 0), Limits::default());
     reader.set_max_fields(ctx.columns.names.len() + 1);
     while block < ctx.layout.blocks() && !ctx.quit.load(Ordering::Relaxed) {
         if scan_block(block, ctx, &mut reader, &tx).is_err() {

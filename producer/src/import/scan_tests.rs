@@ -103,7 +103,10 @@ fn hostile_file(seed: u64, rows: usize, id_column: bool) -> Vec<u8> {
     out.extend_from_slice(if id_column { b",order_id\r\n" } else { b"\n\n" });
     for i in 0..rows {
         let name = match rng.random_range(0..10) {
-            0 => format!("\"Multi\n{}line {i}\"", "x\n".repeat(rng.random_range(0..20))),
+            0 => format!(
+                "\"Multi\n{}line {i}\"",
+                "x\n".repeat(rng.random_range(0..20))
+            ),
             1 => format!("\"Quote \"\"{i}\"\", Jr.\""),
             2 => "\"unterminated".to_string(),
             3 => "x".repeat(if rng.random_bool(0.1) { 70_000 } else { 300 }),
@@ -123,8 +126,12 @@ fn hostile_file(seed: u64, rows: usize, id_column: bool) -> Vec<u8> {
                 rng.random_range(1..4)
             ),
         };
-        let date = ["2026-10-17", "", "2026-02-30", "2026-10-17T10:00:00.5+02:00"]
-            [rng.random_range(0..4)];
+        let date = [
+            "2026-10-17",
+            "",
+            "2026-02-30",
+            "2026-10-17T10:00:00.5+02:00",
+        ][rng.random_range(0..4)];
         let mut fields = vec![name, email, products, date.to_string()];
         if id_column {
             fields.push(match rng.random_range(0..4) {
