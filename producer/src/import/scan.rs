@@ -185,6 +185,7 @@ fn scan_layout(
                 .map(EncodedChunk::for_partition)
                 .collect(),
             shipment: Shipment::default(),
+            last_line: 0,
             bytes: layout.data_start,
         };
         let end = sequencer.run(&receivers, &layout, &chain, first_line);
@@ -206,6 +207,8 @@ struct Sequencer<'a> {
     /// The chunk being filled, per partition.
     open: Vec<EncodedChunk>,
     shipment: Shipment,
+    /// Line of the last record taken.
+    last_line: u64,
     /// Bytes of the file accounted for.
     bytes: u64,
 }
@@ -230,7 +233,7 @@ impl Sequencer<'_> {
                 let Ok(batch) = rx.recv() else {
                     return ScanEnd::Failed(format!(
                         "{}: a scan thread ended early after line {}",
-                        self.settings.file_name, self.shipment.through_line
+                        self.settings.file_name, self.last_line
                     ));
                 };
                 if batch.block < block {
@@ -242,7 +245,7 @@ impl Sequencer<'_> {
                 if let Some(e) = batch.error {
                     return ScanEnd::Failed(format!(
                         "{}: read error after line {}: {e}",
-                        self.settings.file_name, self.shipment.through_line
+                        self.settings.file_name, self.last_line
                     ));
                 }
                 if let Some(end) = batch.end {
@@ -272,8 +275,19 @@ impl Sequencer<'_> {
         ScanEnd::Finished
     }
 
-    /// Sends the shipment; false when the enqueuer is gone.
+    /// Sends the shipment; false when the enqueuer is gone. Its `through_line` stops
+    /// before the first row still in an open chunk: an import interrupted now resumes
+    /// from there, so those rows are not taken for enqueued.
     fn ship(&mut self) -> bool {
+        let open_from = self
+            .open
+            .iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| c.first_line)
+            .min();
+        if let Some(first) = open_from {
+            self.shipment.through_line = self.shipment.through_line.min(first - 1);
+        }
         self.progress.scanned(self.shipment.rows_read, self.bytes);
         self.tx
             .blocking_send(std::mem::take(&mut self.shipment))
@@ -289,6 +303,7 @@ impl Sequencer<'_> {
             let line = base_line + record.line - 1;
             self.shipment.rows_read += 1;
             self.shipment.through_line = line;
+            self.last_line = line;
             match &record.verdict {
                 Verdict::Rejected {
                     reason,

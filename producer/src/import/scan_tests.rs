@@ -20,6 +20,8 @@ struct Output {
     rows: u64,
     duplicates: u64,
     through_line: u64,
+    /// Each shipment's `through_line` and the first lines of its chunks.
+    shipments: Vec<(u64, Vec<u64>)>,
     rejects_file: String,
     end: String,
 }
@@ -58,6 +60,7 @@ fn scan_file(content: &[u8], block_bytes: u64, workers: usize, id_column: bool) 
         rows: 0,
         duplicates: 0,
         through_line: 0,
+        shipments: vec![],
         rejects_file: String::new(),
         end: String::new(),
     };
@@ -75,6 +78,8 @@ fn scan_file(content: &[u8], block_bytes: u64, workers: usize, id_column: bool) 
             )
         });
         while let Some(shipment) = rx.blocking_recv() {
+            let firsts = shipment.chunks.iter().map(|c| c.first_line).collect();
+            out.shipments.push((shipment.through_line, firsts));
             for c in shipment.chunks {
                 let json = String::from_utf8(c.rows_json).unwrap();
                 out.chunks.push((json, c.rows, c.first_line, c.last_line));
@@ -178,4 +183,23 @@ fn an_unterminated_quote_at_the_start_reads_to_the_end() {
     let parallel = scan_file(&content, 256, 2, false);
     assert_eq!(parallel, single);
     assert_eq!((single.rows, single.rejects.len()), (1, 1));
+}
+
+#[test]
+fn a_shipment_never_counts_rows_still_in_an_open_chunk() {
+    let mut content = b"customer_name,customer_email,products\n".to_vec();
+    for i in 0..10_000 {
+        let products = r#""[{""sku"":""S"",""quantity"":1}]""#;
+        content.extend_from_slice(format!("n{i},e{i}@x.io,{products}\n").as_bytes());
+    }
+    let out = scan_file(&content, 4096, 2, false);
+    assert_eq!((out.end.as_str(), out.rows), ("Finished", 10_000));
+    assert!(out.shipments.len() >= 3, "{:?}", out.shipments.len());
+    // Every chunk shipped later starts after what an earlier shipment accounted for.
+    for (i, (through, _)) in out.shipments.iter().enumerate() {
+        for (_, later) in &out.shipments[i + 1..] {
+            assert!(later.iter().all(|first| first > through), "shipment {i}");
+        }
+    }
+    assert_eq!(out.shipments.last().unwrap().0, 10_001);
 }
