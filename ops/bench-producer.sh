@@ -7,6 +7,8 @@
 # noisy, CPU per row is not. Three runs.
 #
 # Usage: bash ops/bench-producer.sh [ROWS]   (default 1000000)
+#        PRODUCER_BIN=/path/to/producer bash ops/bench-producer.sh   (compare another build;
+#        nothing is built then)
 # Uses database oms_bench and prefix oms_bench: (both removed at the end).
 set -euo pipefail
 
@@ -22,8 +24,12 @@ export RUST_LOG=warn
 
 command -v /usr/bin/time >/dev/null || { echo "bench: GNU time is needed (apt-get install time)" >&2; exit 1; }
 bash ops/services.sh >/dev/null
-cargo build --release --bins -q
-P=target/release/producer
+if [[ -n ${PRODUCER_BIN:-} ]]; then
+    P=$PRODUCER_BIN
+else
+    cargo build --release --bins -q
+    P=target/release/producer
+fi
 
 FILE="$DIR/orders-$ROWS.csv"
 if [[ ! -s $FILE ]]; then
