@@ -17,7 +17,7 @@ use oms_shared::order_json::write_row_tail;
 use oms_shared::partition::{partition_of, PartitionCount};
 
 use super::blocks::{Chain, Layout, RangeSource, Standing};
-use super::reader::{Limits, RecordReader};
+use super::reader::{Limits, Record, RecordReader};
 use super::validate::{validate_row, Columns, RejectReason};
 
 /// What the workers share.
@@ -162,53 +162,7 @@ fn scan_block<'f>(
             Ok(None) => break,
             Err(e) => return fail(batch, e),
         };
-        let raw = || {
-            let mut raw = String::from_utf8_lossy(record.raw).into_owned();
-            if record.raw_truncated {
-                raw.push('…');
-            }
-            raw
-        };
-        let verdict = match validate_row(&record, ctx.columns) {
-            Ok(row) => {
-                write_row_tail(
-                    &mut batch.tails,
-                    row.customer_name,
-                    &row.customer_email,
-                    &row.items,
-                    row.order_date,
-                );
-                let order_id_end = row.order_id.map(|id| {
-                    batch.order_ids.push_str(id);
-                    batch.order_ids.len()
-                });
-                let raw = (ctx.keep_raw && row.order_id.is_some()).then(raw);
-                reject_bytes += raw.as_ref().map_or(0, String::len);
-                Verdict::Valid {
-                    raw,
-                    tail_end: batch.tails.len(),
-                    order_id_end,
-                    order_id_hash: row
-                        .order_id
-                        .map(|id| ctx.order_id_hasher.hash_one(id))
-                        .unwrap_or(0),
-                    partition: partition_of(&row.customer_email, ctx.partitions),
-                }
-            }
-            Err(reject) => {
-                let raw = ctx.keep_raw.then(raw);
-                reject_bytes += reject.detail.len() + raw.as_ref().map_or(0, String::len);
-                Verdict::Rejected {
-                    reason: reject.reason,
-                    detail: reject.detail,
-                    raw,
-                }
-            }
-        };
-        batch.records.push(Scanned {
-            line: record.line,
-            verdict,
-        });
+        reject_bytes += scan_record(&record, ctx, &mut batch);
         if start + reader.bytes_consumed() > limit {
             // The record ran past the next block's boundary, which therefore fell inside
             // it: read on only if this block's records are the ones the sequencer takes.
@@ -237,4 +191,58 @@ fn scan_block<'f>(
         offset: if at_end { ctx.layout.size } else { limit },
     });
     tx.send(batch).map_err(|_| Gone)
+}
+
+/// Validates one record into `batch` (its tail, its order id, or its reject); the bytes
+/// of details and raw records it kept.
+fn scan_record(record: &Record<'_>, ctx: &WorkerContext<'_>, batch: &mut Batch) -> usize {
+    let mut kept = 0;
+    let raw = || {
+        let mut raw = String::from_utf8_lossy(record.raw).into_owned();
+        if record.raw_truncated {
+            raw.push('…');
+        }
+        raw
+    };
+    let verdict = match validate_row(record, ctx.columns) {
+        Ok(row) => {
+            write_row_tail(
+                &mut batch.tails,
+                row.customer_name,
+                &row.customer_email,
+                &row.items,
+                row.order_date,
+            );
+            let order_id_end = row.order_id.map(|id| {
+                batch.order_ids.push_str(id);
+                batch.order_ids.len()
+            });
+            let raw = (ctx.keep_raw && row.order_id.is_some()).then(raw);
+            kept += raw.as_ref().map_or(0, String::len);
+            Verdict::Valid {
+                raw,
+                tail_end: batch.tails.len(),
+                order_id_end,
+                order_id_hash: row
+                    .order_id
+                    .map(|id| ctx.order_id_hasher.hash_one(id))
+                    .unwrap_or(0),
+                partition: partition_of(&row.customer_email, ctx.partitions),
+            }
+        }
+        Err(reject) => {
+            let raw = ctx.keep_raw.then(raw);
+            kept += reject.detail.len() + raw.as_ref().map_or(0, String::len);
+            Verdict::Rejected {
+                reason: reject.reason,
+                detail: reject.detail,
+                raw,
+            }
+        }
+    };
+    batch.records.push(Scanned {
+        line: record.line,
+        verdict,
+    });
+    kept
 }
