@@ -6,10 +6,23 @@
 # oms_order_duration_seconds histograms, interpolated like histogram_quantile), the
 # consumers' peak RSS, and MariaDB's innodb_flush_log_at_trx_commit (1 = durable commits).
 #
+# Database cost per order, read around the run (the server must be local):
+# - MariaDB CPU per order: utime+stime of the whole mariadbd/mysqld process (/proc/PID/stat)
+#   before and after, over the orders. It includes whatever else the server does meanwhile
+#   (other databases' tests), so on a shared machine it is an upper bound; "sessions" is the
+#   CPU of only the server threads seen serving this run's connections (PROCESSLIST's TID,
+#   MariaDB only, sampled twice a second; /proc/PID/task/TID/stat), "background" that of
+#   the threads never seen serving a connection (InnoDB's log writer, page cleaner, purge);
+#   their sum leaves out other clients' sessions: the figure to compare on a busy machine.
+# - SHOW GLOBAL STATUS deltas per order (statements, handler calls, rows, fsyncs), also
+#   server-wide; the full delta is left in $DIR/e2e-status.txt.
+# CPU per order depends far less on other load than orders/s does.
+#
 # Usage: bash ops/bench-consumer.sh [ORDERS] [CONSUMERS]   (defaults: 200000, 2)
 # Extra consumer flags: CONSUMER_ARGS="--batch-size 500 --concurrency 4". IMPORT_MAX_LAG=5000
 # bounds the queue (the import waits), so latency measures processing, not the backlog.
-# Uses database oms_bench_e2e and prefix oms_bench_e2e: (removed at the end).
+# Uses database oms_bench_e2e and prefix oms_bench_e2e: (removed at the end, unless
+# BENCH_KEEP=1: then both stay for a look with EXPLAIN).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,6 +41,11 @@ P=target/release/producer
 C=target/release/consumer
 redis() { redis-cli -u "$REDIS_URL" "$@"; }
 sql() { mariadb -h127.0.0.1 -uroot -N -B -e "$1"; }
+MYSQLD_PID=$(pgrep -xo mariadbd || pgrep -xo mysqld || true)
+# utime+stime (clock ticks) of the server process, or of each of its threads (TID TICKS).
+server_ticks() { awk '{print $14 + $15}' "/proc/$MYSQLD_PID/stat"; }
+thread_ticks() { for t in /proc/"$MYSQLD_PID"/task/*; do awk -v t="${t##*/}" '{print t, $14 + $15}' "$t/stat" 2>/dev/null; done; }
+global_status() { sql 'SHOW GLOBAL STATUS' | grep -E '^(Com_|Handler_|Innodb_rows_|Innodb_data_|Innodb_os_log_|Innodb_log_|Questions|Bytes_)'; }
 
 sql 'DROP DATABASE IF EXISTS oms_bench_e2e'
 redis --scan --pattern "${OMS_PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null
@@ -60,9 +78,28 @@ for port in "${ports[@]}"; do
     done
 done
 
+[[ -n $MYSQLD_PID ]] && server_ticks >"$DIR/e2e-ticks-before.txt" && thread_ticks >"$DIR/e2e-threads-before.txt"
+global_status >"$DIR/e2e-status-before.txt"
+: >"$DIR/e2e-session-tids.txt"
 start=$(date +%s.%N)
-"$P" import "$FILE" --new --wait --json >"$DIR/e2e-report.json"
+"$P" import "$FILE" --new --wait --json >"$DIR/e2e-report.json" &
+import_pid=$!
+while kill -0 "$import_pid" 2>/dev/null; do
+    sql "SELECT TID, COALESCE(DB, '-') FROM information_schema.PROCESSLIST" \
+        >>"$DIR/e2e-session-tids.txt" 2>/dev/null || true
+    sleep 0.5
+done
+wait "$import_pid"
 end=$(date +%s.%N)
+global_status >"$DIR/e2e-status-after.txt"
+: >"$DIR/e2e-ticks-after.txt"
+: >"$DIR/e2e-threads-after.txt"
+if [[ -n $MYSQLD_PID ]]; then
+    server_ticks >"$DIR/e2e-ticks-after.txt"
+    thread_ticks >"$DIR/e2e-threads-after.txt"
+    sql "SELECT TID, COALESCE(DB, '-') FROM information_schema.PROCESSLIST" \
+        >>"$DIR/e2e-session-tids.txt" 2>/dev/null || true
+fi
 # The last terminal order's time, from MySQL, against the import's start.
 span=$(sql "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(i.created_at), MAX(o.updated_at)) / 1e6 \
     FROM oms_bench_e2e.imports i JOIN oms_bench_e2e.orders o ON o.import_id = i.id")
@@ -73,10 +110,11 @@ rss=()
 for pid in "${pids[@]}"; do
     rss+=("$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")")
 done
-python3 - "$DIR" "$ORDERS" "$span" "$start" "$end" "${rss[@]}" <<'PY'
-import glob, json, re, sys
+python3 - "$DIR" "$ORDERS" "$span" "$start" "$end" "$(getconf CLK_TCK)" "${rss[@]}" <<'PY'
+import glob, json, os, re, sys
 d, orders, span, start, end = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-rss = [int(x) / 1024 for x in sys.argv[6:]]
+tck = int(sys.argv[6])
+rss = [int(x) / 1024 for x in sys.argv[7:]]
 r = json.load(open(f"{d}/e2e-report.json"))
 o = r["outcome"]
 buckets = {}
@@ -102,8 +140,52 @@ print(f"import start -> last order terminal: {span:.2f} s = {orders / span:,.0f}
       f"(import command wall time {end - start:.2f} s)")
 print(f"latency enqueue -> terminal: p50 {quantile(0.5):.3f} s, p99 {quantile(0.99):.3f} s")
 print("consumer peak RSS: " + ", ".join(f"{x:.1f} MB" for x in rss))
+
+def read(name):
+    path = f"{d}/{name}"
+    return open(path).read().split() if os.path.exists(path) else []
+before, after = read("e2e-ticks-before.txt"), read("e2e-ticks-after.txt")
+if before and after:
+    server_us = (int(after[0]) - int(before[0])) / tck * 1e6
+    t0 = dict(zip(*[iter(read("e2e-threads-before.txt"))] * 2))
+    t1 = dict(zip(*[iter(read("e2e-threads-after.txt"))] * 2))
+    seen = [line.split("\t") for line in open(f"{d}/e2e-session-tids.txt") if "\t" in line]
+    ours = {t for t, db in seen if db.strip() == "oms_bench_e2e"}
+    connections = {t for t, _ in seen}
+    def ticks(tids):
+        return sum(int(t1[t]) - int(t0.get(t, 0)) for t in tids if t in t1) / tck * 1e6
+    sessions_us = ticks(ours)
+    background_us = ticks(set(t1) - connections)
+    wall = end - start
+    print(f"MariaDB CPU per order: {server_us / orders:.1f} us (whole server, "
+          f"{server_us / 1e6 / wall * 100:.0f} % of one core over the import); "
+          f"this run's sessions {sessions_us / orders:.1f} us + background "
+          f"{background_us / orders:.1f} us = {(sessions_us + background_us) / orders:.1f} us")
+else:
+    print("MariaDB CPU per order: n/a (no local mariadbd/mysqld process)")
+
+def status(name):
+    out = {}
+    for line in open(f"{d}/{name}"):
+        k, _, v = line.strip().partition("\t")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            pass
+    return out
+s0, s1 = status("e2e-status-before.txt"), status("e2e-status-after.txt")
+delta = {k: s1[k] - s0.get(k, 0) for k in s1 if s1[k] - s0.get(k, 0) > 0}
+with open(f"{d}/e2e-status.txt", "w") as f:
+    for k in sorted(delta):
+        f.write(f"{k}\t{delta[k]}\t{delta[k] / orders:.3f}/order\n")
+shown = ["Questions", "Com_select", "Com_insert", "Com_update", "Com_commit", "Com_stmt_prepare",
+         "Com_stmt_execute", "Handler_read_key", "Handler_read_next", "Handler_write",
+         "Handler_update", "Handler_delete", "Innodb_rows_read", "Innodb_rows_inserted",
+         "Innodb_rows_updated", "Innodb_data_fsyncs", "Innodb_os_log_written"]
+print("server-wide per order: " + ", ".join(f"{k} {delta.get(k, 0) / orders:.2f}" for k in shown))
 PY
 cleanup
 trap - EXIT
+[[ ${BENCH_KEEP:-0} == 1 ]] && exit 0
 sql 'DROP DATABASE IF EXISTS oms_bench_e2e'
 redis --scan --pattern "${OMS_PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null
