@@ -36,9 +36,16 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export RUST_LOG=${RUST_LOG:-warn}
 
 bash ops/services.sh >/dev/null
-cargo build --release --bins -q
-P=target/release/producer
-C=target/release/consumer
+# BENCH_BIN_DIR: take producer and consumer from there (e.g. another commit's build)
+# instead of building this tree.
+if [[ -n ${BENCH_BIN_DIR:-} ]]; then
+    P=$BENCH_BIN_DIR/producer
+    C=$BENCH_BIN_DIR/consumer
+else
+    cargo build --release --bins -q
+    P=target/release/producer
+    C=target/release/consumer
+fi
 redis() { redis-cli -u "$REDIS_URL" "$@"; }
 sql() { mariadb -h127.0.0.1 -uroot -N -B -e "$1"; }
 MYSQLD_PID=$(pgrep -xo mariadbd || pgrep -xo mysqld || true)
