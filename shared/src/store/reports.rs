@@ -187,27 +187,41 @@ pub async fn import_row(pool: &MySqlPool, import_id: u64) -> Result<Option<Impor
         .await?)
 }
 
-/// Order outcomes of one import.
+/// Order outcomes of one import. One pass over the import's orders gives the counts and
+/// the latest terminal time (`producer import --wait` and `status` poll it while the
+/// consumers write, so its cost is part of theirs: see docs/performance.md).
 pub async fn import_outcomes(pool: &MySqlPool, import_id: u64) -> Result<ImportOutcomes> {
-    let by_status: Vec<(String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT CAST(status AS CHAR), failure_reason, COUNT(*) FROM orders \
-         WHERE import_id = ? GROUP BY status, failure_reason",
+    let by_status: Vec<(String, Option<String>, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT CAST(o.status AS CHAR), o.failure_reason, COUNT(*), \
+         CAST(TIMESTAMPDIFF(MICROSECOND, i.created_at, MAX(o.updated_at)) / 1000 AS SIGNED) \
+         FROM imports i JOIN orders o ON o.import_id = i.id \
+         WHERE i.id = ? GROUP BY o.status, o.failure_reason",
     )
     .bind(import_id)
     .fetch_all(pool)
     .await?;
     let mut outcomes = ImportOutcomes::default();
-    for (status, reason, n) in by_status {
-        match status.as_str() {
-            "completed" => outcomes.completed += n,
+    for (status, reason, n, last) in by_status {
+        let terminal = match status.as_str() {
+            "completed" => {
+                outcomes.completed += n;
+                true
+            }
             "failed" => {
                 *outcomes
                     .failed
                     .entry(reason.unwrap_or_else(|| "unknown".into()))
-                    .or_default() += n
+                    .or_default() += n;
+                true
             }
-            "reserved" | "pending" => outcomes.reserved += n,
-            _ => {}
+            "reserved" | "pending" => {
+                outcomes.reserved += n;
+                false
+            }
+            _ => false,
+        };
+        if terminal {
+            outcomes.last_terminal_ms = outcomes.last_terminal_ms.max(last);
         }
     }
     let (duplicates,): (i64,) =
@@ -216,15 +230,5 @@ pub async fn import_outcomes(pool: &MySqlPool, import_id: u64) -> Result<ImportO
             .fetch_one(pool)
             .await?;
     outcomes.duplicates = duplicates;
-    let (last,): (Option<i64>,) = sqlx::query_as(
-        "SELECT CAST(TIMESTAMPDIFF(MICROSECOND, i.created_at, MAX(o.updated_at)) / 1000 AS SIGNED) \
-         FROM imports i JOIN orders o ON o.import_id = i.id \
-         WHERE i.id = ? AND o.status IN ('completed', 'failed') GROUP BY i.created_at",
-    )
-    .bind(import_id)
-    .fetch_optional(pool)
-    .await?
-    .unwrap_or((None,));
-    outcomes.last_terminal_ms = last;
     Ok(outcomes)
 }
