@@ -14,6 +14,9 @@
 #   MariaDB only, sampled twice a second; /proc/PID/task/TID/stat), "background" that of
 #   the threads never seen serving a connection (InnoDB's log writer, page cleaner, purge);
 #   their sum leaves out other clients' sessions: the figure to compare on a busy machine.
+#   Sessions are split by client process (ss -tnp): the consumers' (the workflow) and the
+#   producer's (the import and the `--wait` polling, which reads the import's orders four
+#   times a second: its cost per order grows with the run's length).
 # - SHOW GLOBAL STATUS deltas per order (statements, handler calls, rows, fsyncs), also
 #   server-wide; the full delta is left in $DIR/e2e-status.txt.
 # CPU per order depends far less on other load than orders/s does.
@@ -91,9 +94,19 @@ global_status >"$DIR/e2e-status-before.txt"
 start=$(date +%s.%N)
 "$P" import "$FILE" --new --wait --json >"$DIR/e2e-report.json" &
 import_pid=$!
-while kill -0 "$import_pid" 2>/dev/null; do
-    sql "SELECT TID, COALESCE(DB, '-') FROM information_schema.PROCESSLIST" \
+: >"$DIR/e2e-client-ports.txt"
+# Which client process each MySQL connection belongs to: "PORT PID" of sockets to 3306.
+client_ports() {
+    ss -tnpH 'dport = :3306' 2>/dev/null |
+        sed -nE 's/.*:([0-9]+) +[0-9.]+:3306 .*pid=([0-9]+).*/\1 \2/p' >>"$DIR/e2e-client-ports.txt" || true
+}
+sample_sessions() {
+    sql "SELECT TID, COALESCE(DB, '-'), SUBSTRING_INDEX(HOST, ':', -1) FROM information_schema.PROCESSLIST" \
         >>"$DIR/e2e-session-tids.txt" 2>/dev/null || true
+    client_ports
+}
+while kill -0 "$import_pid" 2>/dev/null; do
+    sample_sessions
     sleep 0.5
 done
 wait "$import_pid"
@@ -104,8 +117,7 @@ global_status >"$DIR/e2e-status-after.txt"
 if [[ -n $MYSQLD_PID ]]; then
     server_ticks >"$DIR/e2e-ticks-after.txt"
     thread_ticks >"$DIR/e2e-threads-after.txt"
-    sql "SELECT TID, COALESCE(DB, '-') FROM information_schema.PROCESSLIST" \
-        >>"$DIR/e2e-session-tids.txt" 2>/dev/null || true
+    sample_sessions
 fi
 # The last terminal order's time, from MySQL, against the import's start.
 span=$(sql "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(i.created_at), MAX(o.updated_at)) / 1e6 \
@@ -117,11 +129,12 @@ rss=()
 for pid in "${pids[@]}"; do
     rss+=("$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")")
 done
-python3 - "$DIR" "$ORDERS" "$span" "$start" "$end" "$(getconf CLK_TCK)" "${rss[@]}" <<'PY'
+python3 - "$DIR" "$ORDERS" "$span" "$start" "$end" "$(getconf CLK_TCK)" "${pids[*]}" "${rss[@]}" <<'PY'
 import glob, json, os, re, sys
 d, orders, span, start, end = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 tck = int(sys.argv[6])
-rss = [int(x) / 1024 for x in sys.argv[7:]]
+consumer_pids = set(sys.argv[7].split())
+rss = [int(x) / 1024 for x in sys.argv[8:]]
 r = json.load(open(f"{d}/e2e-report.json"))
 o = r["outcome"]
 buckets = {}
@@ -156,9 +169,11 @@ if before and after:
     server_us = (int(after[0]) - int(before[0])) / tck * 1e6
     t0 = dict(zip(*[iter(read("e2e-threads-before.txt"))] * 2))
     t1 = dict(zip(*[iter(read("e2e-threads-after.txt"))] * 2))
-    seen = [line.split("\t") for line in open(f"{d}/e2e-session-tids.txt") if "\t" in line]
-    ours = {t for t, db in seen if db.strip() == "oms_bench_e2e"}
-    connections = {t for t, _ in seen}
+    seen = [line.rstrip("\n").split("\t") for line in open(f"{d}/e2e-session-tids.txt") if "\t" in line]
+    ours = {t for t, db, _ in seen if db == "oms_bench_e2e"}
+    connections = {t for t, _, _ in seen}
+    port_pid = dict(line.split() for line in open(f"{d}/e2e-client-ports.txt") if len(line.split()) == 2)
+    consumer_tids = {t for t, db, port in seen if db == "oms_bench_e2e" and port_pid.get(port) in consumer_pids}
     def ticks(tids):
         return sum(int(t1[t]) - int(t0.get(t, 0)) for t in tids if t in t1) / tck * 1e6
     sessions_us = ticks(ours)
@@ -168,6 +183,10 @@ if before and after:
           f"{server_us / 1e6 / wall * 100:.0f} % of one core over the import); "
           f"this run's sessions {sessions_us / orders:.1f} us + background "
           f"{background_us / orders:.1f} us = {(sessions_us + background_us) / orders:.1f} us")
+    consumers_us = ticks(consumer_tids)
+    print(f"  of which the consumers' sessions {consumers_us / orders:.1f} us, the producer's "
+          f"(import, --wait polling) {(sessions_us - consumers_us) / orders:.1f} us; workflow "
+          f"(consumers' sessions + background) {(consumers_us + background_us) / orders:.1f} us")
 else:
     print("MariaDB CPU per order: n/a (no local mariadbd/mysqld process)")
 
