@@ -20,12 +20,15 @@ pub struct ConsumerConfig {
     #[arg(long, env = "CONSUMER_NAME")]
     pub name: Option<String>,
 
-    /// Batches processed at once (each is one MySQL transaction pair).
-    #[arg(long, env = "CONSUMER_CONCURRENCY", default_value_t = 4)]
+    /// Batches processed at once (each is one MySQL transaction pair). Two per consumer
+    /// keep the database busy; more add lock waits on shared customers and products
+    /// (docs/performance.md).
+    #[arg(long, env = "CONSUMER_CONCURRENCY", default_value_t = 2)]
     pub concurrency: usize,
 
-    /// Rows per batch (one read from the stream, two transactions in MySQL).
-    #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 500)]
+    /// Rows per batch (one read from the stream, two transactions in MySQL). The cost of
+    /// a statement is spread over more orders the larger the batch (docs/performance.md).
+    #[arg(long, env = "CONSUMER_BATCH_SIZE", default_value_t = 1000)]
     pub batch_size: usize,
 
     /// Entries pending longer than this are claimed from any consumer.
