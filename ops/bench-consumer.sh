@@ -55,7 +55,7 @@ MYSQLD_PID=$(pgrep -xo mariadbd || pgrep -xo mysqld || true)
 # utime+stime (clock ticks) of the server process, or of each of its threads (TID TICKS).
 server_ticks() { awk '{print $14 + $15}' "/proc/$MYSQLD_PID/stat"; }
 thread_ticks() { for t in /proc/"$MYSQLD_PID"/task/*; do awk -v t="${t##*/}" '{print t, $14 + $15}' "$t/stat" 2>/dev/null; done; }
-global_status() { sql 'SHOW GLOBAL STATUS' | grep -E '^(Com_|Handler_|Innodb_rows_|Innodb_data_|Innodb_os_log_|Innodb_log_|Questions|Bytes_)'; }
+global_status() { sql 'SHOW GLOBAL STATUS' | grep -E '^(Com_|Handler_|Innodb_rows_|Innodb_data_|Innodb_os_log_|Innodb_log_|Innodb_deadlocks|Innodb_row_lock_|Questions|Bytes_)'; }
 
 sql 'DROP DATABASE IF EXISTS oms_bench_e2e'
 redis --scan --pattern "${OMS_PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null
@@ -204,11 +204,12 @@ delta = {k: s1[k] - s0.get(k, 0) for k in s1 if s1[k] - s0.get(k, 0) > 0}
 with open(f"{d}/e2e-status.txt", "w") as f:
     for k in sorted(delta):
         f.write(f"{k}\t{delta[k]}\t{delta[k] / orders:.3f}/order\n")
-shown = ["Questions", "Com_select", "Com_insert", "Com_update", "Com_commit", "Com_stmt_prepare",
-         "Com_stmt_execute", "Handler_read_key", "Handler_read_next", "Handler_write",
-         "Handler_update", "Handler_delete", "Innodb_rows_read", "Innodb_rows_inserted",
-         "Innodb_rows_updated", "Innodb_data_fsyncs", "Innodb_os_log_written"]
+shown = ["Questions", "Com_stmt_prepare", "Com_stmt_execute", "Handler_read_key",
+         "Handler_read_next", "Handler_read_rnd_next", "Handler_write", "Handler_update",
+         "Innodb_data_fsyncs", "Innodb_os_log_written"]
 print("server-wide per order: " + ", ".join(f"{k} {delta.get(k, 0) / orders:.2f}" for k in shown))
+print(f"server-wide: deadlocks {delta.get('Innodb_deadlocks', 0)}, row lock waits "
+      f"{delta.get('Innodb_row_lock_waits', 0)} ({delta.get('Innodb_row_lock_time', 0) / 1000:.1f} s waited)")
 PY
 cleanup
 trap - EXIT
