@@ -134,7 +134,10 @@ mod tests {
     fn the_kpi_day_is_the_order_date_else_today() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
         let d: DateTime<Utc> = "2026-03-07T23:59:59Z".parse().unwrap();
-        assert_eq!(kpi_day(Some(stored_order_date(d)), today).to_string(), "2026-03-07");
+        assert_eq!(
+            kpi_day(Some(stored_order_date(d)), today).to_string(),
+            "2026-03-07"
+        );
         assert_eq!(kpi_day(None, today), today);
     }
 }

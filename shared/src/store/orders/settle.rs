@@ -38,9 +38,7 @@ pub async fn settle_payments(
     }
     settle_once(pool, reserved, payment, today, true)
         .await?
-        .ok_or_else(|| {
-            OmsError::Inconsistent("orders changed status under their row locks".into())
-        })
+        .ok_or_else(|| OmsError::Inconsistent("orders changed status under their row locks".into()))
 }
 
 /// One settle transaction. With `lock_first`, the orders are locked and only those still
@@ -133,7 +131,13 @@ async fn lock_still_reserved(
         for id in part {
             query = query.bind(*id);
         }
-        still_reserved.extend(query.fetch_all(&mut **tx).await?.into_iter().map(|(id,)| id));
+        still_reserved.extend(
+            query
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .map(|(id,)| id),
+        );
     }
     Ok(still_reserved)
 }

@@ -73,7 +73,10 @@ pub(super) async fn lock_products(
 }
 
 /// `UPDATE products SET stock_quantity = stock_quantity + delta` for each (id, delta).
-pub(super) async fn adjust_stock(tx: &mut Transaction<'_, MySql>, deltas: &BTreeMap<u64, i64>) -> Result<()> {
+pub(super) async fn adjust_stock(
+    tx: &mut Transaction<'_, MySql>,
+    deltas: &BTreeMap<u64, i64>,
+) -> Result<()> {
     let deltas: Vec<(u64, i64)> = deltas
         .iter()
         .filter(|(_, d)| **d != 0)
@@ -109,7 +112,10 @@ pub(super) struct PricedOrder {
 /// Pure rule: the order's total, and whether a sku is unknown (which fails the order
 /// before its stock is looked at). A total that overflows or does not fit `orders.total`
 /// is an [`OmsError::InvalidOrder`]: the row can never be processed.
-pub(super) fn price_order(row: &OrderRow, catalog: &HashMap<String, CatalogEntry>) -> Result<PricedOrder> {
+pub(super) fn price_order(
+    row: &OrderRow,
+    catalog: &HashMap<String, CatalogEntry>,
+) -> Result<PricedOrder> {
     let mut total = Cents::ZERO;
     let mut lines = Vec::with_capacity(row.items.len());
     let mut unknown_sku = false;
