@@ -24,7 +24,8 @@
 # Usage: bash ops/bench-consumer.sh [ORDERS] [CONSUMERS]   (defaults: 200000, 2)
 # Extra consumer flags: CONSUMER_ARGS="--batch-size 500 --concurrency 4". IMPORT_MAX_LAG=5000
 # bounds the queue (the import waits), so latency measures processing, not the backlog.
-# Uses database oms_bench_e2e and prefix oms_bench_e2e: (removed at the end, unless
+# Uses database NAME and prefix NAME: with NAME=${BENCH_NAME:-oms_bench_e2e} (give each
+# bench running at once on one server its own name), removed at the end, unless
 # BENCH_KEEP=1: then both stay for a look with EXPLAIN).
 set -euo pipefail
 
@@ -33,8 +34,10 @@ ORDERS=${1:-200000}
 CONSUMERS=${2:-2}
 DIR=${OMS_BENCH_DIR:-target/bench}
 mkdir -p "$DIR"
-export DATABASE_URL=${BENCH_DATABASE_URL:-mysql://root@127.0.0.1:3306/oms_bench_e2e}
-export OMS_PREFIX=oms_bench_e2e:
+NAME=${BENCH_NAME:-oms_bench_e2e}
+[[ $NAME =~ ^[a-z0-9_]+$ ]] || { echo "bench: BENCH_NAME must be [a-z0-9_]+" >&2; exit 2; }
+export DATABASE_URL=${BENCH_DATABASE_URL:-mysql://root@127.0.0.1:3306/$NAME}
+export OMS_PREFIX=$NAME:
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export RUST_LOG=${RUST_LOG:-warn}
 
@@ -57,7 +60,7 @@ server_ticks() { awk '{print $14 + $15}' "/proc/$MYSQLD_PID/stat"; }
 thread_ticks() { for t in /proc/"$MYSQLD_PID"/task/*; do awk -v t="${t##*/}" '{print t, $14 + $15}' "$t/stat" 2>/dev/null; done; }
 global_status() { sql 'SHOW GLOBAL STATUS' | grep -E '^(Com_|Handler_|Innodb_rows_|Innodb_data_|Innodb_os_log_|Innodb_log_|Innodb_deadlocks|Innodb_row_lock_|Questions|Bytes_)'; }
 
-sql 'DROP DATABASE IF EXISTS oms_bench_e2e'
+sql "DROP DATABASE IF EXISTS $NAME"
 redis --scan --pattern "${OMS_PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null
 "$P" migrate >/dev/null
 "$P" generate products --count 1000 --stock 1000000 --seed 1 >"$DIR/e2e-products.csv"
@@ -121,7 +124,7 @@ if [[ -n $MYSQLD_PID ]]; then
 fi
 # The last terminal order's time, from MySQL, against the import's start.
 span=$(sql "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(i.created_at), MAX(o.updated_at)) / 1e6 \
-    FROM oms_bench_e2e.imports i JOIN oms_bench_e2e.orders o ON o.import_id = i.id")
+    FROM $NAME.imports i JOIN $NAME.orders o ON o.import_id = i.id")
 for i in "${!ports[@]}"; do
     curl -s "http://127.0.0.1:${ports[$i]}/metrics" >"$DIR/e2e-metrics-$i.txt"
 done
@@ -129,12 +132,13 @@ rss=()
 for pid in "${pids[@]}"; do
     rss+=("$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")")
 done
-python3 - "$DIR" "$ORDERS" "$span" "$start" "$end" "$(getconf CLK_TCK)" "${pids[*]}" "${rss[@]}" <<'PY'
+python3 - "$DIR" "$ORDERS" "$span" "$start" "$end" "$(getconf CLK_TCK)" "${pids[*]}" "$NAME" "${rss[@]}" <<'PY'
 import glob, json, os, re, sys
 d, orders, span, start, end = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 tck = int(sys.argv[6])
 consumer_pids = set(sys.argv[7].split())
-rss = [int(x) / 1024 for x in sys.argv[8:]]
+name = sys.argv[8]
+rss = [int(x) / 1024 for x in sys.argv[9:]]
 r = json.load(open(f"{d}/e2e-report.json"))
 o = r["outcome"]
 buckets = {}
@@ -170,10 +174,10 @@ if before and after:
     t0 = dict(zip(*[iter(read("e2e-threads-before.txt"))] * 2))
     t1 = dict(zip(*[iter(read("e2e-threads-after.txt"))] * 2))
     seen = [line.rstrip("\n").split("\t") for line in open(f"{d}/e2e-session-tids.txt") if "\t" in line]
-    ours = {t for t, db, _ in seen if db == "oms_bench_e2e"}
+    ours = {t for t, db, _ in seen if db == name}
     connections = {t for t, _, _ in seen}
     port_pid = dict(line.split() for line in open(f"{d}/e2e-client-ports.txt") if len(line.split()) == 2)
-    consumer_tids = {t for t, db, port in seen if db == "oms_bench_e2e" and port_pid.get(port) in consumer_pids}
+    consumer_tids = {t for t, db, port in seen if db == name and port_pid.get(port) in consumer_pids}
     def ticks(tids):
         return sum(int(t1[t]) - int(t0.get(t, 0)) for t in tids if t in t1) / tck * 1e6
     sessions_us = ticks(ours)
@@ -214,5 +218,5 @@ PY
 cleanup
 trap - EXIT
 [[ ${BENCH_KEEP:-0} == 1 ]] && exit 0
-sql 'DROP DATABASE IF EXISTS oms_bench_e2e'
+sql "DROP DATABASE IF EXISTS $NAME"
 redis --scan --pattern "${OMS_PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null
