@@ -184,3 +184,76 @@ async fn outbox_rows_are_deleted_and_the_applied_record_shrinks_to_one_number() 
     stop.cancel();
     handle.await.unwrap().unwrap();
 }
+
+/// Two runs settling the same reserved orders (a redelivery racing the first run): the
+/// later run's guarded UPDATE moves fewer orders than it was given, so it rolls back and
+/// settles, under row locks, only those still `reserved`. Nothing is counted twice.
+#[tokio::test]
+async fn a_settle_racing_another_settles_only_what_is_left() {
+    use oms_shared::payment::PaymentSimulator;
+    use oms_shared::store::orders::{reserve_stock, settle_payments, BatchRow, RowOutcome};
+
+    let env = TestEnv::new().await;
+    env.product("A", "2.50", 10).await;
+    let import = env.import_row().await;
+    let rows = [
+        order_row("s1", 2, "ann@example.com", &[("A", 1)]),
+        order_row("s2", 3, "ann@example.com", &[("A", 2)]),
+    ];
+    let batch: Vec<BatchRow> = rows
+        .iter()
+        .map(|row| BatchRow {
+            import_id: import,
+            row,
+        })
+        .collect();
+    let today = chrono::Utc::now().date_naive();
+    let reserved = reserve_stock(&env.db, &batch, today)
+        .await
+        .unwrap()
+        .reserved;
+    assert_eq!(reserved.len(), 2);
+    let approve_all = PaymentSimulator::new(1.0, 0).unwrap();
+
+    let first = settle_payments(&env.db, &reserved[..1], &approve_all, today)
+        .await
+        .unwrap();
+    assert_eq!(first.completed.len(), 1);
+    let second = settle_payments(&env.db, &reserved, &approve_all, today)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.outcomes,
+        vec![(reserved[1].batch_index, RowOutcome::Completed)],
+        "only the order left reserved is settled"
+    );
+    assert_eq!(second.completed.len(), 1);
+    assert!(second.outbox_id.is_some());
+    let third = settle_payments(&env.db, &reserved, &approve_all, today)
+        .await
+        .unwrap();
+    assert!(third.outcomes.is_empty() && third.outbox_id.is_none());
+
+    let customer = "FROM customers WHERE email = 'ann@example.com'";
+    assert_eq!(
+        env.scalar(&format!("SELECT orders_count {customer}")).await,
+        2
+    );
+    assert_eq!(
+        env.scalar(&format!(
+            "SELECT CAST(total_spent * 100 AS SIGNED) {customer}"
+        ))
+        .await,
+        750
+    );
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM orders WHERE status = 'completed'")
+            .await,
+        2
+    );
+    assert_eq!(
+        env.scalar("SELECT stock_quantity FROM products WHERE sku = 'A'")
+            .await,
+        7
+    );
+}
