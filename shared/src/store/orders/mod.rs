@@ -15,7 +15,7 @@
 //!
 //! A crash between the phases leaves orders `reserved`; the redelivered message finds them
 //! and settles them (the payment decision is deterministic per identity). Lock order is
-//! fixed everywhere: orders (by id), then customers (by id), then products (by sku), so
+//! fixed everywhere: orders (by id), then customers (by email), then products (by sku), so
 //! concurrent consumers never deadlock on each other's batches; the hot rows (products)
 //! are locked last in each transaction, so they are held for the shortest time.
 //!
