@@ -24,6 +24,9 @@
 # Usage: bash ops/bench-consumer.sh [ORDERS] [CONSUMERS]   (defaults: 200000, 2)
 # Extra consumer flags: CONSUMER_ARGS="--batch-size 500 --concurrency 4". IMPORT_MAX_LAG=5000
 # bounds the queue (the import waits), so latency measures processing, not the backlog.
+# BENCH_RATE=R offers R orders/s instead of the whole file at once (a quarter second's
+# orders imported every 250 ms, as separate imports): latency at a given load, e.g. 80 % of
+# the maximum throughput measured without it.
 # Uses database NAME and prefix NAME: with NAME=${BENCH_NAME:-oms_bench_e2e} (give each
 # bench running at once on one server its own name), removed at the end, unless
 # BENCH_KEEP=1: then both stay for a look with EXPLAIN).
@@ -95,7 +98,45 @@ done
 global_status >"$DIR/e2e-status-before.txt"
 : >"$DIR/e2e-session-tids.txt"
 start=$(date +%s.%N)
-"$P" import "$FILE" --new --wait --json >"$DIR/e2e-report.json" &
+if [[ -n ${BENCH_RATE:-} ]]; then
+    # Offered load BENCH_RATE orders/s: the file in slices of a quarter second's orders, one
+    # import per slice on a fixed schedule, then wait until every order has ended.
+    python3 - "$P" "$FILE" "$BENCH_RATE" "$ORDERS" "$NAME" "$DIR/slices" <<'PY' >"$DIR/e2e-report.json" &
+import os, subprocess, sys, time
+producer, path, rate, orders, name, slices = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+per_slice = max(1, rate // 4)
+os.makedirs(slices, exist_ok=True)
+with open(path) as f:
+    header = f.readline()
+    files, rows = [], f.readlines()
+for i in range(0, len(rows), per_slice):
+    out = os.path.join(slices, f"s{i // per_slice:05}.csv")
+    with open(out, "w") as o:
+        o.write(header)
+        o.writelines(rows[i:i + per_slice])
+    files.append(out)
+start = time.monotonic()
+late = 0
+for n, f in enumerate(files):
+    due = start + n * 0.25
+    now = time.monotonic()
+    if now < due:
+        time.sleep(due - now)
+    elif now - due > 0.05:
+        late += 1
+    subprocess.run([producer, "import", f, "--new", "--json"], check=True, stdout=subprocess.DEVNULL)
+sql = f"SELECT COUNT(*) FROM {name}.orders WHERE status IN ('completed', 'failed')"
+deadline = time.monotonic() + 600
+while time.monotonic() < deadline:
+    done = int(subprocess.check_output(["mariadb", "-h127.0.0.1", "-uroot", "-N", "-B", "-e", sql]))
+    if done >= orders:
+        break
+    time.sleep(0.1)
+print(f'{{"paced_slices": {len(files)}, "late_slices": {late}, "rate": {rate}}}')
+PY
+else
+    "$P" import "$FILE" --new --wait --json >"$DIR/e2e-report.json" &
+fi
 import_pid=$!
 : >"$DIR/e2e-client-ports.txt"
 # Which client process each MySQL connection belongs to: "PORT PID" of sockets to 3306.
