@@ -132,7 +132,19 @@ while time.monotonic() < deadline:
     if done >= orders:
         break
     time.sleep(0.1)
-print(f'{{"paced_slices": {len(files)}, "late_slices": {late}, "rate": {rate}}}')
+counts = subprocess.check_output(["mariadb", "-h127.0.0.1", "-uroot", "-N", "-B", "-e",
+    f"SELECT status, COALESCE(failure_reason, '-'), COUNT(*) FROM {name}.orders GROUP BY 1, 2"], text=True)
+completed, failed = 0, {}
+for line in counts.splitlines():
+    status, reason, n = line.split("\t")
+    if status == "completed":
+        completed += int(n)
+    elif status == "failed":
+        failed[reason] = failed.get(reason, 0) + int(n)
+import json
+print(json.dumps({"paced_slices": len(files), "late_slices": late, "rate": rate,
+                  "outcome": {"completed": completed, "failed_total": sum(failed.values()),
+                              "failed": failed, "dead": 0}}))
 PY
 else
     "$P" import "$FILE" --new --wait --json >"$DIR/e2e-report.json" &
