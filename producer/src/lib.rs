@@ -8,5 +8,6 @@ pub mod cli;
 pub mod generate;
 pub mod generate_cmd;
 pub mod import;
+pub mod partitions;
 pub mod report;
 pub mod serve;

@@ -175,15 +175,23 @@ pub struct EncodedChunk {
     /// Lines of the first and last row in the chunk.
     pub first_line: u64,
     pub last_line: u64,
+    /// The stream partition its rows belong to (`partition::partition_of` their email).
+    pub partition: u16,
 }
 
 impl EncodedChunk {
     pub fn new() -> Self {
+        EncodedChunk::for_partition(0)
+    }
+
+    /// An empty chunk for rows of partition `partition`.
+    pub fn for_partition(partition: u16) -> Self {
         EncodedChunk {
             rows_json: Vec::with_capacity(32 * 1024),
             rows: 0,
             first_line: 0,
             last_line: 0,
+            partition,
         }
     }
 

@@ -101,7 +101,7 @@ impl RetryTarget {
 
 /// The first `limit` dead letters (0: all) and the total.
 pub async fn list(conn: &ConnectionConfig, limit: usize) -> anyhow::Result<FailedList> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = super::stream_keys(conn).await?;
     let redis = super::connect_redis(conn).await?;
     list_from(&redis, &keys, limit).await
 }
@@ -176,7 +176,7 @@ async fn retry_page(
 
 /// `failed retry ID|all`.
 pub async fn retry(conn: &ConnectionConfig, target: RetryTarget) -> anyhow::Result<RetryReport> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = super::stream_keys(conn).await?;
     let redis = super::connect_redis(conn).await?;
     retry_from(&redis, &keys, target).await
 }
@@ -241,7 +241,7 @@ pub async fn retry_from(
 
 /// `failed purge`: deletes the dead-letter stream; returns how many letters it held.
 pub async fn purge(conn: &ConnectionConfig) -> anyhow::Result<u64> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = super::stream_keys(conn).await?;
     let redis = super::connect_redis(conn).await?;
     purge_from(&redis, &keys).await
 }
@@ -249,15 +249,7 @@ pub async fn purge(conn: &ConnectionConfig) -> anyhow::Result<u64> {
 /// [`purge`] over an open pool (the HTTP API's entry point).
 pub async fn purge_from(redis: &RedisPool, keys: &StreamKeys) -> anyhow::Result<u64> {
     let mut rc = redis.get().await?;
-    let (count, _): (u64, u64) = redis::pipe()
-        .atomic()
-        .cmd("XLEN")
-        .arg(keys.dead_letters())
-        .cmd("DEL")
-        .arg(keys.dead_letters())
-        .query_async(&mut *rc)
-        .await?;
-    Ok(count)
+    Ok(queue::purge_dead_letters(&mut *rc, keys).await?)
 }
 
 /// Dead letters as an aligned table (errors cut to one line of 80 characters).

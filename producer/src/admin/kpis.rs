@@ -166,7 +166,7 @@ pub async fn generate(
     date: Option<NaiveDate>,
 ) -> anyhow::Result<KpiReport> {
     let day = date.unwrap_or_else(|| Utc::now().date_naive());
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = super::connect_redis(conn).await?;
     let pool = super::connect_mysql(conn).await?;
     let mut rc = redis.get().await?;
@@ -202,7 +202,7 @@ pub async fn generate(
 /// `kpis show`: the day's periods as Redis holds them (zeros for a missing hash).
 pub async fn show(conn: &ConnectionConfig, date: Option<NaiveDate>) -> anyhow::Result<KpiReport> {
     let day = date.unwrap_or_else(|| Utc::now().date_naive());
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = super::connect_redis(conn).await?;
     show_from(&redis, &keys, day).await
 }

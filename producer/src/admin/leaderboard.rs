@@ -81,7 +81,7 @@ pub async fn update_on(
     limit: usize,
     day: NaiveDate,
 ) -> anyhow::Result<LeaderboardReport> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = super::connect_redis(conn).await?;
     let pool = super::connect_mysql(conn).await?;
     let mut rc = redis.get().await?;
@@ -139,7 +139,7 @@ pub async fn update(conn: &ConnectionConfig, limit: usize) -> anyhow::Result<Lea
 
 /// `leaderboard show`: the top `limit` in Redis, with names and order counts from MySQL.
 pub async fn show(conn: &ConnectionConfig, limit: usize) -> anyhow::Result<LeaderboardReport> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = super::connect_redis(conn).await?;
     let pool = super::connect_mysql(conn).await?;
     let report = show_from(&redis, &pool, &keys, limit, None).await;

@@ -50,7 +50,7 @@ pub async fn run(
     cmd: QueueCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = super::connect_redis(conn).await?;
     let report = set_paused(&redis, &keys, matches!(cmd, QueueCommand::Pause)).await?;
     if json {

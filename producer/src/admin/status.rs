@@ -89,6 +89,19 @@ pub struct StreamStatus {
     pub dead_letters: u64,
     /// `producer queue pause` is in force: consumers read nothing new.
     pub paused: bool,
+    /// Each partition's figures (the totals above are their sums).
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// One partition of the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PartitionStatus {
+    pub partition: u16,
+    pub key: String,
+    pub length: u64,
+    pub pending: u64,
+    pub lag: Option<u64>,
+    pub dead_letters: u64,
 }
 
 /// One import's progress.
@@ -155,7 +168,7 @@ impl StatusSource {
             None
         };
         Ok(StatusSource {
-            keys: StreamKeys::new(&conn.prefix),
+            keys: super::stream_keys(conn).await?,
             redis,
             db,
         })
@@ -171,7 +184,20 @@ impl StatusSource {
         let mut rc = self.redis.get().await?;
         let stats = queue::group_stats(&mut *rc, &self.keys).await?;
         let consumers = queue::consumers(&mut *rc, &self.keys).await?;
-        let dead_letters = queue::dead_letter_count(&mut *rc, &self.keys).await?;
+        let dead_counts = queue::dead_letter_counts(&mut *rc, &self.keys).await?;
+        let dead_letters = dead_counts.iter().sum();
+        let partitions = stats
+            .partitions
+            .iter()
+            .map(|p| PartitionStatus {
+                partition: p.partition,
+                key: self.keys.stream(p.partition),
+                length: p.length,
+                pending: p.pending,
+                lag: p.lag,
+                dead_letters: dead_counts.get(p.partition as usize).copied().unwrap_or(0),
+            })
+            .collect();
         let paused = oms_shared::queue_control::is_paused(&mut *rc, &self.keys).await?;
         let oldest_pending = if stats.pending > 0 {
             queue::pending_entries(&mut *rc, &self.keys, 1)
@@ -198,6 +224,7 @@ impl StatusSource {
             consumers,
             dead_letters,
             paused,
+            partitions,
         })
     }
 
@@ -335,6 +362,28 @@ pub fn render(report: &StatusReport) -> String {
         &rows,
         &[0, 1, 2, 3, 4],
     ));
+    if s.partitions.len() > 1 {
+        let rows: Vec<Vec<String>> = s
+            .partitions
+            .iter()
+            .map(|p| {
+                vec![
+                    p.partition.to_string(),
+                    p.key.clone(),
+                    p.length.to_string(),
+                    p.pending.to_string(),
+                    p.lag.map_or("unknown".into(), |l| l.to_string()),
+                    p.dead_letters.to_string(),
+                ]
+            })
+            .collect();
+        out.push(String::new());
+        out.push(table(
+            &["partition", "key", "length", "pending", "lag", "dead letters"],
+            &rows,
+            &[0, 2, 3, 4, 5],
+        ));
+    }
     if let Some(p) = &s.oldest_pending {
         out.push(format!(
             "oldest pending: {} on {}, idle {}, {} deliveries",

@@ -15,6 +15,7 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use oms_shared::order::{EncodedChunk, OrderIdentity, OrderRowRef};
+use oms_shared::partition::{partition_of, PartitionCount};
 use oms_shared::store::imports::RejectRow;
 use tokio::sync::mpsc;
 
@@ -35,6 +36,8 @@ pub struct ScanSettings {
     pub new_identities: bool,
     /// Valid rows up to this line were enqueued by an earlier import of the same file.
     pub already_imported_through: u64,
+    /// Partitions of the stream: each row goes to `partition_of` its email.
+    pub partitions: PartitionCount,
 }
 
 /// Work for the enqueuer, in file order.
@@ -83,8 +86,19 @@ pub fn scan<R: Read>(
     let hasher = RandomState::new();
     let mut seen_order_ids: HashSet<u64> = HashSet::new();
     let mut shipment = Shipment::default();
-    let mut chunk = EncodedChunk::new();
-    let ship = |shipment: &mut Shipment, bytes: u64| -> bool {
+    // One open chunk per partition; a shipment takes every non-empty one, so it holds
+    // every valid row up to its `through_line`.
+    let mut open: Vec<EncodedChunk> = settings
+        .partitions
+        .all()
+        .map(EncodedChunk::for_partition)
+        .collect();
+    let ship = |shipment: &mut Shipment, open: &mut [EncodedChunk], bytes: u64| -> bool {
+        for chunk in open.iter_mut().filter(|c| !c.is_empty()) {
+            let partition = chunk.partition;
+            let full = std::mem::replace(chunk, EncodedChunk::for_partition(partition));
+            shipment.chunks.push(full.finish());
+        }
         progress.scanned(shipment.rows_read, bytes);
         tx.blocking_send(std::mem::take(shipment)).is_ok()
     };
@@ -153,6 +167,8 @@ pub fn scan<R: Read>(
                         OrderIdentity::derived(&settings.file_sha256, line, new_import)
                     }
                 };
+                let partition = partition_of(&row.customer_email, settings.partitions);
+                let chunk = &mut open[partition as usize];
                 chunk.push(&OrderRowRef {
                     identity: identity.as_str(),
                     line,
@@ -165,13 +181,14 @@ pub fn scan<R: Read>(
                 if chunk.rows >= settings.chunk_size
                     || chunk.rows_json.len() >= oms_shared::order_rules::CHUNK_CLOSE_BYTES
                 {
-                    shipment.chunks.push(std::mem::take(&mut chunk).finish());
+                    let full = std::mem::replace(chunk, EncodedChunk::for_partition(partition));
+                    shipment.chunks.push(full.finish());
                 }
             }
         }
         if (shipment.rejects.len() >= REJECTS_PER_SHIPMENT
             || shipment.rows_read >= ROWS_PER_SHIPMENT)
-            && !ship(&mut shipment, reader.bytes_consumed())
+            && !ship(&mut shipment, &mut open, reader.bytes_consumed())
         {
             return ScanEnd::Stopped;
         }
@@ -181,10 +198,10 @@ pub fn scan<R: Read>(
             return ScanEnd::Failed(format!("--rejects file: cannot write: {e}"));
         }
     }
-    if !chunk.is_empty() {
-        shipment.chunks.push(chunk.finish());
-    }
-    if !shipment.is_empty() && !ship(&mut shipment, reader.bytes_consumed()) {
+    let any_open = open.iter().any(|c| !c.is_empty());
+    if (any_open || !shipment.is_empty())
+        && !ship(&mut shipment, &mut open, reader.bytes_consumed())
+    {
         return ScanEnd::Stopped;
     }
     progress.scanned(0, reader.bytes_consumed());
