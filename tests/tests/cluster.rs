@@ -1,0 +1,253 @@
+//! oms on a real Redis Cluster (3 primaries, 3 replicas, started by `tests/src/cluster.rs`)
+//! with a partitioned stream: imports through the `producer` binary, two `consumer`
+//! processes, and the invariant checker; then the same with a primary SIGKILLed mid-run
+//! (one holding stream partitions, then the one holding the read models), its replica
+//! promoted and the old primary restarted as a replica: nothing may be lost or doubled,
+//! and `producer reconcile` must exit 0.
+//!
+//! Each test starts its own cluster; they run one at a time (a cluster and two consumers
+//! already keep this machine's cores busy).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oms_shared::keys::hash_slot;
+use oms_tests::cluster::RedisCluster;
+use oms_tests::invariants::{account, reconcile_exit_code, violations, wait_settled};
+use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
+use oms_tests::workload::{Figures, Workload};
+use oms_tests::{binary, wait_for, TestEnv};
+
+/// One cluster test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The workload as an orders CSV (`order_id` gives each row its workload identity).
+fn write_csv(workload: &Workload) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new()
+        .suffix(".csv")
+        .tempfile()
+        .expect("temp csv");
+    let mut out = std::io::BufWriter::new(f.as_file_mut());
+    writeln!(out, "order_id,customer_name,customer_email,products").expect("write csv");
+    for row in &workload.rows {
+        let items: Vec<String> = row
+            .items
+            .iter()
+            .map(|i| format!(r#"{{""sku"":""{}"",""quantity"":{}}}"#, i.sku, i.quantity))
+            .collect();
+        writeln!(
+            out,
+            "{},{},{},\"[{}]\"",
+            row.identity.as_str(),
+            row.customer_name,
+            row.customer_email,
+            items.join(",")
+        )
+        .expect("write csv");
+    }
+    out.flush().expect("flush csv");
+    drop(out);
+    f
+}
+
+/// `producer import FILE` against `env`, running in the background.
+fn spawn_import(env: &TestEnv, file: &std::path::Path, logs: &LogDir) -> Child {
+    let log = std::fs::File::create(logs.path().join("import.log")).expect("import log");
+    Command::new(binary("producer"))
+        .arg("import")
+        .arg(file)
+        .args(["--chunk-size", "100"])
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("OMS_PREFIX")
+        .envs(env.env_vars())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn producer import")
+}
+
+/// Waits for the import to exit; asserts it succeeded.
+async fn wait_import(mut import: Child, logs: &LogDir, deadline: Duration) {
+    let status = wait_for("producer import to exit", deadline, || {
+        let s = import.try_wait().expect("import status");
+        async move { s }
+    })
+    .await;
+    let log = std::fs::read_to_string(logs.path().join("import.log")).unwrap_or_default();
+    assert!(status.success(), "producer import failed ({status}):\n{log}");
+}
+
+fn consumers(env: &TestEnv, logs: &LogDir) -> Vec<ConsumerProc> {
+    ["cluster-a", "cluster-b"]
+        .iter()
+        .map(|name| {
+            let spec = ConsumerSpec::new(env, name, &["--claim-idle-secs", "5"]);
+            ConsumerProc::spawn(&spec, logs)
+        })
+        .collect()
+}
+
+/// Checks accounting, invariants and `producer reconcile` after the load settled.
+async fn check_settled(
+    env: &TestEnv,
+    workload: &Workload,
+    initial: &std::collections::BTreeMap<String, i64>,
+    mut figures: Figures,
+    started: Instant,
+) {
+    let expected: BTreeSet<String> = workload.identities();
+    let a = account(env, &expected, initial).await;
+    figures.completed = a.completed;
+    figures.failed = a.failed;
+    figures.dead_lettered = a.dead_lettered;
+    figures.lost = a.lost;
+    figures.doubled = a.doubled;
+    figures.duration = started.elapsed();
+    figures.report();
+    assert_eq!(a.unexpected, 0, "unexpected orders: {a:?}");
+    let v = violations(env, initial).await;
+    assert!(v.is_empty(), "invariants broken: {v:#?}");
+    let (code, out) = reconcile_exit_code(env);
+    assert_eq!(code, 0, "producer reconcile found drift:\n{out}");
+}
+
+/// Every partition's group delivered something: the producer spread the orders and the
+/// consumers read every partition.
+async fn assert_every_partition_used(env: &TestEnv) {
+    let mut conn = env.redis_conn().await;
+    let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+        .await
+        .expect("group stats");
+    assert_eq!(stats.partitions.len(), 16);
+    for p in &stats.partitions {
+        let one = oms_shared::queue::partition_group_stats(&mut *conn, &env.keys, p.partition)
+            .await
+            .expect("partition stats");
+        assert_ne!(
+            one.last_delivered_id, "0-0",
+            "partition {} was never read",
+            p.partition
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_over_16_partitions_is_processed_by_two_consumers_on_a_cluster() {
+    let _serial = SERIAL.lock().await;
+    let cluster = RedisCluster::start().await;
+    let env = TestEnv::on_cluster(&cluster, 16).await;
+    let workload = Workload::new("cl", 5_000, 50, 700);
+    workload.seed(&env).await;
+    let initial = workload.initial_stock();
+    let csv = write_csv(&workload);
+    let logs = LogDir::new();
+    let started = Instant::now();
+    let _consumers = consumers(&env, &logs);
+    let import = spawn_import(&env, csv.path(), &logs);
+    wait_import(import, &logs, Duration::from_secs(300)).await;
+    wait_settled(&env, 5_000, Duration::from_secs(300)).await;
+
+    // Key names carry hash tags: partition 3's stream and the read models' total.
+    let mut conn = env.redis_conn().await;
+    let prefix = env.config.prefix.clone();
+    let exists: (bool, bool) = redis::pipe()
+        .exists(format!("{prefix}orders:{{3}}"))
+        .exists(format!("{prefix}orders:{{3}}:dead"))
+        .query_async(&mut *conn)
+        .await
+        .expect("exists");
+    assert!(exists.0, "the stream of partition 3 is {prefix}orders:{{3}}");
+    let total: bool = redis::cmd("EXISTS")
+        .arg(format!("{prefix}{{rm}}:kpi:total"))
+        .query_async(&mut *conn)
+        .await
+        .expect("exists");
+    assert!(total, "the KPI total is {prefix}{{rm}}:kpi:total");
+    drop(conn);
+    assert_every_partition_used(&env).await;
+    let figures = Figures {
+        scenario: "cluster P=16, 2 consumers".into(),
+        orders: workload.rows.len(),
+        ..Figures::default()
+    };
+    check_settled(&env, &workload, &initial, figures, started).await;
+}
+
+/// The failover scenario: ≥ 100,000 orders, P = 16, two consumers; once a tenth of the
+/// orders ended, SIGKILL `victim` (chosen by `pick`), wait for its replica's promotion,
+/// let the load go on, restart the old primary (it rejoins as a replica), then check.
+async fn failover_run(scenario: &str, kill_read_models: bool) {
+    const ORDERS: u64 = 100_000;
+    let _serial = SERIAL.lock().await;
+    let mut cluster = RedisCluster::start().await;
+    let env = TestEnv::on_cluster(&cluster, 16).await;
+    let workload = Workload::new("fo", ORDERS, 200, 20_000);
+    workload.seed(&env).await;
+    let initial = workload.initial_stock();
+    let csv = write_csv(&workload);
+    let logs = LogDir::new();
+    let started = Instant::now();
+    let _consumers = consumers(&env, &logs);
+    let import = spawn_import(&env, csv.path(), &logs);
+
+    wait_for(
+        "a tenth of the orders terminal",
+        Duration::from_secs(600),
+        || async { (env.terminal_orders().await >= (ORDERS / 10) as i64).then_some(()) },
+    )
+    .await;
+    let read_models = cluster.read_model_primary(&env.keys).await;
+    let (victim, slot) = if kill_read_models {
+        (read_models, env.keys.read_model_slot())
+    } else {
+        // A primary holding stream partitions but not the read models.
+        let mut found = None;
+        for p in 0..16 {
+            let slot = hash_slot(&env.keys.stream(p));
+            let owner = cluster.primary_of_slot(slot).await.expect("slot owner");
+            if owner != read_models {
+                found = Some((owner, slot));
+                break;
+            }
+        }
+        found.expect("a partition off the read models' primary")
+    };
+    cluster.kill(victim);
+    let promoted = cluster.wait_promoted(slot, victim).await;
+    eprintln!("{scenario}: killed node {victim}, node {promoted} promoted");
+    let at_kill = env.terminal_orders().await;
+    wait_for(
+        "progress after the failover",
+        Duration::from_secs(300),
+        || async { (env.terminal_orders().await >= at_kill + 5_000).then_some(()) },
+    )
+    .await;
+    cluster.boot(victim).await;
+    cluster.wait_healthy().await;
+
+    wait_import(import, &logs, Duration::from_secs(600)).await;
+    wait_settled(&env, ORDERS as i64, Duration::from_secs(600)).await;
+    let figures = Figures {
+        scenario: scenario.into(),
+        orders: workload.rows.len(),
+        faults: 1,
+        fault_kind: "SIGKILL of a Redis Cluster primary".into(),
+        ..Figures::default()
+    };
+    check_settled(&env, &workload, &initial, figures, started).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_primary_holding_partitions_fails_over_mid_run_with_nothing_lost() {
+    failover_run("cluster failover: partitions' primary", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_primary_holding_the_read_models_fails_over_mid_run_with_nothing_lost() {
+    failover_run("cluster failover: read models' primary", true).await;
+}
