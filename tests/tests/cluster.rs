@@ -251,3 +251,133 @@ async fn a_primary_holding_partitions_fails_over_mid_run_with_nothing_lost() {
 async fn the_primary_holding_the_read_models_fails_over_mid_run_with_nothing_lost() {
     failover_run("cluster failover: read models' primary", true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_retry_purge_status_and_repartitioning_work_on_a_cluster() {
+    use oms_shared::partition::{partition_of, PartitionCount};
+    use producer::admin::failed::{list_from, purge_from, retry_from, RetryTarget};
+    use producer::admin::status::StatusSource;
+
+    let _serial = SERIAL.lock().await;
+    let cluster = RedisCluster::start().await;
+    let env = TestEnv::on_cluster(&cluster, 16).await;
+    env.product("SKU-1", "5.00", 1_000).await;
+    let import_id = env.import_row().await;
+    let mut rows: Vec<_> = (0..20)
+        .map(|i| oms_tests::order_row(&format!("ok-{i}"), i + 2, &format!("c{i}@x.example"), &[("SKU-1", 1)]))
+        .collect();
+    // Quantity 0 breaks a row rule: dead-lettered at its first delivery.
+    for i in 0..3 {
+        rows.push(oms_tests::order_row(&format!("bad-{i}"), 100 + i, &format!("bad{i}@x.example"), &[("SKU-1", 0)]));
+    }
+    env.enqueue(import_id, &rows, 5).await;
+    let (consumer, token) = env.spawn_consumer(env.consumer_config());
+    let dead_count = || async {
+        let mut conn = env.redis_conn().await;
+        oms_shared::queue::dead_letter_count(&mut *conn, &env.keys).await.ok()
+    };
+    wait_for("20 orders terminal and 3 dead letters", Duration::from_secs(60), || async {
+        (env.terminal_orders().await == 20 && dead_count().await == Some(3)).then_some(())
+    })
+    .await;
+
+    // Dead letters: ids qualified with their partition, the partition of their email.
+    let listed = list_from(&env.redis, &env.keys, 0).await.expect("failed list");
+    assert_eq!(listed.total, 3);
+    let p16 = PartitionCount::new(16).unwrap();
+    for letter in &listed.dead_letters {
+        let (partition, _) = letter.id.split_once('/').expect("a qualified id");
+        let email = format!("bad{}@x.example", letter.line - 100);
+        assert_eq!(partition.parse::<u16>().unwrap(), partition_of(&email, p16), "{letter:?}");
+    }
+
+    // Status sums the partitions and lists each.
+    let status = StatusSource::from_pools(env.keys.clone(), env.redis.clone(), Some(env.db.clone()))
+        .stream()
+        .await
+        .expect("status");
+    assert_eq!(status.partitions.len(), 16);
+    assert_eq!(status.dead_letters, 3);
+    assert_eq!(status.length, status.partitions.iter().map(|p| p.length).sum::<u64>());
+    assert_eq!(status.pending, 0);
+
+    // Retry one: it leaves the dead letters, runs again, and (still invalid) comes back
+    // under a new id.
+    let first = listed.dead_letters[0].id.clone();
+    let report = retry_from(&env.redis, &env.keys, RetryTarget::Id(first.clone()))
+        .await
+        .expect("failed retry");
+    assert_eq!(report.retried.len(), 1);
+    wait_for("the retried row dead again", Duration::from_secs(60), || async {
+        let list = list_from(&env.redis, &env.keys, 0).await.ok()?;
+        (list.total == 3 && list.dead_letters.iter().all(|d| d.id != first)).then_some(())
+    })
+    .await;
+
+    // Changing P is refused while dead letters remain, allowed once purged.
+    let refused = producer::partitions::record(&env.config, Some(8)).await;
+    let message = format!("{:#}", refused.expect_err("repartitioning with dead letters"));
+    assert!(message.contains("3 dead letters"), "{message}");
+    assert_eq!(purge_from(&env.redis, &env.keys).await.expect("purge"), 3);
+    assert_eq!(dead_count().await, Some(0));
+    let changed = producer::partitions::record(&env.config, Some(8)).await.expect("repartition");
+    assert!(changed.changed);
+    assert_eq!(
+        oms_shared::store::settings::stream_partitions(&env.db).await.unwrap().get(),
+        8
+    );
+    token.cancel();
+    consumer.await.expect("consumer task").expect("consumer exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkilled_consumers_entries_are_claimed_by_another_on_a_cluster() {
+    let _serial = SERIAL.lock().await;
+    let cluster = RedisCluster::start().await;
+    let env = TestEnv::on_cluster(&cluster, 16).await;
+    let workload = Workload::new("kc", 20_000, 50, 3_000);
+    workload.seed(&env).await;
+    let initial = workload.initial_stock();
+    let import_id = env.import_row().await;
+    env.enqueue(import_id, &workload.rows, 100).await;
+    let logs = LogDir::new();
+    let started = Instant::now();
+    let mut first = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "doomed", &["--claim-idle-secs", "2"]),
+        &logs,
+    );
+    wait_for("orders under way", Duration::from_secs(120), || async {
+        (env.terminal_orders().await >= 2_000).then_some(())
+    })
+    .await;
+    first.kill();
+    let held = {
+        let mut conn = env.redis_conn().await;
+        oms_shared::queue::consumers(&mut *conn, &env.keys)
+            .await
+            .expect("consumers")
+            .into_iter()
+            .find(|c| c.name == "doomed")
+            .map(|c| c.pending)
+            .unwrap_or(0)
+    };
+    assert!(held > 0, "the killed consumer held no entries: nothing to claim");
+    let second = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "heir", &["--claim-idle-secs", "2"]),
+        &logs,
+    );
+    wait_settled(&env, 20_000, Duration::from_secs(300)).await;
+    assert!(
+        second.log().contains("claimed idle entries"),
+        "the second consumer claimed nothing:\n{}",
+        second.log()
+    );
+    let figures = Figures {
+        scenario: "cluster: SIGKILLed consumer, entries claimed".into(),
+        orders: workload.rows.len(),
+        faults: 1,
+        fault_kind: "SIGKILL of a consumer".into(),
+        ..Figures::default()
+    };
+    check_settled(&env, &workload, &initial, figures, started).await;
+}
