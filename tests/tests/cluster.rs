@@ -381,3 +381,47 @@ async fn a_sigkilled_consumers_entries_are_claimed_by_another_on_a_cluster() {
     };
     check_settled(&env, &workload, &initial, figures, started).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_count_only_once_the_asked_replicas_hold_them() {
+    use oms_shared::order::EncodedChunk;
+    use oms_shared::redis_conn::ReplicaWait;
+
+    let _serial = SERIAL.lock().await;
+    let cluster = RedisCluster::start().await;
+    let env = TestEnv::on_cluster(&cluster, 16).await;
+    let chunks: Vec<EncodedChunk> = (0..16)
+        .map(|p| {
+            let mut c = EncodedChunk::for_partition(p);
+            c.rows_json = b"[]".to_vec();
+            c
+        })
+        .collect();
+    let mut conn = env.redis_conn().await;
+    // Every primary has one replica: WAIT 1 is met on every node that took an entry.
+    let one = ReplicaWait::new(1);
+    let ids = oms_shared::queue::add_encoded_chunks_replicated(&mut *conn, &env.keys, 1, &chunks, one)
+        .await
+        .expect("replicated to one replica");
+    assert!(ids.iter().all(|id| !id.is_empty()), "{ids:?}");
+    // Two replicas are never there: the write does not count (a transient error).
+    let two = ReplicaWait {
+        replicas: 2,
+        timeout: Duration::from_millis(200),
+    };
+    let err = oms_shared::queue::add_encoded_chunks_replicated(&mut *conn, &env.keys, 1, &chunks, two)
+        .await
+        .expect_err("no node has two replicas");
+    assert!(matches!(err, oms_shared::OmsError::NotReplicated { wanted: 2, acked: 1 }), "{err}");
+    assert!(err.is_transient());
+    // The same for a read-model update: applied, but not confirmed.
+    let err = oms_shared::read_model::apply_outbox_replicated(&mut *conn, &env.keys, 1, &[], two)
+        .await
+        .expect_err("the read models' node has one replica");
+    assert!(matches!(err, oms_shared::OmsError::NotReplicated { .. }), "{err}");
+    assert!(
+        oms_shared::read_model::apply_outbox_replicated(&mut *conn, &env.keys, 1, &[], one)
+            .await
+            .is_ok()
+    );
+}
