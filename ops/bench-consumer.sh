@@ -10,6 +10,8 @@
 # Extra consumer flags: CONSUMER_ARGS="--batch-size 500 --concurrency 4". IMPORT_MAX_LAG=5000
 # bounds the queue (the import waits), so latency measures processing, not the backlog.
 # Uses database oms_bench_e2e and prefix oms_bench_e2e: (removed at the end).
+# REDIS_URL may be a Redis Cluster's node list; BENCH_PARTITIONS=16 records 16 partitions
+# (ops/bench-cluster.sh runs both and compares).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -18,7 +20,8 @@ CONSUMERS=${2:-2}
 DIR=${OMS_BENCH_DIR:-target/bench}
 mkdir -p "$DIR"
 export DATABASE_URL=${BENCH_DATABASE_URL:-mysql://root@127.0.0.1:3306/oms_bench_e2e}
-export OMS_PREFIX=oms_bench_e2e:
+export OMS_PREFIX=${BENCH_PREFIX:-oms_bench_e2e:}
+PARTITIONS=${BENCH_PARTITIONS:-1}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export RUST_LOG=${RUST_LOG:-warn}
 
@@ -26,17 +29,24 @@ bash ops/services.sh >/dev/null
 cargo build --release --bins -q
 P=target/release/producer
 C=target/release/consumer
-redis() { redis-cli -u "$REDIS_URL" "$@"; }
+# Deletes the prefix's keys, on one Redis or on every node of a cluster (-c follows MOVED).
+clear_keys() {
+    local node
+    for node in ${REDIS_URL//,/ }; do
+        redis-cli -u "$node" --scan --pattern "${OMS_PREFIX}*" |
+            while read -r key; do redis-cli -c -u "$node" DEL "$key" >/dev/null; done
+    done
+}
 sql() { mariadb -h127.0.0.1 -uroot -N -B -e "$1"; }
 
 sql 'DROP DATABASE IF EXISTS oms_bench_e2e'
-redis --scan --pattern "${OMS_PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null
-"$P" migrate >/dev/null
+clear_keys
+"$P" migrate --partitions "$PARTITIONS" >/dev/null
 "$P" generate products --count 1000 --stock 1000000 --seed 1 >"$DIR/e2e-products.csv"
 "$P" products import "$DIR/e2e-products.csv" >/dev/null
 FILE="$DIR/e2e-orders-$ORDERS.csv"
 [[ -s $FILE ]] || "$P" generate orders --count "$ORDERS" --products 1000 --seed 2 --end-date 2026-11-01 >"$FILE"
-echo "orders: $ORDERS, consumers: $CONSUMERS, innodb_flush_log_at_trx_commit=$(sql 'SELECT @@innodb_flush_log_at_trx_commit')"
+echo "orders: $ORDERS, consumers: $CONSUMERS, partitions: $PARTITIONS, innodb_flush_log_at_trx_commit=$(sql 'SELECT @@innodb_flush_log_at_trx_commit')"
 
 pids=()
 cleanup() {
@@ -106,4 +116,4 @@ PY
 cleanup
 trap - EXIT
 sql 'DROP DATABASE IF EXISTS oms_bench_e2e'
-redis --scan --pattern "${OMS_PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null
+clear_keys

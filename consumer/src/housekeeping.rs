@@ -101,8 +101,7 @@ async fn refresh_queue(shared: &Shared) -> oms_shared::Result<()> {
         for part in &stats.partitions {
             let label = part.partition.to_string();
             metrics::gauge!(STREAM_LENGTH, "partition" => label.clone()).set(part.length as f64);
-            metrics::gauge!(STREAM_PENDING, "partition" => label.clone())
-                .set(part.pending as f64);
+            metrics::gauge!(STREAM_PENDING, "partition" => label.clone()).set(part.pending as f64);
             metrics::gauge!(STREAM_LAG, "partition" => label.clone())
                 .set(part.lag.unwrap_or(part.length) as f64);
             let dead_here = dead.get(part.partition as usize).copied().unwrap_or(0);

@@ -252,7 +252,11 @@ async fn claim_partition(
             };
             if !deliveries.is_empty() {
                 metrics::counter!(CLAIMED).increment(deliveries.len() as u64);
-                tracing::info!(entries = deliveries.len(), partition, "claimed idle entries");
+                tracing::info!(
+                    entries = deliveries.len(),
+                    partition,
+                    "claimed idle entries"
+                );
                 permit.send(Batch {
                     partition,
                     deliveries,

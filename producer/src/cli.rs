@@ -147,7 +147,10 @@ async fn migrate(
             println!("applied migration {m}");
         }
         if partitions.changed {
-            println!("the orders stream now has {} partitions", partitions.partitions);
+            println!(
+                "the orders stream now has {} partitions",
+                partitions.partitions
+            );
         } else {
             println!("the orders stream has {} partitions", partitions.partitions);
         }

@@ -41,7 +41,9 @@ pub enum OmsError {
 
     #[error("Redis pool error: {0}")]
     RedisPool(#[from] deadpool_redis::PoolError),
-    #[error("Redis write not replicated: WAIT saw {acked} of {wanted} replicas acknowledge it in time")]
+    #[error(
+        "Redis write not replicated: WAIT saw {acked} of {wanted} replicas acknowledge it in time"
+    )]
     NotReplicated { wanted: u32, acked: u32 },
 
     #[error("malformed stream message {id}: {reason}")]
@@ -139,9 +141,16 @@ pub fn redis_error_is_transient(e: &redis::RedisError) -> bool {
         | ErrorKind::ClusterConnectionNotFound => true,
         ErrorKind::Server(ServerErrorKind::ExecAbort) => {
             let text = e.to_string();
-            ["MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "MASTERDOWN"]
-                .iter()
-                .any(|code| text.contains(code))
+            [
+                "MOVED",
+                "ASK",
+                "TRYAGAIN",
+                "CLUSTERDOWN",
+                "READONLY",
+                "MASTERDOWN",
+            ]
+            .iter()
+            .any(|code| text.contains(code))
         }
         _ => false,
     }

@@ -226,7 +226,11 @@ impl StreamKeys {
 
     /// `P leaderboard:YYYY-MM-DD`: the snapshot `leaderboard update` took that day.
     pub fn leaderboard_snapshot(&self, day: NaiveDate) -> String {
-        format!("{}leaderboard:{}", self.model_prefix, day.format("%Y-%m-%d"))
+        format!(
+            "{}leaderboard:{}",
+            self.model_prefix,
+            day.format("%Y-%m-%d")
+        )
     }
 
     /// `P readmodel:applied_through`: every outbox id up to this one reached Redis.

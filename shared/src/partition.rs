@@ -18,7 +18,9 @@ impl PartitionCount {
 
     /// `count` partitions, or `None` outside 1..=[`Self::MAX`].
     pub fn new(count: u16) -> Option<PartitionCount> {
-        (1..=Self::MAX).contains(&count).then_some(PartitionCount(count))
+        (1..=Self::MAX)
+            .contains(&count)
+            .then_some(PartitionCount(count))
     }
 
     pub fn get(self) -> u16 {

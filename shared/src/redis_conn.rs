@@ -82,7 +82,10 @@ pub enum RedisLink {
 }
 
 impl ConnectionLike for RedisLink {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
         match self {
             RedisLink::Single(c) => c.req_packed_command(cmd),
             RedisLink::Cluster(c) => c.req_packed_command(cmd),
@@ -282,10 +285,7 @@ async fn connect_cluster(url: &str) -> Result<RedisPool> {
         }
     }
     let client = builder.build().map_err(unreachable)?;
-    let conn = client
-        .get_async_connection()
-        .await
-        .map_err(unreachable)?;
+    let conn = client.get_async_connection().await.map_err(unreachable)?;
     Ok(RedisPool::Cluster(conn))
 }
 

@@ -172,7 +172,11 @@ impl RedisCluster {
     }
 
     async fn cluster_info(&self, i: usize) -> Option<String> {
-        match self.query(i, &redis::cmd("CLUSTER").arg("INFO").clone()).await.ok()? {
+        match self
+            .query(i, &redis::cmd("CLUSTER").arg("INFO").clone())
+            .await
+            .ok()?
+        {
             Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
             Value::VerbatimString { text, .. } => Some(text),
             _ => None,

@@ -79,7 +79,10 @@ async fn wait_import(mut import: Child, logs: &LogDir, deadline: Duration) {
     })
     .await;
     let log = std::fs::read_to_string(logs.path().join("import.log")).unwrap_or_default();
-    assert!(status.success(), "producer import failed ({status}):\n{log}");
+    assert!(
+        status.success(),
+        "producer import failed ({status}):\n{log}"
+    );
 }
 
 fn consumers(env: &TestEnv, logs: &LogDir) -> Vec<ConsumerProc> {
@@ -161,7 +164,10 @@ async fn an_import_over_16_partitions_is_processed_by_two_consumers_on_a_cluster
         .query_async(&mut *conn)
         .await
         .expect("exists");
-    assert!(exists.0, "the stream of partition 3 is {prefix}orders:{{3}}");
+    assert!(
+        exists.0,
+        "the stream of partition 3 is {prefix}orders:{{3}}"
+    );
     let total: bool = redis::cmd("EXISTS")
         .arg(format!("{prefix}{{rm}}:kpi:total"))
         .query_async(&mut *conn)
@@ -264,41 +270,69 @@ async fn dead_letters_retry_purge_status_and_repartitioning_work_on_a_cluster() 
     env.product("SKU-1", "5.00", 1_000).await;
     let import_id = env.import_row().await;
     let mut rows: Vec<_> = (0..20)
-        .map(|i| oms_tests::order_row(&format!("ok-{i}"), i + 2, &format!("c{i}@x.example"), &[("SKU-1", 1)]))
+        .map(|i| {
+            oms_tests::order_row(
+                &format!("ok-{i}"),
+                i + 2,
+                &format!("c{i}@x.example"),
+                &[("SKU-1", 1)],
+            )
+        })
         .collect();
     // Quantity 0 breaks a row rule: dead-lettered at its first delivery.
     for i in 0..3 {
-        rows.push(oms_tests::order_row(&format!("bad-{i}"), 100 + i, &format!("bad{i}@x.example"), &[("SKU-1", 0)]));
+        rows.push(oms_tests::order_row(
+            &format!("bad-{i}"),
+            100 + i,
+            &format!("bad{i}@x.example"),
+            &[("SKU-1", 0)],
+        ));
     }
     env.enqueue(import_id, &rows, 5).await;
     let (consumer, token) = env.spawn_consumer(env.consumer_config());
     let dead_count = || async {
         let mut conn = env.redis_conn().await;
-        oms_shared::queue::dead_letter_count(&mut *conn, &env.keys).await.ok()
+        oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+            .await
+            .ok()
     };
-    wait_for("20 orders terminal and 3 dead letters", Duration::from_secs(60), || async {
-        (env.terminal_orders().await == 20 && dead_count().await == Some(3)).then_some(())
-    })
+    wait_for(
+        "20 orders terminal and 3 dead letters",
+        Duration::from_secs(60),
+        || async {
+            (env.terminal_orders().await == 20 && dead_count().await == Some(3)).then_some(())
+        },
+    )
     .await;
 
     // Dead letters: ids qualified with their partition, the partition of their email.
-    let listed = list_from(&env.redis, &env.keys, 0).await.expect("failed list");
+    let listed = list_from(&env.redis, &env.keys, 0)
+        .await
+        .expect("failed list");
     assert_eq!(listed.total, 3);
     let p16 = PartitionCount::new(16).unwrap();
     for letter in &listed.dead_letters {
         let (partition, _) = letter.id.split_once('/').expect("a qualified id");
         let email = format!("bad{}@x.example", letter.line - 100);
-        assert_eq!(partition.parse::<u16>().unwrap(), partition_of(&email, p16), "{letter:?}");
+        assert_eq!(
+            partition.parse::<u16>().unwrap(),
+            partition_of(&email, p16),
+            "{letter:?}"
+        );
     }
 
     // Status sums the partitions and lists each.
-    let status = StatusSource::from_pools(env.keys.clone(), env.redis.clone(), Some(env.db.clone()))
-        .stream()
-        .await
-        .expect("status");
+    let status =
+        StatusSource::from_pools(env.keys.clone(), env.redis.clone(), Some(env.db.clone()))
+            .stream()
+            .await
+            .expect("status");
     assert_eq!(status.partitions.len(), 16);
     assert_eq!(status.dead_letters, 3);
-    assert_eq!(status.length, status.partitions.iter().map(|p| p.length).sum::<u64>());
+    assert_eq!(
+        status.length,
+        status.partitions.iter().map(|p| p.length).sum::<u64>()
+    );
     assert_eq!(status.pending, 0);
 
     // Retry one: it leaves the dead letters, runs again, and (still invalid) comes back
@@ -308,26 +342,41 @@ async fn dead_letters_retry_purge_status_and_repartitioning_work_on_a_cluster() 
         .await
         .expect("failed retry");
     assert_eq!(report.retried.len(), 1);
-    wait_for("the retried row dead again", Duration::from_secs(60), || async {
-        let list = list_from(&env.redis, &env.keys, 0).await.ok()?;
-        (list.total == 3 && list.dead_letters.iter().all(|d| d.id != first)).then_some(())
-    })
+    wait_for(
+        "the retried row dead again",
+        Duration::from_secs(60),
+        || async {
+            let list = list_from(&env.redis, &env.keys, 0).await.ok()?;
+            (list.total == 3 && list.dead_letters.iter().all(|d| d.id != first)).then_some(())
+        },
+    )
     .await;
 
     // Changing P is refused while dead letters remain, allowed once purged.
     let refused = producer::partitions::record(&env.config, Some(8)).await;
-    let message = format!("{:#}", refused.expect_err("repartitioning with dead letters"));
+    let message = format!(
+        "{:#}",
+        refused.expect_err("repartitioning with dead letters")
+    );
     assert!(message.contains("3 dead letters"), "{message}");
     assert_eq!(purge_from(&env.redis, &env.keys).await.expect("purge"), 3);
     assert_eq!(dead_count().await, Some(0));
-    let changed = producer::partitions::record(&env.config, Some(8)).await.expect("repartition");
+    let changed = producer::partitions::record(&env.config, Some(8))
+        .await
+        .expect("repartition");
     assert!(changed.changed);
     assert_eq!(
-        oms_shared::store::settings::stream_partitions(&env.db).await.unwrap().get(),
+        oms_shared::store::settings::stream_partitions(&env.db)
+            .await
+            .unwrap()
+            .get(),
         8
     );
     token.cancel();
-    consumer.await.expect("consumer task").expect("consumer exit");
+    consumer
+        .await
+        .expect("consumer task")
+        .expect("consumer exit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -361,7 +410,10 @@ async fn a_sigkilled_consumers_entries_are_claimed_by_another_on_a_cluster() {
             .map(|c| c.pending)
             .unwrap_or(0)
     };
-    assert!(held > 0, "the killed consumer held no entries: nothing to claim");
+    assert!(
+        held > 0,
+        "the killed consumer held no entries: nothing to claim"
+    );
     let second = ConsumerProc::spawn(
         &ConsumerSpec::new(&env, "heir", &["--claim-idle-secs", "2"]),
         &logs,
@@ -400,25 +452,39 @@ async fn writes_count_only_once_the_asked_replicas_hold_them() {
     let mut conn = env.redis_conn().await;
     // Every primary has one replica: WAIT 1 is met on every node that took an entry.
     let one = ReplicaWait::new(1);
-    let ids = oms_shared::queue::add_encoded_chunks_replicated(&mut *conn, &env.keys, 1, &chunks, one)
-        .await
-        .expect("replicated to one replica");
+    let ids =
+        oms_shared::queue::add_encoded_chunks_replicated(&mut *conn, &env.keys, 1, &chunks, one)
+            .await
+            .expect("replicated to one replica");
     assert!(ids.iter().all(|id| !id.is_empty()), "{ids:?}");
     // Two replicas are never there: the write does not count (a transient error).
     let two = ReplicaWait {
         replicas: 2,
         timeout: Duration::from_millis(200),
     };
-    let err = oms_shared::queue::add_encoded_chunks_replicated(&mut *conn, &env.keys, 1, &chunks, two)
-        .await
-        .expect_err("no node has two replicas");
-    assert!(matches!(err, oms_shared::OmsError::NotReplicated { wanted: 2, acked: 1 }), "{err}");
+    let err =
+        oms_shared::queue::add_encoded_chunks_replicated(&mut *conn, &env.keys, 1, &chunks, two)
+            .await
+            .expect_err("no node has two replicas");
+    assert!(
+        matches!(
+            err,
+            oms_shared::OmsError::NotReplicated {
+                wanted: 2,
+                acked: 1
+            }
+        ),
+        "{err}"
+    );
     assert!(err.is_transient());
     // The same for a read-model update: applied, but not confirmed.
     let err = oms_shared::read_model::apply_outbox_replicated(&mut *conn, &env.keys, 1, &[], two)
         .await
         .expect_err("the read models' node has one replica");
-    assert!(matches!(err, oms_shared::OmsError::NotReplicated { .. }), "{err}");
+    assert!(
+        matches!(err, oms_shared::OmsError::NotReplicated { .. }),
+        "{err}"
+    );
     assert!(
         oms_shared::read_model::apply_outbox_replicated(&mut *conn, &env.keys, 1, &[], one)
             .await

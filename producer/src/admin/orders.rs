@@ -178,7 +178,10 @@ async fn find_pending(
         for page in group.chunks(100) {
             let mut pipe = redis::pipe();
             for (_, id, ..) in page {
-                pipe.cmd("XRANGE").arg(keys.stream(partition)).arg(id).arg(id);
+                pipe.cmd("XRANGE")
+                    .arg(keys.stream(partition))
+                    .arg(id)
+                    .arg(id);
             }
             let replies: Vec<Value> = pipe.query_async(&mut *rc).await?;
             for ((_, id, consumer, idle_ms, deliveries), reply) in page.iter().zip(replies) {

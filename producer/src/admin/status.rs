@@ -379,7 +379,14 @@ pub fn render(report: &StatusReport) -> String {
             .collect();
         out.push(String::new());
         out.push(table(
-            &["partition", "key", "length", "pending", "lag", "dead letters"],
+            &[
+                "partition",
+                "key",
+                "length",
+                "pending",
+                "lag",
+                "dead letters",
+            ],
             &rows,
             &[0, 2, 3, 4, 5],
         ));

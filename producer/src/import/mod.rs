@@ -58,10 +58,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use oms_shared::redis_conn::ReplicaWait;
 use crate::admin::status::StatusSource;
 use crate::report::{print_json, table};
 use enqueue::{EnqueueError, EnqueueSettings, Enqueuer};
+use oms_shared::redis_conn::ReplicaWait;
 use progress::Progress;
 use reader::{Limits, RecordReader};
 use scan::{ScanEnd, ScanSettings};
@@ -185,8 +185,7 @@ pub async fn import(
     oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
     let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
     let keys: StreamKeys =
-        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
-            .await?;
+        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster()).await?;
     {
         let mut c = redis.get().await?;
         oms_shared::queue::ensure_group(&mut *c, &keys).await?;
@@ -248,10 +247,11 @@ pub async fn import(
             import_id,
             chunk_size: args.chunk_size as usize,
             max_lag: args.max_lag,
-            replica_wait: ReplicaWait::new(
-                args.min_replicas
-                    .unwrap_or(if conn.is_cluster() { 1 } else { 0 }),
-            ),
+            replica_wait: ReplicaWait::new(args.min_replicas.unwrap_or(if conn.is_cluster() {
+                1
+            } else {
+                0
+            })),
         },
         progress.clone(),
     );
@@ -339,8 +339,7 @@ pub async fn wait_for_outcome(
     let db = oms_shared::db::connect(&conn.database_url, 1).await?;
     let redis = oms_shared::redis_conn::connect(&conn.redis_url, 1).await?;
     let keys: StreamKeys =
-        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
-            .await?;
+        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster()).await?;
     let started = Instant::now();
     let mut last_log = Instant::now();
     // Once every order has ended: the outbox id every read-model update of the import is

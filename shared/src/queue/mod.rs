@@ -216,7 +216,11 @@ pub async fn group_stats<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> 
             total.last_delivered_id = one.last_delivered_id.clone();
         }
         total.oldest_pending_id = match (total.oldest_pending_id.take(), one.oldest_pending_id) {
-            (Some(a), Some(b)) => Some(if parse_stream_id(&b) < parse_stream_id(&a) { b } else { a }),
+            (Some(a), Some(b)) => Some(if parse_stream_id(&b) < parse_stream_id(&a) {
+                b
+            } else {
+                a
+            }),
             (a, b) => a.or(b),
         };
         total.partitions.push(PartitionStats {

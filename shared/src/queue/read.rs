@@ -158,9 +158,11 @@ pub async fn read_new_entries<C: ConnectionLike>(
     consumer: &str,
     max_entries: usize,
 ) -> Result<Vec<RawEntry>> {
-    Ok(run_read_script(conn, keys, partition, consumer, max_entries, None)
-        .await?
-        .1)
+    Ok(
+        run_read_script(conn, keys, partition, consumer, max_entries, None)
+            .await?
+            .1,
+    )
 }
 
 /// Entries of partition `partition` idle for `min_idle_ms` claimed for `consumer`
