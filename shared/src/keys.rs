@@ -140,7 +140,7 @@ impl StreamKeys {
     }
 
     /// True when stream keys carry partition tags (ids of dead letters are then
-    /// qualified with their partition, `N/ms-seq`).
+    /// qualified with their partition, `N:ms-seq`).
     pub fn is_partitioned(&self) -> bool {
         self.tagged
     }

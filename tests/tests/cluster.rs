@@ -312,7 +312,7 @@ async fn dead_letters_retry_purge_status_and_repartitioning_work_on_a_cluster() 
     assert_eq!(listed.total, 3);
     let p16 = PartitionCount::new(16).unwrap();
     for letter in &listed.dead_letters {
-        let (partition, _) = letter.id.split_once('/').expect("a qualified id");
+        let (partition, _) = letter.id.split_once(':').expect("a qualified id");
         let email = format!("bad{}@x.example", letter.line - 100);
         assert_eq!(
             partition.parse::<u16>().unwrap(),

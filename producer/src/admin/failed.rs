@@ -27,7 +27,7 @@ use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::order::OrderRow;
 use oms_shared::queue::{self, DeadLetter};
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis_conn::{RedisPool, ReplicaWait};
 use serde::Serialize;
 
 use crate::report::{print_json, table};
@@ -157,7 +157,10 @@ async fn retry_page(
             .iter()
             .map(|&i| std::slice::from_ref(&rows[i].1))
             .collect();
-        let entry_ids = queue::add_chunks(&mut *rc, keys, import_id, &chunks).await?;
+        // On a cluster a retried row must be on a replica before its dead letter goes.
+        let wait = ReplicaWait::new(u32::from(keys.is_cluster()));
+        let entry_ids =
+            queue::add_chunks_replicated(&mut *rc, keys, import_id, &chunks, wait).await?;
         for (&i, entry_id) in indexes.iter().zip(entry_ids) {
             let (letter, row) = &rows[i];
             report.retried.push(Retried {

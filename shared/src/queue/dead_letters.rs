@@ -3,7 +3,7 @@
 //!
 //! With partitions each partition has its own (`P orders:{N}:dead`, on its stream's slot,
 //! so dead-lettering and acknowledging stay one `MULTI`); ids are then given qualified,
-//! `N/ms-seq`, and listed in (partition, id) order.
+//! `N:ms-seq`, and listed in (partition, id) order.
 
 use std::collections::BTreeMap;
 
@@ -105,10 +105,10 @@ pub fn push_partition_dead_letters(
 }
 
 /// A dead letter's id split into its partition and its id in that partition's stream:
-/// `N/ms-seq` when partitioned, a plain `ms-seq` is partition 0. `None` when malformed
+/// `N:ms-seq` when partitioned, a plain `ms-seq` is partition 0. `None` when malformed
 /// or naming a partition that does not exist.
 pub fn split_dead_letter_id<'a>(keys: &StreamKeys, id: &'a str) -> Option<(u16, &'a str)> {
-    let (partition, raw) = match id.split_once('/') {
+    let (partition, raw) = match id.split_once(':') {
         Some((p, raw)) => (p.parse::<u16>().ok()?, raw),
         None => (0, id),
     };
@@ -117,7 +117,7 @@ pub fn split_dead_letter_id<'a>(keys: &StreamKeys, id: &'a str) -> Option<(u16, 
 
 fn qualified(keys: &StreamKeys, partition: u16, id: String) -> String {
     if keys.is_partitioned() {
-        format!("{partition}/{id}")
+        format!("{partition}:{id}")
     } else {
         id
     }

@@ -66,6 +66,18 @@ pub async fn add_chunks<C: ConnectionLike>(
     import_id: u64,
     chunks: &[&[OrderRow]],
 ) -> Result<Vec<String>> {
+    add_chunks_replicated(conn, keys, import_id, chunks, ReplicaWait::NONE).await
+}
+
+/// [`add_chunks`], each partition's pipeline followed by `WAIT` (see
+/// [`add_encoded_chunks_replicated`]).
+pub async fn add_chunks_replicated<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    import_id: u64,
+    chunks: &[&[OrderRow]],
+    wait: ReplicaWait,
+) -> Result<Vec<String>> {
     let mut encoded: Vec<EncodedChunk> = Vec::new();
     for rows in chunks {
         for partition in keys.partitions().all() {
@@ -88,7 +100,7 @@ pub async fn add_chunks<C: ConnectionLike>(
             });
         }
     }
-    add_encoded_chunks(conn, keys, import_id, &encoded).await
+    add_encoded_chunks_replicated(conn, keys, import_id, &encoded, wait).await
 }
 
 /// Appends one entry per encoded chunk (fields `v`, `import`, `rows`) to its partition,
