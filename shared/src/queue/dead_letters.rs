@@ -268,6 +268,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dead_letter_ids_name_their_partition() {
+        use crate::partition::PartitionCount;
+        let one = StreamKeys::new("p:");
+        assert_eq!(split_dead_letter_id(&one, "5-1"), Some((0, "5-1")));
+        assert_eq!(split_dead_letter_id(&one, "1:5-1"), None);
+        let p16 = StreamKeys::for_layout("p:", PartitionCount::new(16).unwrap(), true);
+        assert_eq!(split_dead_letter_id(&p16, "15:5-1"), Some((15, "5-1")));
+        assert_eq!(split_dead_letter_id(&p16, "16:5-1"), None);
+        assert_eq!(split_dead_letter_id(&p16, "x:5-1"), None);
+        assert_eq!(qualified(&p16, 3, "5-1".into()), "3:5-1");
+        assert_eq!(qualified(&one, 0, "5-1".into()), "5-1");
+    }
+
+    #[test]
     fn dead_letter_fields_round_trip() {
         let letter = DeadLetter {
             id: "1-1".into(),
