@@ -22,7 +22,7 @@
 #   2. the toolchain copied in: ~/.rustup/settings.toml, the default toolchain, the
 #      rustup proxies of ~/.cargo/bin (nothing else: no registry cache, no C compiler,
 #      no python). The committed tree of this repository (`git archive HEAD`) goes to
-#      /root/oms, /work/shared beside it (/root/shared: the tests read ../shared).
+#      /root/oms, /work/shared beside it as /root/shared (as CI has it; nothing reads it).
 #   3. the root runs in its own network, mount, PID and UTS namespaces (`unshare`):
 #      only loopback, so nothing listens on 6379 or 3306 but what it starts; /proc,
 #      /sys, /dev (with a private /dev/shm) and /run are mounted inside the mount

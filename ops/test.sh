@@ -89,7 +89,7 @@ step python3 ops/check-module-cycles.py
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo build --workspace --bins
-# The randomised rebuilds-during-a-live-run test runs once per seed (tests/tests/read_models.rs).
+# The randomised rebuilds-during-a-live-run test runs once per seed (tests/tests/it/read_models.rs).
 export OMS_REBUILD_SEEDS=${OMS_REBUILD_SEEDS:-1,2,3}
 step cargo test --workspace "$@"
 step bash ops/browser-test.sh

@@ -70,6 +70,8 @@ async fn connect_redis(
 }
 
 /// Runs one consumer until `shutdown` is cancelled and the drain is over.
+// Long on purpose: the whole start-up and shutdown path of the daemon, read top to bottom
+// in one place (which task starts when, and what each waits for on the way out).
 pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
     let name = config.consumer_name();

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use oms_shared::config::ConnectionConfig;
+use oms_shared::process;
 
 use crate::admin::{failed, kpis, leaderboard, queue, reconcile, status};
-use crate::{catalog, generate_cmd, import, serve};
+use crate::generate::command as generate_cmd;
+use crate::{catalog, import, serve};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,37 +71,15 @@ pub enum Command {
 
 /// Parses the command line, runs the command, maps errors to one line and an exit code.
 pub fn main() -> ExitCode {
-    if let Err(e) = oms_shared::env_file::load_from_env() {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
+    if let Err(code) = process::load_env_file() {
+        return code;
     }
     let cli = Cli::parse();
-    oms_shared::telemetry::hide_secrets(cli.conn.secrets());
-    oms_shared::telemetry::init(&cli.log_format);
+    process::init_logging(cli.conn.secrets(), &cli.log_format);
     if let Err(e) = cli.conn.validate() {
-        eprintln!("error: {}", oms_shared::telemetry::scrubbed(&e.to_string()));
-        return ExitCode::from(2);
+        return process::usage_error(&e);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!(
-                "error: {}",
-                oms_shared::telemetry::scrubbed(&oms_shared::error::one_line(e.as_ref()))
-            );
-            ExitCode::FAILURE
-        }
-    }
+    process::run_to_exit(run(cli))
 }
 
 /// Runs one parsed command (tests call this directly).

@@ -5,9 +5,8 @@
 pub mod admin;
 pub mod catalog;
 pub mod cli;
-pub mod generate;
-pub mod generate_cmd;
+mod generate;
 pub mod import;
 pub mod partitions;
-pub mod report;
+mod report;
 pub mod serve;

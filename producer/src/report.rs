@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// Prints `value` as pretty JSON on stdout.
-pub fn print_json<T: Serialize>(value: &T) {
+pub(crate) fn print_json<T: Serialize>(value: &T) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("reports serialize")
@@ -12,7 +12,7 @@ pub fn print_json<T: Serialize>(value: &T) {
 
 /// Formats rows as a table with a header, columns padded to their widest cell.
 /// Columns listed in `right` are right-aligned (numbers).
-pub fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {

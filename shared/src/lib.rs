@@ -8,6 +8,8 @@
 //! - [`order`]: order identities, order rows and the stream chunk encoding;
 //! - [`order_rules`]: the limits of rows and entries, and the one email rule;
 //! - [`partition`]: which partition of the stream an order goes to (hash of the email);
+//! - [`process`]: process start-up and exit of both binaries (runtime, logging, signals,
+//!   exit codes);
 //! - [`payment`]: the deterministic payment simulator;
 //! - [`kpi`]: KPI arithmetic (revenue, count, average order value) and period keys;
 //! - [`db`] (= `store::db`): MySQL connection, database creation and embedded migrations;
@@ -33,6 +35,7 @@ pub mod order_rules;
 pub mod order_stats;
 pub mod partition;
 pub mod payment;
+pub mod process;
 pub mod queue;
 pub mod queue_control;
 pub mod read_model;

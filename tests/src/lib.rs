@@ -1,4 +1,4 @@
-//! Test harness for the workspace integration tests in `tests/tests/`.
+//! Test harness for the workspace integration tests in `tests/tests/it/` (one binary, a module per area).
 //!
 //! [`TestEnv::new`] gives each test its own MySQL database (`oms_test_<random>`, migrated)
 //! and its own Redis prefix, so tests run in parallel against the one local MariaDB and

@@ -58,9 +58,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::admin::status::StatusSource;
 use crate::report::{print_json, table};
 use enqueue::{EnqueueError, EnqueueSettings, Enqueuer};
+use oms_reports::status::StatusSource;
 use oms_shared::redis_conn::ReplicaWait;
 use progress::Progress;
 use reader::{Limits, RecordReader};
@@ -460,35 +460,13 @@ pub fn render(report: &ImportReport) -> String {
     out
 }
 
-/// Cancels the returned token on SIGINT or SIGTERM.
-fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-        tracing::warn!("signal received: stopping the import after what was read");
-        t.cancel();
-    });
-    token
-}
-
 pub async fn run(
     conn: &ConnectionConfig,
     args: ImportArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let shutdown = shutdown_on_signal();
+    let shutdown =
+        oms_shared::process::shutdown_on_signals("stopping the import after what was read");
     let mut report = import(conn, &args, shutdown.clone()).await?;
     let mut ok = report.status == ImportStatus::Finished.as_str();
     if args.wait && ok {

@@ -1,6 +1,6 @@
 //! The API's error responses: `{"error": "...", "code": "..."}` with the matching status.
 //!
-//! Handlers return [`ApiError`]; library errors (anyhow) are mapped by what they are: an
+//! Handlers return [`ApiError`]; library errors ([`ReportError`], anyhow) are mapped by what they are: an
 //! unknown import or dead letter is 404, an unreachable MySQL or Redis 503, anything else
 //! 500 with the error on one line. [`json_errors`] gives responses made by the tower
 //! layers (413 body too large, 408 timeout, 405) the same JSON shape.
@@ -11,8 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::admin::failed::NoSuchDeadLetter;
-use crate::admin::status::NoSuchImport;
+use oms_reports::ReportError;
 
 /// An error answer.
 #[derive(Debug, Clone)]
@@ -63,14 +62,16 @@ fn unreachable(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<oms_shared::OmsError>()
             .is_some_and(|o| o.is_transient())
+            || c.downcast_ref::<ReportError>()
+                .is_some_and(ReportError::is_unavailable)
     })
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         let message = oms_shared::error::one_line(e.as_ref());
-        if e.downcast_ref::<NoSuchImport>().is_some()
-            || e.downcast_ref::<NoSuchDeadLetter>().is_some()
+        if e.downcast_ref::<ReportError>()
+            .is_some_and(ReportError::is_not_found)
         {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
         } else if unreachable(&e) {
@@ -79,6 +80,12 @@ impl From<anyhow::Error> for ApiError {
             tracing::error!(error = %message, "request failed");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
         }
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        ApiError::from(anyhow::Error::new(e))
     }
 }
 

@@ -1,7 +1,7 @@
 //! `producer serve [--addr 127.0.0.1:8080]`: the JSON API and the live dashboard.
 //!
 //! One server over the same Redis and MySQL as the CLI; every report comes from the same
-//! library function as the CLI's command (`admin::*::*_from`, `StatusSource`), so the
+//! library function as the CLI's command (`oms_reports::*::*_from`, `StatusSource`), so the
 //! figures are the CLI's `--json` figures. Routes are in [`api`], the OpenAPI document
 //! (generated from the handlers' annotations) in [`openapi`], the page in [`dashboard`].
 //!
@@ -252,16 +252,11 @@ pub async fn run(conn: &ConnectionConfig, args: ServeArgs) -> anyhow::Result<Exi
         tracing::warn!("OMS_API_TOKEN is not set: write endpoints answer 403");
     }
     println!("serving on http://{bound}/ (API under /api, OpenAPI at /api/openapi.json)");
+    let signalled = oms_shared::process::shutdown_on_signals("stopping the server");
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-            tracing::info!("signal received: stopping the server");
+            signalled.cancelled().await;
             shutdown.cancel();
         });
     }

@@ -1,4 +1,5 @@
-//! `producer generate products|orders`: synthetic CSV on stdout (see [`crate::generate`]).
+//! `producer generate products|orders`: the clap subcommand, synthetic CSV on stdout (see
+//! [`crate::generate`]).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 use chrono::NaiveDate;
 use clap::Subcommand;
 
-use crate::generate::{write_orders, write_products, OrderSpec, ProductSpec};
+use super::{write_orders, write_products, OrderSpec, ProductSpec};
 
 #[derive(Debug, Subcommand)]
 pub enum GenerateCommand {
@@ -37,7 +38,7 @@ pub enum GenerateCommand {
     },
 }
 
-pub fn run(cmd: GenerateCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cmd: GenerateCommand) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout().lock();
     let result = match cmd {
         GenerateCommand::Products { count, stock, seed } => {

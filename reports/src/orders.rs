@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::Result;
 use oms_shared::keys::StreamKeys;
 use oms_shared::order::decode_chunk;
 use oms_shared::order_stats::{self, Throughput};
@@ -54,11 +55,7 @@ pub struct OrderStats {
 }
 
 /// Live order statistics (see the module documentation for where each figure comes from).
-pub async fn stats(
-    redis: &RedisPool,
-    keys: &StreamKeys,
-    now_secs: i64,
-) -> anyhow::Result<OrderStats> {
+pub async fn stats(redis: &RedisPool, keys: &StreamKeys, now_secs: i64) -> Result<OrderStats> {
     let mut rc = redis.get().await?;
     let total = read_kpis(&mut *rc, &keys.kpi_total())
         .await?
@@ -88,7 +85,7 @@ pub async fn throughput(
     keys: &StreamKeys,
     now_secs: i64,
     window_secs: i64,
-) -> anyhow::Result<Vec<Throughput>> {
+) -> Result<Vec<Throughput>> {
     let mut rc = redis.get().await?;
     let first = (now_secs - window_secs + 1).div_euclid(60);
     let minutes = order_stats::read_minutes(&mut *rc, keys, first, now_secs.div_euclid(60)).await?;
@@ -163,7 +160,7 @@ async fn find_pending(
     redis: &RedisPool,
     keys: &StreamKeys,
     identity: &str,
-) -> anyhow::Result<Option<InFlight>> {
+) -> Result<Option<InFlight>> {
     let mut rc = redis.get().await?;
     let mut entries: Vec<(u16, String, String, u64, u64)> =
         queue::pending_entries(&mut *rc, keys, PENDING_SEARCH)
@@ -218,7 +215,7 @@ async fn find_dead(
     redis: &RedisPool,
     keys: &StreamKeys,
     identity: &str,
-) -> anyhow::Result<Option<DeadLetter>> {
+) -> Result<Option<DeadLetter>> {
     let mut rc = redis.get().await?;
     let mut start = "-".to_string();
     let mut seen = 0;
@@ -244,7 +241,7 @@ pub async fn lookup(
     db: &MySqlPool,
     keys: &StreamKeys,
     identity: &str,
-) -> anyhow::Result<Option<OrderLookup>> {
+) -> Result<Option<OrderLookup>> {
     let order = lookup::order_by_identity(db, identity).await?;
     let ended = order
         .as_ref()

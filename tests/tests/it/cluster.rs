@@ -6,7 +6,8 @@
 //! and `producer reconcile` must exit 0.
 //!
 //! Each test starts its own cluster; they run one at a time (a cluster and two consumers
-//! already keep this machine's cores busy).
+//! already keep this machine's cores busy). Run them with
+//! `cargo test -p oms-tests --test it -- cluster::`.
 
 use std::collections::BTreeSet;
 use std::io::Write;

@@ -570,7 +570,7 @@ async fn sigterm_exits_after_the_shutdown_timeout_even_when_mysql_hangs() {
 /// turn: SIGKILL of a consumer holding entries, Redis crash, MariaDB crash (private
 /// instances), each followed by a restart. Runs with `OMS_FAULT_LONG=1` and `--ignored`.
 #[tokio::test]
-#[ignore = "long: OMS_FAULT_LONG=1 cargo test -p oms-tests --test faults -- --ignored long_"]
+#[ignore = "long: OMS_FAULT_LONG=1 cargo test -p oms-tests --test it -- --ignored faults::long_"]
 async fn long_chaos_consumers_redis_and_mariadb_crash_in_turn() {
     if !long_runs_enabled() {
         eprintln!("SKIPPED long chaos run: set OMS_FAULT_LONG=1");

@@ -1,0 +1,304 @@
+//! Import routes: the list, one import's progress (cached), and the CSV upload.
+
+use super::*;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ImportsQuery {
+    /// How many of the newest imports (1..=50, default 10).
+    pub limit: Option<u32>,
+}
+
+/// One import's progress with its rejects by reason.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportDetail {
+    #[serde(flatten)]
+    pub status: ImportStatus,
+    pub rejected_by_reason: BTreeMap<String, i64>,
+}
+
+/// The newest imports' progress, as `producer status IMPORT --json` (`import`) each.
+#[utoipa::path(get, path = "/api/imports", tag = "imports", params(ImportsQuery),
+    responses((status = 200, body = Vec<ImportStatus>)))]
+pub async fn imports_list(
+    State(state): State<AppState>,
+    q: QueryResult<ImportsQuery>,
+) -> ApiResult<Vec<ImportStatus>> {
+    let limit = query(q)?.limit.unwrap_or(10);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be within 1 and 50"));
+    }
+    let s = &state.0;
+    let rows = oms_shared::store::lookup::recent_imports(&s.db, limit)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(import_status(&state, row.id).await?);
+    }
+    Ok(Json(out))
+}
+
+/// How long an import reading is reused: a running import's figures are read from MySQL at
+/// most once per this interval whatever the number of clients (the dashboard polls every
+/// 2 s), a finished one's for [`IMPORT_DONE_FRESH`].
+pub const IMPORT_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+pub const IMPORT_DONE_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+/// Readings kept at most (the cache is emptied when it grows past this).
+const IMPORT_CACHE_MAX: usize = 1_000;
+
+/// An import reading and when it was taken.
+#[derive(Debug, Clone)]
+pub struct CachedImport {
+    at: std::time::Instant,
+    status: ImportStatus,
+}
+
+/// One import's progress, as `producer status IMPORT` computes it, reused for a moment.
+async fn import_status(state: &AppState, id: u64) -> Result<ImportStatus, ApiError> {
+    {
+        let cache = state.0.import_cache.lock().expect("import cache lock");
+        if let Some(c) = cache.get(&id) {
+            let fresh = if c.status.done {
+                IMPORT_DONE_FRESH
+            } else {
+                IMPORT_FRESH
+            };
+            if c.at.elapsed() < fresh {
+                return Ok(c.status.clone());
+            }
+        }
+    }
+    let status = status_source(state).import(id, None).await?;
+    let mut cache = state.0.import_cache.lock().expect("import cache lock");
+    if cache.len() >= IMPORT_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(
+        id,
+        CachedImport {
+            at: std::time::Instant::now(),
+            status: status.clone(),
+        },
+    );
+    Ok(status)
+}
+
+/// One import's progress, as `producer status IMPORT --json` (`import`), with its rejects
+/// by reason.
+#[utoipa::path(get, path = "/api/imports/{id}", tag = "imports",
+    params(("id" = u64, Path, description = "import id")),
+    responses((status = 200, body = ImportDetail), (status = 404, body = ErrorBody)))]
+pub async fn import_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<ImportDetail> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{id:?} is not an import id")))?;
+    let status = import_status(&state, id).await?;
+    let rejected_by_reason = oms_shared::store::imports::rejects_by_reason(&state.0.db, id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .into_iter()
+        .collect();
+    Ok(Json(ImportDetail {
+        status,
+        rejected_by_reason,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct UploadQuery {
+    /// The file's name, recorded in the import (letters, digits, `.-_`; default upload.csv).
+    pub name: Option<String>,
+    /// Rows per stream entry (1..=10000, default 100).
+    pub chunk_size: Option<u64>,
+    /// Pause while more than this many rows wait unread (default 1000000; 0: no limit).
+    pub max_lag: Option<u64>,
+    /// Import rows already imported from the same file again, as new orders.
+    pub new: Option<bool>,
+    /// Answer when the whole file is enqueued, with the report of `producer import --json`.
+    pub wait: Option<bool>,
+}
+
+/// The 202 answer of an upload.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadAccepted {
+    pub import_id: u64,
+    /// Where to follow it.
+    pub status_url: String,
+}
+
+/// A file name safe to use in a temp directory.
+pub fn upload_name(name: Option<&str>) -> Result<String, ApiError> {
+    let name = name.unwrap_or("upload.csv");
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    ok.then(|| name.to_string()).ok_or_else(|| {
+        ApiError::bad_request(
+            "name: 1 to 100 letters, digits, '.', '-' or '_', not starting with '.'",
+        )
+    })
+}
+
+/// Upload a CSV of orders (the request body, streamed to a temp file within the upload
+/// bound) and import it like `producer import`: same validation, rejects, idempotency and
+/// backpressure. Answers 202 with the import id once the import exists; with `wait=true`,
+/// 200 with `producer import --json`'s report once the file is enqueued. A file whose
+/// header is wrong is refused (400 `bad_csv`) before anything is enqueued.
+#[utoipa::path(post, path = "/api/imports", tag = "imports", params(UploadQuery),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 202, body = UploadAccepted), (status = 200, description = "with wait=true: the import report", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn import_upload(
+    State(state): State<AppState>,
+    q: QueryResult<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let name = upload_name(q.name.as_deref())?;
+    let chunk_size = q.chunk_size.unwrap_or(100);
+    if !(1..=10_000).contains(&chunk_size) {
+        return Err(ApiError::bad_request(
+            "chunk_size must be within 1 and 10000",
+        ));
+    }
+    let s = &state.0;
+    let limit = s.settings.upload_limit;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let Ok(permit) = s.uploads.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            format!(
+                "{} uploads are running; try again later",
+                crate::serve::UPLOADS_AT_ONCE
+            ),
+        ));
+    };
+    let (dir, path) = spool_body(body, &name, limit).await?;
+
+    let file_name = path.to_string_lossy().into_owned();
+    let args = ImportArgs {
+        file: file_name.clone(),
+        chunk_size,
+        max_lag: q.max_lag.unwrap_or(1_000_000),
+        wait: false,
+        wait_timeout_secs: None,
+        rejects: None,
+        force: false,
+        new: q.new.unwrap_or(false),
+        min_replicas: None,
+    };
+    let (conn, shutdown) = (s.conn.clone(), s.shutdown.clone());
+    let task = tokio::spawn(async move {
+        let report = import::import(&conn, &args, shutdown).await;
+        drop(dir);
+        drop(permit);
+        report
+    });
+    if q.wait.unwrap_or(false) {
+        let report = task
+            .await
+            .map_err(|e| anyhow::anyhow!("the import task failed: {e}"))?
+            .map_err(import_error)?;
+        return Ok((StatusCode::OK, Json(report)).into_response());
+    }
+    // Answer as soon as the import exists (or failed before it did).
+    let mut task = task;
+    loop {
+        tokio::select! {
+            done = &mut task => {
+                let report = done
+                    .map_err(|e| anyhow::anyhow!("the import task failed: {e}"))?
+                    .map_err(import_error)?;
+                return Ok(accepted(report.import_id));
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
+                let id = oms_shared::store::lookup::import_id_by_file_name(&s.db, &file_name)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+                if let Some(id) = id {
+                    return Ok(accepted(id));
+                }
+            }
+        }
+    }
+}
+
+/// Streams the body to `name` in a new temp dir (memory stays flat whatever the size),
+/// refusing more than `limit` bytes and an empty body. The dir lives as long as the
+/// returned guard.
+async fn spool_body(
+    body: Body,
+    name: &str,
+    limit: u64,
+) -> Result<(tempfile::TempDir, std::path::PathBuf), ApiError> {
+    let dir = tempfile::tempdir().map_err(|e| anyhow::anyhow!("cannot create a temp dir: {e}"))?;
+    let path = dir.path().join(name);
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    let mut received: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
+    file.flush().await.map_err(anyhow::Error::from)?;
+    drop(file);
+    if received == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_csv",
+            "the body is empty: send a CSV file",
+        ));
+    }
+    Ok((dir, path))
+}
+
+fn accepted(import_id: u64) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/api/imports/{import_id}"))],
+        Json(UploadAccepted {
+            import_id,
+            status_url: format!("/api/imports/{import_id}"),
+        }),
+    )
+        .into_response()
+}
+
+/// An import that failed before enqueueing: a bad file is the client's (400 `bad_csv`),
+/// an unreachable server 503.
+fn import_error(e: anyhow::Error) -> ApiError {
+    let api: ApiError = e.into();
+    if api.code == "internal" {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_csv",
+            message: api.message,
+        }
+    } else {
+        api
+    }
+}

@@ -1,0 +1,208 @@
+//! The JSON API's routes and handlers. Each handler parses and checks its input, calls the
+//! library function the CLI uses for the same report, and returns its value as JSON.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{NaiveDate, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::auth::{require_read, require_write};
+use super::error::{ApiError, ErrorBody};
+use super::AppState;
+use crate::import::{self, ImportArgs};
+use oms_reports::failed::{self, FailedList, RetryReport, RetryTarget};
+use oms_reports::kpis::{self, KpiPeriod};
+use oms_reports::leaderboard::{self, LeaderboardReport};
+use oms_reports::orders::{self, OrderLookup, OrderStats};
+use oms_reports::pause::{self as queue, PauseReport};
+use oms_reports::status::{ImportStatus, StatusSource, StreamStatus};
+
+mod dead_letters;
+mod imports;
+mod queue_control;
+mod reports;
+
+pub use dead_letters::*;
+pub use imports::*;
+pub use queue_control::*;
+pub use reports::*;
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Read endpoints (open unless `OMS_API_READ_TOKEN=1`).
+pub fn read_routes(state: AppState) -> Router {
+    Router::new()
+        .route("/api/kpis/daily/{date}", get(kpis_daily))
+        .route("/api/kpis/monthly/{month}", get(kpis_monthly))
+        .route("/api/kpis/yearly/{year}", get(kpis_yearly))
+        .route("/api/kpis/total", get(kpis_total))
+        .route("/api/leaderboard", get(leaderboard_top))
+        .route("/api/orders/stats", get(order_stats))
+        .route("/api/orders/throughput", get(order_throughput))
+        .route("/api/orders/{identity}", get(order_lookup))
+        .route("/api/imports", get(imports_list))
+        .route("/api/imports/{id}", get(import_one))
+        .route("/api/queue", get(queue_status))
+        .route("/api/failed", get(failed_list))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::readings::share,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_read,
+        ))
+        .with_state(state)
+}
+
+/// Write endpoints (bearer `OMS_API_TOKEN`).
+pub fn write_routes(state: AppState) -> Router {
+    Router::new()
+        .route("/api/failed/{id}/retry", post(failed_retry_one))
+        .route("/api/failed/retry", post(failed_retry_all))
+        .route("/api/failed", delete(failed_purge))
+        .route("/api/queue/pause", post(queue_pause))
+        .route("/api/queue/resume", post(queue_resume))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::readings::forget_after_write,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_write,
+        ))
+        .with_state(state)
+}
+
+/// The CSV upload (bearer `OMS_API_TOKEN`; its own body bound and timeout).
+pub fn upload_routes(state: AppState) -> Router {
+    Router::new()
+        .route("/api/imports", post(import_upload))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::readings::forget_after_write,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_write,
+        ))
+        .with_state(state)
+}
+
+/// Unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such path")
+}
+
+// ---------- input parsing (pure) ----------
+
+/// `YYYY-MM-DD`, exactly.
+pub fn parse_day(s: &str) -> Result<NaiveDate, ApiError> {
+    let ok = s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-';
+    ok.then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not a date YYYY-MM-DD")))
+}
+
+/// `YYYY-MM`, exactly; the first day of the month.
+pub fn parse_month(s: &str) -> Result<NaiveDate, ApiError> {
+    let ok = s.len() == 7 && s.as_bytes()[4] == b'-';
+    ok.then(|| NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not a month YYYY-MM")))
+}
+
+/// `YYYY`, exactly; January 1st of the year.
+pub fn parse_year(s: &str) -> Result<NaiveDate, ApiError> {
+    let ok = s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| NaiveDate::from_ymd_opt(s.parse().ok()?, 1, 1))
+        .flatten()
+        .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not a year YYYY")))
+}
+
+/// A stream id `ms-seq`, or with partitions a dead letter's `N:ms-seq`.
+pub fn parse_entry_id(s: &str) -> Result<&str, ApiError> {
+    let (partition, id) = match s.split_once(':') {
+        Some((p, id)) => (p.parse::<u16>().ok(), id),
+        None => (Some(0), s),
+    };
+    partition
+        .and(oms_shared::queue::parse_stream_id(id))
+        .map(|_| s)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{s:?} is not a stream entry id (ms-seq, or N:ms-seq with partitions)"
+            ))
+        })
+}
+
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+pub(crate) fn status_source(state: &AppState) -> StatusSource {
+    let s = &state.0;
+    StatusSource::from_pools(s.keys.clone(), s.redis.clone(), Some(s.db.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_months_and_years_are_exact() {
+        assert_eq!(
+            parse_day("2026-03-07").unwrap(),
+            NaiveDate::from_ymd_opt(2026, 3, 7).unwrap()
+        );
+        for bad in [
+            "2026-3-7",
+            "2026-02-30",
+            "20260307",
+            "",
+            "2026-03-07x",
+            "abcd-ef-gh",
+        ] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_month("2026-12").unwrap(),
+            NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
+        );
+        for bad in ["2026-13", "2026-1", "202612", "2026-00"] {
+            assert!(parse_month(bad).is_err(), "{bad}");
+        }
+        assert!(parse_year("2026").is_ok());
+        for bad in ["26", "20266", "-202", "abcd"] {
+            assert!(parse_year(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn upload_names_cannot_escape_the_temp_dir() {
+        assert_eq!(upload_name(None).unwrap(), "upload.csv");
+        assert_eq!(upload_name(Some("orders-1.csv")).unwrap(), "orders-1.csv");
+        for bad in ["../x.csv", "a/b.csv", ".hidden", "", "a b.csv"] {
+            assert!(upload_name(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn entry_ids_are_checked() {
+        assert!(parse_entry_id("1700000000000-0").is_ok());
+        assert!(parse_entry_id("abc").is_err());
+        assert!(parse_entry_id("3:1700000000000-0").is_ok());
+        assert!(parse_entry_id("x:1700000000000-0").is_err());
+    }
+}

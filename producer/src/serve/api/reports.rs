@@ -1,0 +1,153 @@
+//! Read-only report routes: KPIs, the leaderboard, order stats and lookups.
+
+use super::*;
+
+async fn kpi_period(state: &AppState, day: NaiveDate, index: usize) -> ApiResult<KpiPeriod> {
+    let report = kpis::show_from(&state.0.redis, &state.0.keys, day).await?;
+    Ok(Json(report.periods[index].clone()))
+}
+
+/// A day's KPIs, as in `kpis show --date DAY --json` (`periods[0]`).
+#[utoipa::path(get, path = "/api/kpis/daily/{date}", tag = "kpis",
+    params(("date" = String, Path, description = "YYYY-MM-DD")),
+    responses((status = 200, body = KpiPeriod), (status = 400, body = ErrorBody)))]
+pub async fn kpis_daily(
+    State(state): State<AppState>,
+    Path(date): Path<String>,
+) -> ApiResult<KpiPeriod> {
+    kpi_period(&state, parse_day(&date)?, 0).await
+}
+
+/// A month's KPIs (`periods[1]` of `kpis show`).
+#[utoipa::path(get, path = "/api/kpis/monthly/{month}", tag = "kpis",
+    params(("month" = String, Path, description = "YYYY-MM")),
+    responses((status = 200, body = KpiPeriod), (status = 400, body = ErrorBody)))]
+pub async fn kpis_monthly(
+    State(state): State<AppState>,
+    Path(month): Path<String>,
+) -> ApiResult<KpiPeriod> {
+    kpi_period(&state, parse_month(&month)?, 1).await
+}
+
+/// A year's KPIs (`periods[2]` of `kpis show`).
+#[utoipa::path(get, path = "/api/kpis/yearly/{year}", tag = "kpis",
+    params(("year" = String, Path, description = "YYYY")),
+    responses((status = 200, body = KpiPeriod), (status = 400, body = ErrorBody)))]
+pub async fn kpis_yearly(
+    State(state): State<AppState>,
+    Path(year): Path<String>,
+) -> ApiResult<KpiPeriod> {
+    kpi_period(&state, parse_year(&year)?, 2).await
+}
+
+/// All-time KPIs (`periods[3]` of `kpis show`).
+#[utoipa::path(get, path = "/api/kpis/total", tag = "kpis",
+    responses((status = 200, body = KpiPeriod)))]
+pub async fn kpis_total(State(state): State<AppState>) -> ApiResult<KpiPeriod> {
+    kpi_period(&state, Utc::now().date_naive(), 3).await
+}
+
+// ---------- leaderboard ----------
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct LeaderboardQuery {
+    /// How many customers (1..=1000, default 10).
+    pub limit: Option<usize>,
+    /// A day's snapshot (YYYY-MM-DD) instead of the live board.
+    pub date: Option<String>,
+}
+
+/// The top customers, as `leaderboard show --json` (live, or a day's snapshot).
+#[utoipa::path(get, path = "/api/leaderboard", tag = "leaderboard", params(LeaderboardQuery),
+    responses((status = 200, body = LeaderboardReport), (status = 400, body = ErrorBody)))]
+pub async fn leaderboard_top(
+    State(state): State<AppState>,
+    q: QueryResult<LeaderboardQuery>,
+) -> ApiResult<LeaderboardReport> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(10);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be within 1 and 1000"));
+    }
+    let snapshot = q.date.as_deref().map(parse_day).transpose()?;
+    let s = &state.0;
+    Ok(Json(
+        leaderboard::show_from(&s.redis, &s.db, &s.keys, limit, snapshot).await?,
+    ))
+}
+
+// ---------- orders ----------
+
+/// Order counts by outcome and failure reason, revenue, completed and failed per minute
+/// over the last hour; from Redis aggregates only (never a scan of the orders table).
+#[utoipa::path(get, path = "/api/orders/stats", tag = "orders",
+    responses((status = 200, body = OrderStats)))]
+pub async fn order_stats(State(state): State<AppState>) -> ApiResult<OrderStats> {
+    let s = &state.0;
+    Ok(Json(
+        orders::stats(&s.redis, &s.keys, Utc::now().timestamp()).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ThroughputQuery {
+    /// Seconds to cover (1..=3600, default 900).
+    pub window: Option<i64>,
+}
+
+/// One second of throughput.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ThroughputPoint {
+    /// Unix seconds.
+    pub at: i64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+/// Completed and failed orders per second (the dashboard's chart).
+#[utoipa::path(get, path = "/api/orders/throughput", tag = "orders", params(ThroughputQuery),
+    responses((status = 200, body = Vec<ThroughputPoint>), (status = 400, body = ErrorBody)))]
+pub async fn order_throughput(
+    State(state): State<AppState>,
+    q: QueryResult<ThroughputQuery>,
+) -> ApiResult<Vec<ThroughputPoint>> {
+    let window = query(q)?.window.unwrap_or(900);
+    if !(1..=3600).contains(&window) {
+        return Err(ApiError::bad_request(
+            "window must be within 1 and 3600 seconds",
+        ));
+    }
+    let s = &state.0;
+    let points = orders::throughput(&s.redis, &s.keys, Utc::now().timestamp(), window).await?;
+    Ok(Json(
+        points
+            .into_iter()
+            .map(|t| ThroughputPoint {
+                at: t.at,
+                completed: t.completed,
+                failed: t.failed,
+            })
+            .collect(),
+    ))
+}
+
+/// Where an order is: its row (status, reason, items, customer, totals, timestamps) and,
+/// while in flight or dead, its stream entry, deliveries and last error.
+#[utoipa::path(get, path = "/api/orders/{identity}", tag = "orders",
+    params(("identity" = String, Path, description = "order identity (URL-encoded)")),
+    responses((status = 200, body = OrderLookup), (status = 404, body = ErrorBody)))]
+pub async fn order_lookup(
+    State(state): State<AppState>,
+    Path(identity): Path<String>,
+) -> ApiResult<OrderLookup> {
+    if identity.is_empty() || identity.len() > 128 {
+        return Err(ApiError::bad_request("an identity has 1 to 128 bytes"));
+    }
+    let s = &state.0;
+    match orders::lookup(&s.redis, &s.db, &s.keys, &identity).await? {
+        Some(found) => Ok(Json(found)),
+        None => Err(ApiError::not_found(format!(
+            "no order {identity:?}: not in MySQL, not pending, not dead"
+        ))),
+    }
+}

@@ -1,0 +1,67 @@
+//! `oms-reports`: what operators read, as typed values — the one implementation behind
+//! both the `producer` CLI (which parses arguments and renders) and `producer serve`
+//! (which returns JSON).
+//!
+//! - [`status`]: the stream and its group, one import's progress, rate and ETA;
+//! - [`kpis`]: the KPI periods of a day, read or rebuilt (fenced against the outbox);
+//! - [`leaderboard`]: the top customers, read or rebuilt with today's snapshot;
+//! - [`failed`]: dead letters listed, retried (back to the stream) or purged;
+//! - [`reconcile`]: read models compared with MySQL, and repaired;
+//! - [`orders`]: live order statistics and "where is my order";
+//! - [`pause`]: pausing and resuming the consumers.
+//!
+//! A crate of its own rather than part of `shared`: the consumer never links it (nor
+//! utoipa, whose schema derives document these values in the API), and nothing here is
+//! something producer and consumer must agree on. SQL stays in `oms_shared::store`, the
+//! stream protocol in `oms_shared::queue`, key names in `oms_shared::keys`.
+
+mod error;
+pub mod failed;
+pub mod kpis;
+pub mod leaderboard;
+pub mod orders;
+pub mod pause;
+pub mod reconcile;
+pub mod status;
+
+pub use error::{ReportError, Result};
+
+use oms_shared::config::ConnectionConfig;
+use oms_shared::keys::StreamKeys;
+use oms_shared::redis_conn::RedisPool;
+use sqlx::MySqlPool;
+
+/// A small MySQL pool, refused unless the database is migrated.
+pub async fn connect_mysql(conn: &ConnectionConfig) -> Result<MySqlPool> {
+    let pool = oms_shared::db::connect(&conn.database_url, 2).await?;
+    oms_shared::db::ensure_migrated(&pool, &conn.database_url).await?;
+    Ok(pool)
+}
+
+/// The key names of the stream for this deployment: the partition count recorded in
+/// MySQL (`producer migrate --partitions P`). Commands that read only Redis still need it;
+/// when MySQL cannot be asked on one Redis, one partition is assumed (the default), with a
+/// warning; on a cluster the error stops the command.
+pub async fn stream_keys(conn: &ConnectionConfig) -> Result<StreamKeys> {
+    let read = async {
+        let pool = connect_mysql(conn).await?;
+        let keys =
+            oms_shared::store::settings::deployment_keys(&pool, &conn.prefix, conn.is_cluster())
+                .await?;
+        pool.close().await;
+        Ok::<_, ReportError>(keys)
+    };
+    match read.await {
+        Ok(keys) => Ok(keys),
+        Err(e) if !conn.is_cluster() => {
+            tracing::warn!(error = %e, "cannot read the partition count from MySQL; assuming 1");
+            Ok(StreamKeys::new(&conn.prefix))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A small Redis pool, checked with `PING`.
+pub async fn connect_redis(conn: &ConnectionConfig) -> Result<RedisPool> {
+    Ok(oms_shared::redis_conn::connect(&conn.redis_url, 2).await?)
+}

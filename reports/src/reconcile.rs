@@ -1,0 +1,370 @@
+//! `producer reconcile [--fix]`: compares every Redis read model with MySQL.
+//!
+//! KPI hashes: every hash that exists in Redis (`SCAN P kpi:*`) and every period that has
+//! completed orders in MySQL (daily for each KPI day, monthly, yearly, total). Each of
+//! `order_count`, `revenue_cents`, `revenue` and `average_order_value` must equal what
+//! [`KpiFigures::hash_fields`] gives for MySQL's figures. A hash without a MySQL
+//! counterpart is fine only if it is all zeros (as `kpis generate` writes for an empty day).
+//! Leaderboard: every customer with `total_spent > 0` must be a member with score
+//! `total_spent` in cents, and there must be no other member.
+//!
+//! Any difference is printed (key, field, Redis value, MySQL value) and the exit code is 1.
+//! `--fix` rewrites each drifted hash from MySQL, deletes drifted hashes that have no MySQL
+//! counterpart, rebuilds the leaderboard when it drifted (which also refreshes today's
+//! snapshot), then checks again: exit 0 if clean.
+//!
+//! **Consumers.** The comparison is exact only while consumers are idle: a batch is
+//! committed in MySQL before its increments reach Redis (via `read_model_outbox`), so a
+//! running system shows transient drift, reported with `pending_outbox_rows`. `--fix` is
+//! safe at any moment: it rewrites from a fresh MySQL snapshot as a rebuild fenced against
+//! the outbox ([`Rebuild`]), so no live increment is lost or doubled; its second check may
+//! still show the transient drift of a running system.
+//!
+//! `--json` prints a [`ReconcileReport`]:
+//! ```json
+//! {"clean": false, "kpi_hashes_checked": 7, "leaderboard_members_checked": 3,
+//!  "pending_outbox_rows": 0,
+//!  "drift": [{"key": "oms:kpi:daily:2026-03-07", "field": "order_count",
+//!             "redis": "99", "mysql": "2"},
+//!            {"key": "oms:leaderboard", "field": "ann@example.com",
+//!             "redis": "100", "mysql": "12050"}],
+//!  "fixed": null, "remaining": null}
+//! ```
+//! `redis`/`mysql` are null where the value is absent (missing field or member, no MySQL
+//! counterpart). Leaderboard values are cents. With `--fix`, `fixed` is
+//! `{"kpi_hashes_rewritten": n, "kpi_hashes_deleted": n, "leaderboard_rebuilt": bool}` and
+//! `remaining` the drift found by the second check; `clean` describes the final state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::Result;
+use chrono::Utc;
+use oms_shared::config::ConnectionConfig;
+use oms_shared::keys::StreamKeys;
+use oms_shared::kpi::{kpi_keys_for_day, KpiFigures};
+use oms_shared::money::Cents;
+use oms_shared::read_model::{read_leaderboard, Rebuild};
+use oms_shared::redis_conn::{RedisLink, RedisPool};
+use oms_shared::store::outbox::Snapshot;
+use oms_shared::store::reports;
+use serde::Serialize;
+use sqlx::{MySqlConnection, MySqlPool};
+
+/// One value that differs between Redis and MySQL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub key: String,
+    /// A KPI hash field, or the customer email for the leaderboard.
+    pub field: String,
+    pub redis: Option<String>,
+    pub mysql: Option<String>,
+}
+
+/// What `--fix` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FixSummary {
+    pub kpi_hashes_rewritten: usize,
+    pub kpi_hashes_deleted: usize,
+    pub leaderboard_rebuilt: bool,
+}
+
+/// What `reconcile` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    pub clean: bool,
+    pub kpi_hashes_checked: usize,
+    pub leaderboard_members_checked: usize,
+    pub pending_outbox_rows: i64,
+    pub drift: Vec<Drift>,
+    pub fixed: Option<FixSummary>,
+    pub remaining: Option<Vec<Drift>>,
+}
+
+/// MySQL's view of the read models.
+struct Expected {
+    kpis: BTreeMap<String, KpiFigures>,
+    leaderboard: Vec<(String, Cents)>,
+}
+
+struct Check {
+    drift: Vec<Drift>,
+    kpi_hashes_checked: usize,
+    leaderboard_members_checked: usize,
+}
+
+async fn expected(db: &mut MySqlConnection, keys: &StreamKeys) -> Result<Expected> {
+    let mut kpis: BTreeMap<String, KpiFigures> = BTreeMap::new();
+    for (day, f) in reports::kpi_by_day(&mut *db).await? {
+        for key in kpi_keys_for_day(keys, day) {
+            let e = kpis.entry(key).or_default();
+            e.order_count += f.order_count;
+            e.revenue += f.revenue;
+        }
+    }
+    let leaderboard = reports::leaderboard_customers(&mut *db)
+        .await?
+        .into_iter()
+        .map(|c| (c.email, c.total_spent))
+        .collect();
+    Ok(Expected { kpis, leaderboard })
+}
+
+/// Keys matching `pattern` on the node serving `slot` (on a cluster every read-model key
+/// is on one slot, so one node holds them all).
+async fn scan_keys(conn: &mut RedisLink, slot: u16, pattern: &str) -> Result<Vec<String>> {
+    let mut cursor: u64 = 0;
+    let mut found = Vec::new();
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let reply = conn.query_on_slot(slot, scan).await?;
+        let (next, batch): (u64, Vec<String>) =
+            redis::from_redis_value(reply).map_err(|e| oms_shared::OmsError::Redis(e.into()))?;
+        found.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+/// Drift of one KPI hash against MySQL's figures (`None`: no MySQL counterpart).
+pub fn kpi_drift(
+    key: &str,
+    redis: &BTreeMap<String, String>,
+    mysql: Option<&KpiFigures>,
+) -> Vec<Drift> {
+    // Without a MySQL counterpart, an absent field counts as zero.
+    let want = mysql.copied().unwrap_or_default();
+    want.hash_fields()
+        .into_iter()
+        .filter(|(field, value)| match redis.get(*field) {
+            Some(got) => got != value,
+            None => mysql.is_some(),
+        })
+        .map(|(field, value)| Drift {
+            key: key.to_string(),
+            field: field.to_string(),
+            redis: redis.get(field).cloned(),
+            mysql: mysql.map(|_| value),
+        })
+        .collect()
+}
+
+/// Drift of the leaderboard: (email, cents) in Redis against MySQL.
+pub fn leaderboard_drift(
+    key: &str,
+    redis: &[(String, Cents)],
+    mysql: &[(String, Cents)],
+) -> Vec<Drift> {
+    let r: BTreeMap<&str, Cents> = redis.iter().map(|(e, c)| (e.as_str(), *c)).collect();
+    let m: BTreeMap<&str, Cents> = mysql.iter().map(|(e, c)| (e.as_str(), *c)).collect();
+    let emails: BTreeSet<&str> = r.keys().chain(m.keys()).copied().collect();
+    emails
+        .into_iter()
+        .filter(|e| r.get(e) != m.get(e))
+        .map(|e| Drift {
+            key: key.to_string(),
+            field: e.to_string(),
+            redis: r.get(e).map(|c| c.0.to_string()),
+            mysql: m.get(e).map(|c| c.0.to_string()),
+        })
+        .collect()
+}
+
+async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &StreamKeys) -> Result<Check> {
+    let expected = expected(&mut *pool.acquire().await?, keys).await?;
+    let mut rc = redis.get().await?;
+    // Only keys under the literal prefix: `fix` may delete what is checked here.
+    let mut all: BTreeSet<String> = scan_keys(&mut rc, keys.read_model_slot(), &keys.kpi_pattern())
+        .await?
+        .into_iter()
+        .filter(|k| keys.is_kpi_key(k))
+        .collect();
+    all.extend(expected.kpis.keys().cloned());
+    let all: Vec<String> = all.into_iter().collect();
+    let mut drift = Vec::new();
+    for part in all.chunks(500) {
+        let mut pipe = redis::pipe();
+        for key in part {
+            pipe.cmd("HGETALL").arg(key);
+        }
+        let hashes: Vec<BTreeMap<String, String>> = pipe.query_async(&mut *rc).await?;
+        for (key, hash) in part.iter().zip(hashes) {
+            drift.extend(kpi_drift(key, &hash, expected.kpis.get(key)));
+        }
+    }
+    let board = read_leaderboard(&mut *rc, keys, 0).await?;
+    drift.extend(leaderboard_drift(
+        &keys.leaderboard(),
+        &board,
+        &expected.leaderboard,
+    ));
+    Ok(Check {
+        drift,
+        kpi_hashes_checked: all.len(),
+        leaderboard_members_checked: board.len().max(expected.leaderboard.len()),
+    })
+}
+
+/// Rewrites the drifted KPI hashes and, if it drifted, the leaderboard, as one rebuild
+/// fenced against the outbox: the values come from a fresh MySQL snapshot taken under the
+/// rebuild lease (not from `check`'s reading, which live updates may already have passed).
+async fn fix(
+    pool: &MySqlPool,
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    check: &Check,
+) -> Result<FixSummary> {
+    let board = keys.leaderboard();
+    let drifted: BTreeSet<&str> = check
+        .drift
+        .iter()
+        .filter(|d| d.key != board)
+        .map(|d| d.key.as_str())
+        .collect();
+    let board_drifted = check.drift.iter().any(|d| d.key == board);
+    let mut summary = FixSummary::default();
+    if drifted.is_empty() && !board_drifted {
+        return Ok(summary);
+    }
+    let mut rc = redis.get().await?;
+    let rebuild = Rebuild::begin(&mut *rc, keys).await?;
+    let read = async {
+        let mut snapshot = Snapshot::begin(pool).await?;
+        let now = expected(snapshot.conn(), keys).await?;
+        let outbox = snapshot.outbox().await?;
+        snapshot.finish().await?;
+        Ok::<_, crate::ReportError>((now, outbox))
+    }
+    .await;
+    let (now, outbox) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            let _ = rebuild.abandon(&mut *rc).await;
+            return Err(e);
+        }
+    };
+    let mut targets = Vec::new();
+    for key in drifted {
+        match now.kpis.get(key) {
+            Some(figures) => {
+                targets.push((key.to_string(), *figures, false));
+                summary.kpi_hashes_rewritten += 1;
+            }
+            None if !keys.is_kpi_key(key) => {
+                return Err(crate::ReportError::Refused(format!(
+                    "refusing to delete {key}: not a KPI hash under the prefix"
+                )));
+            }
+            None => {
+                // No MySQL counterpart: deleted (unless live updates land in it meanwhile).
+                targets.push((key.to_string(), KpiFigures::default(), true));
+                summary.kpi_hashes_deleted += 1;
+            }
+        }
+    }
+    let today = Utc::now().date_naive();
+    let entries = board_drifted.then_some((now.leaderboard.as_slice(), today));
+    rebuild.finish(&mut *rc, &outbox, &targets, entries).await?;
+    summary.leaderboard_rebuilt = board_drifted;
+    Ok(summary)
+}
+
+/// Compares the read models with MySQL and, with `fix`, repairs them and checks again.
+pub async fn reconcile(conn: &ConnectionConfig, fix_drift: bool) -> Result<ReconcileReport> {
+    let keys = conn.read_model_keys();
+    let redis = crate::connect_redis(conn).await?;
+    let pool = crate::connect_mysql(conn).await?;
+    let pending_outbox_rows = reports::pending_outbox_rows(&pool).await?;
+    let first = check(&pool, &redis, &keys).await?;
+    let mut report = ReconcileReport {
+        clean: first.drift.is_empty(),
+        kpi_hashes_checked: first.kpi_hashes_checked,
+        leaderboard_members_checked: first.leaderboard_members_checked,
+        pending_outbox_rows,
+        drift: first.drift.clone(),
+        fixed: None,
+        remaining: None,
+    };
+    if fix_drift && !first.drift.is_empty() {
+        report.fixed = Some(fix(&pool, &redis, &keys, &first).await?);
+        let second = check(&pool, &redis, &keys).await?;
+        report.clean = second.drift.is_empty();
+        report.remaining = Some(second.drift);
+    }
+    pool.close().await;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kpi_drift_names_each_wrong_field() {
+        let f = KpiFigures {
+            order_count: 2,
+            revenue: Cents(1005),
+        };
+        let good = hash(&[
+            ("order_count", "2"),
+            ("revenue_cents", "1005"),
+            ("revenue", "10.05"),
+            ("average_order_value", "5.03"),
+        ]);
+        assert!(kpi_drift("k", &good, Some(&f)).is_empty());
+        let mut bad = good.clone();
+        bad.insert("order_count".into(), "3".into());
+        let d = kpi_drift("k", &bad, Some(&f));
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (
+                d[0].field.as_str(),
+                d[0].redis.as_deref(),
+                d[0].mysql.as_deref()
+            ),
+            ("order_count", Some("3"), Some("2"))
+        );
+        assert_eq!(kpi_drift("k", &BTreeMap::new(), Some(&f)).len(), 4);
+    }
+
+    #[test]
+    fn a_zero_hash_without_orders_is_not_drift() {
+        let zero = hash(&[
+            ("order_count", "0"),
+            ("revenue_cents", "0"),
+            ("revenue", "0.00"),
+            ("average_order_value", "0.00"),
+        ]);
+        assert!(kpi_drift("k", &zero, None).is_empty());
+        assert!(kpi_drift("k", &BTreeMap::new(), None).is_empty());
+        let stray = hash(&[("order_count", "1")]);
+        assert!(!kpi_drift("k", &stray, None).is_empty());
+    }
+
+    #[test]
+    fn leaderboard_drift_finds_wrong_missing_and_extra_members() {
+        let redis = vec![("a".to_string(), Cents(5)), ("x".to_string(), Cents(1))];
+        let mysql = vec![("a".to_string(), Cents(6)), ("b".to_string(), Cents(2))];
+        let d = leaderboard_drift("lb", &redis, &mysql);
+        let fields: Vec<_> = d.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["a", "b", "x"]);
+        assert_eq!(d[1].redis, None);
+        assert_eq!(d[2].mysql, None);
+    }
+}

@@ -1,0 +1,20 @@
+//! Every integration test of oms, in one test binary (one link of sqlx, redis and axum
+//! instead of one per area), with a module per area. Run one area with
+//! `cargo test -p oms-tests --test it -- delivery::`.
+//!
+//! Each test builds its own `TestEnv` (a database and a Redis prefix of its own, removed
+//! on drop), so the tests of every area run in parallel with each other.
+
+mod admin;
+mod api;
+mod cluster;
+mod delivery;
+mod faults;
+mod foundation;
+mod hardening;
+mod import;
+mod observability;
+mod read_models;
+mod security;
+mod untrusted;
+mod workflow;
