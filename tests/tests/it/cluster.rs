@@ -353,6 +353,41 @@ async fn dead_letters_retry_purge_status_and_repartitioning_work_on_a_cluster() 
     )
     .await;
 
+    // The HTTP API on the cluster: the queue per partition, dead letters by qualified id.
+    let api = oms_tests::api_client::ApiServer::start(
+        &env,
+        oms_tests::api_client::settings(Some("cluster-token"), false, 1 << 20),
+    )
+    .await
+    .with_token("cluster-token");
+    let queue = api.get("/api/queue").await;
+    assert_eq!(queue.status, 200, "{}", queue.text());
+    let queue = queue.json();
+    assert_eq!(
+        queue["partitions"].as_array().map(Vec::len),
+        Some(16),
+        "{queue}"
+    );
+    assert_eq!(queue["dead_letters"], 3, "{queue}");
+    let failed = api.get("/api/failed").await.json();
+    let id = failed["dead_letters"][0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let retried = api
+        .post(&format!("/api/failed/{id}/retry"), Vec::new())
+        .await;
+    assert_eq!(retried.status, 200, "{}", retried.text());
+    wait_for(
+        "the row retried through the API dead again",
+        Duration::from_secs(60),
+        || async {
+            let list = list_from(&env.redis, &env.keys, 0).await.ok()?;
+            (list.total == 3 && list.dead_letters.iter().all(|d| d.id != id)).then_some(())
+        },
+    )
+    .await;
+
     // Changing P is refused while dead letters remain, allowed once purged.
     let refused = producer::partitions::record(&env.config, Some(8)).await;
     let message = format!(
