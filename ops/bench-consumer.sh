@@ -25,7 +25,11 @@ PARTITIONS=${BENCH_PARTITIONS:-1}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export RUST_LOG=${RUST_LOG:-warn}
 
-bash ops/services.sh >/dev/null
+if [[ $REDIS_URL == *,* ]]; then # a cluster's node list: only MySQL is ours to start
+    REDIS_URL=redis://127.0.0.1:6379 bash ops/services.sh mysql >/dev/null
+else
+    bash ops/services.sh >/dev/null
+fi
 cargo build --release --bins -q
 P=target/release/producer
 C=target/release/consumer
