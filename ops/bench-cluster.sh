@@ -65,7 +65,9 @@ mariadb -h127.0.0.1 -uroot -e 'DROP DATABASE IF EXISTS oms_bench_cluster'
 
 # End to end: 2 consumers, the same file, same machine.
 e2e() { # REDIS_URL PARTITIONS
-    REDIS_URL=$1 BENCH_PARTITIONS=$2 bash ops/bench-consumer.sh "$ORDERS" 2 | tee "$DIR/cluster-e2e.txt" >&2
+    REDIS_URL=$1 BENCH_PARTITIONS=$2 BENCH_PREFIX=oms_bench_cl_e2e: BENCH_PORT_BASE=19600 \
+        BENCH_DATABASE_URL=mysql://root@127.0.0.1:3306/oms_bench_cl_e2e \
+        bash ops/bench-consumer.sh "$ORDERS" 2 | tee "$DIR/cluster-e2e.txt" >&2
     grep -o '= [0-9,]* orders/s' "$DIR/cluster-e2e.txt" | tr -dc '0-9'
 }
 single_e2e=$(e2e "$SINGLE" 1)

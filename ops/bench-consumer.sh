@@ -9,7 +9,8 @@
 # Usage: bash ops/bench-consumer.sh [ORDERS] [CONSUMERS]   (defaults: 200000, 2)
 # Extra consumer flags: CONSUMER_ARGS="--batch-size 500 --concurrency 4". IMPORT_MAX_LAG=5000
 # bounds the queue (the import waits), so latency measures processing, not the backlog.
-# Uses database oms_bench_e2e and prefix oms_bench_e2e: (removed at the end).
+# Uses database oms_bench_e2e and prefix oms_bench_e2e: (removed at the end; others with
+# BENCH_DATABASE_URL and BENCH_PREFIX) and metrics ports 19501… (BENCH_PORT_BASE).
 # REDIS_URL may be a Redis Cluster's node list; BENCH_PARTITIONS=16 records 16 partitions
 # (ops/bench-cluster.sh runs both and compares).
 set -euo pipefail
@@ -21,6 +22,9 @@ DIR=${OMS_BENCH_DIR:-target/bench}
 mkdir -p "$DIR"
 export DATABASE_URL=${BENCH_DATABASE_URL:-mysql://root@127.0.0.1:3306/oms_bench_e2e}
 export OMS_PREFIX=${BENCH_PREFIX:-oms_bench_e2e:}
+DB=${DATABASE_URL##*/}
+DB=${DB%%\?*}
+PORT_BASE=${BENCH_PORT_BASE:-19500}
 PARTITIONS=${BENCH_PARTITIONS:-1}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export RUST_LOG=${RUST_LOG:-warn}
@@ -43,7 +47,7 @@ clear_keys() {
 }
 sql() { mariadb -h127.0.0.1 -uroot -N -B -e "$1"; }
 
-sql 'DROP DATABASE IF EXISTS oms_bench_e2e'
+sql "DROP DATABASE IF EXISTS $DB"
 clear_keys
 "$P" migrate --partitions "$PARTITIONS" >/dev/null
 "$P" generate products --count 1000 --stock 1000000 --seed 1 >"$DIR/e2e-products.csv"
@@ -60,7 +64,7 @@ cleanup() {
 trap cleanup EXIT
 ports=()
 for i in $(seq 1 "$CONSUMERS"); do
-    port=$((19500 + i))
+    port=$((PORT_BASE + i))
     # shellcheck disable=SC2086 # CONSUMER_ARGS is a list of flags
     "$C" --name "bench-$i" --metrics-addr "127.0.0.1:$port" ${CONSUMER_ARGS:-} \
         >"$DIR/e2e-consumer-$i.log" 2>&1 &
@@ -79,7 +83,7 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 # The last terminal order's time, from MySQL, against the import's start.
 span=$(sql "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(i.created_at), MAX(o.updated_at)) / 1e6 \
-    FROM oms_bench_e2e.imports i JOIN oms_bench_e2e.orders o ON o.import_id = i.id")
+    FROM $DB.imports i JOIN $DB.orders o ON o.import_id = i.id")
 for i in "${!ports[@]}"; do
     curl -s "http://127.0.0.1:${ports[$i]}/metrics" >"$DIR/e2e-metrics-$i.txt"
 done
@@ -119,5 +123,5 @@ print("consumer peak RSS: " + ", ".join(f"{x:.1f} MB" for x in rss))
 PY
 cleanup
 trap - EXIT
-sql 'DROP DATABASE IF EXISTS oms_bench_e2e'
+sql "DROP DATABASE IF EXISTS $DB"
 clear_keys
