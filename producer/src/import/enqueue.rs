@@ -9,8 +9,8 @@
 //!   trimming acknowledged entries meanwhile. Unread rows therefore stay below `--max-lag`
 //!   plus one pipeline (sized to at most a quarter of `--max-lag`).
 //! - **Partitions**: a pipeline's chunks go to their partitions' streams (one round trip
-//!   per partition); with `--min-replicas` N each round trip ends with `WAIT N`, and rows
-//!   count as enqueued only once that many replicas hold them.
+//!   per partition, all at once on a cluster); with `--min-replicas` N each round trip
+//!   ends with `WAIT N`, and rows count as enqueued only once that many replicas hold them.
 //! - **Bookkeeping**: after each pipeline and its rejects are stored, every line up to the
 //!   shipment's `through_line` is accounted for; the `imports` row is updated at most once
 //!   a second and at the end, so an interrupted import can be resumed by importing the same
@@ -163,9 +163,8 @@ impl Enqueuer {
             let rows: u64 = pipeline.iter().map(|c| c.rows as u64).sum();
             self.wait_for_room(rows, shutdown).await?;
             retry("XADD to the orders stream", shutdown, || async {
-                let mut conn = self.redis.get().await?;
-                queue::add_encoded_chunks_replicated(
-                    &mut *conn,
+                queue::add_encoded_chunks_on(
+                    &self.redis,
                     &self.keys,
                     self.settings.import_id,
                     &pipeline,
