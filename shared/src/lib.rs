@@ -6,6 +6,7 @@
 //! - [`money`]: integer cents, parsed from and printed as MySQL DECIMAL strings;
 //! - [`keys`]: every Redis key name, in one place;
 //! - [`order`]: order identities, order rows and the stream chunk encoding;
+//! - [`order_json`]: the chunk encoding written in two parts, fast (the producer's scan);
 //! - [`order_rules`]: the limits of rows and entries, and the one email rule;
 //! - [`partition`]: which partition of the stream an order goes to (hash of the email);
 //! - [`process`]: process start-up and exit of both binaries (runtime, logging, signals,
@@ -31,6 +32,7 @@ pub mod keys;
 pub mod kpi;
 pub mod money;
 pub mod order;
+pub mod order_json;
 pub mod order_rules;
 pub mod order_stats;
 pub mod partition;

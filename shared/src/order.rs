@@ -135,7 +135,7 @@ pub struct OrderRowRef<'a> {
 
 /// Writes an instant as chrono's serde does (`2026-11-20T00:00:00Z`), without going
 /// through its general formatter for whole seconds (the producer writes millions).
-fn serialize_instant<S: serde::Serializer>(
+pub(crate) fn serialize_instant<S: serde::Serializer>(
     instant: &Option<DateTime<Utc>>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {

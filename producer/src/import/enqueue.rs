@@ -174,12 +174,14 @@ impl Enqueuer {
             })
             .await?;
             self.progress.enqueued(rows);
-            // Every valid row before the first line still held is now on the stream (a
-            // shipment holds every row up to its last line, in chunks of any partition),
-            // which is all a resumed import needs to know.
+            // Every valid row up to the received shipments' `through_line` was shipped
+            // (rows still in the scan's open chunks are above it), and every shipped row
+            // before the first line still held is now on the stream: that much a resumed
+            // import may skip.
+            let shipped_through = self.held.enqueued_through_line;
             let last_line = match self.chunks.iter().map(|c| c.first_line).min() {
-                Some(first_held) => first_held.saturating_sub(1),
-                None => pipeline.iter().map(|c| c.last_line).max().unwrap_or(0),
+                Some(first_held) => first_held.saturating_sub(1).min(shipped_through),
+                None => shipped_through,
             };
             self.held.rows_enqueued -= rows;
             self.counts.rows_enqueued += rows;

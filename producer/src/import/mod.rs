@@ -10,8 +10,11 @@
 //!        │
 //!  imports row created (id), resume line of earlier imports of the same file read
 //!        │
-//!  scan thread: reader → validate_row → EncodedChunk ──Shipment──► enqueuer (async)
-//!               rejects → --rejects file                  │  XADD pipelines (backpressure)
+//!  scan workers (one per core, blocks of the file in parallel):
+//!    reader → validate_row → row JSON tails ──Batch──┐
+//!  scan thread (sequencer, file order): lines, duplicate order_ids, identities,
+//!    chunks per partition, rejects → --rejects file ──Shipment──► enqueuer (async)
+//!                                                         │  XADD pipelines (backpressure)
 //!                                                         │  import_rejects, imports row
 //!  progress::display (bar or log lines)                   ▼
 //!                                             summary; `--wait`: follow until every order ends
@@ -31,13 +34,16 @@
 //! With `--wait`, `outcome` is `{"completed": 790, "failed": {"payment_declined": 200},
 //! "failed_total": 200, "duplicates": 0, "dead": 0, "revenue": "12345.60", "done": true}`.
 
+pub mod blocks;
 pub mod enqueue;
 #[cfg(test)]
 mod hostile;
+pub mod products_canonical;
 pub mod progress;
 pub mod reader;
 pub mod rejects_file;
 pub mod scan;
+pub mod scan_block;
 pub mod source;
 pub mod validate;
 
@@ -64,7 +70,7 @@ use oms_reports::status::StatusSource;
 use oms_shared::redis_conn::ReplicaWait;
 use progress::Progress;
 use reader::{Limits, RecordReader};
-use scan::{ScanEnd, ScanSettings};
+use scan::{DataStart, ScanEnd, ScanSettings};
 use validate::{Columns, HeaderError};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -141,8 +147,10 @@ pub struct ImportOutcome {
     pub done: bool,
 }
 
-/// Channel capacity between the scan thread and the enqueuer, in shipments.
-const SHIPMENTS_IN_FLIGHT: usize = 128;
+/// Channel capacity between the scan thread and the enqueuer, in shipments (of up to
+/// 4,096 rows, about 0.7 MB each): the scan runs faster than Redis takes rows, so this is
+/// what bounds the memory the scan can run ahead by.
+const SHIPMENTS_IN_FLIGHT: usize = 8;
 
 /// Runs an import to its end (or until `shutdown`); the library entry point tests use.
 pub async fn import(
@@ -171,25 +179,43 @@ pub async fn import(
             })
             .context("cannot start the source thread")?;
     }
-    let (source, reader, columns) = tokio::select! {
-        prepared = prepared_rx => prepared.context("the source thread failed")??,
-        _ = shutdown.cancelled() => {
-            prepare_stop.store(true, Ordering::Relaxed);
-            let name = if args.file == "-" { "stdin" } else { args.file.as_str() };
-            anyhow::bail!("{name}: interrupted while reading it (nothing was enqueued)");
+    // 2. Connections and the group, while the source thread hashes; a bad file is
+    // reported first all the same.
+    let connecting = async {
+        let db = oms_shared::db::connect(&conn.database_url, 2).await?;
+        oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
+        let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
+        // The partition count recorded by `producer migrate --partitions P`.
+        let keys: StreamKeys =
+            oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
+                .await?;
+        {
+            let mut c = redis.get().await?;
+            oms_shared::queue::ensure_group(&mut *c, &keys).await?;
+        }
+        anyhow::Ok((db, redis, keys))
+    };
+    tokio::pin!(connecting, prepared_rx);
+    let mut connected = None;
+    let prepared = loop {
+        tokio::select! {
+            prepared = &mut prepared_rx => break prepared,
+            c = &mut connecting, if connected.is_none() => connected = Some(c),
+            _ = shutdown.cancelled() => {
+                prepare_stop.store(true, Ordering::Relaxed);
+                let name = if args.file == "-" { "stdin" } else { args.file.as_str() };
+                anyhow::bail!("{name}: interrupted while reading it (nothing was enqueued)");
+            }
         }
     };
+    let (source, file_handle, data_start, columns) =
+        prepared.context("the source thread failed")??;
+    let (db, redis, keys) = match connected {
+        Some(c) => c?,
+        None => connecting.await?,
+    };
 
-    // 2. Connections, the group, the imports row.
-    let db = oms_shared::db::connect(&conn.database_url, 2).await?;
-    oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
-    let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
-    let keys: StreamKeys =
-        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster()).await?;
-    {
-        let mut c = redis.get().await?;
-        oms_shared::queue::ensure_group(&mut *c, &keys).await?;
-    }
+    // 3. The imports row.
     // Only now that both servers answered: a failed connection leaves PATH untouched.
     let rejects_file = match &args.rejects {
         Some(path) => Some(rejects_file::create(path, args.force)?),
@@ -204,7 +230,7 @@ pub async fn import(
     let span = tracing::info_span!("import", import_id, file = %source.name);
     tracing::info!(parent: &span, sha256 = %source.sha256, bytes = source.size, already_imported_through, "import started");
 
-    // 3. Scan thread → enqueuer.
+    // 4. Scan threads → enqueuer.
     let progress = Arc::new(Progress::new(source.size));
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel(SHIPMENTS_IN_FLIGHT);
@@ -217,6 +243,7 @@ pub async fn import(
         new_identities: args.new,
         already_imported_through,
         partitions: keys.partitions(),
+        workers: scan::default_workers(),
     };
     let scanner = {
         let (stop, progress) = (stop.clone(), progress.clone());
@@ -225,7 +252,15 @@ pub async fn import(
             .name("import-scan".into())
             .spawn(move || {
                 let _entered = scan_span.enter();
-                scan::scan(reader, &scan_settings, rejects_file, tx, &stop, &progress)
+                scan::scan(
+                    &file_handle,
+                    data_start,
+                    &scan_settings,
+                    rejects_file,
+                    tx,
+                    &stop,
+                    &progress,
+                )
             })
             .context("cannot start the scan thread")?
     };
@@ -309,21 +344,28 @@ pub async fn import(
     })
 }
 
-/// Hashes `file` (spooling stdin), opens it for the import's pass and checks its header.
+/// Hashes `file` (spooling stdin), opens it for the import's pass and checks its header;
+/// where the data rows start.
 fn open_source(
     file: &str,
     stop: &AtomicBool,
-) -> anyhow::Result<(source::Source, RecordReader<std::fs::File>, Columns)> {
+) -> anyhow::Result<(source::Source, std::fs::File, DataStart, Columns)> {
     let source = source::prepare(file, stop)?;
-    let mut reader = RecordReader::new(source.open()?, Limits::default());
+    let file = source.open()?;
+    let mut reader = RecordReader::new(&file, Limits::default());
     let header = reader
         .next_record()
         .with_context(|| format!("{}: cannot read", source.name))?
         .ok_or(HeaderError::Empty)
         .and_then(|h| Columns::from_header(&h))
         .map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?;
-    reader.set_max_fields(header.names.len() + 1);
-    Ok((source, reader, header))
+    let data_start = DataStart {
+        offset: reader.bytes_consumed(),
+        line: reader.line(),
+        size: source.size,
+    };
+    drop(reader);
+    Ok((source, file, data_start, header))
 }
 
 /// Polls the import's progress until every enqueued order has ended and every read-model

@@ -10,6 +10,10 @@
 //! Each record carries the line where it starts (the header is line 1; quoted newlines
 //! make a record span lines) and its raw bytes (up to [`Limits::max_raw_bytes`]), for the
 //! rejects file. Blank lines between records are skipped.
+//!
+//! A reader can also start in the middle of a file ([`RecordReader::at_record_boundary`]:
+//! no BOM check, lines counted from 1) and stop at a byte offset between records
+//! ([`RecordReader::reached`]): the parallel scan reads a file as byte ranges this way.
 
 use std::io::{self, Read};
 
@@ -112,6 +116,40 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
+    /// A reader of a source that starts at a record boundary in the middle of a file: no
+    /// BOM is looked for, and lines are counted from 1 (the caller adds the range's first
+    /// line).
+    pub fn at_record_boundary(source: R, limits: Limits) -> Self {
+        let mut reader = RecordReader::new(source, limits);
+        reader.first_fill = false;
+        reader
+    }
+
+    /// Starts over on `source`, as [`RecordReader::at_record_boundary`] would, keeping the
+    /// buffers.
+    pub fn restart_at_record_boundary(&mut self, source: R) {
+        self.source = source;
+        self.core = csv_core::Reader::new();
+        (self.start, self.end, self.eof, self.first_fill) = (0, 0, false, false);
+        self.raw.clear();
+        self.bytes_consumed = 0;
+    }
+
+    /// Line the reader is at: 1 + the newlines consumed so far.
+    pub fn line(&self) -> u64 {
+        self.core.line()
+    }
+
+    /// Skips blank lines, but not beyond `limit` bytes consumed: true when the reader then
+    /// is at `limit` (or further, or at the end of the source), between two records; false
+    /// when a record starts before `limit`.
+    pub fn reached(&mut self, limit: u64) -> io::Result<bool> {
+        if !self.skip_blank_lines(limit)? {
+            return Ok(true);
+        }
+        Ok(self.bytes_consumed >= limit)
+    }
+
     /// Changes the field limit (after the header, to the header's width + 1).
     pub fn set_max_fields(&mut self, max_fields: usize) {
         self.limits.max_fields = max_fields.max(1);
@@ -158,13 +196,16 @@ impl<R: Read> RecordReader<R> {
         Ok(true)
     }
 
-    /// Skips line ends between records, counting lines; false at the end of the source.
-    fn skip_blank_lines(&mut self) -> io::Result<bool> {
+    /// Skips line ends between records, counting lines, up to `limit` bytes consumed;
+    /// false at the end of the source.
+    fn skip_blank_lines(&mut self, limit: u64) -> io::Result<bool> {
         loop {
             if !self.fill()? {
                 return Ok(false);
             }
+            let room = limit.saturating_sub(self.bytes_consumed);
             let rest = &self.input[self.start..self.end];
+            let rest = &rest[..rest.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
             let skip = rest
                 .iter()
                 .position(|b| *b != b'\n' && *b != b'\r')
@@ -173,7 +214,7 @@ impl<R: Read> RecordReader<R> {
             self.core.set_line(self.core.line() + newlines);
             self.start += skip;
             self.bytes_consumed += skip as u64;
-            if self.start < self.end {
+            if self.start < self.end || self.bytes_consumed >= limit {
                 return Ok(true);
             }
         }
@@ -194,7 +235,7 @@ impl<R: Read> RecordReader<R> {
     pub fn next_record(&mut self) -> io::Result<Option<Record<'_>>> {
         use csv_core::ReadRecordResult as R;
         self.raw.clear();
-        if !self.skip_blank_lines()? {
+        if !self.skip_blank_lines(u64::MAX)? {
             return Ok(None);
         }
         let line = self.core.line();

@@ -1,27 +1,38 @@
-//! The CPU side of an import, on a thread of its own: read records, validate them, encode
-//! valid rows into chunks, and ship chunks and rejects, in file order, to the enqueuer.
+//! The CPU side of an import: scan workers read, validate and encode the file's blocks in
+//! parallel ([`super::scan_block`], [`super::blocks`]); this module's *sequencer* takes
+//! their batches back in file order and does what needs the whole file: line numbers
+//! from the file's start, duplicate `order_id`s, rows an earlier import already enqueued,
+//! identities, chunks (one open chunk per stream partition), the `--rejects` file.
 //!
-//! What leaves this thread is a [`Shipment`]: the full chunks and the rejects read since
+//! What leaves the sequencer is a [`Shipment`]: the full chunks and the rejects read since
 //! the previous shipment, and the line through which everything is accounted for. A
-//! shipment carries a few thousand rows, so the threads hand over work rarely.
-//! The channel is bounded, so a slow Redis slows the reader (memory stays flat).
-//! Rejected rows are also written to `--rejects PATH` here (`line,reason,detail,raw`,
-//! see [`super::rejects_file`]).
+//! shipment carries a few thousand rows, so the threads hand over work rarely. Every
+//! channel is bounded, so a slow Redis slows the workers (memory stays flat). The result
+//! is the same, byte for byte, whatever the number of workers: chunks close after
+//! `--chunk-size` rows (or [`CHUNK_CLOSE_BYTES`]) as with one reader.
+//!
+//! [`CHUNK_CLOSE_BYTES`]: oms_shared::order_rules::CHUNK_CLOSE_BYTES
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
-use std::hash::BuildHasher;
-use std::io::Read;
+use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
 
-use oms_shared::order::{EncodedChunk, OrderIdentity, OrderRowRef};
-use oms_shared::partition::{partition_of, PartitionCount};
+use oms_shared::order::EncodedChunk;
+use oms_shared::order_json::IdentityParts;
+use oms_shared::partition::PartitionCount;
 use oms_shared::store::imports::RejectRow;
 use tokio::sync::mpsc;
 
+use super::blocks::{Chain, Layout, BLOCK_BYTES};
 use super::progress::Progress;
-use super::reader::RecordReader;
-use super::validate::{validate_row, Columns, Reject, RejectReason};
+use super::scan_block::{self, Batch, Verdict, WorkerContext};
+use super::validate::{Columns, RejectReason};
+
+#[cfg(test)]
+#[path = "scan_tests.rs"]
+mod tests;
 
 /// How rows become stream entries.
 #[derive(Debug, Clone)]
@@ -36,8 +47,20 @@ pub struct ScanSettings {
     pub new_identities: bool,
     /// Valid rows up to this line were enqueued by an earlier import of the same file.
     pub already_imported_through: u64,
-    /// Partitions of the stream: each row goes to `partition_of` its email.
+    /// Partitions of the stream: each gets chunks of its own rows.
     pub partitions: PartitionCount,
+    /// Scan workers (validation and encoding run on this many threads).
+    pub workers: usize,
+}
+
+/// Where the data rows of the file are: after the header, which ends at byte
+/// `data_start`, with the next line numbered `data_line`.
+#[derive(Debug, Clone, Copy)]
+pub struct DataStart {
+    pub offset: u64,
+    pub line: u64,
+    /// Size of the file read.
+    pub size: u64,
 }
 
 /// Work for the enqueuer, in file order.
@@ -73,137 +96,306 @@ pub enum ScanEnd {
 /// Rows read, or rejects, that make a shipment.
 const ROWS_PER_SHIPMENT: u64 = 4_096;
 const REJECTS_PER_SHIPMENT: usize = 1_000;
+/// Batches a worker may have waiting for the sequencer.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// The default number of scan workers: the machine's cores, at most 4.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
 
 /// Runs the scan to the end of the file or until `stop`; blocking (run it on a thread).
-pub fn scan<R: Read>(
-    mut reader: RecordReader<R>,
+pub fn scan(
+    file: &File,
+    data: DataStart,
     settings: &ScanSettings,
-    mut rejects_file: Option<csv::Writer<std::fs::File>>,
+    rejects_file: Option<csv::Writer<File>>,
     tx: mpsc::Sender<Shipment>,
     stop: &AtomicBool,
     progress: &Progress,
 ) -> ScanEnd {
-    let hasher = RandomState::new();
-    let mut seen_order_ids: HashSet<u64> = HashSet::new();
-    let mut shipment = Shipment::default();
-    // One open chunk per partition; a shipment takes every non-empty one, so it holds
-    // every valid row up to its `through_line`.
-    let mut open: Vec<EncodedChunk> = settings
-        .partitions
-        .all()
-        .map(EncodedChunk::for_partition)
-        .collect();
-    let ship = |shipment: &mut Shipment, open: &mut [EncodedChunk], bytes: u64| -> bool {
-        for chunk in open.iter_mut().filter(|c| !c.is_empty()) {
-            let partition = chunk.partition;
-            let full = std::mem::replace(chunk, EncodedChunk::for_partition(partition));
-            shipment.chunks.push(full.finish());
-        }
-        progress.scanned(shipment.rows_read, bytes);
-        tx.blocking_send(std::mem::take(shipment)).is_ok()
-    };
+    let layout = Layout::new(data.offset, data.size, BLOCK_BYTES);
+    scan_layout(
+        file,
+        layout,
+        data.line,
+        settings,
+        rejects_file,
+        tx,
+        stop,
+        progress,
+    )
+}
 
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return ScanEnd::Stopped;
-        }
-        let record = match reader.next_record() {
-            Ok(Some(record)) => record,
-            Ok(None) => break,
-            Err(e) => {
-                return ScanEnd::Failed(format!(
-                    "{}: read error after line {}: {e}",
-                    settings.file_name, shipment.through_line
-                ))
+/// [`scan`] with the blocks of `layout` (tests use tiny ones).
+#[allow(clippy::too_many_arguments)]
+fn scan_layout(
+    file: &File,
+    layout: Layout,
+    first_line: u64,
+    settings: &ScanSettings,
+    rejects_file: Option<csv::Writer<File>>,
+    tx: mpsc::Sender<Shipment>,
+    stop: &AtomicBool,
+    progress: &Progress,
+) -> ScanEnd {
+    let chain = Chain::default();
+    let quit = AtomicBool::new(false);
+    let workers = settings.workers.max(1);
+    let hasher = RandomState::new();
+    let ctx = WorkerContext {
+        file,
+        layout: &layout,
+        chain: &chain,
+        columns: &settings.columns,
+        partitions: settings.partitions,
+        order_id_hasher: hasher.clone(),
+        keep_raw: rejects_file.is_some(),
+        quit: &quit,
+    };
+    std::thread::scope(|s| {
+        let mut receivers = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (batch_tx, batch_rx) = sync_channel(BATCHES_IN_FLIGHT);
+            receivers.push(batch_rx);
+            let ctx = &ctx;
+            let spawned = std::thread::Builder::new()
+                .name(format!("import-scan-{w}"))
+                .spawn_scoped(s, move || {
+                    scan_block::work(w as u64, workers as u64, ctx, batch_tx)
+                });
+            if let Err(e) = spawned {
+                quit.store(true, Ordering::Relaxed);
+                return ScanEnd::Failed(format!("cannot start a scan thread: {e}"));
             }
+        }
+        let mut sequencer = Sequencer {
+            settings,
+            rejects_file,
+            tx,
+            stop,
+            progress,
+            seen_order_ids: HashSet::new(),
+            open: settings
+                .partitions
+                .all()
+                .map(EncodedChunk::for_partition)
+                .collect(),
+            shipment: Shipment::default(),
+            last_line: 0,
+            bytes: layout.data_start,
         };
-        let line = record.line;
-        shipment.rows_read += 1;
-        shipment.through_line = line;
-        let verdict = validate_row(&record, &settings.columns).and_then(|row| {
-            if let Some(order_id) = row.order_id {
-                if !seen_order_ids.insert(hasher.hash_one(order_id)) {
-                    return Err(Reject {
-                        reason: RejectReason::DuplicateOrderId,
-                        detail: format!("order_id {order_id:?} appears earlier in the file"),
-                    });
+        let end = sequencer.run(&receivers, &layout, &chain, first_line);
+        // Workers waiting on a full channel or on the chain see this and stop.
+        quit.store(true, Ordering::Relaxed);
+        drop(receivers);
+        end
+    })
+}
+
+/// Takes batches in file order and turns them into shipments.
+struct Sequencer<'a> {
+    settings: &'a ScanSettings,
+    rejects_file: Option<csv::Writer<File>>,
+    tx: mpsc::Sender<Shipment>,
+    stop: &'a AtomicBool,
+    progress: &'a Progress,
+    seen_order_ids: HashSet<u64>,
+    /// The chunk being filled, per partition.
+    open: Vec<EncodedChunk>,
+    shipment: Shipment,
+    /// Line of the last record taken.
+    last_line: u64,
+    /// Bytes of the file accounted for.
+    bytes: u64,
+}
+
+impl Sequencer<'_> {
+    fn run(
+        &mut self,
+        receivers: &[Receiver<Batch>],
+        layout: &Layout,
+        chain: &Chain,
+        first_line: u64,
+    ) -> ScanEnd {
+        let mut block = 0u64;
+        let mut base_line = first_line;
+        chain.move_to(0);
+        while block < layout.blocks() {
+            let rx = &receivers[(block % receivers.len() as u64) as usize];
+            loop {
+                if self.stop.load(Ordering::Relaxed) {
+                    return ScanEnd::Stopped;
                 }
-            }
-            Ok(row)
-        });
-        match verdict {
-            Err(reject) => {
-                if let Some(w) = rejects_file.as_mut() {
-                    let mut raw = String::from_utf8_lossy(record.raw).into_owned();
-                    if record.raw_truncated {
-                        raw.push('…');
-                    }
-                    let written = super::rejects_file::write_reject(
-                        w,
-                        line,
-                        reject.reason.as_str(),
-                        &reject.detail,
-                        &raw,
-                    );
-                    if let Err(e) = written {
-                        return ScanEnd::Failed(format!("--rejects file: cannot write: {e}"));
-                    }
-                }
-                shipment.rejects.push(RejectRow {
-                    line,
-                    reason: reject.reason.as_str(),
-                    detail: reject.detail,
-                });
-            }
-            Ok(_) if !settings.new_identities && line <= settings.already_imported_through => {
-                shipment.duplicates += 1;
-            }
-            Ok(row) => {
-                let new_import = settings.new_identities.then_some(settings.import_id);
-                let identity = match (row.order_id, new_import) {
-                    (Some(id), None) => OrderIdentity::from_order_id(id),
-                    (Some(id), Some(import)) => OrderIdentity::from_order_id_for_import(id, import),
-                    (None, new_import) => {
-                        OrderIdentity::derived(&settings.file_sha256, line, new_import)
-                    }
+                let Ok(batch) = rx.recv() else {
+                    return ScanEnd::Failed(format!(
+                        "{}: a scan thread ended early after line {}",
+                        self.settings.file_name, self.last_line
+                    ));
                 };
-                let partition = partition_of(&row.customer_email, settings.partitions);
-                let chunk = &mut open[partition as usize];
-                chunk.push(&OrderRowRef {
-                    identity: identity.as_str(),
-                    line,
-                    customer_name: row.customer_name,
-                    customer_email: &row.customer_email,
-                    items: &row.items,
-                    order_date: row.order_date,
-                });
-                // Rows or bytes: the consumer refuses an entry above MAX_ENTRY_BYTES.
-                if chunk.rows >= settings.chunk_size
-                    || chunk.rows_json.len() >= oms_shared::order_rules::CHUNK_CLOSE_BYTES
-                {
-                    let full = std::mem::replace(chunk, EncodedChunk::for_partition(partition));
-                    shipment.chunks.push(full.finish());
+                if batch.block < block {
+                    continue; // A block absorbed by the one before it.
+                }
+                if let Err(end) = self.take(&batch, base_line) {
+                    return end;
+                }
+                if let Some(e) = batch.error {
+                    return ScanEnd::Failed(format!(
+                        "{}: read error after line {}: {e}",
+                        self.settings.file_name, self.last_line
+                    ));
+                }
+                if let Some(end) = batch.end {
+                    base_line += end.newlines;
+                    self.bytes = end.offset;
+                    block = end.next_block.max(block + 1);
+                    chain.move_to(block);
+                    break;
                 }
             }
         }
-        if (shipment.rejects.len() >= REJECTS_PER_SHIPMENT
-            || shipment.rows_read >= ROWS_PER_SHIPMENT)
-            && !ship(&mut shipment, &mut open, reader.bytes_consumed())
-        {
+        if let Some(w) = self.rejects_file.as_mut() {
+            if let Err(e) = w.flush() {
+                return ScanEnd::Failed(format!("--rejects file: cannot write: {e}"));
+            }
+        }
+        for chunk in &mut self.open {
+            if !chunk.is_empty() {
+                let full = std::mem::replace(chunk, EncodedChunk::for_partition(chunk.partition));
+                self.shipment.chunks.push(full.finish());
+            }
+        }
+        if !self.shipment.is_empty() && !self.ship() {
             return ScanEnd::Stopped;
         }
+        self.progress.scanned(0, layout.size);
+        ScanEnd::Finished
     }
-    if let Some(w) = rejects_file.as_mut() {
-        if let Err(e) = w.flush() {
-            return ScanEnd::Failed(format!("--rejects file: cannot write: {e}"));
+
+    /// Sends the shipment; false when the enqueuer is gone. Its `through_line` stops
+    /// before the first row still in an open chunk: an import interrupted now resumes
+    /// from there, so those rows are not taken for enqueued.
+    fn ship(&mut self) -> bool {
+        let open_from = self
+            .open
+            .iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| c.first_line)
+            .min();
+        if let Some(first) = open_from {
+            self.shipment.through_line = self.shipment.through_line.min(first - 1);
         }
+        self.progress.scanned(self.shipment.rows_read, self.bytes);
+        self.tx
+            .blocking_send(std::mem::take(&mut self.shipment))
+            .is_ok()
     }
-    let any_open = open.iter().any(|c| !c.is_empty());
-    if (any_open || !shipment.is_empty())
-        && !ship(&mut shipment, &mut open, reader.bytes_consumed())
-    {
-        return ScanEnd::Stopped;
+
+    /// Takes a batch's records (`base_line`: the file's line where the block starts).
+    fn take(&mut self, batch: &Batch, base_line: u64) -> Result<(), ScanEnd> {
+        let settings = self.settings;
+        let new_import = settings.new_identities.then_some(settings.import_id);
+        let (mut tail_start, mut order_id_start) = (0usize, 0usize);
+        for record in &batch.records {
+            let line = base_line + record.line - 1;
+            self.shipment.rows_read += 1;
+            self.shipment.through_line = line;
+            self.last_line = line;
+            match &record.verdict {
+                Verdict::Rejected {
+                    reason,
+                    detail,
+                    raw,
+                } => self.reject(line, *reason, detail.clone(), raw.as_deref())?,
+                Verdict::Valid {
+                    tail_end,
+                    order_id_end,
+                    order_id_hash,
+                    partition,
+                    raw,
+                } => {
+                    let tail = &batch.tails[tail_start..*tail_end];
+                    tail_start = *tail_end;
+                    let order_id = order_id_end.map(|end| {
+                        let id = &batch.order_ids[order_id_start..end];
+                        order_id_start = end;
+                        id
+                    });
+                    if let Some(order_id) = order_id {
+                        if !self.seen_order_ids.insert(*order_id_hash) {
+                            let detail =
+                                format!("order_id {order_id:?} appears earlier in the file");
+                            let raw = raw.as_deref();
+                            self.reject(line, RejectReason::DuplicateOrderId, detail, raw)?;
+                            continue;
+                        }
+                    }
+                    if !settings.new_identities && line <= settings.already_imported_through {
+                        self.shipment.duplicates += 1;
+                        continue;
+                    }
+                    let identity = match order_id {
+                        Some(order_id) => IdentityParts::OrderId {
+                            order_id,
+                            new_import,
+                        },
+                        None => IdentityParts::Derived {
+                            file_sha256: &settings.file_sha256,
+                            new_import,
+                        },
+                    };
+                    let chunk = &mut self.open[usize::from(*partition)];
+                    chunk.push_parts(identity, line, tail);
+                    // Rows or bytes: the consumer refuses an entry above MAX_ENTRY_BYTES.
+                    if chunk.rows >= settings.chunk_size
+                        || chunk.rows_json.len() >= oms_shared::order_rules::CHUNK_CLOSE_BYTES
+                    {
+                        let full =
+                            std::mem::replace(chunk, EncodedChunk::for_partition(*partition));
+                        self.shipment.chunks.push(full.finish());
+                    }
+                }
+            }
+            if (self.shipment.rejects.len() >= REJECTS_PER_SHIPMENT
+                || self.shipment.rows_read >= ROWS_PER_SHIPMENT)
+                && !self.ship()
+            {
+                return Err(ScanEnd::Stopped);
+            }
+        }
+        Ok(())
     }
-    progress.scanned(0, reader.bytes_consumed());
-    ScanEnd::Finished
+
+    /// Records a rejected row (and writes it to `--rejects`).
+    fn reject(
+        &mut self,
+        line: u64,
+        reason: RejectReason,
+        detail: String,
+        raw: Option<&str>,
+    ) -> Result<(), ScanEnd> {
+        if let Some(w) = self.rejects_file.as_mut() {
+            let written = super::rejects_file::write_reject(
+                w,
+                line,
+                reason.as_str(),
+                &detail,
+                raw.unwrap_or_default(),
+            );
+            if let Err(e) = written {
+                return Err(ScanEnd::Failed(format!(
+                    "--rejects file: cannot write: {e}"
+                )));
+            }
+        }
+        self.shipment.rejects.push(RejectRow {
+            line,
+            reason: reason.as_str(),
+            detail,
+        });
+        Ok(())
+    }
 }

@@ -297,7 +297,9 @@ pub fn validate_row<'a>(record: &Record<'a>, columns: &Columns) -> Result<ValidR
 /// `YYYY-MM-DD` (midnight UTC) or RFC 3339 (converted to UTC); years 1000–9999 (MySQL's
 /// DATETIME range).
 pub fn parse_order_date(text: &str) -> Option<DateTime<Utc>> {
-    let instant = if text.len() == 10 {
+    let instant = if let Some(date) = strict_ymd(text) {
+        date.and_hms_opt(0, 0, 0)?.and_utc()
+    } else if text.len() == 10 {
         NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .ok()?
             .and_hms_opt(0, 0, 0)?
@@ -307,6 +309,25 @@ pub fn parse_order_date(text: &str) -> Option<DateTime<Utc>> {
     };
     use chrono::Datelike;
     (1000..=9999).contains(&instant.year()).then_some(instant)
+}
+
+/// `DDDD-DD-DD` read without chrono's format parser (the common case, millions of times);
+/// `None` when the text is not exactly that shape or not a date (chrono then decides).
+fn strict_ymd(text: &str) -> Option<NaiveDate> {
+    let b: &[u8; 10] = text.as_bytes().try_into().ok()?;
+    if b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let number = |digits: &[u8]| -> Option<u32> {
+        digits.iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(
+        i32::try_from(number(&b[0..4])?).ok()?,
+        number(&b[5..7])?,
+        number(&b[8..10])?,
+    )
 }
 
 /// One element of the `products` array as written; anything else in it is ignored.
@@ -321,6 +342,14 @@ struct ProductEntry<'a> {
 /// Parses and checks `products`: distinct skus in order of first appearance, quantities
 /// summed per sku. Skus stay borrowed from the record unless written with JSON escapes.
 pub fn parse_products(text: &str) -> Result<Vec<OrderItemRef<'_>>, Reject> {
+    match super::products_canonical::canonical_products(text) {
+        Some(items) => Ok(items),
+        None => parse_products_serde(text),
+    }
+}
+
+/// [`parse_products`] through serde: any JSON, every error named.
+pub(super) fn parse_products_serde(text: &str) -> Result<Vec<OrderItemRef<'_>>, Reject> {
     let invalid = |detail: String| reject(RejectReason::InvalidProducts, detail);
     let entries: Vec<ProductEntry> = serde_json::from_str(text).map_err(|e| {
         invalid(format!(
