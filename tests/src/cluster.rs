@@ -26,7 +26,7 @@ use crate::{wait_for, TestEnv};
 pub const NODE_TIMEOUT_MS: u64 = 1_000;
 
 /// How long the cluster may take to form, fail over or heal.
-pub const CLUSTER_DEADLINE: Duration = Duration::from_secs(60);
+pub const CLUSTER_DEADLINE: Duration = Duration::from_secs(120);
 
 /// One node's process and ports.
 pub struct ClusterNode {
