@@ -29,7 +29,9 @@
 # the maximum throughput measured without it.
 # Uses database NAME and prefix NAME: with NAME=${BENCH_NAME:-oms_bench_e2e} (give each
 # bench running at once on one server its own name), removed at the end, unless
-# BENCH_KEEP=1: then both stay for a look with EXPLAIN).
+# BENCH_KEEP=1: then both stay for a look with EXPLAIN). Metrics ports 19501… (BENCH_PORT_BASE).
+# REDIS_URL may be a Redis Cluster's node list; BENCH_PARTITIONS=16 records 16 partitions
+# (ops/bench-cluster.sh runs both and compares).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -41,10 +43,16 @@ NAME=${BENCH_NAME:-oms_bench_e2e}
 [[ $NAME =~ ^[a-z0-9_]+$ ]] || { echo "bench: BENCH_NAME must be [a-z0-9_]+" >&2; exit 2; }
 export DATABASE_URL=${BENCH_DATABASE_URL:-mysql://root@127.0.0.1:3306/$NAME}
 export OMS_PREFIX=$NAME:
+PORT_BASE=${BENCH_PORT_BASE:-19500}
+PARTITIONS=${BENCH_PARTITIONS:-1}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export RUST_LOG=${RUST_LOG:-warn}
 
-bash ops/services.sh >/dev/null
+if [[ $REDIS_URL == *,* ]]; then # a cluster's node list: only MySQL is ours to start
+    REDIS_URL=redis://127.0.0.1:6379 bash ops/services.sh mysql >/dev/null
+else
+    bash ops/services.sh >/dev/null
+fi
 # BENCH_BIN_DIR: take producer and consumer from there (e.g. another commit's build)
 # instead of building this tree.
 if [[ -n ${BENCH_BIN_DIR:-} ]]; then
@@ -55,7 +63,14 @@ else
     P=target/release/producer
     C=target/release/consumer
 fi
-redis() { redis-cli -u "$REDIS_URL" "$@"; }
+# Deletes the prefix's keys, on one Redis or on every node of a cluster (-c follows MOVED).
+clear_keys() {
+    local node
+    for node in ${REDIS_URL//,/ }; do
+        redis-cli -u "$node" --scan --pattern "${OMS_PREFIX}*" |
+            while read -r key; do redis-cli -c -u "$node" DEL "$key" >/dev/null; done
+    done
+}
 sql() { mariadb -h127.0.0.1 -uroot -N -B -e "$1"; }
 MYSQLD_PID=$(pgrep -xo mariadbd || pgrep -xo mysqld || true)
 # utime+stime (clock ticks) of the server process, or of each of its threads (TID TICKS).
@@ -64,13 +79,13 @@ thread_ticks() { for t in /proc/"$MYSQLD_PID"/task/*; do awk -v t="${t##*/}" '{p
 global_status() { sql 'SHOW GLOBAL STATUS' | grep -E '^(Com_|Handler_|Innodb_rows_|Innodb_data_|Innodb_os_log_|Innodb_log_|Innodb_deadlocks|Innodb_row_lock_|Questions|Bytes_)'; }
 
 sql "DROP DATABASE IF EXISTS $NAME"
-redis --scan --pattern "${OMS_PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null
-"$P" migrate >/dev/null
+clear_keys
+"$P" migrate --partitions "$PARTITIONS" >/dev/null
 "$P" generate products --count 1000 --stock 1000000 --seed 1 >"$DIR/e2e-products.csv"
 "$P" products import "$DIR/e2e-products.csv" >/dev/null
 FILE="$DIR/e2e-orders-$ORDERS.csv"
 [[ -s $FILE ]] || "$P" generate orders --count "$ORDERS" --products 1000 --seed 2 --end-date 2026-11-01 >"$FILE"
-echo "orders: $ORDERS, consumers: $CONSUMERS, innodb_flush_log_at_trx_commit=$(sql 'SELECT @@innodb_flush_log_at_trx_commit')"
+echo "orders: $ORDERS, consumers: $CONSUMERS, partitions: $PARTITIONS, innodb_flush_log_at_trx_commit=$(sql 'SELECT @@innodb_flush_log_at_trx_commit')"
 
 pids=()
 cleanup() {
@@ -80,7 +95,7 @@ cleanup() {
 trap cleanup EXIT
 ports=()
 for i in $(seq 1 "$CONSUMERS"); do
-    port=$((19500 + i))
+    port=$((PORT_BASE + i))
     # shellcheck disable=SC2086 # CONSUMER_ARGS is a list of flags
     "$C" --name "bench-$i" --metrics-addr "127.0.0.1:$port" ${CONSUMER_ARGS:-} \
         >"$DIR/e2e-consumer-$i.log" 2>&1 &
@@ -272,4 +287,4 @@ cleanup
 trap - EXIT
 [[ ${BENCH_KEEP:-0} == 1 ]] && exit 0
 sql "DROP DATABASE IF EXISTS $NAME"
-redis --scan --pattern "${OMS_PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null
+clear_keys

@@ -10,7 +10,8 @@ defaults (consumer/src/config.rs):
   with a stop grace period above the consumer's shutdown timeout, Prometheus and Grafana
   with their configuration mounted;
 - k8s/: probes on /healthz and /readyz, terminationGracePeriodSeconds above the shutdown
-  timeout, a migrate Job, a KEDA redis-streams ScaledObject on the `workers` group; no
+  timeout, a migrate Job, a KEDA redis-streams ScaledObject on the `workers` group (and,
+  in k8s/cluster/, a redis-cluster-streams one with a trigger for every partition); no
   service-account token mounted; a NetworkPolicy limiting who reaches the metrics port;
   no Secret applied by the kustomization (placeholders would overwrite the real one);
 - systemd and supervisor units: hardening, restart policy, SIGTERM and stop timeouts,
@@ -183,16 +184,25 @@ for so in scaled:
     triggers = so["spec"].get("triggers", [])
     if not triggers:
         problem(where, "no triggers")
+    prefix = config.get("OMS_PREFIX", "oms:")
+    partitions = set()
     for t in triggers:
         meta = t.get("metadata", {})
-        if t.get("type") != "redis-streams":
+        if t.get("type") not in ("redis-streams", "redis-cluster-streams"):
             problem(where, f"trigger type {t.get('type')}")
         if meta.get("consumerGroup") != "workers":
             problem(where, "trigger not on the `workers` group")
-        if meta.get("stream") != config.get("OMS_PREFIX", "oms:") + "orders":
-            problem(where, f"stream {meta.get('stream')} is not OMS_PREFIX + orders")
+        stream = meta.get("stream", "")
+        # One Redis: OMS_PREFIX + orders; a cluster: one trigger per partition, orders:{N}.
+        tagged = re.fullmatch(re.escape(prefix) + r"orders:\{(\d+)\}", stream)
+        if t.get("type") == "redis-cluster-streams" and tagged:
+            partitions.add(int(tagged.group(1)))
+        elif stream != prefix + "orders":
+            problem(where, f"stream {stream} is not OMS_PREFIX + orders (or orders:{{N}} on a cluster)")
         if not ({"lagCount", "pendingEntriesCount"} & meta.keys()):
             problem(where, "trigger has neither lagCount nor pendingEntriesCount")
+    if partitions and partitions != set(range(max(partitions) + 1)):
+        problem(where, f"partition triggers {sorted(partitions)} skip a partition")
 kustomization = doc("ops/k8s/kustomization.yaml")
 listed = set(kustomization.get("resources", []))
 for resource in listed:

@@ -75,12 +75,23 @@ async fn connect_redis(
 pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
     let name = config.consumer_name();
-    let keys = StreamKeys::new(&config.conn.prefix);
     let payment = config.payment().map_err(|e| anyhow::anyhow!(e))?;
 
     let Some(db) = connect_mysql(&config, &shutdown).await? else {
         return Ok(());
     };
+    // The partition count recorded by `producer migrate --partitions P`.
+    let keys: StreamKeys = oms_shared::store::settings::deployment_keys(
+        &db,
+        &config.conn.prefix,
+        config.conn.is_cluster(),
+    )
+    .await?;
+    tracing::info!(
+        partitions = keys.partitions().get(),
+        cluster = keys.is_cluster(),
+        "stream layout"
+    );
     let Some(redis) = connect_redis(&config, &keys, &shutdown).await? else {
         return Ok(());
     };

@@ -61,6 +61,11 @@ pub struct ConsumerConfig {
     #[arg(long, env = "CONSUMER_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
 
+    /// Replicas that must hold a batch's read-model increment (`WAIT`) before its outbox
+    /// row leaves MySQL; default 1 on a Redis Cluster, 0 on one Redis.
+    #[arg(long, env = "CONSUMER_MIN_REPLICAS")]
+    pub min_replicas: Option<u32>,
+
     /// `text` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -73,6 +78,12 @@ impl ConsumerConfig {
         let mut config = ConsumerConfig::parse_from(["consumer"]);
         config.conn = conn;
         config
+    }
+
+    /// `WAIT` for this many replicas after each read-model update (see `--min-replicas`).
+    pub fn replica_wait(&self) -> oms_shared::redis_conn::ReplicaWait {
+        let default = if self.conn.is_cluster() { 1 } else { 0 };
+        oms_shared::redis_conn::ReplicaWait::new(self.min_replicas.unwrap_or(default))
     }
 
     /// Checks every setting; the message names the flag.

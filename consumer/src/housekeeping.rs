@@ -77,7 +77,7 @@ async fn probe(shared: &Shared) {
     }
     let redis = async {
         let mut conn = shared.redis.get().await?;
-        let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
+        conn.ping().await?;
         Ok::<(), oms_shared::OmsError>(())
     }
     .await;
@@ -90,11 +90,24 @@ async fn probe(shared: &Shared) {
 async fn refresh_queue(shared: &Shared) -> oms_shared::Result<()> {
     let mut conn = shared.redis.get().await?;
     let stats = oms_shared::queue::group_stats(&mut *conn, &shared.keys).await?;
-    metrics::gauge!(STREAM_LENGTH).set(stats.length as f64);
-    metrics::gauge!(STREAM_PENDING).set(stats.pending as f64);
-    metrics::gauge!(STREAM_LAG).set(stats.backlog() as f64);
-    let dead = oms_shared::queue::dead_letter_count(&mut *conn, &shared.keys).await?;
-    metrics::gauge!(DEAD_LETTERS).set(dead as f64);
+    let dead = oms_shared::queue::dead_letter_counts(&mut *conn, &shared.keys).await?;
+    if !shared.keys.is_partitioned() {
+        metrics::gauge!(STREAM_LENGTH).set(stats.length as f64);
+        metrics::gauge!(STREAM_PENDING).set(stats.pending as f64);
+        metrics::gauge!(STREAM_LAG).set(stats.backlog() as f64);
+        metrics::gauge!(DEAD_LETTERS).set(dead.iter().sum::<u64>() as f64);
+    } else {
+        // One series per partition, labelled `partition`: sum() gives the totals.
+        for part in &stats.partitions {
+            let label = part.partition.to_string();
+            metrics::gauge!(STREAM_LENGTH, "partition" => label.clone()).set(part.length as f64);
+            metrics::gauge!(STREAM_PENDING, "partition" => label.clone()).set(part.pending as f64);
+            metrics::gauge!(STREAM_LAG, "partition" => label.clone())
+                .set(part.lag.unwrap_or(part.length) as f64);
+            let dead_here = dead.get(part.partition as usize).copied().unwrap_or(0);
+            metrics::gauge!(DEAD_LETTERS, "partition" => label).set(dead_here as f64);
+        }
+    }
     let trimmed = oms_shared::queue::trim_acknowledged(&mut *conn, &shared.keys).await?;
     if trimmed > 0 {
         tracing::debug!(trimmed, "trimmed acknowledged entries");
@@ -130,7 +143,14 @@ pub async fn sweep_outbox(shared: &Shared) -> oms_shared::Result<usize> {
     for (id, payload) in rows {
         match serde_json::from_str::<Vec<CompletedOrder>>(&payload) {
             Ok(orders) => {
-                oms_shared::read_model::apply_outbox(&mut *conn, &shared.keys, id, &orders).await?;
+                oms_shared::read_model::apply_outbox_replicated(
+                    &mut *conn,
+                    &shared.keys,
+                    id,
+                    &orders,
+                    shared.replica_wait,
+                )
+                .await?;
                 done.push(id);
             }
             Err(e) => {

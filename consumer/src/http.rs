@@ -118,10 +118,7 @@ async fn check_ready(shared: &Shared) -> Readiness {
             .get()
             .await
             .map_err(|e| format!("redis: {e}"))?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut *conn)
-            .await
-            .map_err(|e| format!("redis: {e}"))?;
+        conn.ping().await.map_err(|e| format!("redis: {e}"))?;
         oms_shared::store::ping(&shared.db)
             .await
             .map_err(|e| format!("mysql: {e}"))?;

@@ -6,6 +6,11 @@
 //! [`decode_chunk`] refuses empty or oversized chunks; such a delivery is malformed and the
 //! workflow dead-letters it at once.
 //!
+//! With several partitions, the reader takes each read from the next partition in turn
+//! (a consumer reads every partition; an idle pause only after a whole round found
+//! nothing), and the claimer scans every partition; a batch holds entries of one
+//! partition, so its acknowledgements are one `MULTI` on one slot.
+//!
 //! Both send [`Batch`]es into one bounded channel; a slot is reserved *before* reading, so
 //! a consumer never holds more unprocessed entries than `--concurrency` batches. Both stop
 //! when the shutdown token is cancelled, and pause while MySQL or Redis is down or the queue
@@ -28,6 +33,8 @@ use crate::state::Shared;
 /// One stream entry handed to a worker.
 #[derive(Debug)]
 pub struct Delivery {
+    /// The partition whose stream holds it.
+    pub partition: u16,
     pub id: String,
     /// How many times the group has delivered it (1 for a first read).
     pub deliveries: u64,
@@ -44,6 +51,8 @@ pub struct MalformedEntry {
 /// Entries processed together: their rows form one workflow batch.
 #[derive(Debug)]
 pub struct Batch {
+    /// The partition of every delivery of the batch.
+    pub partition: u16,
     pub deliveries: Vec<Delivery>,
 }
 
@@ -83,6 +92,7 @@ fn to_delivery(entry: RawEntry) -> Delivery {
         }
     });
     Delivery {
+        partition: entry.partition,
         id: entry.id,
         deliveries: entry.deliveries,
         body,
@@ -98,6 +108,10 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
     let mut count = (batch_rows / 100).max(1);
     let mut failures = 0u32;
     let mut idle = Duration::ZERO;
+    let partitions = shared.keys.partitions().get();
+    // Consumers start their rounds at different partitions.
+    let mut next_partition = (std::process::id() % u32::from(partitions)) as u16;
+    let mut empty_reads = 0u16;
     while !shutdown.is_cancelled() {
         if !shared.health.is_ready() {
             if sleep_or_shutdown(Duration::from_millis(200), &shutdown).await {
@@ -112,10 +126,19 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
             permit = tx.reserve() => match permit { Ok(p) => p, Err(_) => break },
             _ = shutdown.cancelled() => break,
         };
+        let partition = next_partition;
+        next_partition = (next_partition + 1) % partitions;
         let started = std::time::Instant::now();
         let reply: Result<Vec<RawEntry>, oms_shared::OmsError> = async {
             let mut conn = shared.redis.get().await?;
-            oms_shared::queue::read_new_entries(&mut *conn, &shared.keys, &shared.name, count).await
+            oms_shared::queue::read_new_entries(
+                &mut *conn,
+                &shared.keys,
+                partition,
+                &shared.name,
+                count,
+            )
+            .await
         }
         .await;
         metrics::histogram!(REDIS_DURATION, "op" => "read").record(started.elapsed().as_secs_f64());
@@ -145,8 +168,14 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
         };
         let deliveries: Vec<Delivery> = reply.into_iter().map(to_delivery).collect();
         if deliveries.is_empty() {
-            // The read does not block (it runs in a script): poll, more slowly while idle.
+            // The read does not block (it runs in a script): poll, more slowly while idle
+            // (once a whole round of partitions had nothing).
             drop(permit);
+            empty_reads += 1;
+            if empty_reads < partitions {
+                continue;
+            }
+            empty_reads = 0;
             idle = (idle * 2).clamp(Duration::from_millis(5), IDLE_POLL_MAX);
             if sleep_or_shutdown(idle, &shutdown).await {
                 break;
@@ -154,7 +183,11 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
             continue;
         }
         idle = Duration::ZERO;
-        let batch = Batch { deliveries };
+        empty_reads = 0;
+        let batch = Batch {
+            partition,
+            deliveries,
+        };
         // Aim the next read at `--batch-size` rows, whatever the producer's chunk size.
         let per_entry = (batch.rows() / batch.deliveries.len()).max(1);
         count = (batch_rows / per_entry).clamp(1, 1000);
@@ -180,13 +213,34 @@ pub async fn claim_idle(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: 
         if !shared.health.is_ready() || shared.pause.is_paused() {
             continue;
         }
+        for partition in shared.keys.partitions().all() {
+            if !claim_partition(&shared, &tx, &shutdown, partition, min_idle_ms).await {
+                return;
+            }
+            if shutdown.is_cancelled() || shared.pause.is_paused() {
+                break;
+            }
+        }
+    }
+    tracing::debug!("claimer stopped");
+}
+
+/// Claims the idle entries of one partition, page by page; false when the channel closed.
+async fn claim_partition(
+    shared: &Shared,
+    tx: &mpsc::Sender<Batch>,
+    shutdown: &CancellationToken,
+    partition: u16,
+    min_idle_ms: u64,
+) -> bool {
+    {
         let mut cursor = "0-0".to_string();
         loop {
             let Ok(permit) = tx.reserve().await else {
-                return;
+                return false;
             };
             let started = std::time::Instant::now();
-            let claimed = claim_page(&shared, &cursor, min_idle_ms).await;
+            let claimed = claim_page(shared, partition, &cursor, min_idle_ms).await;
             metrics::histogram!(REDIS_DURATION, "op" => "claim")
                 .record(started.elapsed().as_secs_f64());
             let (next, deliveries) = match claimed {
@@ -198,8 +252,15 @@ pub async fn claim_idle(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: 
             };
             if !deliveries.is_empty() {
                 metrics::counter!(CLAIMED).increment(deliveries.len() as u64);
-                tracing::info!(entries = deliveries.len(), "claimed idle entries");
-                permit.send(Batch { deliveries });
+                tracing::info!(
+                    entries = deliveries.len(),
+                    partition,
+                    "claimed idle entries"
+                );
+                permit.send(Batch {
+                    partition,
+                    deliveries,
+                });
             }
             if next == "0-0" || shutdown.is_cancelled() || shared.pause.is_paused() {
                 break;
@@ -207,12 +268,13 @@ pub async fn claim_idle(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: 
             cursor = next;
         }
     }
-    tracing::debug!("claimer stopped");
+    true
 }
 
 /// One page of claimed entries (each with its delivery count), and the next cursor.
 async fn claim_page(
     shared: &Shared,
+    partition: u16,
     cursor: &str,
     min_idle_ms: u64,
 ) -> Result<(String, Vec<Delivery>), oms_shared::OmsError> {
@@ -220,6 +282,7 @@ async fn claim_page(
     let (next, entries) = oms_shared::queue::claim_idle_entries(
         &mut *conn,
         &shared.keys,
+        partition,
         &shared.name,
         min_idle_ms,
         cursor,

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use oms_shared::keys::StreamKeys;
 use oms_shared::payment::PaymentSimulator;
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis_conn::{RedisPool, ReplicaWait};
 use sqlx::MySqlPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,8 @@ pub struct Shared {
     pub keys: StreamKeys,
     pub db: MySqlPool,
     pub redis: RedisPool,
+    /// Replicas a read-model update must reach before its outbox row is deleted.
+    pub replica_wait: ReplicaWait,
     pub payment: PaymentSimulator,
     pub health: Health,
     /// `P queue:paused` as last read ([`crate::pause`]).
@@ -44,6 +46,7 @@ impl Shared {
         paused: bool,
     ) -> Self {
         Shared {
+            replica_wait: config.replica_wait(),
             config,
             name,
             keys,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use oms_shared::keys::CONSUMER_GROUP;
 use oms_shared::order::OrderRow;
-use oms_shared::queue::{self, parse_stream_id, push_dead_letters, DeadLetter};
+use oms_shared::queue::{self, parse_stream_id, push_partition_dead_letters, DeadLetter};
 use oms_shared::store::orders::{reserve_stock, settle_payments, BatchRow, RowOutcome};
 use oms_shared::{OmsError, Result};
 use tokio_util::sync::CancellationToken;
@@ -81,11 +81,12 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
         let started = Instant::now();
         let applied = async {
             let mut conn = shared.redis.get().await?;
-            oms_shared::read_model::apply_outbox(
+            oms_shared::read_model::apply_outbox_replicated(
                 &mut *conn,
                 &shared.keys,
                 outbox_id,
                 &settled.completed,
+                shared.replica_wait,
             )
             .await
         }
@@ -107,6 +108,7 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
 /// [`DRAIN_ATTEMPTS`] tries once shutdown has begun. Returns the last error.
 async fn run_with_retry(
     shared: &Shared,
+    partition: u16,
     rows: &[BatchRow<'_>],
     ids: &[&str],
     shutdown: &CancellationToken,
@@ -149,7 +151,7 @@ async fn run_with_retry(
                     sleep_or_shutdown(backoff(attempt), shutdown).await;
                 }
                 if last_touch.elapsed() >= claim_idle / 3 {
-                    keep_claimed(shared, ids).await;
+                    keep_claimed(shared, partition, ids).await;
                     last_touch = Instant::now();
                 }
             }
@@ -179,11 +181,11 @@ fn is_outage(e: &OmsError) -> bool {
 
 /// Keeps `ids` claimed by this consumer ([`queue::keep_claimed`]) so that others do not
 /// take entries it is still working on; best effort (a failure only risks a redelivery).
-async fn keep_claimed(shared: &Shared, ids: &[&str]) {
+async fn keep_claimed(shared: &Shared, partition: u16, ids: &[&str]) {
     let Ok(mut conn) = shared.redis.get().await else {
         return;
     };
-    let _ = queue::keep_claimed(&mut *conn, &shared.keys, &shared.name, ids).await;
+    let _ = queue::keep_claimed(&mut *conn, &shared.keys, partition, &shared.name, ids).await;
 }
 
 /// The rows of a batch, each with the index of the delivery it came from.
@@ -281,7 +283,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
                 .filter(|d| d.body.is_ok())
                 .map(|d| d.id.as_str())
                 .collect();
-            match run_with_retry(&shared, &workflow_rows, &ids, &shutdown, BATCH_PATIENCE).await {
+            match run_with_retry(&shared, batch.partition, &workflow_rows, &ids, &shutdown, BATCH_PATIENCE).await {
                 Ok(report) => record_outcomes(&report.outcomes, &batch.deliveries, &rows),
                 Err(e) if e.is_transient() && (shutdown.is_cancelled() || is_outage(&e)) => {
                     tracing::warn!(error = %e, "batch left pending after transient errors");
@@ -300,7 +302,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
                 settle(&shared, d, standing, &shutdown, &mut settlement);
             }
         }
-        finish(&shared, &settlement).await;
+        finish(&shared, batch.partition, &settlement).await;
     }
     .instrument(span)
     .await;
@@ -356,6 +358,7 @@ async fn isolate<'a>(
     standings: &mut [Standing<'a>],
 ) {
     let mut stop: Option<String> = None;
+    let partition = deliveries.first().map(|d| d.partition).unwrap_or(0);
     // Every entry of the batch stays claimed while any part of it runs: another consumer
     // must not take one over while its turn is still to come.
     let ids: Vec<&str> = deliveries
@@ -389,10 +392,10 @@ async fn isolate<'a>(
         }
         let own_rows: Vec<BatchRow> = own.iter().map(|(_, r)| *r).collect();
         if last_touch.elapsed() >= touch_every {
-            keep_claimed(shared, &ids).await;
+            keep_claimed(shared, partition, &ids).await;
             last_touch = Instant::now();
         }
-        match run_with_retry(shared, &own_rows, &ids, shutdown, ROW_PATIENCE).await {
+        match run_with_retry(shared, partition, &own_rows, &ids, shutdown, ROW_PATIENCE).await {
             Ok(report) => {
                 record_outcomes(&report.outcomes, deliveries, &own);
                 continue;
@@ -421,10 +424,10 @@ async fn isolate<'a>(
             }
             let single = [*row];
             if last_touch.elapsed() >= touch_every {
-                keep_claimed(shared, &ids).await;
+                keep_claimed(shared, partition, &ids).await;
                 last_touch = Instant::now();
             }
-            match run_with_retry(shared, &single, &ids, shutdown, ROW_PATIENCE).await {
+            match run_with_retry(shared, partition, &single, &ids, shutdown, ROW_PATIENCE).await {
                 Ok(report) => record_outcomes(&report.outcomes, deliveries, &[(*i, *row)]),
                 Err(e) => {
                     tracing::warn!(entry = %delivery.id, line = row.row.line, identity = %row.row.identity, error = %e, "row failed");
@@ -463,29 +466,30 @@ fn dead_letter(
     }
 }
 
-/// Dead letters, acknowledgements and error notes in one atomic pipeline.
-async fn finish(shared: &Shared, s: &Settlement) {
+/// Dead letters, acknowledgements and error notes of one partition's batch in one atomic
+/// pipeline (the partition's keys share one slot).
+async fn finish(shared: &Shared, partition: u16, s: &Settlement) {
     if s.ack.is_empty() && s.dead.is_empty() && s.retry.is_empty() {
         return;
     }
     let keys = &shared.keys;
     let mut pipe = redis::pipe();
     pipe.atomic();
-    push_dead_letters(&mut pipe, keys, &s.dead);
+    push_partition_dead_letters(&mut pipe, keys, partition, &s.dead);
     if !s.ack.is_empty() {
         pipe.cmd("XACK")
-            .arg(keys.orders())
+            .arg(keys.stream(partition))
             .arg(CONSUMER_GROUP)
             .arg(&s.ack)
             .ignore();
         pipe.cmd("HDEL")
-            .arg(keys.message_errors())
+            .arg(keys.partition_message_errors(partition))
             .arg(&s.ack)
             .ignore();
     }
     for (id, error) in &s.retry {
         pipe.cmd("HSET")
-            .arg(keys.message_errors())
+            .arg(keys.partition_message_errors(partition))
             .arg(id)
             .arg(error.chars().take(2000).collect::<String>())
             .ignore();
@@ -528,7 +532,12 @@ async fn finish(shared: &Shared, s: &Settlement) {
     metrics::counter!(MESSAGES, "result" => "dead").increment(dead_entries as u64);
     metrics::counter!(MESSAGES, "result" => "retried").increment(s.retry.len() as u64);
     if !s.dead.is_empty() {
-        metrics::gauge!(DEAD_LETTERS).increment(s.dead.len() as f64);
+        if shared.keys.is_partitioned() {
+            metrics::gauge!(DEAD_LETTERS, "partition" => partition.to_string())
+                .increment(s.dead.len() as f64);
+        } else {
+            metrics::gauge!(DEAD_LETTERS).increment(s.dead.len() as f64);
+        }
     }
 }
 

@@ -38,8 +38,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the database if missing and apply the embedded migrations (idempotent).
-    Migrate,
+    /// Create the database if missing and apply the embedded migrations (idempotent);
+    /// record the stream's partition count.
+    Migrate(crate::partitions::MigrateArgs),
     /// The product catalog.
     #[command(subcommand)]
     Products(catalog::ProductsCommand),
@@ -86,7 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let conn = &cli.conn;
     let json = cli.json;
     match cli.command {
-        Command::Migrate => migrate(conn, json).await,
+        Command::Migrate(args) => migrate(conn, args, json).await,
         Command::Products(cmd) => catalog::run(conn, cmd, json).await,
         Command::Generate(cmd) => generate_cmd::run(cmd),
         Command::Import(args) => import::run(conn, args, json).await,
@@ -100,13 +101,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn migrate(conn: &ConnectionConfig, json: bool) -> anyhow::Result<ExitCode> {
+async fn migrate(
+    conn: &ConnectionConfig,
+    args: crate::partitions::MigrateArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let report = oms_shared::db::migrate(&conn.database_url).await?;
+    let partitions = crate::partitions::record(conn, args.partitions).await?;
     if json {
         crate::report::print_json(&serde_json::json!({
             "database": report.database,
             "database_created": report.database_created,
             "applied": report.applied,
+            "partitions": partitions.partitions,
+            "partitions_changed": partitions.changed,
         }));
     } else {
         if report.database_created {
@@ -117,6 +125,14 @@ async fn migrate(conn: &ConnectionConfig, json: bool) -> anyhow::Result<ExitCode
         }
         for m in &report.applied {
             println!("applied migration {m}");
+        }
+        if partitions.changed {
+            println!(
+                "the orders stream now has {} partitions",
+                partitions.partitions
+            );
+        } else {
+            println!("the orders stream has {} partitions", partitions.partitions);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,5 +7,6 @@ pub mod catalog;
 pub mod cli;
 mod generate;
 pub mod import;
+pub mod partitions;
 mod report;
 pub mod serve;

@@ -26,7 +26,7 @@ use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::order::OrderRow;
 use oms_shared::queue::{self, DeadLetter};
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis_conn::{RedisPool, ReplicaWait};
 use serde::Serialize;
 
 /// What `failed list` prints.
@@ -81,7 +81,7 @@ impl RetryTarget {
 
 /// The first `limit` dead letters (0: all) and the total.
 pub async fn list(conn: &ConnectionConfig, limit: usize) -> Result<FailedList> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = crate::stream_keys(conn).await?;
     let redis = crate::connect_redis(conn).await?;
     list_from(&redis, &keys, limit).await
 }
@@ -133,7 +133,10 @@ async fn retry_page(
             .iter()
             .map(|&i| std::slice::from_ref(&rows[i].1))
             .collect();
-        let entry_ids = queue::add_chunks(&mut *rc, keys, import_id, &chunks).await?;
+        // On a cluster a retried row must be on a replica before its dead letter goes.
+        let wait = ReplicaWait::new(u32::from(keys.is_cluster()));
+        let entry_ids =
+            queue::add_chunks_replicated(&mut *rc, keys, import_id, &chunks, wait).await?;
         for (&i, entry_id) in indexes.iter().zip(entry_ids) {
             let (letter, row) = &rows[i];
             report.retried.push(Retried {
@@ -152,7 +155,7 @@ async fn retry_page(
 
 /// `failed retry ID|all`.
 pub async fn retry(conn: &ConnectionConfig, target: RetryTarget) -> Result<RetryReport> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = crate::stream_keys(conn).await?;
     let redis = crate::connect_redis(conn).await?;
     retry_from(&redis, &keys, target).await
 }
@@ -217,7 +220,7 @@ pub async fn retry_from(
 
 /// `failed purge`: deletes the dead-letter stream; returns how many letters it held.
 pub async fn purge(conn: &ConnectionConfig) -> Result<u64> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = crate::stream_keys(conn).await?;
     let redis = crate::connect_redis(conn).await?;
     purge_from(&redis, &keys).await
 }
@@ -225,13 +228,5 @@ pub async fn purge(conn: &ConnectionConfig) -> Result<u64> {
 /// [`purge`] over an open pool (the HTTP API's entry point).
 pub async fn purge_from(redis: &RedisPool, keys: &StreamKeys) -> Result<u64> {
     let mut rc = redis.get().await?;
-    let (count, _): (u64, u64) = redis::pipe()
-        .atomic()
-        .cmd("XLEN")
-        .arg(keys.dead_letters())
-        .cmd("DEL")
-        .arg(keys.dead_letters())
-        .query_async(&mut *rc)
-        .await?;
-    Ok(count)
+    Ok(queue::purge_dead_letters(&mut *rc, keys).await?)
 }

@@ -139,7 +139,7 @@ pub async fn compute(
 /// [`Rebuild`]). The report holds the snapshot's figures.
 pub async fn generate(conn: &ConnectionConfig, date: Option<NaiveDate>) -> Result<KpiReport> {
     let day = date.unwrap_or_else(|| Utc::now().date_naive());
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = crate::connect_redis(conn).await?;
     let pool = crate::connect_mysql(conn).await?;
     let mut rc = redis.get().await?;
@@ -178,7 +178,7 @@ pub async fn generate(conn: &ConnectionConfig, date: Option<NaiveDate>) -> Resul
 /// `kpis show`: the day's periods as Redis holds them (zeros for a missing hash).
 pub async fn show(conn: &ConnectionConfig, date: Option<NaiveDate>) -> Result<KpiReport> {
     let day = date.unwrap_or_else(|| Utc::now().date_naive());
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = crate::connect_redis(conn).await?;
     show_from(&redis, &keys, day).await
 }

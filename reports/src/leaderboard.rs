@@ -63,7 +63,7 @@ pub async fn update_on(
     limit: usize,
     day: NaiveDate,
 ) -> Result<LeaderboardReport> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = crate::connect_redis(conn).await?;
     let pool = crate::connect_mysql(conn).await?;
     let mut rc = redis.get().await?;
@@ -121,7 +121,7 @@ pub async fn update(conn: &ConnectionConfig, limit: usize) -> Result<Leaderboard
 
 /// `leaderboard show`: the top `limit` in Redis, with names and order counts from MySQL.
 pub async fn show(conn: &ConnectionConfig, limit: usize) -> Result<LeaderboardReport> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = crate::connect_redis(conn).await?;
     let pool = crate::connect_mysql(conn).await?;
     let report = show_from(&redis, &pool, &keys, limit, None).await;

@@ -27,6 +27,7 @@ pub mod status;
 pub use error::{ReportError, Result};
 
 use oms_shared::config::ConnectionConfig;
+use oms_shared::keys::StreamKeys;
 use oms_shared::redis_conn::RedisPool;
 use sqlx::MySqlPool;
 
@@ -35,6 +36,29 @@ pub async fn connect_mysql(conn: &ConnectionConfig) -> Result<MySqlPool> {
     let pool = oms_shared::db::connect(&conn.database_url, 2).await?;
     oms_shared::db::ensure_migrated(&pool, &conn.database_url).await?;
     Ok(pool)
+}
+
+/// The key names of the stream for this deployment: the partition count recorded in
+/// MySQL (`producer migrate --partitions P`). Commands that read only Redis still need it;
+/// when MySQL cannot be asked on one Redis, one partition is assumed (the default), with a
+/// warning; on a cluster the error stops the command.
+pub async fn stream_keys(conn: &ConnectionConfig) -> Result<StreamKeys> {
+    let read = async {
+        let pool = connect_mysql(conn).await?;
+        let keys =
+            oms_shared::store::settings::deployment_keys(&pool, &conn.prefix, conn.is_cluster())
+                .await?;
+        pool.close().await;
+        Ok::<_, ReportError>(keys)
+    };
+    match read.await {
+        Ok(keys) => Ok(keys),
+        Err(e) if !conn.is_cluster() => {
+            tracing::warn!(error = %e, "cannot read the partition count from MySQL; assuming 1");
+            Ok(StreamKeys::new(&conn.prefix))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A small Redis pool, checked with `PING`.

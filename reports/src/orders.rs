@@ -162,40 +162,48 @@ async fn find_pending(
     identity: &str,
 ) -> Result<Option<InFlight>> {
     let mut rc = redis.get().await?;
-    let entries: Vec<(String, String, u64, u64)> =
+    let mut entries: Vec<(u16, String, String, u64, u64)> =
         queue::pending_entries(&mut *rc, keys, PENDING_SEARCH)
             .await?
             .into_iter()
-            .map(|p| (p.id, p.consumer, p.idle_ms, p.deliveries))
+            .map(|p| (p.partition, p.id, p.consumer, p.idle_ms, p.deliveries))
             .collect();
-    for page in entries.chunks(100) {
-        let mut pipe = redis::pipe();
-        for (id, ..) in page {
-            pipe.cmd("XRANGE").arg(keys.orders()).arg(id).arg(id);
-        }
-        let replies: Vec<Value> = pipe.query_async(&mut *rc).await?;
-        for ((id, consumer, idle_ms, deliveries), reply) in page.iter().zip(replies) {
-            let Value::Array(found) = reply else { continue };
-            let holds = found.iter().any(|e| match e {
-                Value::Array(parts) if parts.len() == 2 => match &parts[1] {
-                    Value::Array(fields) => entry_holds(id, fields, identity),
-                    _ => false,
-                },
-                _ => false,
-            });
-            if holds {
-                let last_error: Option<String> = redis::cmd("HGET")
-                    .arg(keys.message_errors())
+    // One pipeline per partition and page: a cluster pipeline stays on one slot.
+    entries.sort_by_key(|e| e.0);
+    for group in entries.chunk_by(|a, b| a.0 == b.0) {
+        let partition = group[0].0;
+        for page in group.chunks(100) {
+            let mut pipe = redis::pipe();
+            for (_, id, ..) in page {
+                pipe.cmd("XRANGE")
+                    .arg(keys.stream(partition))
                     .arg(id)
-                    .query_async(&mut *rc)
-                    .await?;
-                return Ok(Some(InFlight {
-                    entry_id: id.clone(),
-                    consumer: consumer.clone(),
-                    idle_ms: *idle_ms,
-                    deliveries: *deliveries,
-                    last_error,
-                }));
+                    .arg(id);
+            }
+            let replies: Vec<Value> = pipe.query_async(&mut *rc).await?;
+            for ((_, id, consumer, idle_ms, deliveries), reply) in page.iter().zip(replies) {
+                let Value::Array(found) = reply else { continue };
+                let holds = found.iter().any(|e| match e {
+                    Value::Array(parts) if parts.len() == 2 => match &parts[1] {
+                        Value::Array(fields) => entry_holds(id, fields, identity),
+                        _ => false,
+                    },
+                    _ => false,
+                });
+                if holds {
+                    let last_error: Option<String> = redis::cmd("HGET")
+                        .arg(keys.partition_message_errors(partition))
+                        .arg(id)
+                        .query_async(&mut *rc)
+                        .await?;
+                    return Ok(Some(InFlight {
+                        entry_id: id.clone(),
+                        consumer: consumer.clone(),
+                        idle_ms: *idle_ms,
+                        deliveries: *deliveries,
+                        last_error,
+                    }));
+                }
             }
         }
     }

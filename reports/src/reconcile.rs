@@ -44,10 +44,9 @@ use oms_shared::keys::StreamKeys;
 use oms_shared::kpi::{kpi_keys_for_day, KpiFigures};
 use oms_shared::money::Cents;
 use oms_shared::read_model::{read_leaderboard, Rebuild};
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis_conn::{RedisLink, RedisPool};
 use oms_shared::store::outbox::Snapshot;
 use oms_shared::store::reports;
-use redis::aio::ConnectionLike;
 use serde::Serialize;
 use sqlx::{MySqlConnection, MySqlPool};
 
@@ -110,18 +109,21 @@ async fn expected(db: &mut MySqlConnection, keys: &StreamKeys) -> Result<Expecte
     Ok(Expected { kpis, leaderboard })
 }
 
-async fn scan_keys<C: ConnectionLike>(conn: &mut C, pattern: &str) -> Result<Vec<String>> {
+/// Keys matching `pattern` on the node serving `slot` (on a cluster every read-model key
+/// is on one slot, so one node holds them all).
+async fn scan_keys(conn: &mut RedisLink, slot: u16, pattern: &str) -> Result<Vec<String>> {
     let mut cursor: u64 = 0;
     let mut found = Vec::new();
     loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
             .arg("MATCH")
             .arg(pattern)
             .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
+            .arg(1000);
+        let reply = conn.query_on_slot(slot, scan).await?;
+        let (next, batch): (u64, Vec<String>) =
+            redis::from_redis_value(reply).map_err(|e| oms_shared::OmsError::Redis(e.into()))?;
         found.extend(batch);
         if next == 0 {
             break;
@@ -181,7 +183,7 @@ async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &StreamKeys) -> Result
     let expected = expected(&mut *pool.acquire().await?, keys).await?;
     let mut rc = redis.get().await?;
     // Only keys under the literal prefix: `fix` may delete what is checked here.
-    let mut all: BTreeSet<String> = scan_keys(&mut *rc, &keys.kpi_pattern())
+    let mut all: BTreeSet<String> = scan_keys(&mut rc, keys.read_model_slot(), &keys.kpi_pattern())
         .await?
         .into_iter()
         .filter(|k| keys.is_kpi_key(k))
@@ -278,7 +280,7 @@ async fn fix(
 
 /// Compares the read models with MySQL and, with `fix`, repairs them and checks again.
 pub async fn reconcile(conn: &ConnectionConfig, fix_drift: bool) -> Result<ReconcileReport> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = crate::connect_redis(conn).await?;
     let pool = crate::connect_mysql(conn).await?;
     let pending_outbox_rows = reports::pending_outbox_rows(&pool).await?;

@@ -64,6 +64,19 @@ pub struct StreamStatus {
     pub dead_letters: u64,
     /// `producer queue pause` is in force: consumers read nothing new.
     pub paused: bool,
+    /// Each partition's figures (the totals above are their sums).
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// One partition of the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PartitionStatus {
+    pub partition: u16,
+    pub key: String,
+    pub length: u64,
+    pub pending: u64,
+    pub lag: Option<u64>,
+    pub dead_letters: u64,
 }
 
 /// One import's progress.
@@ -130,7 +143,7 @@ impl StatusSource {
             None
         };
         Ok(StatusSource {
-            keys: StreamKeys::new(&conn.prefix),
+            keys: crate::stream_keys(conn).await?,
             redis,
             db,
         })
@@ -146,7 +159,20 @@ impl StatusSource {
         let mut rc = self.redis.get().await?;
         let stats = queue::group_stats(&mut *rc, &self.keys).await?;
         let consumers = queue::consumers(&mut *rc, &self.keys).await?;
-        let dead_letters = queue::dead_letter_count(&mut *rc, &self.keys).await?;
+        let dead_counts = queue::dead_letter_counts(&mut *rc, &self.keys).await?;
+        let dead_letters = dead_counts.iter().sum();
+        let partitions = stats
+            .partitions
+            .iter()
+            .map(|p| PartitionStatus {
+                partition: p.partition,
+                key: self.keys.stream(p.partition),
+                length: p.length,
+                pending: p.pending,
+                lag: p.lag,
+                dead_letters: dead_counts.get(p.partition as usize).copied().unwrap_or(0),
+            })
+            .collect();
         let paused = oms_shared::queue_control::is_paused(&mut *rc, &self.keys).await?;
         let oldest_pending = if stats.pending > 0 {
             queue::pending_entries(&mut *rc, &self.keys, 1)
@@ -173,6 +199,7 @@ impl StatusSource {
             consumers,
             dead_letters,
             paused,
+            partitions,
         })
     }
 

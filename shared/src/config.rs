@@ -68,7 +68,27 @@ impl ConnectionConfig {
                 )));
             }
         }
-        crate::keys::validate_prefix(&self.prefix)
+        crate::keys::validate_prefix(&self.prefix)?;
+        if is_cluster_url(&self.redis_url) {
+            crate::keys::validate_cluster_prefix(&self.prefix)?;
+        }
+        Ok(())
+    }
+
+    /// True when `REDIS_URL` names a Redis Cluster (a comma-separated list of nodes).
+    pub fn is_cluster(&self) -> bool {
+        is_cluster_url(&self.redis_url)
+    }
+
+    /// Key names for commands that touch only the read models and flags (KPIs,
+    /// leaderboard, pause): right for any partition count. Commands that touch the stream
+    /// take the recorded count: `store::settings::deployment_keys`.
+    pub fn read_model_keys(&self) -> crate::keys::StreamKeys {
+        crate::keys::StreamKeys::for_layout(
+            &self.prefix,
+            crate::partition::PartitionCount::ONE,
+            self.is_cluster(),
+        )
     }
 
     /// Every secret the URLs carry (see [`url_secrets`]), for [`scrub`] at the edges.
@@ -81,7 +101,7 @@ impl ConnectionConfig {
 
 /// The URLs of a comma-separated list (`redis://h1:7000,redis://h2:7001`, a Redis Cluster),
 /// when every piece has a scheme; otherwise `url` alone.
-fn url_list(url: &str) -> Vec<&str> {
+pub fn url_list(url: &str) -> Vec<&str> {
     let pieces: Vec<&str> = url.split(',').collect();
     if pieces.len() > 1 && pieces.iter().all(|p| p.contains("://")) {
         pieces
@@ -93,6 +113,11 @@ fn url_list(url: &str) -> Vec<&str> {
 /// What to tell an operator whose URL is not well-formed (its text is never shown).
 const NOT_A_URL: &str = "is not a valid URL (write it as scheme://user:password@host:port/...; \
      percent-encode / # @ : ? % and spaces in the user name and password, e.g. / as %2F)";
+
+/// True when `REDIS_URL` is a comma-separated list of node URLs: a Redis Cluster.
+pub fn is_cluster_url(url: &str) -> bool {
+    url_list(url).len() > 1
+}
 
 /// `url` parsed, but only when its text cannot be misread: a password holding a raw `/`,
 /// `#`, `?` or `@` ends the authority early, and the rest of the password would then

@@ -41,6 +41,10 @@ pub enum OmsError {
 
     #[error("Redis pool error: {0}")]
     RedisPool(#[from] deadpool_redis::PoolError),
+    #[error(
+        "Redis write not replicated: WAIT saw {acked} of {wanted} replicas acknowledge it in time"
+    )]
+    NotReplicated { wanted: u32, acked: u32 },
 
     #[error("malformed stream message {id}: {reason}")]
     MalformedMessage { id: String, reason: String },
@@ -69,15 +73,10 @@ impl OmsError {
             // Wrong credentials do not heal by waiting: say so and stop.
             OmsError::MysqlUnreachable { source, .. } => !sql_error_is_access_denied(source),
             OmsError::RedisUnreachable { source, .. } => !redis_error_is_access_denied(source),
-            OmsError::RedisPool(_) | OmsError::Contention(_) => true,
-            OmsError::Redis(e) => {
-                e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_timeout()
-                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
-                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+            OmsError::RedisPool(_) | OmsError::Contention(_) | OmsError::NotReplicated { .. } => {
+                true
             }
+            OmsError::Redis(e) => redis_error_is_transient(e),
             OmsError::Sql(e) => sql_error_is_transient(e),
             _ => false,
         }
@@ -113,6 +112,46 @@ pub fn sql_error_is_access_denied(e: &sqlx::Error) -> bool {
                 .map(|m| m.number()),
             Some(1044 | 1045 | 1698)
         ),
+        _ => false,
+    }
+}
+
+/// Redis errors a retry can cure: lost or refused connections, timeouts, a server still
+/// loading, and what a Redis Cluster answers around a failover or a resharding: `MOVED`,
+/// `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY` (a write that reached a
+/// primary just demoted), no connection to a slot's node yet, and a `MULTI` aborted
+/// because one of its commands met one of these.
+pub fn redis_error_is_transient(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_cluster_error()
+    {
+        return true;
+    }
+    match e.kind() {
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::ReadOnly,
+        )
+        | ErrorKind::ClusterConnectionNotFound => true,
+        ErrorKind::Server(ServerErrorKind::ExecAbort) => {
+            let text = e.to_string();
+            [
+                "MOVED",
+                "ASK",
+                "TRYAGAIN",
+                "CLUSTERDOWN",
+                "READONLY",
+                "MASTERDOWN",
+            ]
+            .iter()
+            .any(|code| text.contains(code))
+        }
         _ => false,
     }
 }

@@ -1,10 +1,31 @@
 //! Every Redis key name of the system, in one place (SPEC "Redis keys").
 //!
 //! `P` is `OMS_PREFIX`. Nothing else in the code base formats a key.
+//!
+//! **Layouts.** On one Redis with one partition (the default) the names are the SPEC's:
+//! `P orders`, `P orders:dead`, `P kpi:total`, … With `P` partitions (`producer migrate
+//! --partitions P`) or on a Redis Cluster, the stream is split and names carry hash tags
+//! (the part in braces is what a cluster hashes to pick the slot):
+//!
+//! - partition `N` (0-based): `P orders:{N}` (stream, group `workers`), `P orders:{N}:dead`
+//!   (its dead letters), `P orders:{N}:errors` (its entries' last errors): one slot per
+//!   partition, so the `MULTI` that acknowledges an entry and dead-letters its rows stays
+//!   on one node, and the partitions spread over the cluster's nodes;
+//! - on a cluster, every other key (KPI hashes, leaderboards, the applied-outbox record,
+//!   the rebuild lease, log and staging board, the pause flag, the live order counts) is
+//!   `P {rm}:` + its usual name (`P {rm}:kpi:total`, `P {rm}:leaderboard`): one slot, so
+//!   the exactly-once read-model scripts and pipelines stay single-slot.
+//!
+//! On one Redis with `P` > 1 only the stream keys change (`P orders:{N}` …): the read
+//! models keep their SPEC names.
 
 use chrono::NaiveDate;
 
 use crate::error::{OmsError, Result};
+use crate::partition::PartitionCount;
+
+/// The hash tag of the read models' slot on a cluster.
+pub const READ_MODEL_TAG: &str = "{rm}";
 
 /// Characters that `SCAN MATCH` / `KEYS` read as a pattern: a prefix holding one would
 /// make a scan of `P kpi:*` match other systems' keys.
@@ -31,121 +52,228 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     Ok(())
 }
 
+/// On a cluster the prefix must hold no `{` or `}`: a hash tag in it would put every key
+/// on one slot (and break the layout's tags).
+pub fn validate_cluster_prefix(prefix: &str) -> Result<()> {
+    if prefix.contains(['{', '}']) {
+        return Err(OmsError::Config(format!(
+            "OMS_PREFIX {prefix:?} must not contain {{ or }} on a Redis Cluster (hash tags are the key layout's)"
+        )));
+    }
+    Ok(())
+}
+
+/// The Redis Cluster hash slot of `key` (CRC16/XMODEM of its hash tag, or of the whole key
+/// without one, modulo 16384), as the cluster computes it.
+pub fn hash_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &bytes[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then_some(&rest[..close])
+        })
+        .unwrap_or(bytes);
+    let mut crc: u16 = 0;
+    for &b in tagged {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
 /// The consumer group every consumer joins.
 pub const CONSUMER_GROUP: &str = "workers";
 
-/// Key names under one prefix.
+/// Key names under one prefix, for one layout (partitions, cluster or not).
 #[derive(Debug, Clone)]
 pub struct StreamKeys {
     prefix: String,
+    /// `P` on one Redis, `P {rm}:` on a cluster: the start of every non-stream key.
+    model_prefix: String,
+    partitions: PartitionCount,
+    /// Stream keys carry a partition tag (more than one partition, or a cluster).
+    tagged: bool,
+    cluster: bool,
 }
 
 impl StreamKeys {
+    /// One Redis, one partition: the SPEC's names.
     pub fn new(prefix: &str) -> Self {
+        StreamKeys::for_layout(prefix, PartitionCount::ONE, false)
+    }
+
+    /// `partitions` partitions, on a Redis Cluster when `cluster`.
+    pub fn for_layout(prefix: &str, partitions: PartitionCount, cluster: bool) -> Self {
         StreamKeys {
             prefix: prefix.to_string(),
+            model_prefix: if cluster {
+                format!("{prefix}{READ_MODEL_TAG}:")
+            } else {
+                prefix.to_string()
+            },
+            partitions,
+            tagged: cluster || partitions.get() > 1,
+            cluster,
         }
+    }
+
+    /// The same prefix and cluster flag with another partition count.
+    pub fn with_partitions(&self, partitions: PartitionCount) -> Self {
+        StreamKeys::for_layout(&self.prefix, partitions, self.cluster)
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    /// `P orders`: the stream of order chunks, group `workers`.
+    pub fn partitions(&self) -> PartitionCount {
+        self.partitions
+    }
+
+    /// True when stream keys carry partition tags (ids of dead letters are then
+    /// qualified with their partition, `N:ms-seq`).
+    pub fn is_partitioned(&self) -> bool {
+        self.tagged
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The cluster slot of every read-model key.
+    pub fn read_model_slot(&self) -> u16 {
+        hash_slot(&self.kpi_total())
+    }
+
+    /// The stream of partition `partition`: `P orders`, or `P orders:{N}`; group `workers`.
+    pub fn stream(&self, partition: u16) -> String {
+        if self.tagged {
+            format!("{}orders:{{{partition}}}", self.prefix)
+        } else {
+            format!("{}orders", self.prefix)
+        }
+    }
+
+    /// Dead letters of a partition (`P orders:dead`, or `P orders:{N}:dead`), one row
+    /// each, with last error and attempts.
+    pub fn partition_dead_letters(&self, partition: u16) -> String {
+        format!("{}:dead", self.stream(partition))
+    }
+
+    /// Hash, stream entry id → last error, while the entry is pending (`P orders:errors`,
+    /// or `P orders:{N}:errors`).
+    pub fn partition_message_errors(&self, partition: u16) -> String {
+        format!("{}:errors", self.stream(partition))
+    }
+
+    /// The stream of partition 0: the only one with one partition.
     pub fn orders(&self) -> String {
-        format!("{}orders", self.prefix)
+        self.stream(0)
     }
 
-    /// `P orders:dead`: dead letters, one row each, with last error and attempts.
+    /// Dead letters of partition 0: the only ones with one partition.
     pub fn dead_letters(&self) -> String {
-        format!("{}orders:dead", self.prefix)
+        self.partition_dead_letters(0)
     }
 
-    /// `P orders:errors`: hash, stream entry id → last error, while the entry is pending.
+    /// Entry errors of partition 0: the only ones with one partition.
     pub fn message_errors(&self) -> String {
-        format!("{}orders:errors", self.prefix)
+        self.partition_message_errors(0)
     }
 
     pub fn kpi_daily(&self, day: NaiveDate) -> String {
-        format!("{}kpi:daily:{}", self.prefix, day.format("%Y-%m-%d"))
+        format!("{}kpi:daily:{}", self.model_prefix, day.format("%Y-%m-%d"))
     }
 
     pub fn kpi_monthly(&self, day: NaiveDate) -> String {
-        format!("{}kpi:monthly:{}", self.prefix, day.format("%Y-%m"))
+        format!("{}kpi:monthly:{}", self.model_prefix, day.format("%Y-%m"))
     }
 
     pub fn kpi_yearly(&self, day: NaiveDate) -> String {
-        format!("{}kpi:yearly:{}", self.prefix, day.format("%Y"))
+        format!("{}kpi:yearly:{}", self.model_prefix, day.format("%Y"))
     }
 
     pub fn kpi_total(&self) -> String {
-        format!("{}kpi:total", self.prefix)
+        format!("{}kpi:total", self.model_prefix)
     }
 
     /// Pattern matching every KPI hash (for reconcile's scan). The prefix holds no
     /// pattern character ([`validate_prefix`]); still, check what a scan returns with
     /// [`StreamKeys::is_kpi_key`] before deleting it.
     pub fn kpi_pattern(&self) -> String {
-        format!("{}kpi:*", self.prefix)
+        format!("{}kpi:*", self.model_prefix)
     }
 
     /// True when `key` is one of this prefix's KPI hashes (starts with `P kpi:` literally).
     pub fn is_kpi_key(&self, key: &str) -> bool {
-        key.strip_prefix(self.prefix.as_str())
+        key.strip_prefix(self.model_prefix.as_str())
             .is_some_and(|rest| rest.starts_with("kpi:"))
     }
 
     /// `P leaderboard`: member customer email, score total spent in cents.
     pub fn leaderboard(&self) -> String {
-        format!("{}leaderboard", self.prefix)
+        format!("{}leaderboard", self.model_prefix)
     }
 
     /// `P leaderboard:YYYY-MM-DD`: the snapshot `leaderboard update` took that day.
     pub fn leaderboard_snapshot(&self, day: NaiveDate) -> String {
-        format!("{}leaderboard:{}", self.prefix, day.format("%Y-%m-%d"))
+        format!(
+            "{}leaderboard:{}",
+            self.model_prefix,
+            day.format("%Y-%m-%d")
+        )
     }
 
     /// `P readmodel:applied_through`: every outbox id up to this one reached Redis.
     pub fn outbox_applied_through(&self) -> String {
-        format!("{}readmodel:applied_through", self.prefix)
+        format!("{}readmodel:applied_through", self.model_prefix)
     }
 
     /// `P readmodel:applied`: sorted set of the outbox ids above `applied_through` that
     /// reached Redis (member and score: the id).
     pub fn outbox_applied_above(&self) -> String {
-        format!("{}readmodel:applied", self.prefix)
+        format!("{}readmodel:applied", self.model_prefix)
     }
 
     /// `P readmodel:rebuild`: the lease of the one rebuild in progress (its token).
     pub fn rebuild_lease(&self) -> String {
-        format!("{}readmodel:rebuild", self.prefix)
+        format!("{}readmodel:rebuild", self.model_prefix)
     }
 
     /// `P readmodel:rebuild:log`: outbox batches applied while a rebuild holds the lease.
     pub fn rebuild_log(&self) -> String {
-        format!("{}readmodel:rebuild:log", self.prefix)
+        format!("{}readmodel:rebuild:log", self.model_prefix)
     }
 
     /// `P readmodel:rebuild:board:<token>`: the leaderboard a rebuild is staging.
     pub fn rebuild_staging(&self, token: &str) -> String {
-        format!("{}readmodel:rebuild:board:{}", self.prefix, token)
+        format!("{}readmodel:rebuild:board:{}", self.model_prefix, token)
     }
 
     /// `P queue:paused`: present (value `1`) while consumers must not read new entries.
     pub fn queue_paused(&self) -> String {
-        format!("{}queue:paused", self.prefix)
+        format!("{}queue:paused", self.model_prefix)
     }
 
     /// `P stats:orders:<unix minute>`: hash of the orders that ended in that minute
     /// (`completed`, `failed`, `failed:<reason>`, and per second `s<ss>:completed`,
     /// `s<ss>:failed`); expires after two hours.
     pub fn order_stats_minute(&self, unix_minute: i64) -> String {
-        format!("{}stats:orders:{}", self.prefix, unix_minute)
+        format!("{}stats:orders:{}", self.model_prefix, unix_minute)
     }
 
     /// `P stats:failed`: hash, failure reason → orders failed with it (live counter).
     pub fn failed_by_reason(&self) -> String {
-        format!("{}stats:failed", self.prefix)
+        format!("{}stats:failed", self.model_prefix)
     }
 }
 
@@ -171,6 +299,42 @@ mod tests {
             "oms:stats:orders:29000000"
         );
         assert_eq!(k.failed_by_reason(), "oms:stats:failed");
+    }
+
+    #[test]
+    fn partitioned_and_cluster_names_carry_hash_tags() {
+        let d = NaiveDate::from_ymd_opt(2026, 3, 7).unwrap();
+        let p16 = PartitionCount::new(16).unwrap();
+        let single = StreamKeys::for_layout("oms:", p16, false);
+        assert_eq!(single.stream(7), "oms:orders:{7}");
+        assert_eq!(single.partition_dead_letters(7), "oms:orders:{7}:dead");
+        assert_eq!(single.partition_message_errors(7), "oms:orders:{7}:errors");
+        assert_eq!(single.kpi_total(), "oms:kpi:total");
+        let cluster = StreamKeys::for_layout("oms:", p16, true);
+        assert_eq!(cluster.stream(0), "oms:orders:{0}");
+        assert_eq!(cluster.kpi_daily(d), "oms:{rm}:kpi:daily:2026-03-07");
+        assert_eq!(cluster.leaderboard(), "oms:{rm}:leaderboard");
+        assert_eq!(cluster.queue_paused(), "oms:{rm}:queue:paused");
+        assert!(cluster.is_kpi_key("oms:{rm}:kpi:total"));
+        assert!(!cluster.is_kpi_key("oms:kpi:total"));
+        // A partition's keys share a slot; every read-model key shares one slot.
+        let slot = hash_slot(&cluster.stream(5));
+        assert_eq!(hash_slot(&cluster.partition_dead_letters(5)), slot);
+        assert_eq!(hash_slot(&cluster.partition_message_errors(5)), slot);
+        let rm = cluster.read_model_slot();
+        for key in [
+            cluster.leaderboard(),
+            cluster.kpi_daily(d),
+            cluster.outbox_applied_through(),
+            cluster.rebuild_staging("t"),
+            cluster.order_stats_minute(1),
+        ] {
+            assert_eq!(hash_slot(&key), rm, "{key}");
+        }
+        // Known slots (redis-cli CLUSTER KEYSLOT): "123456789" is 12739.
+        assert_eq!(hash_slot("123456789"), 12739);
+        assert_eq!(hash_slot("a{123456789}b"), 12739);
+        assert!(validate_cluster_prefix("a{b}:").is_err());
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::error::{OmsError, Result};
 use crate::keys::StreamKeys;
 use crate::kpi::{aggregate, CompletedOrder, KpiFigures};
 use crate::money::Cents;
+use crate::redis_conn::{write_and_wait, ReplicaWait};
 use crate::store::outbox::OutboxSnapshot;
 
 /// How long a rebuild may hold its lease: its MySQL queries and its script must end
@@ -61,7 +62,12 @@ local function id_str(id) return string.format('%d', id) end
 const APPLY_BODY: &str = r#"
 local id = tonumber(ARGV[1])
 local through = tonumber(redis.call('GET', KEYS[1]) or '0')
-if id <= through or redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+if id <= through or redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  -- A write all the same, so that a WAIT after it also covers the earlier apply (made
+  -- by another client that may have died before its own WAIT).
+  redis.call('SET', KEYS[1], id_str(through))
+  return 0
+end
 local logging = redis.call('EXISTS', KEYS[3]) == 1
 local kpis, board = {}, {}
 local n = tonumber(ARGV[2])
@@ -192,8 +198,8 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 "#;
 
-static APPLY: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{LUA_COMMON}{APPLY_BODY}")));
+static APPLY_SOURCE: LazyLock<String> = LazyLock::new(|| format!("{LUA_COMMON}{APPLY_BODY}"));
+static APPLY: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(&APPLY_SOURCE));
 static TRIM: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{LUA_COMMON}{TRIM_BODY}")));
 static BEGIN: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(BEGIN_SCRIPT));
@@ -209,25 +215,66 @@ pub async fn apply_outbox<C: ConnectionLike>(
     outbox_id: u64,
     orders: &[CompletedOrder],
 ) -> Result<bool> {
+    apply_outbox_replicated(conn, keys, outbox_id, orders, ReplicaWait::NONE).await
+}
+
+/// [`apply_outbox`], then `WAIT` for `wait.replicas` replicas on the same connection (the
+/// script and the `WAIT` in one pipeline): when it returns, the increments (or, for a
+/// batch applied before, the record that it was) are on that many replicas, so the
+/// outbox row may leave MySQL; a failover cannot lose them any more.
+pub async fn apply_outbox_replicated<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    outbox_id: u64,
+    orders: &[CompletedOrder],
+    wait: ReplicaWait,
+) -> Result<bool> {
     let delta = aggregate(keys, orders);
-    let mut invocation = APPLY.prepare_invoke();
-    invocation
-        .key(keys.outbox_applied_through())
-        .key(keys.outbox_applied_above())
-        .key(keys.rebuild_lease())
-        .key(keys.rebuild_log());
-    for key in delta.kpis.keys() {
-        invocation.key(key);
-    }
-    invocation.key(keys.leaderboard());
-    invocation.arg(outbox_id).arg(delta.kpis.len());
+    let mut script_keys = vec![
+        keys.outbox_applied_through(),
+        keys.outbox_applied_above(),
+        keys.rebuild_lease(),
+        keys.rebuild_log(),
+    ];
+    script_keys.extend(delta.kpis.keys().cloned());
+    script_keys.push(keys.leaderboard());
+    use redis::ToRedisArgs;
+    let mut args: Vec<Vec<u8>> = Vec::new();
+    args.extend(outbox_id.to_redis_args());
+    args.extend(delta.kpis.len().to_redis_args());
     for figures in delta.kpis.values() {
-        invocation.arg(figures.order_count).arg(figures.revenue.0);
+        args.extend(figures.order_count.to_redis_args());
+        args.extend(figures.revenue.0.to_redis_args());
     }
     for (email, cents) in &delta.leaderboard {
-        invocation.arg(email).arg(cents.0);
+        args.extend(email.to_redis_args());
+        args.extend(cents.0.to_redis_args());
     }
-    let applied: i64 = invocation.invoke_async(conn).await?;
+    let applied: i64 = if wait.replicas == 0 {
+        let mut invocation = APPLY.prepare_invoke();
+        for key in &script_keys {
+            invocation.key(key);
+        }
+        for arg in &args {
+            invocation.arg(arg.as_slice());
+        }
+        invocation.invoke_async(conn).await?
+    } else {
+        let mut pipe = redis::pipe();
+        let cmd = pipe
+            .cmd("EVAL")
+            .arg(APPLY_SOURCE.as_str())
+            .arg(script_keys.len())
+            .arg(&script_keys);
+        for arg in &args {
+            cmd.arg(arg.as_slice());
+        }
+        let replies = write_and_wait(conn, pipe, wait).await?;
+        match replies.first() {
+            Some(redis::Value::Int(n)) => *n,
+            _ => 0,
+        }
+    };
     Ok(applied == 1)
 }
 

@@ -11,6 +11,7 @@
 //! `DATABASE_URL` is not set, exports the URL of the MySQL user `ops/services.sh` created.
 
 pub mod api_client;
+pub mod cluster;
 pub mod invariants;
 pub mod netns;
 pub mod procs;

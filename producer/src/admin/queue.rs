@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::StreamKeys;
 
 use crate::report::print_json;
 
@@ -24,7 +23,7 @@ pub async fn run(
     cmd: QueueCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys = conn.read_model_keys();
     let redis = oms_reports::connect_redis(conn).await?;
     let report = set_paused(&redis, &keys, matches!(cmd, QueueCommand::Pause)).await?;
     if json {

@@ -63,6 +63,35 @@ pub fn render(report: &StatusReport) -> String {
         &rows,
         &[0, 1, 2, 3, 4],
     ));
+    if s.partitions.len() > 1 {
+        let rows: Vec<Vec<String>> = s
+            .partitions
+            .iter()
+            .map(|p| {
+                vec![
+                    p.partition.to_string(),
+                    p.key.clone(),
+                    p.length.to_string(),
+                    p.pending.to_string(),
+                    p.lag.map_or("unknown".into(), |l| l.to_string()),
+                    p.dead_letters.to_string(),
+                ]
+            })
+            .collect();
+        out.push(String::new());
+        out.push(table(
+            &[
+                "partition",
+                "key",
+                "length",
+                "pending",
+                "lag",
+                "dead letters",
+            ],
+            &rows,
+            &[0, 2, 3, 4, 5],
+        ));
+    }
     if let Some(p) = &s.oldest_pending {
         out.push(format!(
             "oldest pending: {} on {}, idle {}, {} deliveries",

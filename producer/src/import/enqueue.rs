@@ -8,6 +8,9 @@
 //!   delivered, × chunk size) is compared with `--max-lag`; above it, the enqueuer waits,
 //!   trimming acknowledged entries meanwhile. Unread rows therefore stay below `--max-lag`
 //!   plus one pipeline (sized to at most a quarter of `--max-lag`).
+//! - **Partitions**: a pipeline's chunks go to their partitions' streams (one round trip
+//!   per partition, all at once on a cluster); with `--min-replicas` N each round trip
+//!   ends with `WAIT N`, and rows count as enqueued only once that many replicas hold them.
 //! - **Bookkeeping**: after each pipeline and its rejects are stored, every line up to the
 //!   shipment's `through_line` is accounted for; the `imports` row is updated at most once
 //!   a second and at the end, so an interrupted import can be resumed by importing the same
@@ -22,7 +25,7 @@ use std::time::{Duration, Instant};
 use oms_shared::keys::StreamKeys;
 use oms_shared::order::EncodedChunk;
 use oms_shared::queue;
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis_conn::{RedisPool, ReplicaWait};
 use oms_shared::store::imports::{self, ImportCounts, ImportStatus, RejectRow};
 use oms_shared::OmsError;
 use sqlx::MySqlPool;
@@ -45,6 +48,8 @@ pub struct EnqueueSettings {
     pub chunk_size: usize,
     /// Rows allowed to wait unread in the stream; 0: no limit.
     pub max_lag: u64,
+    /// Replicas each pipeline must reach (`--min-replicas`) before its rows count.
+    pub replica_wait: ReplicaWait,
 }
 
 impl EnqueueSettings {
@@ -158,20 +163,26 @@ impl Enqueuer {
             let rows: u64 = pipeline.iter().map(|c| c.rows as u64).sum();
             self.wait_for_room(rows, shutdown).await?;
             retry("XADD to the orders stream", shutdown, || async {
-                let mut conn = self.redis.get().await?;
-                queue::add_encoded_chunks(
-                    &mut *conn,
+                queue::add_encoded_chunks_on(
+                    &self.redis,
                     &self.keys,
                     self.settings.import_id,
                     &pipeline,
+                    self.settings.replica_wait,
                 )
                 .await
             })
             .await?;
             self.progress.enqueued(rows);
-            // Every valid row up to this pipeline's last line is now on the stream (chunks
-            // go out in file order), which is all a resumed import needs to know.
-            let last_line = pipeline.last().map(|c| c.last_line).unwrap_or(0);
+            // Every valid row up to the received shipments' `through_line` was shipped
+            // (rows still in the scan's open chunks are above it), and every shipped row
+            // before the first line still held is now on the stream: that much a resumed
+            // import may skip.
+            let shipped_through = self.held.enqueued_through_line;
+            let last_line = match self.chunks.iter().map(|c| c.first_line).min() {
+                Some(first_held) => first_held.saturating_sub(1).min(shipped_through),
+                None => shipped_through,
+            };
             self.held.rows_enqueued -= rows;
             self.counts.rows_enqueued += rows;
             self.counts.enqueued_through_line = self.counts.enqueued_through_line.max(last_line);
@@ -295,6 +306,7 @@ mod tests {
             import_id: 1,
             chunk_size,
             max_lag,
+            replica_wait: ReplicaWait::NONE,
         };
         assert_eq!(s(100, 0).pipeline_chunks(), 64);
         assert_eq!(s(100, 1_000_000).pipeline_chunks(), 64);

@@ -67,6 +67,7 @@ use tracing::Instrument;
 use crate::report::{print_json, table};
 use enqueue::{EnqueueError, EnqueueSettings, Enqueuer};
 use oms_reports::status::StatusSource;
+use oms_shared::redis_conn::ReplicaWait;
 use progress::Progress;
 use reader::{Limits, RecordReader};
 use scan::{DataStart, ScanEnd, ScanSettings};
@@ -107,6 +108,11 @@ pub struct ImportArgs {
     /// Import rows already imported from this same file again, as new orders.
     #[arg(long)]
     pub new: bool,
+
+    /// Count a row enqueued only once this many replicas hold it (`WAIT` after each
+    /// pipeline); default 1 on a Redis Cluster, 0 on one Redis.
+    #[arg(long, env = "IMPORT_MIN_REPLICAS")]
+    pub min_replicas: Option<u32>,
 }
 
 /// What `producer import` reports.
@@ -179,7 +185,10 @@ pub async fn import(
         let db = oms_shared::db::connect(&conn.database_url, 2).await?;
         oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
         let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
-        let keys = StreamKeys::new(&conn.prefix);
+        // The partition count recorded by `producer migrate --partitions P`.
+        let keys: StreamKeys =
+            oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
+                .await?;
         {
             let mut c = redis.get().await?;
             oms_shared::queue::ensure_group(&mut *c, &keys).await?;
@@ -233,7 +242,7 @@ pub async fn import(
         file_sha256: source.sha256.clone(),
         new_identities: args.new,
         already_imported_through,
-        partitions: oms_shared::partition::PartitionCount::ONE,
+        partitions: keys.partitions(),
         workers: scan::default_workers(),
     };
     let scanner = {
@@ -273,6 +282,11 @@ pub async fn import(
             import_id,
             chunk_size: args.chunk_size as usize,
             max_lag: args.max_lag,
+            replica_wait: ReplicaWait::new(args.min_replicas.unwrap_or(if conn.is_cluster() {
+                1
+            } else {
+                0
+            })),
         },
         progress.clone(),
     );
@@ -366,7 +380,8 @@ pub async fn wait_for_outcome(
     let source = StatusSource::connect(conn, true).await?;
     let db = oms_shared::db::connect(&conn.database_url, 1).await?;
     let redis = oms_shared::redis_conn::connect(&conn.redis_url, 1).await?;
-    let keys = StreamKeys::new(&conn.prefix);
+    let keys: StreamKeys =
+        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster()).await?;
     let started = Instant::now();
     let mut last_log = Instant::now();
     // Once every order has ended: the outbox id every read-model update of the import is

@@ -123,7 +123,9 @@ impl AppState {
         let db = oms_shared::db::connect(&conn.database_url, 8).await?;
         oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
         let redis = oms_shared::redis_conn::connect(&conn.redis_url, 16).await?;
-        let keys = StreamKeys::new(&conn.prefix);
+        let keys: StreamKeys =
+            oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
+                .await?;
         {
             let mut rc = redis.get().await?;
             oms_shared::queue::ensure_group(&mut *rc, &keys).await?;

@@ -1,5 +1,9 @@
 //! The dead-letter stream `P orders:dead`: rows that could not be processed after their
 //! attempts, with the last error and the whole row, until `failed retry` or `failed purge`.
+//!
+//! With partitions each partition has its own (`P orders:{N}:dead`, on its stream's slot,
+//! so dead-lettering and acknowledging stay one `MULTI`); ids are then given qualified,
+//! `N:ms-seq`, and listed in (partition, id) order.
 
 use std::collections::BTreeMap;
 
@@ -78,11 +82,21 @@ impl DeadLetter {
 }
 
 /// Adds `XADD orders:dead` commands for these rows to a pipeline (the caller acks the
-/// source entry in the same `MULTI`, so a row is never both dead and pending).
+/// source entry in the same `MULTI`, so a row is never both dead and pending): partition 0.
 pub fn push_dead_letters(pipe: &mut redis::Pipeline, keys: &StreamKeys, letters: &[DeadLetter]) {
+    push_partition_dead_letters(pipe, keys, 0, letters);
+}
+
+/// [`push_dead_letters`] to partition `partition`'s dead letters.
+pub fn push_partition_dead_letters(
+    pipe: &mut redis::Pipeline,
+    keys: &StreamKeys,
+    partition: u16,
+    letters: &[DeadLetter],
+) {
     for letter in letters {
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(keys.dead_letters()).arg("*");
+        cmd.arg(keys.partition_dead_letters(partition)).arg("*");
         for (field, value) in letter.to_fields() {
             cmd.arg(field).arg(value);
         }
@@ -90,33 +104,76 @@ pub fn push_dead_letters(pipe: &mut redis::Pipeline, keys: &StreamKeys, letters:
     }
 }
 
-/// Dead letters from `start` (inclusive, `-` for the first), at most `count`.
+/// A dead letter's id split into its partition and its id in that partition's stream:
+/// `N:ms-seq` when partitioned, a plain `ms-seq` is partition 0. `None` when malformed
+/// or naming a partition that does not exist.
+pub fn split_dead_letter_id<'a>(keys: &StreamKeys, id: &'a str) -> Option<(u16, &'a str)> {
+    let (partition, raw) = match id.split_once(':') {
+        Some((p, raw)) => (p.parse::<u16>().ok()?, raw),
+        None => (0, id),
+    };
+    (partition < keys.partitions().get()).then_some((partition, raw))
+}
+
+fn qualified(keys: &StreamKeys, partition: u16, id: String) -> String {
+    if keys.is_partitioned() {
+        format!("{partition}:{id}")
+    } else {
+        id
+    }
+}
+
+/// Dead letters from `start` (inclusive; `(id` exclusive; `-` for the first), at most
+/// `count`, in (partition, id) order.
 pub async fn dead_letters<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
     start: &str,
     count: usize,
 ) -> Result<Vec<DeadLetter>> {
-    let reply: Value = redis::cmd("XRANGE")
-        .arg(keys.dead_letters())
-        .arg(start)
-        .arg("+")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(conn)
-        .await?;
-    let Value::Array(entries) = reply else {
-        return Ok(Vec::new());
+    let (exclusive, from) = match start.strip_prefix('(') {
+        Some(rest) => (true, rest),
+        None => (false, start),
     };
-    Ok(entries
-        .iter()
-        .filter_map(|e| match e {
+    let (first_partition, first_start) = if from == "-" {
+        (0, "-".to_string())
+    } else {
+        match split_dead_letter_id(keys, from) {
+            Some((p, raw)) if exclusive => (p, format!("({raw}")),
+            Some((p, raw)) => (p, raw.to_string()),
+            None => return Ok(Vec::new()),
+        }
+    };
+    let mut out = Vec::new();
+    for partition in first_partition..keys.partitions().get() {
+        if out.len() >= count {
+            break;
+        }
+        let start = if partition == first_partition {
+            first_start.clone()
+        } else {
+            "-".to_string()
+        };
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(keys.partition_dead_letters(partition))
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count - out.len())
+            .query_async(conn)
+            .await?;
+        let Value::Array(entries) = reply else {
+            continue;
+        };
+        out.extend(entries.iter().filter_map(|e| match e {
             Value::Array(parts) if parts.len() == 2 => {
-                Some(DeadLetter::from_entry(&text(&parts[0])?, &pairs(&parts[1])))
+                let id = qualified(keys, partition, text(&parts[0])?);
+                Some(DeadLetter::from_entry(&id, &pairs(&parts[1])))
             }
             _ => None,
-        })
-        .collect())
+        }));
+    }
+    Ok(out)
 }
 
 /// Every dead letter, paging through the stream.
@@ -139,12 +196,25 @@ pub async fn all_dead_letters<C: ConnectionLike>(
     Ok(all)
 }
 
-/// Number of dead letters.
+/// Number of dead letters over every partition.
 pub async fn dead_letter_count<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> Result<u64> {
-    Ok(redis::cmd("XLEN")
-        .arg(keys.dead_letters())
-        .query_async(conn)
-        .await?)
+    Ok(dead_letter_counts(conn, keys).await?.iter().sum())
+}
+
+/// Number of dead letters of each partition.
+pub async fn dead_letter_counts<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+) -> Result<Vec<u64>> {
+    let mut counts = Vec::new();
+    for partition in keys.partitions().all() {
+        let n: u64 = redis::cmd("XLEN")
+            .arg(keys.partition_dead_letters(partition))
+            .query_async(conn)
+            .await?;
+        counts.push(n);
+    }
+    Ok(counts)
 }
 
 /// Deletes these dead letters (after `failed retry` put their rows back on the stream).
@@ -153,19 +223,63 @@ pub async fn delete_dead_letters<C: ConnectionLike>(
     keys: &StreamKeys,
     ids: &[&str],
 ) -> Result<u64> {
-    if ids.is_empty() {
-        return Ok(0);
+    let mut deleted = 0;
+    for partition in keys.partitions().all() {
+        let mine: Vec<&str> = ids
+            .iter()
+            .filter_map(|id| split_dead_letter_id(keys, id))
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, raw)| raw)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let n: u64 = redis::cmd("XDEL")
+            .arg(keys.partition_dead_letters(partition))
+            .arg(mine)
+            .query_async(conn)
+            .await?;
+        deleted += n;
     }
-    Ok(redis::cmd("XDEL")
-        .arg(keys.dead_letters())
-        .arg(ids)
-        .query_async(conn)
-        .await?)
+    Ok(deleted)
+}
+
+/// Deletes every dead letter; returns how many there were (each partition's count and
+/// deletion in one `MULTI`, so none added meanwhile is dropped uncounted).
+pub async fn purge_dead_letters<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> Result<u64> {
+    let mut purged = 0;
+    for partition in keys.partitions().all() {
+        let key = keys.partition_dead_letters(partition);
+        let (count, _): (u64, u64) = redis::pipe()
+            .atomic()
+            .cmd("XLEN")
+            .arg(&key)
+            .cmd("DEL")
+            .arg(&key)
+            .query_async(conn)
+            .await?;
+        purged += count;
+    }
+    Ok(purged)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_letter_ids_name_their_partition() {
+        use crate::partition::PartitionCount;
+        let one = StreamKeys::new("p:");
+        assert_eq!(split_dead_letter_id(&one, "5-1"), Some((0, "5-1")));
+        assert_eq!(split_dead_letter_id(&one, "1:5-1"), None);
+        let p16 = StreamKeys::for_layout("p:", PartitionCount::new(16).unwrap(), true);
+        assert_eq!(split_dead_letter_id(&p16, "15:5-1"), Some((15, "5-1")));
+        assert_eq!(split_dead_letter_id(&p16, "16:5-1"), None);
+        assert_eq!(split_dead_letter_id(&p16, "x:5-1"), None);
+        assert_eq!(qualified(&p16, 3, "5-1".into()), "3:5-1");
+        assert_eq!(qualified(&one, 0, "5-1".into()), "5-1");
+    }
 
     #[test]
     fn dead_letter_fields_round_trip() {

@@ -4,6 +4,12 @@
 //!
 //! - this file: creating the group, enqueueing chunks, group statistics (length, pending,
 //!   lag, consumers, pending entries), keeping entries claimed, safe trimming;
+//!
+//! **Partitions.** The stream is `keys.partitions()` streams (see `keys`); each has its
+//! own `workers` group. Enqueueing routes each chunk to its partition (one pipeline per
+//! partition: a cluster pipeline stays on one slot); statistics, consumers, pending
+//! entries and dead letters are summed or merged over the partitions here, so callers see
+//! one queue, with the per-partition figures beside the sums ([`GroupStats::partitions`]).
 //! - [`read`]: the bounded reads and claims of consumers (one Lua script);
 //! - [`dead_letters`]: the dead-letter stream.
 //!
@@ -24,70 +30,193 @@ use redis::Value;
 
 use reply::{int, pairs, text};
 
-use crate::error::Result;
+use crate::error::{OmsError, Result};
 use crate::keys::{StreamKeys, CONSUMER_GROUP};
 use crate::order::{EncodedChunk, OrderRow, CHUNK_VERSION};
+use crate::order_rules::normalize_email;
+use crate::partition::partition_of;
+use crate::redis_conn::{write_and_wait, RedisPool, ReplicaWait};
 
-/// Creates the consumer group (and the stream) if missing, reading from the beginning.
+/// Creates the consumer group (and the stream) of every partition if missing, reading
+/// from the beginning.
 pub async fn ensure_group<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> Result<()> {
-    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(keys.orders())
-        .arg(CONSUMER_GROUP)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(conn)
-        .await;
-    match created {
-        Ok(()) => Ok(()),
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        Err(e) => Err(e.into()),
+    for partition in keys.partitions().all() {
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(keys.stream(partition))
+            .arg(CONSUMER_GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(())
 }
 
-/// Appends one entry per chunk in one pipelined round trip; returns the entry ids.
+/// Appends the rows as entries, each chunk split by partition (the hash of each row's
+/// customer email), one pipelined round trip per partition; returns the entry ids.
 pub async fn add_chunks<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
     import_id: u64,
     chunks: &[&[OrderRow]],
 ) -> Result<Vec<String>> {
-    let encoded: Vec<EncodedChunk> = chunks
-        .iter()
-        .map(|rows| EncodedChunk {
-            rows_json: serde_json::to_vec(rows).expect("order rows always serialize"),
-            rows: rows.len(),
-            first_line: rows.first().map(|r| r.line).unwrap_or(0),
-            last_line: rows.last().map(|r| r.line).unwrap_or(0),
-            partition: 0,
-        })
-        .collect();
-    add_encoded_chunks(conn, keys, import_id, &encoded).await
+    add_chunks_replicated(conn, keys, import_id, chunks, ReplicaWait::NONE).await
 }
 
-/// Appends one entry per encoded chunk (fields `v`, `import`, `rows`) in one pipelined
-/// round trip; returns the entry ids.
+/// [`add_chunks`], each partition's pipeline followed by `WAIT` (see
+/// [`add_encoded_chunks_replicated`]).
+pub async fn add_chunks_replicated<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    import_id: u64,
+    chunks: &[&[OrderRow]],
+    wait: ReplicaWait,
+) -> Result<Vec<String>> {
+    let mut encoded: Vec<EncodedChunk> = Vec::new();
+    for rows in chunks {
+        for partition in keys.partitions().all() {
+            let part: Vec<&OrderRow> = rows
+                .iter()
+                .filter(|r| {
+                    partition_of(&normalize_email(&r.customer_email), keys.partitions())
+                        == partition
+                })
+                .collect();
+            if part.is_empty() {
+                continue;
+            }
+            encoded.push(EncodedChunk {
+                rows_json: serde_json::to_vec(&part).expect("order rows always serialize"),
+                rows: part.len(),
+                first_line: part.first().map(|r| r.line).unwrap_or(0),
+                last_line: part.last().map(|r| r.line).unwrap_or(0),
+                partition,
+            });
+        }
+    }
+    add_encoded_chunks_replicated(conn, keys, import_id, &encoded, wait).await
+}
+
+/// Appends one entry per encoded chunk (fields `v`, `import`, `rows`) to its partition,
+/// one pipelined round trip per partition; returns the entry ids in chunk order.
 pub async fn add_encoded_chunks<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
     import_id: u64,
     chunks: &[EncodedChunk],
 ) -> Result<Vec<String>> {
-    let stream = keys.orders();
+    add_encoded_chunks_replicated(conn, keys, import_id, chunks, ReplicaWait::NONE).await
+}
+
+/// [`add_encoded_chunks`], each partition's pipeline followed by `WAIT` for
+/// `wait.replicas` replicas on the same connection: when it returns, every entry is on a
+/// primary and that many of its replicas. An error may come after some entries were
+/// added; adding them again is harmless (consumers process an identity once).
+pub async fn add_encoded_chunks_replicated<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    import_id: u64,
+    chunks: &[EncodedChunk],
+    wait: ReplicaWait,
+) -> Result<Vec<String>> {
+    check_partitions(keys, chunks)?;
     let import = import_id.to_string();
+    let mut ids = vec![String::new(); chunks.len()];
+    for partition in keys.partitions().all() {
+        let Some((mine, pipe)) = partition_pipeline(keys, partition, &import, chunks) else {
+            continue;
+        };
+        let replies = write_and_wait(conn, pipe, wait).await?;
+        for (&i, reply) in mine.iter().zip(&replies) {
+            ids[i] = text(reply).unwrap_or_default();
+        }
+    }
+    Ok(ids)
+}
+
+/// [`add_encoded_chunks_replicated`] over `pool`: on a cluster the partitions' pipelines
+/// (each with its `WAIT`) run at once over the shared cluster connection, so a pipeline of
+/// chunks costs about one round trip per node instead of one per partition; on one Redis,
+/// one after the other on one pooled connection.
+pub async fn add_encoded_chunks_on(
+    pool: &RedisPool,
+    keys: &StreamKeys,
+    import_id: u64,
+    chunks: &[EncodedChunk],
+    wait: ReplicaWait,
+) -> Result<Vec<String>> {
+    let RedisPool::Cluster(cluster) = pool else {
+        let mut conn = pool.get().await?;
+        return add_encoded_chunks_replicated(&mut *conn, keys, import_id, chunks, wait).await;
+    };
+    check_partitions(keys, chunks)?;
+    let import = import_id.to_string();
+    let jobs = keys.partitions().all().filter_map(|partition| {
+        let (mine, pipe) = partition_pipeline(keys, partition, &import, chunks)?;
+        let mut conn = cluster.clone();
+        Some(async move {
+            let replies = write_and_wait(&mut conn, pipe, wait).await?;
+            Ok::<_, OmsError>((mine, replies))
+        })
+    });
+    let mut ids = vec![String::new(); chunks.len()];
+    for (mine, replies) in futures_util::future::try_join_all(jobs).await? {
+        for (&i, reply) in mine.iter().zip(&replies) {
+            ids[i] = text(reply).unwrap_or_default();
+        }
+    }
+    Ok(ids)
+}
+
+/// Refuses chunks routed to a partition the stream does not have.
+fn check_partitions(keys: &StreamKeys, chunks: &[EncodedChunk]) -> Result<()> {
+    match chunks
+        .iter()
+        .find(|c| c.partition >= keys.partitions().get())
+    {
+        Some(stray) => Err(OmsError::Config(format!(
+            "a chunk for partition {} of a stream of {} partitions",
+            stray.partition,
+            keys.partitions().get()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The `XADD`s of `partition`'s chunks as one pipeline, with the chunks' indexes; `None`
+/// when no chunk is for that partition.
+fn partition_pipeline(
+    keys: &StreamKeys,
+    partition: u16,
+    import: &str,
+    chunks: &[EncodedChunk],
+) -> Option<(Vec<usize>, redis::Pipeline)> {
+    let mine: Vec<usize> = (0..chunks.len())
+        .filter(|&i| chunks[i].partition == partition)
+        .collect();
+    if mine.is_empty() {
+        return None;
+    }
+    let stream = keys.stream(partition);
     let mut pipe = redis::pipe();
-    for chunk in chunks {
+    for &i in &mine {
         pipe.cmd("XADD")
             .arg(&stream)
             .arg("*")
             .arg("v")
             .arg(CHUNK_VERSION)
             .arg("import")
-            .arg(&import)
+            .arg(import)
             .arg("rows")
-            .arg(&chunk.rows_json);
+            .arg(&chunks[i].rows_json);
     }
-    Ok(pipe.query_async(conn).await?)
+    Some((mine, pipe))
 }
 
 /// One consumer of the group, as `XINFO CONSUMERS` reports it.
@@ -98,7 +227,19 @@ pub struct ConsumerInfo {
     pub idle_ms: u64,
 }
 
-/// The stream and group figures `status`, backpressure and the gauges need.
+/// One partition's figures, beside the sums of [`GroupStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionStats {
+    pub partition: u16,
+    pub length: u64,
+    pub pending: u64,
+    pub lag: Option<u64>,
+    pub consumers: u64,
+}
+
+/// The stream and group figures `status`, backpressure and the gauges need: sums over
+/// the partitions (lag: unknown if unknown for one of them; consumers: the most any
+/// partition has; ids: the latest delivered and the oldest pending of any partition).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GroupStats {
     pub length: u64,
@@ -109,6 +250,8 @@ pub struct GroupStats {
     pub last_delivered_id: String,
     pub consumers: u64,
     pub oldest_pending_id: Option<String>,
+    /// Each partition's figures (one entry with one partition).
+    pub partitions: Vec<PartitionStats>,
 }
 
 impl GroupStats {
@@ -118,9 +261,52 @@ impl GroupStats {
     }
 }
 
-/// Length, pending, lag and consumers of the `workers` group (zeros if none exists yet).
+/// Length, pending, lag and consumers of the `workers` group summed over the partitions
+/// (zeros if none exists yet), with each partition's figures.
 pub async fn group_stats<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> Result<GroupStats> {
-    let stream = keys.orders();
+    let mut total = GroupStats {
+        lag: Some(0),
+        last_delivered_id: "0-0".into(),
+        ..GroupStats::default()
+    };
+    for partition in keys.partitions().all() {
+        let one = partition_group_stats(conn, keys, partition).await?;
+        total.length += one.length;
+        total.pending += one.pending;
+        total.lag = match (total.lag, one.lag) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        total.consumers = total.consumers.max(one.consumers);
+        if parse_stream_id(&one.last_delivered_id) > parse_stream_id(&total.last_delivered_id) {
+            total.last_delivered_id = one.last_delivered_id.clone();
+        }
+        total.oldest_pending_id = match (total.oldest_pending_id.take(), one.oldest_pending_id) {
+            (Some(a), Some(b)) => Some(if parse_stream_id(&b) < parse_stream_id(&a) {
+                b
+            } else {
+                a
+            }),
+            (a, b) => a.or(b),
+        };
+        total.partitions.push(PartitionStats {
+            partition,
+            length: one.length,
+            pending: one.pending,
+            lag: one.lag,
+            consumers: one.consumers,
+        });
+    }
+    Ok(total)
+}
+
+/// Length, pending, lag and consumers of one partition's group (`partitions` left empty).
+pub async fn partition_group_stats<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    partition: u16,
+) -> Result<GroupStats> {
+    let stream = keys.stream(partition);
     let (length, groups): (u64, Value) = redis::pipe()
         .cmd("XLEN")
         .arg(&stream)
@@ -133,6 +319,7 @@ pub async fn group_stats<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> 
         .map(|(len, groups)| (int(&len).unwrap_or(0), groups))?;
     let mut stats = GroupStats {
         length,
+        last_delivered_id: "0-0".into(),
         ..GroupStats::default()
     };
     let Value::Array(groups) = groups else {
@@ -165,29 +352,45 @@ pub async fn group_stats<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> 
     Ok(stats)
 }
 
-/// Consumers of the group with their pending counts and idle times.
+/// Consumers of the group with their pending counts (summed over partitions) and idle
+/// times (the shortest of any partition), by name.
 pub async fn consumers<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
 ) -> Result<Vec<ConsumerInfo>> {
-    let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(keys.orders())
-        .arg(CONSUMER_GROUP)
-        .query_async(conn)
-        .await;
-    let Ok(Value::Array(items)) = reply else {
-        return Ok(Vec::new());
-    };
-    Ok(items
-        .iter()
-        .map(pairs)
-        .map(|c| ConsumerInfo {
-            name: c.get("name").and_then(text).unwrap_or_default(),
-            pending: c.get("pending").and_then(int).unwrap_or(0),
-            idle_ms: c.get("idle").and_then(int).unwrap_or(0),
-        })
-        .collect())
+    let mut all: Vec<ConsumerInfo> = Vec::new();
+    for partition in keys.partitions().all() {
+        let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(keys.stream(partition))
+            .arg(CONSUMER_GROUP)
+            .query_async(conn)
+            .await;
+        let items = match reply {
+            Ok(Value::Array(items)) => items,
+            Ok(_) => continue,
+            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
+                continue
+            }
+            Err(e) if crate::error::redis_error_is_transient(&e) => return Err(e.into()),
+            Err(_) => continue,
+        };
+        for c in items.iter().map(pairs) {
+            let info = ConsumerInfo {
+                name: c.get("name").and_then(text).unwrap_or_default(),
+                pending: c.get("pending").and_then(int).unwrap_or(0),
+                idle_ms: c.get("idle").and_then(int).unwrap_or(0),
+            };
+            match all.iter_mut().find(|k| k.name == info.name) {
+                Some(known) => {
+                    known.pending += info.pending;
+                    known.idle_ms = known.idle_ms.min(info.idle_ms);
+                }
+                None => all.push(info),
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// Stream ids compare as (milliseconds, sequence).
@@ -217,63 +420,74 @@ pub fn safe_trim_minid(stats: &GroupStats) -> Option<String> {
     }
 }
 
-/// Trims acknowledged entries (`XTRIM MINID ~`); returns how many were removed.
+/// Trims acknowledged entries of every partition (`XTRIM MINID ~`); returns how many
+/// were removed.
 pub async fn trim_acknowledged<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> Result<u64> {
-    let stats = group_stats(conn, keys).await?;
-    if stats.last_delivered_id.is_empty() || stats.last_delivered_id == "0-0" {
-        return Ok(0);
+    let mut removed = 0;
+    for partition in keys.partitions().all() {
+        let stats = partition_group_stats(conn, keys, partition).await?;
+        if stats.last_delivered_id.is_empty() || stats.last_delivered_id == "0-0" {
+            continue;
+        }
+        let Some(minid) = safe_trim_minid(&stats) else {
+            continue;
+        };
+        let n: u64 = redis::cmd("XTRIM")
+            .arg(keys.stream(partition))
+            .arg("MINID")
+            .arg("~")
+            .arg(minid)
+            .query_async(conn)
+            .await?;
+        removed += n;
     }
-    let Some(minid) = safe_trim_minid(&stats) else {
-        return Ok(0);
-    };
-    let removed: u64 = redis::cmd("XTRIM")
-        .arg(keys.orders())
-        .arg("MINID")
-        .arg("~")
-        .arg(minid)
-        .query_async(conn)
-        .await?;
     Ok(removed)
 }
 
 /// One entry of the group's pending list (`XPENDING` extended form).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingEntry {
+    /// The partition whose stream holds it.
+    pub partition: u16,
     pub id: String,
     pub consumer: String,
     pub idle_ms: u64,
     pub deliveries: u64,
 }
 
-/// The first `count` pending entries of the group, oldest first.
+/// The first `count` pending entries of the group over every partition, oldest first.
 pub async fn pending_entries<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
     count: usize,
 ) -> Result<Vec<PendingEntry>> {
-    let reply: Value = redis::cmd("XPENDING")
-        .arg(keys.orders())
-        .arg(CONSUMER_GROUP)
-        .arg("-")
-        .arg("+")
-        .arg(count)
-        .query_async(conn)
-        .await?;
-    let Value::Array(list) = reply else {
-        return Ok(Vec::new());
-    };
-    Ok(list
-        .iter()
-        .filter_map(|e| match e {
+    let mut all = Vec::new();
+    for partition in keys.partitions().all() {
+        let reply: Value = redis::cmd("XPENDING")
+            .arg(keys.stream(partition))
+            .arg(CONSUMER_GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .query_async(conn)
+            .await?;
+        let Value::Array(list) = reply else {
+            continue;
+        };
+        all.extend(list.iter().filter_map(|e| match e {
             Value::Array(f) if f.len() >= 4 => Some(PendingEntry {
+                partition,
                 id: text(&f[0])?,
                 consumer: text(&f[1])?,
                 idle_ms: int(&f[2])?,
                 deliveries: int(&f[3])?,
             }),
             _ => None,
-        })
-        .collect())
+        }));
+    }
+    all.sort_by_key(|e| parse_stream_id(&e.id));
+    all.truncate(count);
+    Ok(all)
 }
 
 /// `XCLAIM … JUSTID` of `ids` to `consumer` itself: resets their idle time without
@@ -281,6 +495,7 @@ pub async fn pending_entries<C: ConnectionLike>(
 pub async fn keep_claimed<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
+    partition: u16,
     consumer: &str,
     ids: &[&str],
 ) -> Result<()> {
@@ -288,7 +503,7 @@ pub async fn keep_claimed<C: ConnectionLike>(
         return Ok(());
     }
     let _: Vec<String> = redis::cmd("XCLAIM")
-        .arg(keys.orders())
+        .arg(keys.stream(partition))
         .arg(CONSUMER_GROUP)
         .arg(consumer)
         .arg(0)

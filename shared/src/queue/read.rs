@@ -65,6 +65,8 @@ static READ: std::sync::LazyLock<redis::Script> =
 /// One stream entry as a consumer receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEntry {
+    /// The partition whose stream holds it.
+    pub partition: u16,
     pub id: String,
     /// How many times the group has delivered it (1 for a first read).
     pub deliveries: u64,
@@ -79,7 +81,7 @@ pub struct RawEntry {
 /// taken while the total is below it, so a reply holds at most this plus one entry.
 pub const READ_BUDGET_BYTES: usize = 2 * 1024 * 1024;
 
-fn raw_entries(v: &Value) -> Vec<RawEntry> {
+fn raw_entries(v: &Value, partition: u16) -> Vec<RawEntry> {
     let Value::Array(entries) = v else {
         return Vec::new();
     };
@@ -104,6 +106,7 @@ fn raw_entries(v: &Value) -> Vec<RawEntry> {
                 _ => Vec::new(),
             };
             Some(RawEntry {
+                partition,
                 id: text(id)?,
                 deliveries: int(deliveries).unwrap_or(1),
                 size: int(size).unwrap_or(0),
@@ -117,13 +120,14 @@ fn raw_entries(v: &Value) -> Vec<RawEntry> {
 async fn run_read_script<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
+    partition: u16,
     consumer: &str,
     max_entries: usize,
     claim: Option<(u64, &str)>,
 ) -> Result<(String, Vec<RawEntry>)> {
     let mut invocation = READ.prepare_invoke();
     invocation
-        .key(keys.orders())
+        .key(keys.stream(partition))
         .arg(CONSUMER_GROUP)
         .arg(consumer)
         .arg(max_entries.max(1))
@@ -137,28 +141,37 @@ async fn run_read_script<C: ConnectionLike>(
         return Ok(("0-0".into(), Vec::new()));
     };
     let cursor = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
-    let entries = parts.get(1).map(raw_entries).unwrap_or_default();
+    let entries = parts
+        .get(1)
+        .map(|v| raw_entries(v, partition))
+        .unwrap_or_default();
     Ok((cursor, entries))
 }
 
-/// New entries for `consumer` (`XREADGROUP ... >`, one at a time), at most `max_entries`
-/// and about [`READ_BUDGET_BYTES`]; does not block (empty when nothing is new).
+/// New entries of partition `partition` for `consumer` (`XREADGROUP ... >`, one at a
+/// time), at most `max_entries` and about [`READ_BUDGET_BYTES`]; does not block (empty
+/// when nothing is new).
 pub async fn read_new_entries<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
+    partition: u16,
     consumer: &str,
     max_entries: usize,
 ) -> Result<Vec<RawEntry>> {
-    Ok(run_read_script(conn, keys, consumer, max_entries, None)
-        .await?
-        .1)
+    Ok(
+        run_read_script(conn, keys, partition, consumer, max_entries, None)
+            .await?
+            .1,
+    )
 }
 
-/// Entries idle for `min_idle_ms` claimed for `consumer` (`XAUTOCLAIM` from `cursor`), with
-/// their delivery counts; returns the next cursor (`0-0` when the scan is complete).
+/// Entries of partition `partition` idle for `min_idle_ms` claimed for `consumer`
+/// (`XAUTOCLAIM` from `cursor`), with their delivery counts; returns the next cursor
+/// (`0-0` when the scan of that partition is complete).
 pub async fn claim_idle_entries<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
+    partition: u16,
     consumer: &str,
     min_idle_ms: u64,
     cursor: &str,
@@ -167,6 +180,7 @@ pub async fn claim_idle_entries<C: ConnectionLike>(
     run_read_script(
         conn,
         keys,
+        partition,
         consumer,
         max_entries,
         Some((min_idle_ms, cursor)),

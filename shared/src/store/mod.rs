@@ -16,6 +16,7 @@ pub mod orders;
 pub mod outbox;
 pub mod reports;
 pub mod schema;
+pub mod settings;
 
 /// `SELECT 1`: whether the server answers now (health probes, `/readyz`).
 pub async fn ping(pool: &sqlx::MySqlPool) -> crate::error::Result<()> {

@@ -21,6 +21,7 @@ fn args(path: &str) -> ImportArgs {
         rejects: None,
         force: false,
         new: false,
+        min_replicas: None,
     }
 }
 

@@ -26,7 +26,7 @@ pub async fn failed_list(
 
 /// Puts one dead letter back on the orders stream (`producer failed retry ID`).
 #[utoipa::path(post, path = "/api/failed/{id}/retry", tag = "failed",
-    params(("id" = String, Path, description = "dead-letter id (ms-seq)")),
+    params(("id" = String, Path, description = "dead-letter id (ms-seq; N:ms-seq with partitions)")),
     responses((status = 200, body = RetryReport), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn failed_retry_one(

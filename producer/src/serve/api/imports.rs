@@ -201,6 +201,7 @@ pub async fn import_upload(
         rejects: None,
         force: false,
         new: q.new.unwrap_or(false),
+        min_replicas: None,
     };
     let (conn, shutdown) = (s.conn.clone(), s.shutdown.clone());
     let task = tokio::spawn(async move {

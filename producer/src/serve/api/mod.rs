@@ -128,11 +128,20 @@ pub fn parse_year(s: &str) -> Result<NaiveDate, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not a year YYYY")))
 }
 
-/// A stream id `ms-seq`.
+/// A stream id `ms-seq`, or with partitions a dead letter's `N:ms-seq`.
 pub fn parse_entry_id(s: &str) -> Result<&str, ApiError> {
-    oms_shared::queue::parse_stream_id(s)
+    let (partition, id) = match s.split_once(':') {
+        Some((p, id)) => (p.parse::<u16>().ok(), id),
+        None => (Some(0), s),
+    };
+    partition
+        .and(oms_shared::queue::parse_stream_id(id))
         .map(|_| s)
-        .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not a stream entry id (ms-seq)")))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{s:?} is not a stream entry id (ms-seq, or N:ms-seq with partitions)"
+            ))
+        })
 }
 
 fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
@@ -193,5 +202,7 @@ mod tests {
     fn entry_ids_are_checked() {
         assert!(parse_entry_id("1700000000000-0").is_ok());
         assert!(parse_entry_id("abc").is_err());
+        assert!(parse_entry_id("3:1700000000000-0").is_ok());
+        assert!(parse_entry_id("x:1700000000000-0").is_err());
     }
 }
