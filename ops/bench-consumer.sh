@@ -80,7 +80,7 @@ global_status() { sql 'SHOW GLOBAL STATUS' | grep -E '^(Com_|Handler_|Innodb_row
 
 sql "DROP DATABASE IF EXISTS $NAME"
 clear_keys
-"$P" migrate --partitions "$PARTITIONS" >/dev/null
+if [[ $PARTITIONS == 1 ]]; then "$P" migrate >/dev/null; else "$P" migrate --partitions "$PARTITIONS" >/dev/null; fi
 "$P" generate products --count 1000 --stock 1000000 --seed 1 >"$DIR/e2e-products.csv"
 "$P" products import "$DIR/e2e-products.csv" >/dev/null
 FILE="$DIR/e2e-orders-$ORDERS.csv"
