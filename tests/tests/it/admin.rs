@@ -487,16 +487,7 @@ async fn status_reports_a_stuck_pending_entry_and_its_idle_time() {
     )
     .await;
     let mut conn = env.redis_conn().await;
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("workers")
-        .arg("stuck")
-        .arg("COUNT")
-        .arg(1)
-        .arg("STREAMS")
-        .arg(env.keys.orders())
-        .arg(">")
-        .query_async(&mut *conn)
+    let _ = oms_shared::queue::read_new_entries(&mut *conn, &env.keys, 0, "stuck", 1)
         .await
         .unwrap();
 

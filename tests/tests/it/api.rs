@@ -255,28 +255,14 @@ async fn an_in_flight_order_shows_its_stream_entry_deliveries_and_last_error() {
     .await;
     // A consumer that read the entry and died: it stays pending with an error note.
     let mut conn = env.redis_conn().await;
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("workers")
-        .arg("ghost")
-        .arg("COUNT")
-        .arg(1)
-        .arg("STREAMS")
-        .arg(env.keys.orders())
-        .arg(">")
-        .query_async(&mut *conn)
+    let read = oms_shared::queue::read_new_entries(&mut *conn, &env.keys, 0, "ghost", 1)
         .await
         .unwrap();
-    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(env.keys.orders())
-        .arg("workers")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query_async(&mut *conn)
+    assert_eq!(read.len(), 1, "the ghost consumer read the entry");
+    let pending = oms_shared::queue::pending_entries(&mut *conn, &env.keys, 10)
         .await
         .unwrap();
-    let entry = pending[0].0.clone();
+    let entry = pending[0].id.clone();
     let _: () = redis::cmd("HSET")
         .arg(env.keys.message_errors())
         .arg(&entry)

@@ -418,16 +418,7 @@ async fn prometheus_scrapes_the_consumer_and_promtool_accepts_its_metrics() {
     // claim it after --claim-idle-secs (oms_claimed_messages_total).
     env.enqueue(import, &rows[..1], 1).await;
     let mut conn = env.redis_conn().await;
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(oms_shared::keys::CONSUMER_GROUP)
-        .arg("vanished-consumer")
-        .arg("COUNT")
-        .arg(10)
-        .arg("STREAMS")
-        .arg(env.keys.orders())
-        .arg(">")
-        .query_async(&mut *conn)
+    let _ = oms_shared::queue::read_new_entries(&mut *conn, &env.keys, 0, "vanished-consumer", 10)
         .await
         .expect("read as a consumer that vanishes");
     env.enqueue(import, &rows[1..], 4).await;
