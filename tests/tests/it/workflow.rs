@@ -257,3 +257,100 @@ async fn a_settle_racing_another_settles_only_what_is_left() {
         7
     );
 }
+
+/// Eight settles of the same reserved orders at once (redeliveries racing each other and
+/// the first run), half of the payments declined: every order is settled by exactly one
+/// of them — totals grown once, declined stock released once, one outbox row per order.
+#[tokio::test]
+async fn concurrent_settles_of_one_batch_count_every_order_once() {
+    use oms_shared::order::OrderIdentity;
+    use oms_shared::payment::PaymentSimulator;
+    use oms_shared::store::orders::{reserve_stock, settle_payments, BatchRow};
+
+    let env = TestEnv::new().await;
+    env.product("A", "1.00", 1_000).await;
+    let import = env.import_row().await;
+    let rows: Vec<_> = (0..40u32)
+        .map(|i| {
+            order_row(
+                &format!("c{i}"),
+                u64::from(i) + 2,
+                &format!("c{}@example.com", i % 7),
+                &[("A", 1 + i % 3)],
+            )
+        })
+        .collect();
+    let batch: Vec<BatchRow> = rows
+        .iter()
+        .map(|row| BatchRow {
+            import_id: import,
+            row,
+        })
+        .collect();
+    let today = chrono::Utc::now().date_naive();
+    let reserved = reserve_stock(&env.db, &batch, today)
+        .await
+        .unwrap()
+        .reserved;
+    assert_eq!(reserved.len(), 40);
+    let payment = PaymentSimulator::new(0.5, 7).unwrap();
+
+    let runs = (0..8).map(|_| {
+        let (db, reserved) = (env.db.clone(), reserved.clone());
+        tokio::spawn(async move { settle_payments(&db, &reserved, &payment, today).await })
+    });
+    let mut settled = 0;
+    for run in runs.collect::<Vec<_>>() {
+        match run.await.unwrap() {
+            Ok(phase) => settled += phase.outcomes.len(),
+            // A deadlock between racing settles is transient: the batch would be retried.
+            Err(e) => assert!(e.is_transient(), "{e}"),
+        }
+    }
+    assert!(settled <= 40, "{settled} settlements for 40 orders");
+    // Settle what a transient error left reserved, as a retry would.
+    settle_payments(&env.db, &reserved, &payment, today)
+        .await
+        .unwrap();
+
+    let quantity = |i: u32| i64::from(1 + i % 3);
+    let approved: Vec<u32> = (0..40)
+        .filter(|i| {
+            let identity = OrderIdentity(reserved[*i as usize].identity.clone());
+            payment.approves(&identity)
+        })
+        .collect();
+    let sold: i64 = approved.iter().map(|&i| quantity(i)).sum();
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM orders WHERE status = 'reserved'")
+            .await,
+        0
+    );
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM orders WHERE status = 'completed'")
+            .await,
+        approved.len() as i64
+    );
+    assert_eq!(
+        env.scalar("SELECT CAST(SUM(total_spent) * 100 AS SIGNED) FROM customers")
+            .await,
+        sold * 100
+    );
+    assert_eq!(
+        env.scalar("SELECT SUM(orders_count) FROM customers").await,
+        approved.len() as i64
+    );
+    assert_eq!(
+        env.scalar("SELECT stock_quantity FROM products WHERE sku = 'A'")
+            .await,
+        1_000 - sold
+    );
+    let outboxed = env
+        .scalar("SELECT COALESCE(SUM(JSON_LENGTH(payload)), 0) FROM read_model_outbox")
+        .await;
+    assert_eq!(
+        outboxed,
+        approved.len() as i64,
+        "one outbox entry per completed order"
+    );
+}
