@@ -34,6 +34,7 @@ pub const IN_FLIGHT_ROWS: &str = "oms_consumer_in_flight_rows";
 pub const CONSUMER_INFO: &str = "oms_consumer_info";
 pub const START_TIME: &str = "oms_consumer_start_time_seconds";
 pub const PAUSED: &str = "oms_consumer_paused";
+pub const HISTORY_REWOUND: &str = "oms_mysql_history_rewound";
 
 /// Every metric this consumer exports, for the dashboard test.
 pub const ALL: &[&str] = &[
@@ -58,6 +59,7 @@ pub const ALL: &[&str] = &[
     CONSUMER_INFO,
     START_TIME,
     PAUSED,
+    HISTORY_REWOUND,
 ];
 
 /// The Prometheus type of a metric.
@@ -232,6 +234,12 @@ pub const METRICS: &[Metric] = &[
         labels: &[],
         help: "1 while the queue is paused (producer queue pause): no new entries are read",
     },
+    Metric {
+        name: HISTORY_REWOUND,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "1 while MySQL's outbox sequence is below an id Redis applied (MySQL restored from a backup or failed over to a lagging replica): nothing is settled or applied until `producer reconcile --fix`",
+    },
 ];
 
 /// The description of a metric by name.
@@ -332,6 +340,7 @@ fn initialise_series() {
     metrics::counter!(RETRIES).increment(0);
     metrics::counter!(CLAIMED).increment(0);
     metrics::gauge!(IN_FLIGHT_ROWS).set(0.0);
+    metrics::gauge!(HISTORY_REWOUND).set(0.0);
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use oms_shared::keys::StreamKeys;
 use oms_shared::payment::PaymentSimulator;
+use oms_shared::read_model::AppliedMark;
 use oms_shared::redis_conn::{RedisPool, ReplicaWait};
 use sqlx::MySqlPool;
 use tokio::sync::watch;
@@ -30,6 +31,10 @@ pub struct Shared {
     /// `P queue:paused` as last read ([`crate::pause`]).
     pub pause: PauseFlag,
     applied_outbox: Mutex<Vec<u64>>,
+    /// A lower bound of Redis's highest applied outbox id (and its generation), from the
+    /// applies' replies and housekeeping's readings: each settle checks its new id
+    /// against it.
+    applied_mark: Mutex<AppliedMark>,
 }
 
 impl Shared {
@@ -56,6 +61,7 @@ impl Shared {
             health: Health::default(),
             pause: PauseFlag::new(paused),
             applied_outbox: Mutex::new(Vec::new()),
+            applied_mark: Mutex::new(AppliedMark::default()),
         }
     }
 
@@ -65,6 +71,18 @@ impl Shared {
             .lock()
             .expect("outbox list lock")
             .push(id);
+    }
+
+    /// The applied mark as last known.
+    pub fn applied_mark(&self) -> AppliedMark {
+        *self.applied_mark.lock().expect("applied mark lock")
+    }
+
+    /// Merges a reading of Redis's applied mark ([`AppliedMark::merge`]); returns the mark.
+    pub fn note_applied_mark(&self, reading: AppliedMark) -> AppliedMark {
+        let mut mark = self.applied_mark.lock().expect("applied mark lock");
+        *mark = mark.merge(reading);
+        *mark
     }
 
     pub fn take_applied_outbox(&self) -> Vec<u64> {

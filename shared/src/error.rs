@@ -57,6 +57,17 @@ pub enum OmsError {
     #[error("inconsistent data: {0}")]
     Inconsistent(String),
 
+    /// MySQL went back in time: its outbox sequence is below an outbox id Redis has
+    /// applied (restored from a backup, failed over to a lagging replica). Neither
+    /// transient nor the input's fault: the work waits (entries stay pending) until the
+    /// operator's `producer reconcile --fix` resets Redis's applied record.
+    #[error(
+        "MySQL went back in time: its outbox sequence is {sequence} but Redis applied up to \
+         {applied} (restored from a backup or failed over to a lagging replica?); \
+         run `producer reconcile --fix`"
+    )]
+    HistoryRewound { sequence: u64, applied: u64 },
+
     /// A race with another consumer that a retry resolves.
     #[error("contention: {0}")]
     Contention(String),

@@ -244,6 +244,19 @@ impl StreamKeys {
         format!("{}readmodel:applied", self.model_prefix)
     }
 
+    /// `P readmodel:applied_max`: the highest outbox id ever applied (under the current
+    /// generation). In a sane world it is at most MySQL's outbox sequence; above it, MySQL
+    /// went back in time (restored from a backup, failed over to a lagging replica).
+    pub fn outbox_applied_max(&self) -> String {
+        format!("{}readmodel:applied_max", self.model_prefix)
+    }
+
+    /// `P readmodel:generation`: which reset of the applied record this is (an integer,
+    /// incremented by `reconcile --fix` when it resets the record after a rewound MySQL).
+    pub fn outbox_generation(&self) -> String {
+        format!("{}readmodel:generation", self.model_prefix)
+    }
+
     /// `P readmodel:rebuild`: the lease of the one rebuild in progress (its token).
     pub fn rebuild_lease(&self) -> String {
         format!("{}readmodel:rebuild", self.model_prefix)
@@ -326,6 +339,8 @@ mod tests {
             cluster.leaderboard(),
             cluster.kpi_daily(d),
             cluster.outbox_applied_through(),
+            cluster.outbox_applied_max(),
+            cluster.outbox_generation(),
             cluster.rebuild_staging("t"),
             cluster.order_stats_minute(1),
         ] {
