@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oms_shared::kpi::CompletedOrder;
+use oms_shared::read_model::HistoryReading;
 use oms_shared::store::outbox;
 use tokio_util::sync::CancellationToken;
 
@@ -86,20 +87,20 @@ pub async fn trim_applied(shared: &Shared) -> oms_shared::Result<Option<u64>> {
 pub async fn check_history(shared: &Shared) -> oms_shared::Result<()> {
     let reading = {
         let mut conn = shared.redis.get().await?;
-        oms_shared::read_model::read_applied_mark(&mut *conn, &shared.keys).await?
+        HistoryReading::read(&mut *conn, &shared.keys, &shared.db).await?
     };
-    let sequence = outbox::last_id(&shared.db).await?;
-    shared.note_applied_mark(reading);
+    let mark = reading.mark;
+    shared.note_applied_mark(mark);
     match shared.health.rewound() {
-        Some(rewound) if rewound.generation == reading.generation => return Ok(()),
+        Some(rewound) if rewound.generation == mark.generation => return Ok(()),
         Some(_) => shared.health.clear_rewound(),
         None => {}
     }
-    if outbox::history_rewound(sequence, reading.applied_max) {
+    if reading.rewound().is_some() {
         shared.health.set_rewound(Rewound {
-            generation: reading.generation,
-            sequence,
-            applied: reading.applied_max,
+            generation: mark.generation,
+            sequence: reading.sequence,
+            applied: mark.applied_max,
         });
     }
     Ok(())

@@ -378,6 +378,38 @@ pub async fn apply_outbox_replicated<C: ConnectionLike>(
     })
 }
 
+/// Redis's applied mark and MySQL's outbox sequence, read in that order: in a sane world
+/// every id applied when Redis is read was committed by then, so is at most the sequence
+/// read after it, and [`HistoryReading::rewound`] never fires wrongly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryReading {
+    pub mark: AppliedMark,
+    pub sequence: u64,
+}
+
+impl HistoryReading {
+    /// Reads Redis first, then MySQL (see the type's documentation).
+    pub async fn read<C: ConnectionLike>(
+        conn: &mut C,
+        keys: &StreamKeys,
+        pool: &sqlx::MySqlPool,
+    ) -> Result<HistoryReading> {
+        let mark = read_applied_mark(conn, keys).await?;
+        let sequence = crate::store::outbox::last_id(pool).await?;
+        Ok(HistoryReading { mark, sequence })
+    }
+
+    /// [`OmsError::HistoryRewound`] when MySQL went back in time.
+    pub fn rewound(&self) -> Option<OmsError> {
+        crate::store::outbox::history_rewound(self.sequence, self.mark.applied_max).then_some(
+            OmsError::HistoryRewound {
+                sequence: self.sequence,
+                applied: self.mark.applied_max,
+            },
+        )
+    }
+}
+
 /// Redis's [`AppliedMark`] now.
 pub async fn read_applied_mark<C: ConnectionLike>(
     conn: &mut C,
