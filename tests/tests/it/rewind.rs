@@ -3,8 +3,9 @@
 //! - A dump taken mid-run and restored while a consumer keeps running: the consumer
 //!   detects it (log, `/readyz`, `oms_mysql_history_rewound`) and settles nothing more,
 //!   `producer reconcile` exits 1 naming both numbers; after `producer reconcile --fix`
-//!   the consumer resumes by itself, the new orders are counted, and the invariants and
-//!   `reconcile` are clean.
+//!   the consumer resumes by itself, the new orders are counted — also those whose
+//!   outbox ids the old history had applied — and the invariants and `reconcile` are
+//!   clean.
 //! - The settle transaction itself refuses an outbox id that is not above the applied
 //!   mark it is given, and rolls back.
 
@@ -168,7 +169,12 @@ async fn mysql_restored_from_a_dump_mid_run_is_detected_and_reconcile_fix_counts
     let initial_stock = stock_snapshot(&env).await;
     let import = env.import_row().await;
     let logs = LogDir::new();
-    let spec = ConsumerSpec::new(&env, "rewind", &["--claim-idle-secs", "2"]);
+    // One entry (10 rows) per batch: one outbox id per entry, so ids climb with the work.
+    let spec = ConsumerSpec::new(
+        &env,
+        "rewind",
+        &["--claim-idle-secs", "2", "--batch-size", "10"],
+    );
     let consumer = ConsumerProc::spawn(&spec, &logs);
     let addr: SocketAddr = wait_for("the consumer's metrics address", DEADLINE, || {
         let log = consumer.log();
@@ -189,9 +195,10 @@ async fn mysql_restored_from_a_dump_mid_run_is_detected_and_reconcile_fix_counts
     let sequence_at_backup = sequence(&env).await;
     assert!(sequence_at_backup > 0, "batch 1 completed orders");
 
-    // Batch 2 after the backup: Redis applies ids above the backup's sequence.
-    env.enqueue(import, &batch("two", 41, 40), 10).await;
-    wait_settled(&env, 80, DEADLINE).await;
+    // Batch 2 after the backup: Redis applies ids above the backup's sequence, more of
+    // them than batches 3 and 4 take together.
+    env.enqueue(import, &batch("two", 41, 100), 10).await;
+    wait_settled(&env, 140, DEADLINE).await;
     let applied_before_restore = sequence(&env).await;
     assert!(applied_before_restore > sequence_at_backup);
     assert_eq!(read_model_violations(&env).await, Vec::<String>::new());
@@ -200,7 +207,7 @@ async fn mysql_restored_from_a_dump_mid_run_is_detected_and_reconcile_fix_counts
     restore(&env, &backup);
     assert_eq!(sequence(&env).await, sequence_at_backup);
     let completed_after_restore = completed(&env).await;
-    env.enqueue(import, &batch("three", 81, 40), 10).await;
+    env.enqueue(import, &batch("three", 141, 20), 10).await;
 
     let message = format!(
         "MySQL went back in time: its outbox sequence is {sequence_at_backup} but Redis \
@@ -250,8 +257,17 @@ async fn mysql_restored_from_a_dump_mid_run_is_detected_and_reconcile_fix_counts
     })
     .await;
     assert_eq!(gauge(addr).await.as_deref(), Some("0"));
-    // 40 of batch 1 (restored) + 40 of batch 3; batch 2 is lost with the restore.
+    // 40 of batch 1 (restored) + 20 of batch 3; batch 2 is lost with the restore.
+    wait_settled(&env, 60, DEADLINE).await;
+    assert_eq!(kpi_total_orders(&env).await, completed(&env).await);
+    // Batch 4 after the fix: its ids are still below the old history's mark, and are
+    // counted all the same (the record was reset).
+    env.enqueue(import, &batch("four", 161, 20), 10).await;
     wait_settled(&env, 80, DEADLINE).await;
+    assert!(
+        sequence(&env).await < applied_before_restore,
+        "batch 4 took ids the old history had applied"
+    );
     let identities: Vec<(String,)> = sqlx::query_as(
         "SELECT CAST(identity AS CHAR) FROM orders WHERE status IN ('completed','failed')",
     )
@@ -259,7 +275,10 @@ async fn mysql_restored_from_a_dump_mid_run_is_detected_and_reconcile_fix_counts
     .await
     .unwrap();
     let identities: BTreeSet<String> = identities.into_iter().map(|(i,)| i).collect();
-    for row in batch("three", 81, 40) {
+    for row in batch("three", 141, 20)
+        .iter()
+        .chain(&batch("four", 161, 20))
+    {
         assert!(
             identities.contains(&row.identity.to_string()),
             "{} not processed",
