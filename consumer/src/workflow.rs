@@ -19,6 +19,10 @@
 //!    in one `MULTI` with the `XACK`.
 //! 4. After shutdown began, a transient error gets [`DRAIN_ATTEMPTS`] more tries, then the
 //!    entries stay pending for another consumer (no attempt is spent, nothing is dead).
+//! 5. When MySQL went back in time (`OmsError::HistoryRewound`: the settle's new outbox id
+//!    is not above what Redis applied), the batch's entries stay pending as they are, and
+//!    no delivery counts as the last one until the applied record is reset
+//!    ([`crate::housekeeping::check_history`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
