@@ -544,18 +544,18 @@ impl Rebuild {
         Ok(())
     }
 
-    fn invocation<'a>(
+    /// The finish script's invocation.
+    fn invocation(
         &self,
-        script: &'a redis::Script,
         outbox: &OutboxSnapshot,
         staging: &str,
         snapshot_day: NaiveDate,
         kpis: &[(String, KpiFigures, bool)],
         board: bool,
         reset: bool,
-    ) -> Result<redis::ScriptInvocation<'a>> {
+    ) -> Result<redis::ScriptInvocation<'static>> {
         let keys = &self.keys;
-        let mut inv = script.prepare_invoke();
+        let mut inv = FINISH.prepare_invoke();
         inv.key(keys.rebuild_lease())
             .key(keys.rebuild_log())
             .key(keys.outbox_applied_through())
@@ -663,7 +663,7 @@ impl Rebuild {
                 .ignore();
             pipe.query_async::<()>(conn).await?;
         }
-        let inv = self.invocation(&FINISH, outbox, &staging, day, kpis, board.is_some(), reset)?;
+        let inv = self.invocation(outbox, &staging, day, kpis, board.is_some(), reset)?;
         inv.invoke_async::<i64>(conn).await.map_err(lease_lost)?;
         Ok(())
     }
