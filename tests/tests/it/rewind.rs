@@ -18,10 +18,11 @@ use oms_shared::order::OrderRow;
 use oms_shared::OmsError;
 use oms_tests::api_client::get_at;
 use oms_tests::invariants::{
-    read_model_violations, reconcile_exit_code, stock_snapshot, violations, wait_settled,
+    producer_exit_code, read_model_violations, reconcile_exit_code, stock_snapshot, violations,
+    wait_settled,
 };
 use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
-use oms_tests::{binary, order_row, wait_for, TestEnv};
+use oms_tests::{order_row, wait_for, TestEnv};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -114,20 +115,6 @@ fn restore(env: &TestEnv, dump: &[u8]) {
     );
 }
 
-fn producer(env: &TestEnv, args: &[&str]) -> (i32, String) {
-    let out = Command::new(binary("producer"))
-        .args(args)
-        .envs(env.env_vars())
-        .output()
-        .expect("run producer");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 async fn sequence(env: &TestEnv) -> i64 {
     env.scalar("SELECT last_id FROM read_model_sequence WHERE id = 1")
         .await
@@ -176,17 +163,7 @@ async fn mysql_restored_from_a_dump_mid_run_is_detected_and_reconcile_fix_counts
         &["--claim-idle-secs", "2", "--batch-size", "10"],
     );
     let consumer = ConsumerProc::spawn(&spec, &logs);
-    let addr: SocketAddr = wait_for("the consumer's metrics address", DEADLINE, || {
-        let log = consumer.log();
-        async move {
-            log.lines()
-                .find(|l| l.contains("serving /metrics"))
-                .and_then(|l| l.split("addr=").nth(1))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|a| a.parse().ok())
-        }
-    })
-    .await;
+    let addr = consumer.metrics_addr(DEADLINE).await;
 
     // Batch 1, then the backup.
     env.enqueue(import, &batch("one", 1, 40), 10).await;
@@ -243,12 +220,12 @@ async fn mysql_restored_from_a_dump_mid_run_is_detected_and_reconcile_fix_counts
         "{out}"
     );
     // The other rebuilds refuse, naming the fix.
-    let (code, out) = producer(&env, &["kpis", "generate"]);
+    let (code, out) = producer_exit_code(&env, &["kpis", "generate"]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("reconcile --fix"), "{out}");
 
     // The operator's fix: the consumer resumes by itself and batch 3 is counted.
-    let (_, out) = producer(&env, &["reconcile", "--fix"]);
+    let (_, out) = producer_exit_code(&env, &["reconcile", "--fix"]);
     assert!(out.contains("applied record reset"), "{out}");
     wait_for("/readyz to say ready again", DEADLINE, || async {
         body(addr, "/readyz")
