@@ -272,18 +272,12 @@ async fn mysql_restored_from_a_dump_mid_run_is_detected_and_reconcile_fix_counts
 #[tokio::test]
 async fn a_settle_whose_outbox_id_is_not_above_the_applied_mark_rolls_back() {
     use oms_shared::payment::PaymentSimulator;
-    use oms_shared::store::orders::{reserve_stock, settle_payments_checked, BatchRow};
+    use oms_shared::store::orders::{reserve_stock, settle_payments_checked};
     let env = TestEnv::new().await;
     env.product("A", "3.50", 100).await;
     let import = env.import_row().await;
     let rows = batch("solo", 1, 3);
-    let batch_rows: Vec<BatchRow> = rows
-        .iter()
-        .map(|row| BatchRow {
-            import_id: import,
-            row,
-        })
-        .collect();
+    let batch_rows = oms_tests::batch_rows(import, &rows);
     let today = chrono::Utc::now().date_naive();
     let reserved = reserve_stock(&env.db, &batch_rows, today).await.unwrap();
     assert!(!reserved.reserved.is_empty());
