@@ -623,46 +623,6 @@ pub async fn keep_claimed<C: ConnectionLike>(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stats(last: &str, oldest: Option<&str>) -> GroupStats {
-        GroupStats {
-            last_delivered_id: last.into(),
-            oldest_pending_id: oldest.map(String::from),
-            ..GroupStats::default()
-        }
-    }
-
-    #[test]
-    fn trim_stops_at_the_oldest_pending_entry() {
-        assert_eq!(
-            safe_trim_minid(&stats("100-5", Some("90-1"))).as_deref(),
-            Some("90-1")
-        );
-    }
-
-    #[test]
-    fn trim_never_passes_undelivered_entries() {
-        assert_eq!(
-            safe_trim_minid(&stats("100-5", None)).as_deref(),
-            Some("100-6")
-        );
-        assert_eq!(
-            safe_trim_minid(&stats("100-18446744073709551615", None)).as_deref(),
-            Some("101-0")
-        );
-    }
-
-    #[test]
-    fn stream_ids_compare_numerically() {
-        assert!(parse_stream_id("9-0").unwrap() < parse_stream_id("10-0").unwrap());
-        assert!(parse_stream_id("10-2").unwrap() < parse_stream_id("10-10").unwrap());
-        assert_eq!(parse_stream_id("junk"), None);
-    }
-}
-
 /// Calls `line` with the line of every row of `import_id` that an entry of the stream
 /// still holds (any partition; unread, pending or acknowledged but not trimmed), reading
 /// the stream in pages of [`LINES_PAGE`] entries: `producer recover` does not enqueue
@@ -717,3 +677,43 @@ pub async fn import_lines_in_stream<C: ConnectionLike>(
 
 /// Entries read per `XRANGE` by [`import_lines_in_stream`].
 const LINES_PAGE: usize = 200;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(last: &str, oldest: Option<&str>) -> GroupStats {
+        GroupStats {
+            last_delivered_id: last.into(),
+            oldest_pending_id: oldest.map(String::from),
+            ..GroupStats::default()
+        }
+    }
+
+    #[test]
+    fn trim_stops_at_the_oldest_pending_entry() {
+        assert_eq!(
+            safe_trim_minid(&stats("100-5", Some("90-1"))).as_deref(),
+            Some("90-1")
+        );
+    }
+
+    #[test]
+    fn trim_never_passes_undelivered_entries() {
+        assert_eq!(
+            safe_trim_minid(&stats("100-5", None)).as_deref(),
+            Some("100-6")
+        );
+        assert_eq!(
+            safe_trim_minid(&stats("100-18446744073709551615", None)).as_deref(),
+            Some("101-0")
+        );
+    }
+
+    #[test]
+    fn stream_ids_compare_numerically() {
+        assert!(parse_stream_id("9-0").unwrap() < parse_stream_id("10-0").unwrap());
+        assert!(parse_stream_id("10-2").unwrap() < parse_stream_id("10-10").unwrap());
+        assert_eq!(parse_stream_id("junk"), None);
+    }
+}
