@@ -17,12 +17,13 @@
 //!             "oldest_pending": {"id": "1700000000000-0", "consumer": "w1",
 //!                                "idle_ms": 5321, "deliveries": 1},
 //!             "consumers": [{"name": "w1", "pending": 1, "idle_ms": 5321}],
-//!             "dead_letters": 0, "paused": false},
+//!             "dead_letters": 0, "paused": false, "redis_data_lost": null},
 //!  "import": {"id": 3, "file_name": "orders.csv", "status": "running",
 //!             "created_at": "2026-03-07T10:00:00.000000Z", "finished_at": null,
 //!             "rows": 1000, "enqueued": 990, "rejected": 10, "duplicates": 0,
 //!             "completed": 700, "failed": {"payment_declined": 180},
 //!             "failed_total": 180, "reserved": 5, "dead": 0, "in_flight": 110,
+//!             "lost": 0, "lost_reason": null,
 //!             "rate_per_sec": 250.0, "eta_secs": 0.44, "done": false}}
 //! ```
 //! `import` is null without an import id; `oldest_pending`, `lag`, `rate_per_sec` and
