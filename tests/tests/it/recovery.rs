@@ -261,3 +261,46 @@ async fn recover_refuses_a_file_that_is_not_the_imports() {
         "rows in the stream are not lost: {report}"
     );
 }
+
+#[tokio::test]
+async fn a_paused_queue_stays_paused_across_a_redis_that_lost_its_data() {
+    let env = TestEnv::new().await;
+    let out = run_producer(&env, &["queue", "pause"]);
+    assert!(out.status.success());
+    let out = run_producer(&env, &["status"]);
+    assert!(out.status.success());
+    // Redis loses everything under the prefix (as a restart without persistence would).
+    {
+        let mut conn = env.redis_conn().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", env.config.prefix))
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+        assert!(!keys.is_empty());
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let status: Value =
+        serde_json::from_slice(&run_producer(&env, &["--json", "status"]).stdout).unwrap();
+    assert_eq!(
+        status["stream"]["paused"], false,
+        "the flag went with the data"
+    );
+    assert!(status["stream"]["redis_data_lost"].is_string(), "{status}");
+    let out = run_producer(&env, &["--json", "recover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["paused"], true, "{report}");
+    let status: Value =
+        serde_json::from_slice(&run_producer(&env, &["--json", "status"]).stdout).unwrap();
+    assert_eq!(status["stream"]["paused"], true, "{status}");
+    assert!(status["stream"]["redis_data_lost"].is_null(), "{status}");
+}
