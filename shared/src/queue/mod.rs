@@ -148,7 +148,7 @@ async fn add_to_partitions<C: ConnectionLike>(
         };
         let replies = write_and_wait(conn, pipe, wait)
             .await
-            .map_err(|e| epoch_error(e, keys, partition))?;
+            .map_err(|e| epoch_error(e, keys, partition, epoch))?;
         for (&i, id) in mine.iter().zip(entry_ids(&replies, epoch.is_some())) {
             ids[i] = id;
         }
@@ -170,14 +170,14 @@ fn entry_ids(replies: &[Value], checked: bool) -> Vec<String> {
 }
 
 /// The checked script's refusal as [`OmsError::RedisDataLost`]; other errors unchanged.
-fn epoch_error(e: OmsError, keys: &StreamKeys, partition: u16) -> OmsError {
-    match &e {
-        OmsError::Redis(re) if re.code() == Some(EPOCH_REFUSAL) => {
+fn epoch_error(e: OmsError, keys: &StreamKeys, partition: u16, epoch: Option<&str>) -> OmsError {
+    match (&e, epoch) {
+        (OmsError::Redis(re), Some(expected)) if re.code() == Some(EPOCH_REFUSAL) => {
             let found = re.detail().unwrap_or("missing").trim().to_string();
             let found = (found != "missing").then_some(found);
             OmsError::RedisDataLost(
                 crate::redis_epoch::DataLoss {
-                    expected: "recorded in MySQL".into(),
+                    expected: expected.to_string(),
                     keys: vec![(keys.stream_epoch(partition), found)],
                 }
                 .describe(),
@@ -253,7 +253,7 @@ async fn add_on(
         Some(async move {
             let replies = write_and_wait(&mut conn, pipe, wait)
                 .await
-                .map_err(|e| epoch_error(e, keys, partition))?;
+                .map_err(|e| epoch_error(e, keys, partition, epoch))?;
             Ok::<_, OmsError>((mine, replies))
         })
     });
