@@ -35,6 +35,7 @@ pub const CONSUMER_INFO: &str = "oms_consumer_info";
 pub const START_TIME: &str = "oms_consumer_start_time_seconds";
 pub const PAUSED: &str = "oms_consumer_paused";
 pub const HISTORY_REWOUND: &str = "oms_mysql_history_rewound";
+pub const REDIS_DATA_LOST: &str = "oms_redis_data_lost";
 
 /// Every metric this consumer exports, for the dashboard test.
 pub const ALL: &[&str] = &[
@@ -60,6 +61,7 @@ pub const ALL: &[&str] = &[
     START_TIME,
     PAUSED,
     HISTORY_REWOUND,
+    REDIS_DATA_LOST,
 ];
 
 /// The Prometheus type of a metric.
@@ -239,6 +241,12 @@ pub const METRICS: &[Metric] = &[
         kind: Kind::Gauge,
         labels: &[],
         help: "1 while MySQL's outbox sequence is below an id Redis applied (MySQL restored from a backup or failed over to a lagging replica): nothing is settled or applied until `producer reconcile --fix`",
+    },
+    Metric {
+        name: REDIS_DATA_LOST,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "1 while Redis does not hold the data MySQL recorded (restarted without persistence?): no new entries are read until producer recover",
     },
 ];
 

@@ -15,6 +15,7 @@ mod hardening;
 mod import;
 mod observability;
 mod read_models;
+mod recovery;
 mod rewind;
 mod security;
 mod untrusted;
