@@ -61,17 +61,6 @@ fn run_producer(env: &TestEnv, args: &[&str]) -> Output {
     producer(env).args(args).output().expect("run producer")
 }
 
-/// The address a consumer's `/readyz` listens on, from its log.
-async fn metrics_addr(consumer: &ConsumerProc) -> SocketAddr {
-    wait_for("the consumer's metrics address", DEADLINE, || async {
-        let log = consumer.log();
-        let line = log.lines().find(|l| l.contains("serving /metrics"))?;
-        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
-        addr.parse().ok()
-    })
-    .await
-}
-
 async fn readyz(addr: SocketAddr) -> Option<(u16, String)> {
     let r = get_at(addr, "/readyz").await?;
     Some((r.status, String::from_utf8_lossy(&r.body).into_owned()))
@@ -101,7 +90,7 @@ async fn redis_restarted_without_its_data_mid_import_is_detected_and_recovered()
     // A slow consumer (small batches, one at a time), so the wipe comes mid-run.
     let args = ["--batch-size", "50", "--concurrency", "1"];
     let consumer = ConsumerProc::spawn(&ConsumerSpec::new(&env, "survivor", &args), &logs);
-    let addr = metrics_addr(&consumer).await;
+    let addr = consumer.metrics_addr(DEADLINE).await;
 
     // The whole file is enqueued at once; --wait follows it.
     let wait_log = std::fs::File::create(logs.path().join("import.log")).expect("log");
