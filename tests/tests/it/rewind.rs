@@ -8,6 +8,9 @@
 //!   clean.
 //! - The settle transaction itself refuses an outbox id that is not above the applied
 //!   mark it is given, and rolls back.
+//! - The reset script (`Rebuild::finish_with_reset`) against real Redis: rows applied
+//!   during its lease above the snapshot count once and stay recorded, the old history's
+//!   record is forgotten (a new-history row it had skipped counts once afterwards).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -309,4 +312,121 @@ async fn a_settle_whose_outbox_id_is_not_above_the_applied_mark_rolls_back() {
         .await
         .unwrap();
     assert_eq!(settled.outbox_id, Some(1));
+}
+
+#[tokio::test]
+async fn the_reset_keeps_the_rows_applied_during_its_lease_and_forgets_the_old_history() {
+    use oms_shared::kpi::{CompletedOrder, KpiFigures};
+    use oms_shared::money::Cents;
+    use oms_shared::read_model::{
+        apply_outbox, read_applied_mark, read_kpis, AppliedMark, Rebuild,
+    };
+    use oms_shared::store::outbox::OutboxSnapshot;
+    let env = TestEnv::new().await;
+    let keys = &env.keys;
+    let mut conn = env.redis_conn().await;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 7).unwrap();
+    let order = |cents: i64| {
+        vec![CompletedOrder {
+            kpi_day: day,
+            email: "ann@example.com".into(),
+            total: Cents(cents),
+        }]
+    };
+    let total = |figures: Option<KpiFigures>| {
+        let f = figures.unwrap_or_default();
+        (f.order_count, f.revenue.0)
+    };
+    // The history that went away: ids 1..=20 applied, 100 cents each.
+    for id in 1..=20 {
+        assert!(
+            apply_outbox(&mut *conn, keys, id, &order(100))
+                .await
+                .unwrap()
+                .now
+        );
+    }
+    // MySQL restored at sequence 10 (ids 1..=10, 100 cents each; row 10 not deleted yet).
+    let rebuild = Rebuild::begin(&mut *conn, keys).await.unwrap();
+    // During the lease: id 11 of the new history meets the old record (skipped, not
+    // logged: its row stays for the sweeper); id 21 is applied and logged.
+    assert!(
+        !apply_outbox(&mut *conn, keys, 11, &order(7))
+            .await
+            .unwrap()
+            .now
+    );
+    assert!(
+        apply_outbox(&mut *conn, keys, 21, &order(5))
+            .await
+            .unwrap()
+            .now
+    );
+    let snapshot = OutboxSnapshot {
+        through: 10,
+        rows: vec![(10, serde_json::to_string(&order(100)).unwrap())],
+    };
+    let values = KpiFigures {
+        order_count: 10,
+        revenue: Cents(1000),
+    };
+    let board = vec![("ann@example.com".to_string(), Cents(1000))];
+    rebuild
+        .finish_with_reset(
+            &mut *conn,
+            &snapshot,
+            &[(keys.kpi_total(), values, false)],
+            (&board, day),
+        )
+        .await
+        .unwrap();
+    // The snapshot's values, plus the row logged above its sequence; row 10 not
+    // subtracted (the reset records it as applied).
+    assert_eq!(
+        total(read_kpis(&mut *conn, &keys.kpi_total()).await.unwrap()),
+        (11, 1005)
+    );
+    assert_eq!(
+        read_applied_mark(&mut *conn, keys).await.unwrap(),
+        AppliedMark {
+            generation: 1,
+            applied_max: 21
+        }
+    );
+    // Afterwards: row 10 and row 21 are no-ops, row 11 (left by its owner) counts once.
+    assert!(
+        !apply_outbox(&mut *conn, keys, 10, &order(100))
+            .await
+            .unwrap()
+            .now
+    );
+    assert!(
+        !apply_outbox(&mut *conn, keys, 21, &order(5))
+            .await
+            .unwrap()
+            .now
+    );
+    assert!(
+        apply_outbox(&mut *conn, keys, 11, &order(7))
+            .await
+            .unwrap()
+            .now
+    );
+    assert!(
+        !apply_outbox(&mut *conn, keys, 11, &order(7))
+            .await
+            .unwrap()
+            .now
+    );
+    assert_eq!(
+        total(read_kpis(&mut *conn, &keys.kpi_total()).await.unwrap()),
+        (12, 1012)
+    );
+    let leaderboard = oms_shared::read_model::read_leaderboard(&mut *conn, keys, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        leaderboard,
+        vec![("ann@example.com".to_string(), Cents(1012))]
+    );
 }
