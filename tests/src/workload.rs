@@ -91,6 +91,37 @@ impl Workload {
             .collect()
     }
 
+    /// The workload as an orders CSV for `producer import` (`order_id` gives each row its
+    /// workload identity), in a temp file that lives as long as the returned guard.
+    pub fn write_csv(&self) -> tempfile::NamedTempFile {
+        use std::io::Write;
+        let mut f = tempfile::Builder::new()
+            .suffix(".csv")
+            .tempfile()
+            .expect("temp csv");
+        let mut out = std::io::BufWriter::new(f.as_file_mut());
+        writeln!(out, "order_id,customer_name,customer_email,products").expect("write csv");
+        for row in &self.rows {
+            let items: Vec<String> = row
+                .items
+                .iter()
+                .map(|i| format!(r#"{{""sku"":""{}"",""quantity"":{}}}"#, i.sku, i.quantity))
+                .collect();
+            writeln!(
+                out,
+                "{},{},{},\"[{}]\"",
+                row.identity.as_str(),
+                row.customer_name,
+                row.customer_email,
+                items.join(",")
+            )
+            .expect("write csv");
+        }
+        out.flush().expect("flush csv");
+        drop(out);
+        f
+    }
+
     /// Initial stock per sku, for [`crate::invariants::violations`].
     pub fn initial_stock(&self) -> BTreeMap<String, i64> {
         self.products
