@@ -166,6 +166,21 @@ impl fmt::Display for Figures {
 }
 
 impl Figures {
+    /// These figures with the outcome counts of `a` (orders = its expected identities)
+    /// and the run's `duration`.
+    pub fn counted(self, a: &crate::invariants::Accounting, duration: Duration) -> Figures {
+        Figures {
+            orders: a.expected,
+            completed: a.completed,
+            failed: a.failed,
+            dead_lettered: a.dead_lettered,
+            lost: a.lost,
+            doubled: a.doubled,
+            duration,
+            ..self
+        }
+    }
+
     /// Prints the figures and asserts lost = 0 and doubled = 0.
     pub fn report(&self) {
         eprintln!("{self}");

@@ -195,21 +195,13 @@ async fn a_consumer_killed_mid_batch_loses_and_doubles_nothing() {
 #[tokio::test]
 async fn a_stopping_consumer_applies_the_outbox_row_a_killed_one_committed() {
     let env = TestEnv::new().await;
-    env.product("A", "2.00", 1_000).await;
+    for s in 0..4 {
+        env.product(&format!("S{s}"), "2.00", 1_000).await;
+    }
     let initial = stock_snapshot(&env).await;
     let import = env.import_row().await;
     let n = 20;
-    let rows: Vec<_> = (0..n as u64)
-        .map(|i| {
-            order_row(
-                &format!("k{i}"),
-                i + 2,
-                &format!("k{}@example.com", i % 4),
-                &[("A", 1)],
-            )
-        })
-        .collect();
-    env.enqueue(import, &rows, n).await;
+    env.enqueue(import, &many_rows(n as u64, 4), n).await;
     let logs = LogDir::new();
     let args = ["--payment-success-rate", "1", "--claim-idle-secs", "1"];
 

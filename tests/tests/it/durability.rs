@@ -78,16 +78,11 @@ async fn redis_with_aof_killed_mid_import_loses_nothing_without_any_command() {
     let (code, output) = reconcile_exit_code(&env);
     let figures = Figures {
         scenario: "redis-aof-everysec-killed-mid-import".into(),
-        orders: work.rows.len(),
         faults: 1,
         fault_kind: "Redis (AOF everysec) SIGKILL + restart mid-import".into(),
-        completed: a.completed,
-        failed: a.failed,
-        dead_lettered: a.dead_lettered,
-        lost: a.lost,
-        doubled: a.doubled,
-        duration: started.elapsed(),
-    };
+        ..Figures::default()
+    }
+    .counted(&a, started.elapsed());
     eprintln!("{figures}");
     assert!(v.is_empty(), "invariants violated: {v:#?}");
     assert_eq!(code, 0, "producer reconcile: {output}");
