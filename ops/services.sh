@@ -265,7 +265,7 @@ redis_check_persistence() {
         say "redis at $addr persists with AOF (appendfsync ${fsync:-?})"
         ;;
     no)
-        printf 'services: WARNING: redis at %s runs with appendonly no: a restart of it loses every order enqueued and not yet in MySQL and the pause flag (see README "Durability": appendonly yes, appendfsync everysec)\n' "$addr" >&2
+        printf 'services: WARNING: redis at %s runs with appendonly no: a restart of it loses every order enqueued and not yet in MySQL, until producer recover (see README "Durability": appendonly yes, appendfsync everysec)\n' "$addr" >&2
         ;;
     esac
 }

@@ -97,6 +97,12 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
         .readiness
         .get_or_check(|| async move { check_ready(&shared).await })
         .await;
+    if let Some(why) = state.shared.pause.redis_lost() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        );
+    }
     match answer {
         // The pause flag is read live (not cached): it must show within a second.
         Readiness::Ready if state.shared.pause.is_paused() => {

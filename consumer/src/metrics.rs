@@ -34,6 +34,7 @@ pub const IN_FLIGHT_ROWS: &str = "oms_consumer_in_flight_rows";
 pub const CONSUMER_INFO: &str = "oms_consumer_info";
 pub const START_TIME: &str = "oms_consumer_start_time_seconds";
 pub const PAUSED: &str = "oms_consumer_paused";
+pub const REDIS_DATA_LOST: &str = "oms_redis_data_lost";
 
 /// Every metric this consumer exports, for the dashboard test.
 pub const ALL: &[&str] = &[
@@ -58,6 +59,7 @@ pub const ALL: &[&str] = &[
     CONSUMER_INFO,
     START_TIME,
     PAUSED,
+    REDIS_DATA_LOST,
 ];
 
 /// The Prometheus type of a metric.
@@ -231,6 +233,12 @@ pub const METRICS: &[Metric] = &[
         kind: Kind::Gauge,
         labels: &[],
         help: "1 while the queue is paused (producer queue pause): no new entries are read",
+    },
+    Metric {
+        name: REDIS_DATA_LOST,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "1 while Redis does not hold the data MySQL recorded (restarted without persistence?): no new entries are read until producer recover",
     },
 ];
 

@@ -8,5 +8,6 @@ pub mod cli;
 mod generate;
 pub mod import;
 pub mod partitions;
+pub mod recover;
 mod report;
 pub mod serve;

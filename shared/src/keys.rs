@@ -175,6 +175,18 @@ impl StreamKeys {
         format!("{}:errors", self.stream(partition))
     }
 
+    /// `P orders:epoch` (or `P orders:{N}:epoch`): the epoch of the Redis data this
+    /// partition's stream belongs to, on the stream's slot ([`crate::redis_epoch`]).
+    pub fn stream_epoch(&self, partition: u16) -> String {
+        format!("{}:epoch", self.stream(partition))
+    }
+
+    /// `P readmodel:epoch`: the epoch of the Redis data of the read models, the pause flag
+    /// and the live counters ([`crate::redis_epoch`]).
+    pub fn read_model_epoch(&self) -> String {
+        format!("{}readmodel:epoch", self.model_prefix)
+    }
+
     /// The stream of partition 0: the only one with one partition.
     pub fn orders(&self) -> String {
         self.stream(0)
@@ -299,6 +311,8 @@ mod tests {
             "oms:stats:orders:29000000"
         );
         assert_eq!(k.failed_by_reason(), "oms:stats:failed");
+        assert_eq!(k.stream_epoch(0), "oms:orders:epoch");
+        assert_eq!(k.read_model_epoch(), "oms:readmodel:epoch");
     }
 
     #[test]
@@ -321,11 +335,13 @@ mod tests {
         let slot = hash_slot(&cluster.stream(5));
         assert_eq!(hash_slot(&cluster.partition_dead_letters(5)), slot);
         assert_eq!(hash_slot(&cluster.partition_message_errors(5)), slot);
+        assert_eq!(hash_slot(&cluster.stream_epoch(5)), slot);
         let rm = cluster.read_model_slot();
         for key in [
             cluster.leaderboard(),
             cluster.kpi_daily(d),
             cluster.outbox_applied_through(),
+            cluster.read_model_epoch(),
             cluster.rebuild_staging("t"),
             cluster.order_stats_minute(1),
         ] {

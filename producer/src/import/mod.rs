@@ -38,6 +38,7 @@ pub mod blocks;
 pub mod enqueue;
 #[cfg(test)]
 mod hostile;
+pub mod line_set;
 pub mod products_canonical;
 pub mod progress;
 pub mod reader;
@@ -59,6 +60,7 @@ use oms_shared::keys::StreamKeys;
 use oms_shared::read_model;
 use oms_shared::store::imports::{self, ImportStatus};
 use oms_shared::store::outbox;
+use oms_shared::OmsError;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -189,11 +191,15 @@ pub async fn import(
         let keys: StreamKeys =
             oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
                 .await?;
-        {
+        let epoch = {
             let mut c = redis.get().await?;
             oms_shared::queue::ensure_group(&mut *c, &keys).await?;
-        }
-        anyhow::Ok((db, redis, keys))
+            // Refuse to enqueue into a Redis that lost the data MySQL recorded.
+            oms_shared::redis_epoch::check(&db, &mut *c, &keys)
+                .await?
+                .require_intact()?
+        };
+        anyhow::Ok((db, redis, keys, epoch))
     };
     tokio::pin!(connecting, prepared_rx);
     let mut connected = None;
@@ -210,7 +216,7 @@ pub async fn import(
     };
     let (source, file_handle, data_start, columns) =
         prepared.context("the source thread failed")??;
-    let (db, redis, keys) = match connected {
+    let (db, redis, keys, epoch) = match connected {
         Some(c) => c?,
         None => connecting.await?,
     };
@@ -244,6 +250,7 @@ pub async fn import(
         already_imported_through,
         partitions: keys.partitions(),
         workers: scan::default_workers(),
+        only_lines: None,
     };
     let scanner = {
         let (stop, progress) = (stop.clone(), progress.clone());
@@ -282,6 +289,7 @@ pub async fn import(
             import_id,
             chunk_size: args.chunk_size as usize,
             max_lag: args.max_lag,
+            epoch,
             replica_wait: ReplicaWait::new(args.min_replicas.unwrap_or(if conn.is_cluster() {
                 1
             } else {
@@ -316,6 +324,16 @@ pub async fn import(
         .await
         .with_context(|| format!("import {import_id}: cannot record its counts"))?;
     if let Some(e) = failure {
+        if matches!(
+            &enqueued,
+            Err(EnqueueError::Failed(OmsError::RedisDataLost(_)))
+        ) {
+            return Err(e.context(format!(
+                "import {import_id} stopped after line {}; run `producer recover {import_id}` \
+                 (it re-enqueues the rows Redis lost), then import the same file again to resume",
+                enqueuer.counts.enqueued_through_line
+            )));
+        }
         return Err(e.context(format!(
             "import {import_id} stopped after line {} (import the same file again to resume)",
             enqueuer.counts.enqueued_through_line
@@ -346,7 +364,7 @@ pub async fn import(
 
 /// Hashes `file` (spooling stdin), opens it for the import's pass and checks its header;
 /// where the data rows start.
-fn open_source(
+pub(crate) fn open_source(
     file: &str,
     stop: &AtomicBool,
 ) -> anyhow::Result<(source::Source, std::fs::File, DataStart, Columns)> {
@@ -389,6 +407,9 @@ pub async fn wait_for_outcome(
     let mut outbox_through: Option<u64> = None;
     loop {
         let mut s = source.import(import_id, None).await?;
+        if let Some(why) = &s.lost_reason {
+            anyhow::bail!("import {import_id}: {why}");
+        }
         if s.done {
             let through = match outbox_through {
                 Some(t) => t,

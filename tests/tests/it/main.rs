@@ -16,6 +16,7 @@ mod hardening;
 mod import;
 mod observability;
 mod read_models;
+mod recovery;
 mod security;
 mod untrusted;
 mod workflow;
