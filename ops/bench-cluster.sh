@@ -24,7 +24,8 @@ bash ops/services.sh >/dev/null
 cargo build --release --bins -q
 P=target/release/producer
 
-# The cluster: six nodes, no persistence, 1 s node timeout, one replica per primary.
+# The cluster: six nodes with AOF (appendfsync everysec, as oms ships Redis; figures before
+# 2026-12-04 were measured without persistence), 1 s node timeout, one replica per primary.
 CLUSTER_DIR=$(mktemp -d /tmp/oms-bench-cluster.XXXXXX)
 nodes=()
 stop_cluster() {
@@ -35,7 +36,8 @@ trap stop_cluster EXIT
 for port in $(seq 17100 17105); do
     redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
         --cluster-port $((port + 100)) --cluster-config-file "$CLUSTER_DIR/nodes-$port.conf" \
-        --cluster-node-timeout 1000 --save "" --appendonly no --dir "$CLUSTER_DIR" \
+        --cluster-node-timeout 1000 --save "" --appendonly yes --appendfsync everysec \
+        --appenddirname "aof-$port" --dir "$CLUSTER_DIR" \
         --logfile "$CLUSTER_DIR/$port.log" --daemonize yes
     nodes+=("127.0.0.1:$port")
 done

@@ -24,7 +24,9 @@
 #   * Otherwise missing packages are installed with apt-get (redis-server,
 #     redis-tools, mariadb-server, mariadb-client) and the server is started
 #     without systemd, as its own system user (redis, mysql): Redis daemonised,
-#     bound to loopback, without persistence; MariaDB either the packaged server
+#     bound to loopback, with AOF (appendonly yes, appendfsync everysec: see
+#     README "Durability"); a Redis found running without AOF gets one WARNING
+#     line; MariaDB either the packaged server
 #     (port 3306 with an initialised /var/lib/mysql) or a private instance with its
 #     own datadir. A server that does not come up is reported with the last lines
 #     of its own log and output.
@@ -251,6 +253,23 @@ redis_check_version() {
     fi
 }
 
+# Says how the Redis found persists; one WARNING line when it runs without AOF (a
+# restart of it then loses what only Redis holds). Silent when CONFIG is not allowed.
+redis_check_persistence() {
+    local addr appendonly fsync
+    addr=$(show_addr "$R_HOST" "$R_PORT")
+    appendonly=$(redis_cli config get appendonly 2>/dev/null | tr -d '\r' | sed -n 2p) || true
+    case $appendonly in
+    yes)
+        fsync=$(redis_cli config get appendfsync 2>/dev/null | tr -d '\r' | sed -n 2p) || true
+        say "redis at $addr persists with AOF (appendfsync ${fsync:-?})"
+        ;;
+    no)
+        printf 'services: WARNING: redis at %s runs with appendonly no: a restart of it loses every order enqueued and not yet in MySQL, until producer recover (see README "Durability": appendonly yes, appendfsync everysec)\n' "$addr" >&2
+        ;;
+    esac
+}
+
 ensure_redis() {
     local url=${REDIS_URL:-$DEFAULT_REDIS_URL}
     parse_url "$url" 6379
@@ -270,6 +289,7 @@ ensure_redis() {
     fi
     if redis_up; then
         redis_check_version
+        redis_check_persistence
         return
     fi
     if ! is_loopback "$R_HOST"; then
@@ -286,6 +306,7 @@ ensure_redis() {
         # The package may have started a server of its own.
         if redis_up; then
             redis_check_version
+            redis_check_persistence
             return
         fi
     fi
@@ -303,9 +324,9 @@ ensure_redis() {
         chmod a+x "$SERVICES_DIR"
     fi
     local args=(--daemonize yes --bind "$bind" --port "$R_PORT" --dir "$dir"
-        --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" --save "" --appendonly no)
+        --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" --save "" --appendonly yes --appendfsync everysec)
     if [[ -n $R_PASS ]]; then args+=(--requirepass "$R_PASS"); fi
-    say "starting redis-server${run_as:+ as user redis} on $(show_addr "$bind" "$R_PORT") (dir $dir, no persistence${R_PASS:+, password from REDIS_URL})"
+    say "starting redis-server${run_as:+ as user redis} on $(show_addr "$bind" "$R_PORT") (dir $dir, AOF appendfsync everysec${R_PASS:+, password from REDIS_URL})"
     local out
     if ! out=$("${run_as[@]}" redis-server "${args[@]}" 2>&1); then
         printf 'services:   %s\n' "$out" >&2
@@ -323,6 +344,7 @@ ensure_redis() {
     fi
     wait_for "redis-server" "$dir/redis.log" "" redis_up
     redis_check_version
+    redis_check_persistence
 }
 
 # --------------------------------------------------------------------- mysql

@@ -110,7 +110,7 @@ else
     redis_dir=$(mktemp -d -t oms-soak-redis-XXXXXX)
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     redis-server --port "$port" --bind 127.0.0.1 --dir "$redis_dir" --save '' \
-        --appendonly no --logfile "$redis_dir/redis.log" --daemonize no &
+        --appendonly yes --appendfsync everysec --logfile "$redis_dir/redis.log" --daemonize no &
     redis_pid=$!
     export REDIS_URL=redis://127.0.0.1:$port
     for _ in $(seq 1 100); do

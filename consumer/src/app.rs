@@ -9,7 +9,10 @@
 //! 2. intake stops reading and claiming, and drops its senders;
 //! 3. workers finish the batches already received (each ends acknowledged, dead-lettered
 //!    or left pending for another consumer) and exit when the channel is empty;
-//! 4. housekeeping deletes the last applied outbox rows; the HTTP server stops;
+//! 4. housekeeping deletes the last applied outbox rows, then applies and deletes every
+//!    committed outbox row still in MySQL, whatever its age (one a consumer killed between
+//!    commit and apply left behind), so the read models are final once the last consumer
+//!    has stopped; the HTTP server stops;
 //! 5. if step 3 takes longer than `--shutdown-timeout-secs`, the batches still running are
 //!    aborted and we exit anyway (step 4 gets at most 5 s more): entries still held stay
 //!    pending and are claimed by other consumers (effects are idempotent).
@@ -29,7 +32,9 @@ use crate::intake::Batch;
 use crate::retry;
 use crate::state::Shared;
 
-/// How long the last duties (applied outbox rows, closing connections) may take at exit.
+/// How long the last duties (applied outbox rows, applying the committed ones left,
+/// closing connections) may take at exit; what is left then waits for another
+/// consumer's sweeper.
 const FINAL_CLEANUP: Duration = Duration::from_secs(5);
 
 /// Connects to MySQL, retrying while it is unreachable (saying so), until `shutdown`;

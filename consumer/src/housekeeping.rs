@@ -4,7 +4,10 @@
 //! import row counters (every 5 s), trim acknowledged entries, probe MySQL/Redis while
 //! they are down, and check every second that MySQL did not go back in time
 //! ([`check_history`]): while it did, nothing is swept or trimmed, and work resumes by
-//! itself once `producer reconcile --fix` reset Redis's applied record.
+//! itself once `producer reconcile --fix` reset Redis's applied record. At shutdown:
+//! delete the last applied rows, then apply every committed outbox row still in MySQL,
+//! whatever its age ([`apply_committed_outbox`]), so a consumer that stops leaves the
+//! read models final when nothing else runs (not while MySQL is taken for rewound).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +24,11 @@ use crate::state::Shared;
 /// Outbox rows older than this are considered abandoned and applied by the sweeper.
 pub const OUTBOX_ABANDONED_AFTER_SECS: u64 = 30;
 
-/// Runs until `stop`, then deletes the last applied outbox rows.
+/// Rows per page of [`apply_committed_outbox`].
+const FINAL_APPLY_PAGE: u32 = 100;
+
+/// Runs until `stop`, then deletes the last applied outbox rows and applies (and deletes)
+/// every outbox row committed so far.
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -55,6 +62,36 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         }
     }
     delete_applied(&shared).await;
+    match apply_committed_outbox(&shared).await {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "applied committed outbox rows before exit"),
+        Err(e) => {
+            tracing::warn!(error = %e, "outbox rows left to the other consumers' sweepers")
+        }
+    }
+}
+
+/// Applies and deletes every outbox row committed up to now (the sequence's value read
+/// first, so rows other consumers commit meanwhile do not keep it going), whatever its
+/// age: a row of a consumer that died between its commit and its apply would otherwise
+/// wait [`OUTBOX_ABANDONED_AFTER_SECS`] for a sweeper. Exactly once through Redis's record
+/// of applied rows, so a row that its owner (or a sweeper) applies at the same moment is
+/// a no-op here. The caller bounds the time it may take.
+pub async fn apply_committed_outbox(shared: &Shared) -> oms_shared::Result<usize> {
+    if shared.health.rewound().is_some() {
+        return Ok(0);
+    }
+    let through = outbox::last_id(&shared.db).await?;
+    let mut after = 0;
+    let mut applied = 0;
+    loop {
+        let rows = outbox::rows_between(&shared.db, after, through, FINAL_APPLY_PAGE).await?;
+        let Some(&(last, _)) = rows.last() else {
+            return Ok(applied);
+        };
+        after = last;
+        applied += apply_rows(shared, rows).await?;
+    }
 }
 
 async fn delete_applied(shared: &Shared) {
@@ -177,6 +214,15 @@ pub async fn sweep_outbox(shared: &Shared) -> oms_shared::Result<usize> {
         return Ok(0);
     }
     stall_point("OMS_TEST_STOP_SWEEPER_BEFORE_APPLY");
+    let n = apply_rows(shared, rows).await?;
+    tracing::info!(rows = n, "applied abandoned outbox rows");
+    Ok(n)
+}
+
+/// Applies outbox rows (id, payload) to the read models, exactly once each, then deletes
+/// them from MySQL. An unreadable payload is logged and left in place. Returns the number
+/// of rows applied (or found applied) and deleted.
+async fn apply_rows(shared: &Shared, rows: Vec<(u64, String)>) -> oms_shared::Result<usize> {
     let mut conn = shared.redis.get().await?;
     let mut done = Vec::with_capacity(rows.len());
     for (id, payload) in rows {
@@ -198,10 +244,8 @@ pub async fn sweep_outbox(shared: &Shared) -> oms_shared::Result<usize> {
             }
         }
     }
-    let n = done.len();
     outbox::delete_rows(&shared.db, &done).await?;
-    tracing::info!(rows = n, "applied abandoned outbox rows");
-    Ok(n)
+    Ok(done.len())
 }
 
 /// Test hook for the stall tests: when the environment variable `var` is set, the process

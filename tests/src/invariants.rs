@@ -10,9 +10,13 @@
 //!   `producer reconcile` finds no drift (in process: [`reconcile_violations`]; the binary's
 //!   exit code: [`reconcile_exit_code`]).
 //!
-//! [`violations`] checks a state; the fault tests first wait for a quiet system with
-//! [`wait_settled`] (nothing pending, nothing unread, outbox empty), then count what was
-//! lost or doubled against the identities they enqueued with [`account`].
+//! [`violations`] checks a state; a test first waits until that state is final: with
+//! [`wait_settled`] (orders terminal or dead-lettered, nothing pending, nothing unread,
+//! and the read models final: [`read_models_final`]) or `TestEnv::wait_until_processed`
+//! (the same for orders that all end in MySQL). Orders being terminal is not enough: an
+//! outbox row committed by a consumer that was killed before applying it reaches Redis
+//! later (a sweeper, or a consumer as it stops). Then the fault tests count what was lost
+//! or doubled against the identities they enqueued with [`account`].
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -277,12 +281,48 @@ pub async fn account(
     a
 }
 
+/// Whether the read models are final for what MySQL has committed so far: the outbox is
+/// empty, and Redis's record of applied outbox rows covers every id up to the sequence
+/// (`applied_through`, plus the set of ids above it). Read here with its own queries, not
+/// through the code it checks. `None` while a server does not answer.
+pub async fn read_models_final(env: &TestEnv) -> Option<bool> {
+    let (outbox, last_id): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM read_model_outbox), \
+         CAST((SELECT last_id FROM read_model_sequence WHERE id = 1) AS SIGNED)",
+    )
+    .fetch_one(&env.db)
+    .await
+    .ok()?;
+    if outbox > 0 {
+        return Some(false);
+    }
+    let mut conn = env.redis.get().await.ok()?;
+    let through: Option<i64> = redis::cmd("GET")
+        .arg(env.keys.outbox_applied_through())
+        .query_async(&mut *conn)
+        .await
+        .ok()?;
+    let through = through.unwrap_or(0);
+    if through >= last_id {
+        return Some(true);
+    }
+    let above: Vec<i64> = redis::cmd("ZRANGEBYSCORE")
+        .arg(env.keys.outbox_applied_above())
+        .arg(format!("({through}"))
+        .arg(last_id)
+        .query_async(&mut *conn)
+        .await
+        .ok()?;
+    Some(above.len() as i64 == last_id - through)
+}
+
 /// Waits until `n` orders are accounted for (terminal, or dead-lettered), nothing is
-/// pending or unread in the group and every outbox row has reached Redis. Tolerates
-/// servers that are still coming back (errors count as "not yet").
+/// pending or unread in the group and the read models are final
+/// ([`read_models_final`]). Tolerates servers that are still coming back (errors count as
+/// "not yet").
 pub async fn wait_settled(env: &TestEnv, n: i64, deadline: Duration) {
     crate::wait_for(
-        &format!("{n} orders settled, an empty PEL and an empty outbox"),
+        &format!("{n} orders settled, an empty PEL and final read models"),
         deadline,
         || async {
             let terminal: (i64,) = sqlx::query_as(
@@ -291,10 +331,6 @@ pub async fn wait_settled(env: &TestEnv, n: i64, deadline: Duration) {
             .fetch_one(&env.db)
             .await
             .ok()?;
-            let outbox: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM read_model_outbox")
-                .fetch_one(&env.db)
-                .await
-                .ok()?;
             let mut conn = env.redis.get().await.ok()?;
             let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
                 .await
@@ -302,8 +338,8 @@ pub async fn wait_settled(env: &TestEnv, n: i64, deadline: Duration) {
             let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
                 .await
                 .ok()? as i64;
-            (terminal.0 + dead >= n && stats.pending == 0 && stats.lag == Some(0) && outbox.0 == 0)
-                .then_some(())
+            let settled = terminal.0 + dead >= n && stats.pending == 0 && stats.lag == Some(0);
+            (settled && read_models_final(env).await?).then_some(())
         },
     )
     .await

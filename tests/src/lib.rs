@@ -298,10 +298,12 @@ impl TestEnv {
             .await
     }
 
-    /// Waits until `n` orders are terminal and nothing is pending in the group.
+    /// Waits until `n` orders are terminal, nothing is pending or unread in the group, and
+    /// the read models are final ([`invariants::read_models_final`]: every committed
+    /// outbox row applied to Redis), so that checks of MySQL *and* Redis may follow.
     pub async fn wait_until_processed(&self, n: i64, deadline: Duration) {
         wait_for(
-            &format!("{n} terminal orders and an empty PEL"),
+            &format!("{n} terminal orders, an empty PEL and final read models"),
             deadline,
             || async {
                 let done = self.terminal_orders().await >= n;
@@ -309,7 +311,8 @@ impl TestEnv {
                 let stats = oms_shared::queue::group_stats(&mut *conn, &self.keys)
                     .await
                     .ok()?;
-                (done && stats.pending == 0 && stats.lag == Some(0)).then_some(())
+                let drained = done && stats.pending == 0 && stats.lag == Some(0);
+                (drained && invariants::read_models_final(self).await?).then_some(())
             },
         )
         .await

@@ -1,12 +1,13 @@
 //! Consumer processes for the fault tests: spawn the built `consumer` binary with a
 //! [`TestEnv`]'s variables (optionally inside a network namespace), log its stderr to a
-//! file the test can read while it runs, SIGKILL or SIGTERM it. Killed on drop.
+//! file the test can read while it runs, SIGKILL or SIGTERM it. Killed on drop. Also
+//! `producer import` in the background ([`spawn_import`], [`wait_import`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{binary, TestEnv};
+use crate::{binary, wait_for, TestEnv};
 
 /// Where consumer logs go: one temp dir per test, removed with it — unless the test is
 /// failing (panicking), then kept and its path printed, for the post-mortem.
@@ -220,4 +221,44 @@ impl Drop for ConsumerProc {
             self.kill();
         }
     }
+}
+
+/// `producer import FILE --chunk-size 100 EXTRA...` against `env`, running in the
+/// background; its stderr goes to `logs/import.log`.
+pub fn spawn_import(env: &TestEnv, file: &Path, extra: &[&str], logs: &LogDir) -> Child {
+    let log = std::fs::File::create(logs.path().join("import.log")).expect("import log");
+    Command::new(binary("producer"))
+        .arg("import")
+        .arg(file)
+        .args(["--chunk-size", "100"])
+        .args(extra)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("OMS_PREFIX")
+        .envs(env.env_vars())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn producer import")
+}
+
+/// What a [`spawn_import`]ed import wrote to stderr so far.
+pub fn import_log(logs: &LogDir) -> String {
+    std::fs::read_to_string(logs.path().join("import.log")).unwrap_or_default()
+}
+
+/// Waits for a [`spawn_import`]ed import to exit; asserts it succeeded.
+pub async fn wait_import(mut import: Child, logs: &LogDir, deadline: Duration) {
+    let status = wait_for("producer import to exit", deadline, || {
+        let s = import.try_wait().expect("import status");
+        async move { s }
+    })
+    .await;
+    assert!(
+        status.success(),
+        "producer import failed ({status}):\n{}",
+        import_log(logs)
+    );
 }

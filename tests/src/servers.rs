@@ -2,7 +2,8 @@
 //!
 //! A test that stops, restarts or reconfigures a server must never touch the shared
 //! instances on 127.0.0.1:6379 and :3306, so it starts its own here: [`RedisServer`] (a
-//! `redis-server` in a temp dir, optionally with AOF, a password or TLS) and
+//! `redis-server` in a temp dir, without persistence or with AOF ([`RedisPersistence`]),
+//! optionally with a password or TLS) and
 //! [`MariaDbServer`] (`mariadb-install-db` into a temp datadir, then `mariadbd` on its own
 //! port and socket with `--skip-grant-tables`). Ports are chosen free at creation and kept
 //! across restarts, so clients reconnect to the same address.
@@ -202,11 +203,35 @@ pub struct RedisServer {
     args: Vec<String>,
 }
 
+/// How a [`RedisServer`] persists its data (see README "Durability").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedisPersistence {
+    /// No RDB, no AOF: a restart starts empty (what the tests of data loss need).
+    #[default]
+    None,
+    /// AOF with `appendfsync everysec` (what oms ships): a process crash loses nothing,
+    /// a power loss or OS crash up to about a second of writes.
+    AofEverysec,
+    /// AOF with `appendfsync always`: every acknowledged write survives any crash.
+    AofAlways,
+}
+
+impl RedisPersistence {
+    /// The `redis-server` arguments that select it.
+    pub fn args(self) -> &'static [&'static str] {
+        match self {
+            RedisPersistence::None => &["--appendonly", "no"],
+            RedisPersistence::AofEverysec => &["--appendonly", "yes", "--appendfsync", "everysec"],
+            RedisPersistence::AofAlways => &["--appendonly", "yes", "--appendfsync", "always"],
+        }
+    }
+}
+
 /// Options of a [`RedisServer`].
 #[derive(Debug, Clone, Default)]
 pub struct RedisOptions {
-    /// AOF with `appendfsync always`: every acknowledged write survives a crash.
-    pub aof: bool,
+    /// RDB snapshots are always off; this picks the AOF (default: none).
+    pub persistence: RedisPersistence,
     /// `requirepass` for the default user.
     pub password: Option<String>,
     /// Also serve TLS on a second port (`--tls-port`), clients not authenticated by
@@ -244,13 +269,7 @@ impl RedisServer {
             "--daemonize".into(),
             "no".into(),
         ];
-        if options.aof {
-            args.extend(
-                ["--appendonly", "yes", "--appendfsync", "always"]
-                    .iter()
-                    .map(|s| s.to_string()),
-            );
-        }
+        args.extend(options.persistence.args().iter().map(|s| s.to_string()));
         if let Some(pw) = &options.password {
             args.extend(["--requirepass".to_string(), pw.clone()]);
         }

@@ -91,6 +91,52 @@ impl Workload {
             .collect()
     }
 
+    /// The workload as an orders CSV for `producer import` (`order_id` gives each row its
+    /// workload identity), in a temp file that lives as long as the returned guard.
+    pub fn write_csv(&self) -> tempfile::NamedTempFile {
+        self.csv_file(true)
+    }
+
+    /// The workload as an orders CSV without `order_id`: identities are `<sha256>:<line>`
+    /// of the file (what `producer recover` must rebuild from the file itself).
+    pub fn write_csv_without_order_ids(&self) -> tempfile::NamedTempFile {
+        self.csv_file(false)
+    }
+
+    fn csv_file(&self, order_ids: bool) -> tempfile::NamedTempFile {
+        use std::io::Write;
+        let mut f = tempfile::Builder::new()
+            .suffix(".csv")
+            .tempfile()
+            .expect("temp csv");
+        let mut out = std::io::BufWriter::new(f.as_file_mut());
+        let id_column = if order_ids { "order_id," } else { "" };
+        writeln!(out, "{id_column}customer_name,customer_email,products").expect("write csv");
+        for row in &self.rows {
+            let items: Vec<String> = row
+                .items
+                .iter()
+                .map(|i| format!(r#"{{""sku"":""{}"",""quantity"":{}}}"#, i.sku, i.quantity))
+                .collect();
+            let id = if order_ids {
+                format!("{},", row.identity.as_str())
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "{id}{},{},\"[{}]\"",
+                row.customer_name,
+                row.customer_email,
+                items.join(",")
+            )
+            .expect("write csv");
+        }
+        out.flush().expect("flush csv");
+        drop(out);
+        f
+    }
+
     /// Initial stock per sku, for [`crate::invariants::violations`].
     pub fn initial_stock(&self) -> BTreeMap<String, i64> {
         self.products
@@ -135,6 +181,21 @@ impl fmt::Display for Figures {
 }
 
 impl Figures {
+    /// These figures with the outcome counts of `a` (orders = its expected identities)
+    /// and the run's `duration`.
+    pub fn counted(self, a: &crate::invariants::Accounting, duration: Duration) -> Figures {
+        Figures {
+            orders: a.expected,
+            completed: a.completed,
+            failed: a.failed,
+            dead_lettered: a.dead_lettered,
+            lost: a.lost,
+            doubled: a.doubled,
+            duration,
+            ..self
+        }
+    }
+
     /// Prints the figures and asserts lost = 0 and doubled = 0.
     pub fn report(&self) {
         eprintln!("{self}");

@@ -110,6 +110,28 @@ pub async fn stale_rows(
         .await?)
 }
 
+/// Outbox rows in an id range, whatever their age: what a stopping consumer applies
+/// before it exits. Returns (id, payload), lowest id first.
+const ROWS_BETWEEN: &str = "SELECT id, payload FROM read_model_outbox \
+     WHERE id > ? AND id <= ? ORDER BY id LIMIT ?";
+
+/// Up to `limit` outbox rows with `after < id <= through`, not deleted yet (some may be
+/// applied already, their deletion still to come). Page through a range by passing the
+/// last id seen as `after`.
+pub async fn rows_between(
+    pool: &MySqlPool,
+    after: u64,
+    through: u64,
+    limit: u32,
+) -> Result<Vec<(u64, String)>> {
+    Ok(sqlx::query_as(ROWS_BETWEEN)
+        .bind(after)
+        .bind(through)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+}
+
 /// The highest outbox id handed out so far (every id up to it is committed).
 pub async fn last_id(pool: &MySqlPool) -> Result<u64> {
     let (id,): (u64,) = sqlx::query_as("SELECT last_id FROM read_model_sequence WHERE id = 1")

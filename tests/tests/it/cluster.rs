@@ -10,81 +10,17 @@
 //! `cargo test -p oms-tests --test it -- cluster::`.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oms_shared::keys::hash_slot;
 use oms_tests::cluster::RedisCluster;
 use oms_tests::invariants::{account, reconcile_exit_code, violations, wait_settled};
-use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
+use oms_tests::procs::{spawn_import, wait_import, ConsumerProc, ConsumerSpec, LogDir};
 use oms_tests::workload::{Figures, Workload};
-use oms_tests::{binary, wait_for, TestEnv};
+use oms_tests::{wait_for, TestEnv};
 
 /// One cluster test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The workload as an orders CSV (`order_id` gives each row its workload identity).
-fn write_csv(workload: &Workload) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new()
-        .suffix(".csv")
-        .tempfile()
-        .expect("temp csv");
-    let mut out = std::io::BufWriter::new(f.as_file_mut());
-    writeln!(out, "order_id,customer_name,customer_email,products").expect("write csv");
-    for row in &workload.rows {
-        let items: Vec<String> = row
-            .items
-            .iter()
-            .map(|i| format!(r#"{{""sku"":""{}"",""quantity"":{}}}"#, i.sku, i.quantity))
-            .collect();
-        writeln!(
-            out,
-            "{},{},{},\"[{}]\"",
-            row.identity.as_str(),
-            row.customer_name,
-            row.customer_email,
-            items.join(",")
-        )
-        .expect("write csv");
-    }
-    out.flush().expect("flush csv");
-    drop(out);
-    f
-}
-
-/// `producer import FILE` against `env`, running in the background.
-fn spawn_import(env: &TestEnv, file: &std::path::Path, logs: &LogDir) -> Child {
-    let log = std::fs::File::create(logs.path().join("import.log")).expect("import log");
-    Command::new(binary("producer"))
-        .arg("import")
-        .arg(file)
-        .args(["--chunk-size", "100"])
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("OMS_PREFIX")
-        .envs(env.env_vars())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn producer import")
-}
-
-/// Waits for the import to exit; asserts it succeeded.
-async fn wait_import(mut import: Child, logs: &LogDir, deadline: Duration) {
-    let status = wait_for("producer import to exit", deadline, || {
-        let s = import.try_wait().expect("import status");
-        async move { s }
-    })
-    .await;
-    let log = std::fs::read_to_string(logs.path().join("import.log")).unwrap_or_default();
-    assert!(
-        status.success(),
-        "producer import failed ({status}):\n{log}"
-    );
-}
 
 fn consumers(env: &TestEnv, logs: &LogDir) -> Vec<ConsumerProc> {
     ["cluster-a", "cluster-b"]
@@ -148,11 +84,11 @@ async fn an_import_over_16_partitions_is_processed_by_two_consumers_on_a_cluster
     let workload = Workload::new("cl", 5_000, 50, 700);
     workload.seed(&env).await;
     let initial = workload.initial_stock();
-    let csv = write_csv(&workload);
+    let csv = workload.write_csv();
     let logs = LogDir::new();
     let started = Instant::now();
     let _consumers = consumers(&env, &logs);
-    let import = spawn_import(&env, csv.path(), &logs);
+    let import = spawn_import(&env, csv.path(), &[], &logs);
     wait_import(import, &logs, Duration::from_secs(300)).await;
     wait_settled(&env, 5_000, Duration::from_secs(300)).await;
 
@@ -196,11 +132,11 @@ async fn failover_run(scenario: &str, kill_read_models: bool) {
     let workload = Workload::new("fo", ORDERS, 200, 20_000);
     workload.seed(&env).await;
     let initial = workload.initial_stock();
-    let csv = write_csv(&workload);
+    let csv = workload.write_csv();
     let logs = LogDir::new();
     let started = Instant::now();
     let _consumers = consumers(&env, &logs);
-    let import = spawn_import(&env, csv.path(), &logs);
+    let import = spawn_import(&env, csv.path(), &[], &logs);
 
     wait_for(
         "a tenth of the orders terminal",

@@ -1,11 +1,13 @@
 //! Delivery guarantees of the consumer: retries and dead letters, poison isolation,
-//! concurrency on a hot sku, SIGKILL mid-batch, SIGTERM drain, payment determinism.
+//! concurrency on a hot sku, SIGKILL mid-batch (and between commit and apply: a stopping
+//! consumer applies the row left behind), SIGTERM drain, payment determinism.
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use oms_tests::invariants::{stock_snapshot, violations};
+use oms_tests::invariants::{read_model_violations, read_models_final, stock_snapshot, violations};
+use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
 use oms_tests::{binary, order_row, wait_for, TestEnv};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -178,6 +180,9 @@ async fn a_consumer_killed_mid_batch_loses_and_doubles_nothing() {
     .await;
     victim.kill().expect("SIGKILL"); // Child::kill sends SIGKILL
     victim.wait().unwrap();
+    // Not only the orders: the read models too. If the victim died between a commit and
+    // its apply, its outbox row reaches Redis through the survivor's sweeper (after 30 s)
+    // or its shutdown; checking before that saw Redis behind MySQL (the old flake).
     env.wait_until_processed(6_000, DEADLINE).await;
     unsafe_sigterm(&survivor);
     let status = survivor.wait().unwrap();
@@ -185,6 +190,76 @@ async fn a_consumer_killed_mid_batch_loses_and_doubles_nothing() {
     assert_eq!(env.scalar("SELECT COUNT(*) FROM orders").await, 6_000);
     let v = violations(&env, &initial).await;
     assert!(v.is_empty(), "{v:?}");
+}
+
+#[tokio::test]
+async fn a_stopping_consumer_applies_the_outbox_row_a_killed_one_committed() {
+    let env = TestEnv::new().await;
+    for s in 0..4 {
+        env.product(&format!("S{s}"), "2.00", 1_000).await;
+    }
+    let initial = stock_snapshot(&env).await;
+    let import = env.import_row().await;
+    let n = 20;
+    env.enqueue(import, &many_rows(n as u64, 4), n).await;
+    let logs = LogDir::new();
+    let args = ["--payment-success-rate", "1", "--claim-idle-secs", "1"];
+
+    // The victim commits the one batch (orders completed, one outbox row), stops before
+    // applying it to Redis, and is SIGKILLed there.
+    let mut victim = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "victim", &args).with_env("OMS_TEST_STOP_BEFORE_APPLY", "1"),
+        &logs,
+    );
+    wait_for(
+        "the victim stopped between commit and apply",
+        DEADLINE,
+        || async { (victim.is_stopped() && env.terminal_orders().await == n as i64).then_some(()) },
+    )
+    .await;
+    victim.kill();
+    assert_eq!(outbox_rows(&env).await, 1);
+
+    // Another consumer starts and is stopped at once, seconds after that commit: its
+    // sweeper takes only rows older than 30 s, so it is its shutdown that applies the row.
+    let mut stopping = ConsumerProc::spawn(&ConsumerSpec::new(&env, "stopping", &args), &logs);
+    wait_for("the second consumer started", DEADLINE, || {
+        let started = stopping.log().contains("consumer started");
+        async move { started.then_some(()) }
+    })
+    .await;
+    let status = stopping.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {status:?}\n{}",
+        stopping.log()
+    );
+    assert_eq!(outbox_rows(&env).await, 0, "{}", stopping.log());
+    assert!(
+        stopping
+            .log()
+            .contains("applied committed outbox rows before exit"),
+        "{}",
+        stopping.log()
+    );
+    assert_eq!(read_models_final(&env).await, Some(true));
+    let v = read_model_violations(&env).await;
+    assert!(v.is_empty(), "read models right after the exit: {v:?}");
+
+    // The victim's entry is still pending: a third consumer claims it; the redelivery
+    // changes nothing, and every invariant holds.
+    let mut config = env.consumer_config();
+    config.claim_idle_secs = 1;
+    let (handle, stop) = env.spawn_consumer(config);
+    env.wait_until_processed(n as i64, DEADLINE).await;
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    let v = violations(&env, &initial).await;
+    assert!(v.is_empty(), "{v:?}");
+}
+
+async fn outbox_rows(env: &TestEnv) -> i64 {
+    env.scalar("SELECT COUNT(*) FROM read_model_outbox").await
 }
 
 #[tokio::test]

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use oms_tests::invariants::{account, reconcile_exit_code, violations, wait_settled};
 use oms_tests::netns::NetLab;
 use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
-use oms_tests::servers::{CrashableServer, MariaDbServer, RedisOptions, RedisServer};
+use oms_tests::servers::{
+    CrashableServer, MariaDbServer, RedisOptions, RedisPersistence, RedisServer,
+};
 use oms_tests::workload::{Figures, Workload};
 use oms_tests::{wait_for, TestEnv};
 
@@ -313,7 +315,7 @@ async fn mariadb_crashed_and_restarted_mid_run_loses_and_doubles_nothing() {
 async fn redis_crashed_and_restarted_mid_run_loses_and_doubles_nothing() {
     let started = Instant::now();
     let mut redis = RedisServer::start(RedisOptions {
-        aof: true,
+        persistence: RedisPersistence::AofAlways,
         ..RedisOptions::default()
     })
     .await;
@@ -408,7 +410,7 @@ async fn a_consumer_started_before_mysql_waits_says_so_and_then_works() {
 async fn a_consumer_started_before_redis_waits_says_so_and_then_works() {
     let started = Instant::now();
     let mut redis = RedisServer::start(RedisOptions {
-        aof: true,
+        persistence: RedisPersistence::AofAlways,
         ..RedisOptions::default()
     })
     .await;
@@ -580,7 +582,7 @@ async fn long_chaos_consumers_redis_and_mariadb_crash_in_turn() {
     let started = Instant::now();
     let mut mariadb = MariaDbServer::start().await;
     let mut redis = RedisServer::start(RedisOptions {
-        aof: true,
+        persistence: RedisPersistence::AofAlways,
         ..RedisOptions::default()
     })
     .await;

@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod cluster;
 mod delivery;
+mod durability;
 mod faults;
 mod foundation;
 mod hardening;

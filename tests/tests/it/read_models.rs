@@ -440,16 +440,11 @@ async fn rebuilds_during_a_live_run(seed: u64, n: u64) {
     let (code, output) = reconcile_exit_code(&env);
     let figures = Figures {
         scenario: format!("rebuilds during a live run (seed {seed})"),
-        orders: work.rows.len(),
         faults: actions.values().map(|(n, _)| n).sum::<usize>() + kills,
         fault_kind: "kpis generate / leaderboard update / reconcile --fix / failed retry all every 0.5-2 s, SIGKILL every 4th".into(),
-        completed: a.completed,
-        failed: a.failed,
-        dead_lettered: a.dead_lettered,
-        lost: a.lost,
-        doubled: a.doubled,
-        duration: started.elapsed(),
-    };
+        ..Figures::default()
+    }
+    .counted(&a, started.elapsed());
     eprintln!("{figures}");
     assert!(v.is_empty(), "invariants violated: {v:#?}");
     assert_eq!(code, 0, "producer reconcile: {output}");

@@ -3,7 +3,6 @@
 //! consumer's `/readyz` and gauge), and `producer recover` brings every row to MySQL
 //! exactly once, from the import's file.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -17,35 +16,6 @@ use oms_tests::{binary, mysql_server, wait_for, TestEnv};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(180);
-
-/// The workload as an orders CSV without `order_id` (identities are `<sha256>:<line>`,
-/// so `recover` must rebuild them from the file itself).
-fn write_csv(workload: &Workload) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new()
-        .suffix(".csv")
-        .tempfile()
-        .expect("temp csv");
-    let mut out = std::io::BufWriter::new(f.as_file_mut());
-    writeln!(out, "customer_name,customer_email,products").expect("write csv");
-    for row in &workload.rows {
-        let items: Vec<String> = row
-            .items
-            .iter()
-            .map(|i| format!(r#"{{""sku"":""{}"",""quantity"":{}}}"#, i.sku, i.quantity))
-            .collect();
-        writeln!(
-            out,
-            "{},{},\"[{}]\"",
-            row.customer_name,
-            row.customer_email,
-            items.join(",")
-        )
-        .expect("write csv");
-    }
-    out.flush().expect("flush csv");
-    drop(out);
-    f
-}
 
 fn producer(env: &TestEnv) -> Command {
     let mut c = Command::new(binary("producer"));
@@ -84,7 +54,7 @@ async fn redis_restarted_without_its_data_mid_import_is_detected_and_recovered()
     let work = Workload::new("lostredis", n, 200, 3_000);
     work.seed(&env).await;
     let initial = work.initial_stock();
-    let csv = write_csv(&work);
+    let csv = work.write_csv_without_order_ids();
     let csv_path = csv.path().to_str().expect("utf-8 path").to_string();
     let logs = LogDir::new();
     // A slow consumer (small batches, one at a time), so the wipe comes mid-run.
@@ -195,7 +165,7 @@ async fn recover_refuses_a_file_that_is_not_the_imports() {
     let env = TestEnv::new().await;
     let work = Workload::new("wrongfile", 50, 5, 10);
     work.seed(&env).await;
-    let csv = write_csv(&work);
+    let csv = work.write_csv_without_order_ids();
     let out = run_producer(&env, &["import", csv.path().to_str().unwrap()]);
     assert!(out.status.success());
     let import_id = env.scalar("SELECT MAX(id) FROM imports").await.to_string();
