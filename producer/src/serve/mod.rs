@@ -107,6 +107,7 @@ struct Inner {
     /// Recent import readings, shared by every client ([`api::IMPORT_FRESH`]).
     import_cache: std::sync::Mutex<std::collections::HashMap<u64, api::CachedImport>>,
     readings: readings::Readings,
+    dead_tally: api::DeadTally,
 }
 
 /// What every handler shares: pools and settings.
@@ -140,6 +141,7 @@ impl AppState {
             shutdown,
             import_cache: Default::default(),
             readings: Default::default(),
+            dead_tally: Default::default(),
         })))
     }
 

@@ -22,6 +22,68 @@ impl Modify for BearerAuth {
     }
 }
 
+/// What the annotations do not say once per handler: the error answers every operation
+/// can give (400 bad input, 401 token missing or wrong, 429 rate limited), and the exact
+/// shape of the date parameters.
+struct ErrorsAndPatterns;
+
+impl Modify for ErrorsAndPatterns {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        use utoipa::openapi::{Ref, ResponseBuilder};
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in doc.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+            ];
+            for op in operations.into_iter().flatten() {
+                let answers = &mut op.responses.responses;
+                for (status, what) in [
+                    (
+                        "400",
+                        "bad input: an unknown query parameter, a value out of range",
+                    ),
+                    ("401", "the bearer token is missing or wrong"),
+                    ("429", "too many requests from this client: see Retry-After"),
+                ] {
+                    answers
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(what).into());
+                }
+                for param in op.parameters.iter_mut().flatten() {
+                    let pattern = match (param.name.as_str(), &param.parameter_in) {
+                        ("date", _) => r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
+                        ("month", ParameterIn::Path) => r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+                        ("year", ParameterIn::Path) => r"^[0-9]{4}$",
+                        _ => continue,
+                    };
+                    let mut schema = ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(pattern));
+                    if param.name == "date" {
+                        schema = schema.format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)));
+                    }
+                    param.schema = Some(schema.build().into());
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -51,7 +113,8 @@ impl Modify for BearerAuth {
         api::failed_retry_all,
         api::failed_purge,
     ),
-    modifiers(&BearerAuth)
+    components(schemas(super::error::ErrorBody)),
+    modifiers(&BearerAuth, &ErrorsAndPatterns)
 )]
 pub struct ApiDoc;
 
@@ -88,6 +151,74 @@ mod tests {
                 doc.paths.paths.contains_key(p),
                 "{p} missing from {paths:?}"
             );
+        }
+    }
+
+    /// Every parameter declared `in: path` is a `{name}` of its path, and every `{name}`
+    /// is declared `in: path`: a query parameter declared as a path parameter (required,
+    /// part of the URL) would make clients and fuzzers call URLs that do not exist.
+    #[test]
+    fn no_query_parameter_is_declared_as_a_path_parameter() {
+        use utoipa::openapi::path::ParameterIn;
+        let doc = ApiDoc::openapi();
+        let mut queries = 0;
+        for (path, item) in &doc.paths.paths {
+            let in_path: Vec<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for op in [&item.get, &item.post, &item.delete, &item.put]
+                .into_iter()
+                .flatten()
+            {
+                let params = op.parameters.as_deref().unwrap_or_default();
+                for p in params {
+                    match p.parameter_in {
+                        ParameterIn::Path => assert!(
+                            in_path.contains(&p.name.as_str()),
+                            "{path}: {} declared in: path",
+                            p.name
+                        ),
+                        ParameterIn::Query => queries += 1,
+                        _ => {}
+                    }
+                }
+                for name in &in_path {
+                    assert!(
+                        params.iter().any(|p| p.name == *name
+                            && matches!(p.parameter_in, ParameterIn::Path)),
+                        "{path}: {{{name}}} not declared in: path"
+                    );
+                }
+            }
+        }
+        // limit ×3, date, window, name, chunk_size, max_lag, new, wait.
+        assert_eq!(queries, 10, "every query parameter is declared in: query");
+    }
+
+    /// Every operation documents its error answers: 400 where it takes input, 401 and 429
+    /// everywhere but the document itself.
+    #[test]
+    fn error_answers_are_documented() {
+        let doc = ApiDoc::openapi();
+        for (path, item) in &doc.paths.paths {
+            for op in [&item.get, &item.post, &item.delete, &item.put]
+                .into_iter()
+                .flatten()
+            {
+                for status in ["401", "429"] {
+                    assert!(
+                        op.responses.responses.contains_key(status),
+                        "{path}: {status} undocumented"
+                    );
+                }
+                if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                    assert!(
+                        op.responses.responses.contains_key("400"),
+                        "{path}: 400 undocumented"
+                    );
+                }
+            }
         }
     }
 }
