@@ -89,19 +89,31 @@ fn unreachable(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The answer of a library error with this `message`: 404 for an unknown import or dead
+/// letter, 503 for an unreachable server, else 500 (`internal`). Logs nothing.
+pub fn classify(e: &anyhow::Error, message: String) -> ApiError {
+    if e.downcast_ref::<ReportError>()
+        .is_some_and(ReportError::is_not_found)
+    {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    } else if unreachable(e) {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    } else {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
+    /// [`classify`]; a 500 is logged at ERROR, a 503 at WARN.
     fn from(e: anyhow::Error) -> Self {
         let message = oms_shared::error::one_line(e.as_ref());
-        if e.downcast_ref::<ReportError>()
-            .is_some_and(ReportError::is_not_found)
-        {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-        } else if unreachable(&e) {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-        } else {
-            tracing::error!(error = %message, "request failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        let api = classify(&e, message);
+        match api.code {
+            "internal" => tracing::error!(error = %visible(&api.message), "request failed"),
+            "unavailable" => tracing::warn!(error = %visible(&api.message), "request failed"),
+            _ => {}
         }
+        api
     }
 }
 

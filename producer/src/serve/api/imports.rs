@@ -1,6 +1,7 @@
 //! Import routes: the list, one import's progress (cached), and the CSV upload.
 
 use super::*;
+use crate::serve::{MIN_UPLOAD_BYTES, UPLOAD_RATE_WINDOW};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -284,7 +285,7 @@ pub async fn import_upload(
         let report = task
             .await
             .map_err(|e| anyhow::anyhow!("the import task failed: {e}"))?
-            .map_err(import_error)?;
+            .map_err(|e| import_error(e, &file_name, &name))?;
         return Ok((StatusCode::OK, Json(report)).into_response());
     }
     // Answer as soon as the import exists (or failed before it did).
@@ -294,7 +295,7 @@ pub async fn import_upload(
             done = &mut task => {
                 let report = done
                     .map_err(|e| anyhow::anyhow!("the import task failed: {e}"))?
-                    .map_err(import_error)?;
+                    .map_err(|e| import_error(e, &file_name, &name))?;
                 return Ok(accepted(report.import_id));
             }
             _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
@@ -309,32 +310,69 @@ pub async fn import_upload(
     }
 }
 
-/// Streams the body to `name` in a new temp dir (memory stays flat whatever the size),
-/// refusing more than `limit` bytes and an empty body. The dir lives as long as the
-/// returned guard.
+/// Streams the body to `name` in a new dir of the spool (memory stays flat whatever the
+/// size), refusing more than `limit` bytes, an empty body and a body slower than
+/// [`MIN_UPLOAD_BYTES`] per [`UPLOAD_RATE_WINDOW`] (408). The dir lives as long as the
+/// returned guard. Errors name no server path.
 async fn spool_body(
     body: Body,
     name: &str,
     limit: u64,
 ) -> Result<(tempfile::TempDir, std::path::PathBuf), ApiError> {
-    let dir = tempfile::tempdir().map_err(|e| anyhow::anyhow!("cannot create a temp dir: {e}"))?;
+    let spool = std::env::temp_dir().join(crate::serve::SPOOL_DIR);
+    let spool_error = |what: &str, e: std::io::Error| {
+        tracing::error!(error = %e, dir = %spool.display(), "{what}");
+        ApiError::from(anyhow::anyhow!("{what}: {}", e.kind()))
+    };
+    std::fs::create_dir_all(&spool)
+        .map_err(|e| spool_error("cannot create the upload spool", e))?;
+    let dir =
+        tempfile::tempdir_in(&spool).map_err(|e| spool_error("cannot create an upload dir", e))?;
     let path = dir.path().join(name);
     let mut file = tokio::fs::File::create(&path)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+        .map_err(|e| spool_error("cannot create the upload file", e))?;
     let mut received: u64 = 0;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    let mut window_start = tokio::time::Instant::now();
+    let mut window_bytes: u64 = 0;
+    loop {
+        let deadline = window_start + UPLOAD_RATE_WINDOW;
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    too_slow(),
+                ))
+            }
+        };
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
         received += chunk.len() as u64;
+        window_bytes += chunk.len() as u64;
         if received > limit {
             return Err(ApiError::too_large(limit));
         }
+        if tokio::time::Instant::now() >= deadline {
+            if window_bytes < MIN_UPLOAD_BYTES {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    too_slow(),
+                ));
+            }
+            window_start = tokio::time::Instant::now();
+            window_bytes = 0;
+        }
         file.write_all(&chunk)
             .await
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            .map_err(|e| spool_error("cannot write the upload", e))?;
     }
-    file.flush().await.map_err(anyhow::Error::from)?;
+    file.flush()
+        .await
+        .map_err(|e| spool_error("cannot write the upload", e))?;
     drop(file);
     if received == 0 {
         return Err(ApiError::new(
@@ -344,6 +382,14 @@ async fn spool_body(
         ));
     }
     Ok((dir, path))
+}
+
+fn too_slow() -> String {
+    format!(
+        "the upload is too slow: at least {} KiB per {} s",
+        MIN_UPLOAD_BYTES / 1024,
+        UPLOAD_RATE_WINDOW.as_secs()
+    )
 }
 
 fn accepted(import_id: u64) -> Response {
@@ -358,11 +404,14 @@ fn accepted(import_id: u64) -> Response {
         .into_response()
 }
 
-/// An import that failed before enqueueing: a bad file is the client's (400 `bad_csv`),
-/// an unreachable server 503.
-fn import_error(e: anyhow::Error) -> ApiError {
-    let api: ApiError = e.into();
+/// An import that failed before enqueueing: a bad file is the client's (400 `bad_csv`,
+/// logged at WARN), an unreachable server 503. The spooled file's path (a server path)
+/// is shown as the upload's `name`.
+fn import_error(e: anyhow::Error, spooled: &str, name: &str) -> ApiError {
+    let message = oms_shared::error::one_line(e.as_ref()).replace(spooled, name);
+    let api = super::super::error::classify(&e, message);
     if api.code == "internal" {
+        tracing::warn!(error = %visible(&api.message), "upload refused");
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "bad_csv",
