@@ -10,7 +10,9 @@
 #      KPIs and the throughput chart show the import's figures, retries a dead letter from
 #      the page and sees it go, toggles pause and sees consumption stop (orders uploaded
 #      while paused stay unprocessed) and resume finish them; screenshots of a desktop and
-#      a phone-sized screen under target/browser-test/.
+#      a phone-sized screen under target/browser-test/; three hostile entries (4 MB names)
+#      are dead-lettered as excerpts, /api/failed answers 200, and with one endpoint failing
+#      every other panel still renders.
 #
 # Usage: bash ops/browser-test.sh          (about 1 minute after the build)
 # Environment: DATABASE_URL (its server; a database of its own is used) and REDIS_URL,
