@@ -21,6 +21,9 @@
 #                                     test three times)
 #      bash ops/browser-test.sh     the dashboard in headless Chromium (apt-get chromium,
 #                                   npm playwright-core into target/)
+#      bash ops/schemathesis.sh     the OpenAPI document against a running `producer serve`,
+#                                   with and without the token: 0 failures (PyPI
+#                                   schemathesis in a venv under target/)
 #   6. cargo deny (supply chain), see dependency_audit below
 # Runs from the repository root whatever the current directory is.
 set -euo pipefail
@@ -93,4 +96,5 @@ step cargo build --workspace --bins
 export OMS_REBUILD_SEEDS=${OMS_REBUILD_SEEDS:-1,2,3}
 step cargo test --workspace "$@"
 step bash ops/browser-test.sh
+step bash ops/schemathesis.sh
 step dependency_audit

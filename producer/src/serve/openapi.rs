@@ -27,6 +27,12 @@ impl Modify for BearerAuth {
 /// shape of the date parameters.
 struct ErrorsAndPatterns;
 
+fn param_is_dead_letter(description: &Option<String>) -> bool {
+    description
+        .as_deref()
+        .is_some_and(|d| d.starts_with("dead-letter id"))
+}
+
 impl Modify for ErrorsAndPatterns {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::ParameterIn;
@@ -64,11 +70,27 @@ impl Modify for ErrorsAndPatterns {
                         .entry(status.to_string())
                         .or_insert_with(|| error(what).into());
                 }
+                if let Some(body) = op.request_body.as_mut() {
+                    // The upload: a non-empty CSV (whether its header has the columns
+                    // `producer import` requires is its 400 `bad_csv`, not a schema).
+                    for content in body.content.values_mut() {
+                        content.schema = Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .min_length(Some(1))
+                                .build()
+                                .into(),
+                        );
+                    }
+                }
                 for param in op.parameters.iter_mut().flatten() {
                     let pattern = match (param.name.as_str(), &param.parameter_in) {
                         ("date", _) => r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
                         ("month", ParameterIn::Path) => r"^[0-9]{4}-(0[1-9]|1[0-2])$",
                         ("year", ParameterIn::Path) => r"^[0-9]{4}$",
+                        ("id", ParameterIn::Path) if param_is_dead_letter(&param.description) => {
+                            r"^([0-9]{1,4}:)?[0-9]{1,19}-[0-9]{1,19}$"
+                        }
                         _ => continue,
                     };
                     let mut schema = ObjectBuilder::new()

@@ -184,7 +184,9 @@ pub struct UploadQuery {
     /// Rows per stream entry (1..=10000, default 100).
     #[param(minimum = 1, maximum = 10000)]
     pub chunk_size: Option<u64>,
-    /// Pause while more than this many rows wait unread (default 1000000; 0: no limit).
+    /// Pause while more than this many rows wait unread (default 1000000; 0: no limit;
+    /// at most 1000000000).
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     pub max_lag: Option<u64>,
     /// Import rows already imported from the same file again, as new orders.
     pub new: Option<bool>,
@@ -239,6 +241,11 @@ pub async fn import_upload(
     if !(1..=10_000).contains(&chunk_size) {
         return Err(ApiError::bad_request(
             "chunk_size must be within 1 and 10000",
+        ));
+    }
+    if q.max_lag.is_some_and(|m| m > 1_000_000_000) {
+        return Err(ApiError::bad_request(
+            "max_lag must be within 0 and 1000000000",
         ));
     }
     let s = &state.0;

@@ -125,6 +125,17 @@ static QUERY_PARAMETERS: LazyLock<HashMap<(Method, String), Vec<String>>> = Lazy
     out
 });
 
+/// Whether the OpenAPI document has this method on this route template.
+/// (`HEAD` is a `GET` without its body.)
+pub fn is_documented(method: &Method, path: &str) -> bool {
+    let method = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    QUERY_PARAMETERS.contains_key(&(method, path.to_string()))
+}
+
 /// Checks a query against the parameters the document declares for the route: an unknown
 /// or repeated name is refused. Pure; `declared` is the route's list.
 pub fn check_query(query: Option<&str>, declared: &[String]) -> Result<(), ApiError> {
@@ -160,10 +171,15 @@ pub async fn refuse_unknown_query(req: Request, next: Next) -> Response {
     let Some(path) = req.extensions().get::<MatchedPath>() else {
         return next.run(req).await;
     };
-    let declared = QUERY_PARAMETERS
-        .get(&(req.method().clone(), path.as_str().to_string()))
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
+    // A method the path does not have: the router answers 405.
+    let method = if req.method() == Method::HEAD {
+        Method::GET
+    } else {
+        req.method().clone()
+    };
+    let Some(declared) = QUERY_PARAMETERS.get(&(method, path.as_str().to_string())) else {
+        return next.run(req).await;
+    };
     if let Err(e) = check_query(req.uri().query(), declared) {
         return e.into_response();
     }
