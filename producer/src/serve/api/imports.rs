@@ -29,23 +29,44 @@ pub async fn imports_list(
     q: QueryResult<ImportsQuery>,
 ) -> Result<Response, ApiError> {
     let limit = query(q)?.limit.unwrap_or(10);
-    if !(1..=50).contains(&limit) {
+    if !(1..=NEWEST_IMPORTS).contains(&limit) {
         return Err(ApiError::bad_request("limit must be within 1 and 50"));
     }
     let key = format!("imports?limit={limit}");
     state
         .readings()
         .answer(key, async {
-            let rows = oms_shared::store::lookup::recent_imports(&state.0.db, limit)
-                .await
-                .map_err(anyhow::Error::from)?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                out.push(import_reading(&state, row.id).await?.status);
-            }
-            Ok(out)
+            let newest = newest_imports(&state).await?;
+            Ok(newest[..newest.len().min(limit as usize)].to_vec())
         })
         .await
+}
+
+/// The [`NEWEST_IMPORTS`] newest imports' readings, taken once at a time and reused for
+/// [`IMPORT_FRESH`]: every `limit` of the list is a slice of this one reading, so clients
+/// asking for different limits do not read the same imports again.
+pub type NewestImports = tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<ImportStatus>>)>>;
+
+/// The largest `limit` of `GET /api/imports`.
+pub const NEWEST_IMPORTS: u32 = 50;
+
+async fn newest_imports(state: &AppState) -> Result<Arc<Vec<ImportStatus>>, ApiError> {
+    let mut newest = state.0.newest_imports.lock().await;
+    if let Some((at, list)) = newest.as_ref() {
+        if at.elapsed() < IMPORT_FRESH {
+            return Ok(list.clone());
+        }
+    }
+    let rows = oms_shared::store::lookup::recent_imports(&state.0.db, NEWEST_IMPORTS)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(import_reading(state, row.id).await?.status);
+    }
+    let list = Arc::new(out);
+    *newest = Some((std::time::Instant::now(), list.clone()));
+    Ok(list)
 }
 
 /// How long an import reading is reused: a running import's figures are read from MySQL at
