@@ -56,8 +56,15 @@ const done = await until('the import to finish', 90_000, async () => {
   const i = await api('GET', `/api/imports/${upload.import_id}`);
   return { ok: i.done, i };
 });
-const expected = await api('GET', '/api/kpis/total');
-const stats = await api('GET', '/api/orders/stats');
+// The read models are final once they count every completed order (they follow the commits).
+const expected = (await until('the KPI read model to count every completed order', 20_000, async () => {
+  const k = await api('GET', '/api/kpis/total');
+  return { ok: k.order_count === done.i.completed, k };
+})).k;
+const stats = (await until('the order stats to count every ended order', 20_000, async () => {
+  const st = await api('GET', '/api/orders/stats');
+  return { ok: st.completed === done.i.completed && st.failed_total === done.i.failed_total, st };
+})).st;
 log(`import done: ${done.i.completed} completed, ${done.i.failed_total} failed; KPI total ${expected.order_count}`);
 const fmt = new Intl.NumberFormat('en-US');
 await until('the KPIs and the chart to show the import', 20_000, async () => {
@@ -79,7 +86,10 @@ await page.screenshot({ path: `${OUT}/dashboard-desktop.png`, fullPage: true });
 const row = page.locator('#dead tr[data-dead-id]');
 if (await row.count() !== 1) fail('the dead letter is not listed');
 await row.locator('button[data-retry]').click();
-await until('the dead letter to leave the table', 10_000, async () => ({ ok: (await row.count()) === 0 }));
+await until('the dead letter to leave the table', 10_000, async () => ({
+  ok: (await row.count()) === 0, message: await page.textContent('#message'),
+  updated: await page.textContent('#updated'),
+}));
 const failed = await api('GET', '/api/failed');
 if (failed.total !== 0) fail(`dead letters left: ${failed.total}`);
 log('retried the dead letter from the page');
@@ -152,8 +162,9 @@ await until('every other panel to render beside the failing one', 10_000, async 
   const queue = await fresh.textContent('#q-dead');
   const imports = await fresh.locator('#imports [data-import-id]').count();
   const failedPanel = await fresh.locator('section[data-error]').count();
+  const total = await api('GET', '/api/kpis/total');
   return {
-    ok: deadRows === 3 && kpi === fmt.format(expected.order_count) && queue === '3' && imports > 0
+    ok: deadRows === 3 && kpi === fmt.format(total.order_count) && queue === '3' && imports > 0
       && failedPanel === 1,
     deadRows, kpi, queue, imports, failedPanel,
   };
