@@ -740,7 +740,10 @@ async fn throughput(env: &TestEnv, window: Duration) -> f64 {
 /// connections from one address do not shut another client out. The figures are printed;
 /// the machine-dependent bounds asserted here are loose (2 shared cores, debug build): the
 /// issue's targets (p99 < 100 ms, throughput within 15 %) are measured by ops/bench-api.sh.
+/// It loads the machine on purpose, so it runs alone: `ops/test.sh` runs it in a step of its
+/// own after the other tests (`--ignored`), never beside timing-sensitive ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs alone: ops/test.sh's load step"]
 async fn a_cache_busting_crowd_gets_429s_while_others_and_the_consumer_go_on() {
     const CROWD: usize = 200;
     const BUST: Duration = Duration::from_secs(20);
