@@ -902,3 +902,72 @@ async fn a_cache_busting_crowd_gets_429s_while_others_and_the_consumer_go_on() {
     stop_consumer.cancel();
     consumer.await.unwrap().unwrap();
 }
+
+/// One raw request (`head` lines after the request line) on a new connection; the answer's
+/// head (status line and headers), lower-cased.
+async fn raw_head(addr: std::net::SocketAddr, path: &str, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    text.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Over its rate a client without the token gets 429 with `Retry-After`; the token's
+/// requests are not limited (by default); a `Host` that is not an IP literal, localhost or
+/// an `--allowed-host` name gets 421 (DNS rebinding).
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_and_foreign_hosts_421() {
+    let env = TestEnv::new().await;
+    let mut serve = settings(Some(TOKEN), false, 1 << 20);
+    serve.rate = producer::serve::guard::RateSettings {
+        per_sec: 1,
+        burst: 3,
+        token_per_sec: 0,
+    };
+    serve.allowed_hosts = vec!["oms.internal".into()];
+    let api = ApiServer::start(&env, serve).await;
+    let host = "Host: 127.0.0.1\r\n";
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(raw_head(api.addr, "/api/queue", host).await);
+    }
+    assert!(
+        statuses[..3].iter().all(|h| h.starts_with("http/1.1 200")),
+        "{statuses:?}"
+    );
+    let limited = &statuses[4];
+    assert!(limited.starts_with("http/1.1 429"), "{limited}");
+    assert!(limited.contains("\r\nretry-after: 1"), "{limited}");
+    // The token's requests are another client, not limited.
+    let bearer = format!("{host}Authorization: Bearer {TOKEN}\r\n");
+    for _ in 0..10 {
+        let h = raw_head(api.addr, "/api/queue", &bearer).await;
+        assert!(h.starts_with("http/1.1 200"), "{h}");
+    }
+    // The page itself is not limited.
+    assert!(raw_head(api.addr, "/", host)
+        .await
+        .starts_with("http/1.1 200"));
+    // Hosts.
+    let authed = |h: &str| format!("Host: {h}\r\nAuthorization: Bearer {TOKEN}\r\n");
+    for (h, status) in [
+        ("attacker.example", "421"),
+        ("attacker.example:8080", "421"),
+        ("localhost:8080", "200"),
+        ("oms.internal", "200"),
+        ("[::1]:80", "200"),
+    ] {
+        let head = raw_head(api.addr, "/api/queue", &authed(h)).await;
+        assert!(
+            head.starts_with(&format!("http/1.1 {status}")),
+            "{h}: {head}"
+        );
+    }
+}
