@@ -304,6 +304,8 @@ pub fn router(state: AppState) -> Router {
         .merge(reads)
         .merge(writes)
         .merge(upload)
+        // Before the token checks (inner layers): 405 and unknown query parameters.
+        .route_layer(axum::middleware::from_fn(openapi::documented_only))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::rate_limit,

@@ -2,12 +2,20 @@
 //! `#[utoipa::path]` annotations and the report types' `ToSchema` derives, served at
 //! `GET /api/openapi.json`.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::api;
+use super::error::ApiError;
 
 /// The bearer scheme of the write endpoints.
 struct BearerAuth;
@@ -140,6 +148,91 @@ impl Modify for ErrorsAndPatterns {
 )]
 pub struct ApiDoc;
 
+/// The query parameters the OpenAPI document declares, by method and route template.
+static QUERY_PARAMETERS: LazyLock<HashMap<(Method, String), Vec<String>>> = LazyLock::new(|| {
+    use utoipa::openapi::path::ParameterIn;
+    let doc = ApiDoc::openapi();
+    // The document itself, no parameter.
+    let mut out = HashMap::from([((Method::GET, "/api/openapi.json".to_string()), Vec::new())]);
+    for (path, item) in doc.paths.paths {
+        let operations = [
+            (Method::GET, item.get),
+            (Method::POST, item.post),
+            (Method::DELETE, item.delete),
+            (Method::PUT, item.put),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let names = operation
+                .parameters
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| matches!(p.parameter_in, ParameterIn::Query))
+                .map(|p| p.name)
+                .collect();
+            out.insert((method, path.clone()), names);
+        }
+    }
+    out
+});
+
+/// Checks a query against the parameters the document declares for the route: an unknown
+/// or repeated name is refused. Pure; `declared` is the route's list.
+pub fn check_query(query: Option<&str>, declared: &[String]) -> Result<(), ApiError> {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return Ok(());
+    };
+    let mut seen: Vec<String> = Vec::new();
+    for (name, _) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !declared.iter().any(|d| *d == name) {
+            let shown: String = name.chars().take(40).collect();
+            return Err(ApiError::bad_request(if declared.is_empty() {
+                format!("unknown query parameter {shown:?}: this endpoint takes none")
+            } else {
+                format!(
+                    "unknown query parameter {shown:?}: this endpoint takes {}",
+                    declared.join(", ")
+                )
+            }));
+        }
+        if seen.iter().any(|s| *s == name) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {name:?} given twice"
+            )));
+        }
+        seen.push(name.into_owned());
+    }
+    Ok(())
+}
+
+/// Middleware of every API route, before the token checks: a method the document does not
+/// give the path (`POST /api/failed`, `TRACE /api/queue`) answers 405 (what a path does not
+/// do needs no token; a route missing from the document answers 405 too: fail closed), and
+/// an unknown or repeated query parameter 400, so a query cannot carry anything the handler
+/// (and the answer cache's key) does not look at.
+pub async fn documented_only(req: Request, next: Next) -> Response {
+    let Some(path) = req.extensions().get::<MatchedPath>() else {
+        return next.run(req).await;
+    };
+    let method = if req.method() == Method::HEAD {
+        Method::GET
+    } else {
+        req.method().clone()
+    };
+    let Some(declared) = QUERY_PARAMETERS.get(&(method, path.as_str().to_string())) else {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this path",
+        )
+        .into_response();
+    };
+    if let Err(e) = check_query(req.uri().query(), declared) {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
 /// `GET /api/openapi.json`.
 pub fn routes() -> Router {
     Router::new().route(
@@ -151,6 +244,30 @@ pub fn routes() -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_and_repeated_query_parameters_are_refused() {
+        let limit = ["limit".to_string()];
+        assert!(check_query(None, &limit).is_ok());
+        assert!(check_query(Some(""), &limit).is_ok());
+        assert!(check_query(Some("limit=5"), &limit).is_ok());
+        assert!(check_query(Some("l%69mit=5"), &limit).is_ok());
+        for bad in ["limit=5&bust=1", "bust=1", "limit=1&limit=2", "LIMIT=1"] {
+            let e = check_query(Some(bad), &limit).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        assert!(check_query(Some("x=1"), &[]).is_err());
+    }
+
+    #[test]
+    fn the_checked_parameters_are_the_documented_ones() {
+        let get = |p: &str| QUERY_PARAMETERS.get(&(Method::GET, p.to_string())).cloned();
+        assert_eq!(get("/api/imports").unwrap(), ["limit"]);
+        assert_eq!(get("/api/queue").unwrap(), Vec::<String>::new());
+        let mut lb = get("/api/leaderboard").unwrap();
+        lb.sort();
+        assert_eq!(lb, ["date", "limit"]);
+    }
 
     #[test]
     fn every_api_path_is_documented() {

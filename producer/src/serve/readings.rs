@@ -7,7 +7,7 @@
 //! The key is never the raw URI: each handler validates its parameters first and builds
 //! the key from the canonical values (`imports?limit=50`), so `?limit=050`, `?bust=N` or a
 //! reordered query cannot miss the cache (unknown parameters are refused before, see
-//! [`super::api::refuse_unknown_query`]). Errors are shared too (for [`FRESH`]), so a
+//! [`super::openapi::documented_only`]). Errors are shared too (for [`FRESH`]), so a
 //! failing report is not recomputed by each waiter in turn.
 //!
 //! Bounds: at most [`MAX_ENTRIES`] keys and [`MAX_TOTAL_BYTES`] of answers; an answer over

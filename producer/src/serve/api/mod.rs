@@ -2,12 +2,11 @@
 //! library function the CLI uses for the same report, and returns its value as JSON.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -54,7 +53,6 @@ pub fn read_routes(state: AppState) -> Router {
         .route("/api/imports/{id}", get(import_one))
         .route("/api/queue", get(queue_status))
         .route("/api/failed", get(failed_list))
-        .route_layer(axum::middleware::from_fn(refuse_unknown_query))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_read,
@@ -74,7 +72,6 @@ pub fn write_routes(state: AppState) -> Router {
             state.clone(),
             super::readings::forget_after_write,
         ))
-        .route_layer(axum::middleware::from_fn(refuse_unknown_query))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_write,
@@ -90,100 +87,11 @@ pub fn upload_routes(state: AppState) -> Router {
             state.clone(),
             super::readings::forget_after_write,
         ))
-        .route_layer(axum::middleware::from_fn(refuse_unknown_query))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_write,
         ))
         .with_state(state)
-}
-
-/// The query parameters the OpenAPI document declares, by method and route template.
-static QUERY_PARAMETERS: LazyLock<HashMap<(Method, String), Vec<String>>> = LazyLock::new(|| {
-    use utoipa::openapi::path::ParameterIn;
-    let doc = <super::openapi::ApiDoc as utoipa::OpenApi>::openapi();
-    let mut out = HashMap::new();
-    for (path, item) in doc.paths.paths {
-        let operations = [
-            (Method::GET, item.get),
-            (Method::POST, item.post),
-            (Method::DELETE, item.delete),
-            (Method::PUT, item.put),
-        ];
-        for (method, operation) in operations {
-            let Some(operation) = operation else { continue };
-            let names = operation
-                .parameters
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|p| matches!(p.parameter_in, ParameterIn::Query))
-                .map(|p| p.name)
-                .collect();
-            out.insert((method, path.clone()), names);
-        }
-    }
-    out
-});
-
-/// Whether the OpenAPI document has this method on this route template.
-/// (`HEAD` is a `GET` without its body.)
-pub fn is_documented(method: &Method, path: &str) -> bool {
-    let method = if method == Method::HEAD {
-        Method::GET
-    } else {
-        method.clone()
-    };
-    QUERY_PARAMETERS.contains_key(&(method, path.to_string()))
-}
-
-/// Checks a query against the parameters the document declares for the route: an unknown
-/// or repeated name is refused. Pure; `declared` is the route's list.
-pub fn check_query(query: Option<&str>, declared: &[String]) -> Result<(), ApiError> {
-    let Some(query) = query.filter(|q| !q.is_empty()) else {
-        return Ok(());
-    };
-    let mut seen: Vec<String> = Vec::new();
-    for (name, _) in url::form_urlencoded::parse(query.as_bytes()) {
-        if !declared.iter().any(|d| *d == name) {
-            let shown: String = name.chars().take(40).collect();
-            return Err(ApiError::bad_request(if declared.is_empty() {
-                format!("unknown query parameter {shown:?}: this endpoint takes none")
-            } else {
-                format!(
-                    "unknown query parameter {shown:?}: this endpoint takes {}",
-                    declared.join(", ")
-                )
-            }));
-        }
-        if seen.iter().any(|s| *s == name) {
-            return Err(ApiError::bad_request(format!(
-                "query parameter {name:?} given twice"
-            )));
-        }
-        seen.push(name.into_owned());
-    }
-    Ok(())
-}
-
-/// Middleware of every API route: unknown query parameters answer 400, so a query cannot
-/// carry anything the handler (and the answer cache's key) does not look at.
-pub async fn refuse_unknown_query(req: Request, next: Next) -> Response {
-    let Some(path) = req.extensions().get::<MatchedPath>() else {
-        return next.run(req).await;
-    };
-    // A method the path does not have: the router answers 405.
-    let method = if req.method() == Method::HEAD {
-        Method::GET
-    } else {
-        req.method().clone()
-    };
-    let Some(declared) = QUERY_PARAMETERS.get(&(method, path.as_str().to_string())) else {
-        return next.run(req).await;
-    };
-    if let Err(e) = check_query(req.uri().query(), declared) {
-        return e.into_response();
-    }
-    next.run(req).await
 }
 
 /// Unknown paths.
@@ -285,30 +193,6 @@ mod tests {
         for bad in ["../x.csv", "a/b.csv", ".hidden", "", "a b.csv"] {
             assert!(upload_name(Some(bad)).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn unknown_and_repeated_query_parameters_are_refused() {
-        let limit = ["limit".to_string()];
-        assert!(check_query(None, &limit).is_ok());
-        assert!(check_query(Some(""), &limit).is_ok());
-        assert!(check_query(Some("limit=5"), &limit).is_ok());
-        assert!(check_query(Some("l%69mit=5"), &limit).is_ok());
-        for bad in ["limit=5&bust=1", "bust=1", "limit=1&limit=2", "LIMIT=1"] {
-            let e = check_query(Some(bad), &limit).unwrap_err();
-            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
-        }
-        assert!(check_query(Some("x=1"), &[]).is_err());
-    }
-
-    #[test]
-    fn the_checked_parameters_are_the_documented_ones() {
-        let get = |p: &str| QUERY_PARAMETERS.get(&(Method::GET, p.to_string())).cloned();
-        assert_eq!(get("/api/imports").unwrap(), ["limit"]);
-        assert_eq!(get("/api/queue").unwrap(), Vec::<String>::new());
-        let mut lb = get("/api/leaderboard").unwrap();
-        lb.sort();
-        assert_eq!(lb, ["date", "limit"]);
     }
 
     #[test]
