@@ -25,15 +25,8 @@ PROFILE=${OMS_BENCH_PROFILE:-release}
 if [[ $PROFILE == release ]]; then cargo build --release --bins -q; else cargo build --bins -q; fi
 P=$PWD/target/$PROFILE/producer
 C=$PWD/target/$PROFILE/consumer
-# The server of DATABASE_URL, without its database (as the tests read it).
-kept=${OMS_SERVICES_DIR:-/var/lib/oms-services}/database-url
-if [[ -z ${DATABASE_URL:-} && -r $kept ]]; then DATABASE_URL=$(<"$kept"); fi
-MYSQL=${DATABASE_URL:-mysql://root@127.0.0.1:3306/oms}
-MYSQL=${MYSQL%%\?*}
-if [[ ${MYSQL#*://} == */* ]]; then MYSQL=${MYSQL%/*}; fi
-ID=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
-export DATABASE_URL="$MYSQL/oms_benchapi_$ID" REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
-export OMS_PREFIX="oms_benchapi_$ID:" RUST_LOG=warn
+. ops/scratch-env.sh
+scratch_env oms_benchapi
 PORT=$((20000 + RANDOM % 20000))
 pids=()
 cleanup() {

@@ -2,6 +2,7 @@
 // Every wait has a deadline; a failed expectation exits 1 with what was seen.
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 
 const require = createRequire(import.meta.url);
 const { chromium } = require('playwright-core');
@@ -55,8 +56,15 @@ const done = await until('the import to finish', 90_000, async () => {
   const i = await api('GET', `/api/imports/${upload.import_id}`);
   return { ok: i.done, i };
 });
-const expected = await api('GET', '/api/kpis/total');
-const stats = await api('GET', '/api/orders/stats');
+// The read models are final once they count every completed order (they follow the commits).
+const expected = (await until('the KPI read model to count every completed order', 20_000, async () => {
+  const k = await api('GET', '/api/kpis/total');
+  return { ok: k.order_count === done.i.completed, k };
+})).k;
+const stats = (await until('the order stats to count every ended order', 20_000, async () => {
+  const st = await api('GET', '/api/orders/stats');
+  return { ok: st.completed === done.i.completed && st.failed_total === done.i.failed_total, st };
+})).st;
 log(`import done: ${done.i.completed} completed, ${done.i.failed_total} failed; KPI total ${expected.order_count}`);
 const fmt = new Intl.NumberFormat('en-US');
 await until('the KPIs and the chart to show the import', 20_000, async () => {
@@ -78,7 +86,10 @@ await page.screenshot({ path: `${OUT}/dashboard-desktop.png`, fullPage: true });
 const row = page.locator('#dead tr[data-dead-id]');
 if (await row.count() !== 1) fail('the dead letter is not listed');
 await row.locator('button[data-retry]').click();
-await until('the dead letter to leave the table', 10_000, async () => ({ ok: (await row.count()) === 0 }));
+await until('the dead letter to leave the table', 10_000, async () => ({
+  ok: (await row.count()) === 0, message: await page.textContent('#message'),
+  updated: await page.textContent('#updated'),
+}));
 const failed = await api('GET', '/api/failed');
 if (failed.total !== 0) fail(`dead letters left: ${failed.total}`);
 log('retried the dead letter from the page');
@@ -120,6 +131,46 @@ if (overflow > 1) fail(`the phone layout scrolls sideways by ${overflow}px`);
 await small.screenshot({ path: `${OUT}/dashboard-phone.png`, fullPage: true });
 await page.screenshot({ path: `${OUT}/dashboard-desktop-after.png`, fullPage: true });
 
+// 5. Three hostile stream entries (a 4 MB customer name each) are dead-lettered: the
+//    dead letters keep an excerpt, /api/failed answers 200, and the page shows every panel;
+//    with one endpoint failing, the other panels still render.
+const hostileRow = (n) => JSON.stringify([{ id: `hostile-${n}`, ln: 2, n: 'N'.repeat(4_000_000),
+  e: 'hostile@example.com', it: [{ s: 'SKU-000001', q: 1 }] }]);
+for (const n of [1, 2, 3]) {
+  execFileSync('redis-cli', ['-u', process.env.REDIS_URL, '-x', 'XADD', `${process.env.OMS_PREFIX}orders`, '*',
+    'v', '1', 'import', String(upload.import_id), 'rows'], { input: hostileRow(n), stdio: ['pipe', 'ignore', 'inherit'] });
+}
+const dead = await until('the three hostile entries to be dead-lettered', 60_000, async () => {
+  const r = await fetch(BASE + '/api/failed', { headers: { Authorization: `Bearer ${TOKEN}` } });
+  const body = r.ok ? await r.json() : { status: r.status };
+  return { ok: r.status === 200 && body.total === 3, status: r.status, total: body.total, body };
+});
+const biggest = Math.max(...dead.body.dead_letters.map((d) => d.row.length));
+if (biggest > 4096) fail(`a dead letter keeps ${biggest} characters of its row`);
+log(`three 4 MB rows dead-lettered: /api/failed 200, rows kept as excerpts (${biggest} characters at most)`);
+const fresh = await context.newPage();
+// The injected 500 is logged by the browser as a failed load; anything else is an error.
+fresh.on('console', (m) => { if (m.type() === 'error' && !/500/.test(m.text())) cspErrors.push(m.text()); });
+fresh.on('pageerror', (e) => cspErrors.push(String(e)));
+await fresh.route('**/api/leaderboard**', (route) => route.fulfill({
+  status: 500, contentType: 'application/json', body: '{"error":"injected failure","code":"internal"}' }));
+await fresh.goto(BASE + '/');
+await fresh.waitForSelector('body[data-loaded="true"]', { timeout: 10_000 });
+await until('every other panel to render beside the failing one', 10_000, async () => {
+  const deadRows = await fresh.locator('#dead tr[data-dead-id]').count();
+  const kpi = await fresh.textContent('#kpi-total-count');
+  const queue = await fresh.textContent('#q-dead');
+  const imports = await fresh.locator('#imports [data-import-id]').count();
+  const failedPanel = await fresh.locator('section[data-error]').count();
+  const total = await api('GET', '/api/kpis/total');
+  return {
+    ok: deadRows === 3 && kpi === fmt.format(total.order_count) && queue === '3' && imports > 0
+      && failedPanel === 1,
+    deadRows, kpi, queue, imports, failedPanel,
+  };
+});
+await fresh.screenshot({ path: `${OUT}/dashboard-one-panel-failing.png`, fullPage: true });
+log('with /api/leaderboard failing, the other panels render and the failing one says so');
 if (cspErrors.length) fail(`console errors (CSP?): ${cspErrors.join(' | ')}`);
 await browser.close();
 log('screenshots: dashboard-desktop.png, dashboard-paused.png, dashboard-phone.png');

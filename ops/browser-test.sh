@@ -10,7 +10,9 @@
 #      KPIs and the throughput chart show the import's figures, retries a dead letter from
 #      the page and sees it go, toggles pause and sees consumption stop (orders uploaded
 #      while paused stay unprocessed) and resume finish them; screenshots of a desktop and
-#      a phone-sized screen under target/browser-test/.
+#      a phone-sized screen under target/browser-test/; three hostile entries (4 MB names)
+#      are dead-lettered as excerpts, /api/failed answers 200, and with one endpoint failing
+#      every other panel still renders.
 #
 # Usage: bash ops/browser-test.sh          (about 1 minute after the build)
 # Environment: DATABASE_URL (its server; a database of its own is used) and REDIS_URL,
@@ -40,15 +42,8 @@ cargo build --bins -q
 P=$PWD/target/debug/producer
 C=$PWD/target/debug/consumer
 
-# The server of DATABASE_URL, without its database (as the tests read it).
-kept=${OMS_SERVICES_DIR:-/var/lib/oms-services}/database-url
-if [[ -z ${DATABASE_URL:-} && -r $kept ]]; then DATABASE_URL=$(<"$kept"); fi
-MYSQL=${DATABASE_URL:-mysql://root@127.0.0.1:3306/oms}
-MYSQL=${MYSQL%%\?*}
-if [[ ${MYSQL#*://} == */* ]]; then MYSQL=${MYSQL%/*}; fi
-ID=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
-export DATABASE_URL="$MYSQL/oms_browser_$ID" REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
-export OMS_PREFIX="oms_browser_$ID:" RUST_LOG=warn
+. ops/scratch-env.sh
+scratch_env oms_browser
 export OMS_API_TOKEN="browser-$ID-token"
 PORT=$((20000 + RANDOM % 20000))
 

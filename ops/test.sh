@@ -19,8 +19,12 @@
 #   4. cargo build --workspace --bins
 #   5. cargo test --workspace "$@"   (OMS_REBUILD_SEEDS=1,2,3: the randomised read-model
 #                                     test three times)
+#      the API load test alone (a crowd of 200 clients for 20 s; ignored in the step above)
 #      bash ops/browser-test.sh     the dashboard in headless Chromium (apt-get chromium,
 #                                   npm playwright-core into target/)
+#      bash ops/schemathesis.sh     the OpenAPI document against a running `producer serve`,
+#                                   with and without the token: 0 failures (PyPI
+#                                   schemathesis in a venv under target/)
 #   6. cargo deny (supply chain), see dependency_audit below
 # Runs from the repository root whatever the current directory is.
 set -euo pipefail
@@ -92,5 +96,9 @@ step cargo build --workspace --bins
 # The randomised rebuilds-during-a-live-run test runs once per seed (tests/tests/it/read_models.rs).
 export OMS_REBUILD_SEEDS=${OMS_REBUILD_SEEDS:-1,2,3}
 step cargo test --workspace "$@"
+# The API load test loads the machine on purpose: alone, after the others (bounded: ~40 s).
+step cargo test -p oms-tests --test it -- --ignored --exact \
+    api::a_cache_busting_crowd_gets_429s_while_others_and_the_consumer_go_on
 step bash ops/browser-test.sh
+step bash ops/schemathesis.sh
 step dependency_audit

@@ -26,10 +26,13 @@ use redis::Value;
 use serde::Serialize;
 use sqlx::MySqlPool;
 
-/// Pending entries searched for an in-flight order.
-pub const PENDING_SEARCH: usize = 2_000;
-/// Dead letters searched for a dead order.
-pub const DEAD_SEARCH: usize = 10_000;
+/// Pending entries searched for an in-flight order: the oldest ones, where an order that
+/// does not end is (each consumer holds a few entries at a time). Bounds the cost of one
+/// lookup of an unknown identity (the API's worst case) to this many `XRANGE`s.
+pub const PENDING_SEARCH: usize = 200;
+/// Dead letters searched for a dead order (each at most a few KiB: the rows they keep are
+/// bounded, see `DeadLetter::bounded`).
+pub const DEAD_SEARCH: usize = 1_000;
 
 /// What `GET /api/orders/stats` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

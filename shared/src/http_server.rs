@@ -4,7 +4,9 @@
 //! network (`0.0.0.0` in a container), so nobody who can connect may hold the process's
 //! resources for long:
 //!
-//! - **connections**: at most [`HttpLimits::max_connections`] at once. One more is accepted
+//! - **connections**: at most [`HttpLimits::max_connections`] at once, and at most
+//!   [`HttpLimits::max_connections_per_client`] from one client address, so one client
+//!   holding idle or slow connections cannot shut the others out. One more is accepted
 //!   and closed at once (shed), so the kernel's backlog never fills with waiting attackers
 //!   and the file descriptors the process needs for MySQL and Redis stay free;
 //! - **header read timeout**: a request head must arrive within
@@ -17,18 +19,27 @@
 //!   its current request is answered (and at most `request_timeout` later in any case), so
 //!   a client that never reads its response cannot keep it either;
 //! - **head size**: the read buffer, hence a request head, is at most
-//!   [`HttpLimits::max_head_bytes`].
+//!   [`HttpLimits::max_head_bytes`];
+//! - **response writing**: a connection whose writes make no progress for
+//!   [`HttpLimits::write_stall_timeout`] (a client that does not read its answer) is closed.
 //!
-//! The service is any tower `Service` (an axum `Router`).
+//! The service is any tower `Service` (an axum `Router`); each request carries the peer's
+//! address as a [`ClientAddr`] extension.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
@@ -39,22 +50,156 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connection_age: Duration,
     pub max_head_bytes: usize,
+    pub write_stall_timeout: Duration,
 }
 
+/// The address of the peer a request came from (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
 impl Default for HttpLimits {
-    /// 64 connections (Prometheus, a probe and a few people need a handful), 5 s for a
-    /// request head or between requests, 10 s per request, 60 s per connection, 16 KiB heads.
+    /// 64 connections (Prometheus, a probe and a few people need a handful), 16 from one
+    /// address, 5 s for a request head or between requests, 10 s per request, 60 s per
+    /// connection, 16 KiB heads, 10 s without progress writing an answer.
     fn default() -> Self {
         HttpLimits {
             max_connections: 64,
+            max_connections_per_client: 16,
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             max_connection_age: Duration::from_secs(60),
             max_head_bytes: 16 * 1024,
+            write_stall_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Open connections by client address.
+#[derive(Default)]
+struct PerClient(Mutex<HashMap<IpAddr, usize>>);
+
+/// One open connection of a client; counted until dropped.
+struct ClientSlot {
+    clients: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut open = self.0.lock().expect("per-client lock");
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().expect("per-client lock");
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connection's stream that notes since when its writes have been blocked (the client
+/// does not read): milliseconds since `start`, plus one; 0 while writes progress.
+struct WatchedStream {
+    stream: TcpStream,
+    start: Instant,
+    blocked_since: Arc<AtomicU64>,
+}
+
+impl AsyncRead for WatchedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl WatchedStream {
+    fn note<T>(&self, polled: &Poll<std::io::Result<T>>) {
+        match polled {
+            Poll::Pending => {
+                let now = self.start.elapsed().as_millis() as u64 + 1;
+                let _ = self.blocked_since.compare_exchange(
+                    0,
+                    now,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            Poll::Ready(_) => self.blocked_since.store(0, Ordering::Relaxed),
+        }
+    }
+}
+
+impl AsyncWrite for WatchedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.note(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.note(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.stream).poll_flush(cx);
+        self.note(&polled);
+        polled
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Resolves once writes have been blocked for `limit`.
+async fn write_stalled(start: Instant, blocked_since: Arc<AtomicU64>, limit: Duration) {
+    let tick = (limit / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::time::sleep(tick).await;
+        let since = blocked_since.load(Ordering::Relaxed);
+        if since > 0 {
+            let blocked = start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(since - 1));
+            if blocked >= limit {
+                return;
+            }
         }
     }
 }
@@ -79,20 +224,27 @@ pub async fn serve<S, B>(
 {
     let max = limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));
+    let per_client = Arc::new(PerClient::default());
     let mut shed = ShedLog::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, most likely: back off instead of spinning.
                 tracing::warn!(error = %e, "cannot accept an HTTP connection");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Some(client) = per_client.take(peer.ip(), limits.max_connections_per_client.max(1))
+        else {
+            drop(stream);
+            shed.one_more(max);
+            continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             drop(stream);
@@ -102,8 +254,9 @@ pub async fn serve<S, B>(
         let service = service.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve_connection(stream, service, limits, shutdown).await;
+            serve_connection(stream, peer, service, limits, shutdown).await;
             drop(slot);
+            drop(client);
         });
     }
     // Every slot back: every connection ended.
@@ -111,7 +264,8 @@ pub async fn serve<S, B>(
 }
 
 async fn serve_connection<S, B>(
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
+    peer: SocketAddr,
     service: S,
     limits: HttpLimits,
     shutdown: CancellationToken,
@@ -124,8 +278,9 @@ async fn serve_connection<S, B>(
     B::Error: Into<BoxError>,
 {
     let request_timeout = limits.request_timeout;
-    let timed = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let timed = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let service = service.clone();
+        request.extensions_mut().insert(ClientAddr(peer));
         async move {
             match tokio::time::timeout(request_timeout, service.oneshot(request)).await {
                 Ok(answered) => answered.map_err(|e| RequestFailed(e.into().to_string())),
@@ -138,15 +293,29 @@ async fn serve_connection<S, B>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_head_bytes.max(8192));
-    let connection = builder.serve_connection(TokioIo::new(stream), timed);
+    let start = Instant::now();
+    let blocked_since = Arc::new(AtomicU64::new(0));
+    let watched = WatchedStream {
+        stream,
+        start,
+        blocked_since: blocked_since.clone(),
+    };
+    let connection = builder.serve_connection(TokioIo::new(watched), timed);
     tokio::pin!(connection);
+    let stalled = write_stalled(start, blocked_since, limits.write_stall_timeout);
+    tokio::pin!(stalled);
     tokio::select! {
         _ = connection.as_mut() => return,
+        // The client does not read its answer: drop the connection (closes it).
+        _ = stalled.as_mut() => return,
         _ = tokio::time::sleep(limits.max_connection_age) => {}
         _ = shutdown.cancelled() => {}
     }
     connection.as_mut().graceful_shutdown();
-    let _ = tokio::time::timeout(request_timeout, connection).await;
+    tokio::select! {
+        _ = tokio::time::timeout(request_timeout, connection) => {}
+        _ = stalled => {}
+    }
 }
 
 /// A request that got no response (hyper closes its connection).
@@ -226,10 +395,12 @@ mod tests {
         });
         let limits = HttpLimits {
             max_connections: 2,
+            max_connections_per_client: 2,
             header_read_timeout: Duration::from_millis(400),
             request_timeout: Duration::from_millis(300),
             max_connection_age: Duration::from_secs(30),
             max_head_bytes: 8192,
+            write_stall_timeout: Duration::from_secs(5),
         };
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(serve(listener, service, limits, shutdown.clone()));
@@ -275,6 +446,86 @@ mod tests {
         let started = Instant::now();
         assert_eq!(get(addr, "/slow").await, None);
         assert!(started.elapsed() < Duration::from_secs(2));
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap();
+    }
+
+    /// A connection from `ip` (a loopback address of its own: another client).
+    async fn connect_from(ip: &str, addr: std::net::SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_client_cannot_take_every_slot_nor_keep_one_without_reading() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = tower::service_fn(|request: Request<Incoming>| async move {
+            let peer = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+            let body = if request.uri().path() == "/big" {
+                "x".repeat(32 << 20)
+            } else {
+                format!("{peer:?}")
+            };
+            Ok::<_, Infallible>(Response::new(body))
+        });
+        let limits = HttpLimits {
+            max_connections: 8,
+            max_connections_per_client: 3,
+            header_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            max_connection_age: Duration::from_secs(60),
+            max_head_bytes: 8192,
+            write_stall_timeout: Duration::from_millis(500),
+        };
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, service, limits, shutdown.clone()));
+
+        // One client holds its three idle connections; its fourth is shed...
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(connect_from("127.0.0.1", addr).await);
+        }
+        let mut fourth = connect_from("127.0.0.1", addr).await;
+        let shed = until_closed(&mut fourth, Duration::from_secs(2)).await;
+        assert_eq!(shed.as_deref(), Some(""), "over the per-client cap");
+        // ...while another client is served, and sees its own address.
+        let mut other = connect_from("127.0.0.2", addr).await;
+        other
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let reply = until_closed(&mut other, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.ends_with("Some(127.0.0.2)"), "{reply}");
+        drop(held);
+
+        // A client that never reads a big answer is cut off once writing stalls.
+        let mut sleeper = connect_from("127.0.0.3", addr).await;
+        sleeper
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), sleeper.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => got += n,
+                Err(_) => panic!("the stalled connection is still open"),
+            }
+        }
+        assert!(got < 32 << 20, "the whole answer was written: {got}");
+        assert!(started.elapsed() < Duration::from_secs(5));
 
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(10), server)

@@ -69,6 +69,10 @@ pub fn settings(token: Option<&str>, read_needs_token: bool, upload_limit: u64) 
         upload_limit,
         request_timeout: Duration::from_secs(15),
         upload_timeout: Duration::from_secs(60),
+        // Tests poll the API as fast as they like; the limit has its own tests.
+        rate: producer::serve::guard::RateSettings::OFF,
+        max_connections_per_client: 512,
+        allowed_hosts: Vec::new(),
     }
 }
 

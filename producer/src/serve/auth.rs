@@ -59,11 +59,7 @@ pub fn check(token: Option<&ApiToken>, authorization: Option<&str>) -> Result<()
              start `producer serve` with OMS_API_TOKEN set",
         ));
     };
-    let presented = authorization.and_then(|h| {
-        let (scheme, value) = h.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| value.trim())
-    });
-    match presented {
+    match authorization.and_then(bearer_of) {
         Some(p) if token.matches(p) => Ok(()),
         Some(_) => Err(unauthorized("wrong bearer token")),
         None => Err(unauthorized(
@@ -74,6 +70,17 @@ pub fn check(token: Option<&ApiToken>, authorization: Option<&str>) -> Result<()
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value.
+fn bearer_of(header: &str) -> Option<&str> {
+    let (scheme, value) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| value.trim())
+}
+
+/// The bearer token a request presents, if any.
+pub fn bearer(req: &Request) -> Option<&str> {
+    authorization(req).and_then(bearer_of)
 }
 
 fn authorization(req: &Request) -> Option<&str> {

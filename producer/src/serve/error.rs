@@ -57,6 +57,28 @@ impl ApiError {
     }
 }
 
+/// `text` with every control, bidi-override and zero-width character written as
+/// `\u{XXXX}`, for messages and logs that show client input: a newline or ESC cannot
+/// forge a log line, an RTL override cannot turn a name around.
+pub fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Characters that change how the text around them shows, or do not show at all.
+pub fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c as u32,
+            0x061c | 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x2064 | 0x2066..=0x2069 | 0xfeff)
+}
+
 /// Whether an error (or its causes) says a server could not be reached.
 fn unreachable(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -67,19 +89,31 @@ fn unreachable(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The answer of a library error with this `message`: 404 for an unknown import or dead
+/// letter, 503 for an unreachable server, else 500 (`internal`). Logs nothing.
+pub fn classify(e: &anyhow::Error, message: String) -> ApiError {
+    if e.downcast_ref::<ReportError>()
+        .is_some_and(ReportError::is_not_found)
+    {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    } else if unreachable(e) {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    } else {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
+    /// [`classify`]; a 500 is logged at ERROR, a 503 at WARN.
     fn from(e: anyhow::Error) -> Self {
         let message = oms_shared::error::one_line(e.as_ref());
-        if e.downcast_ref::<ReportError>()
-            .is_some_and(ReportError::is_not_found)
-        {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-        } else if unreachable(&e) {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-        } else {
-            tracing::error!(error = %message, "request failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        let api = classify(&e, message);
+        match api.code {
+            "internal" => tracing::error!(error = %visible(&api.message), "request failed"),
+            "unavailable" => tracing::warn!(error = %visible(&api.message), "request failed"),
+            _ => {}
         }
+        api
     }
 }
 

@@ -2,12 +2,20 @@
 //! `#[utoipa::path]` annotations and the report types' `ToSchema` derives, served at
 //! `GET /api/openapi.json`.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::api;
+use super::error::ApiError;
 
 /// The bearer scheme of the write endpoints.
 struct BearerAuth;
@@ -19,6 +27,90 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// What the annotations do not say once per handler: the error answers every operation
+/// can give (400 bad input, 401 token missing or wrong, 429 rate limited), and the exact
+/// shape of the date parameters.
+struct ErrorsAndPatterns;
+
+fn param_is_dead_letter(description: &Option<String>) -> bool {
+    description
+        .as_deref()
+        .is_some_and(|d| d.starts_with("dead-letter id"))
+}
+
+impl Modify for ErrorsAndPatterns {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        use utoipa::openapi::{Ref, ResponseBuilder};
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in doc.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+            ];
+            for op in operations.into_iter().flatten() {
+                let answers = &mut op.responses.responses;
+                for (status, what) in [
+                    (
+                        "400",
+                        "bad input: an unknown query parameter, a value out of range",
+                    ),
+                    ("401", "the bearer token is missing or wrong"),
+                    ("429", "too many requests from this client: see Retry-After"),
+                ] {
+                    answers
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(what).into());
+                }
+                if let Some(body) = op.request_body.as_mut() {
+                    // The upload: a non-empty CSV (whether its header has the columns
+                    // `producer import` requires is its 400 `bad_csv`, not a schema).
+                    for content in body.content.values_mut() {
+                        content.schema = Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .min_length(Some(1))
+                                .build()
+                                .into(),
+                        );
+                    }
+                }
+                for param in op.parameters.iter_mut().flatten() {
+                    let pattern = match (param.name.as_str(), &param.parameter_in) {
+                        ("date", _) => r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
+                        ("month", ParameterIn::Path) => r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+                        ("year", ParameterIn::Path) => r"^[0-9]{4}$",
+                        ("id", ParameterIn::Path) if param_is_dead_letter(&param.description) => {
+                            r"^([0-9]{1,4}:)?[0-9]{1,19}-[0-9]{1,19}$"
+                        }
+                        _ => continue,
+                    };
+                    let mut schema = ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(pattern));
+                    if param.name == "date" {
+                        schema = schema.format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)));
+                    }
+                    param.schema = Some(schema.build().into());
+                }
+            }
+        }
     }
 }
 
@@ -51,9 +143,95 @@ impl Modify for BearerAuth {
         api::failed_retry_all,
         api::failed_purge,
     ),
-    modifiers(&BearerAuth)
+    components(schemas(super::error::ErrorBody)),
+    modifiers(&BearerAuth, &ErrorsAndPatterns)
 )]
 pub struct ApiDoc;
+
+/// The query parameters the OpenAPI document declares, by method and route template.
+static QUERY_PARAMETERS: LazyLock<HashMap<(Method, String), Vec<String>>> = LazyLock::new(|| {
+    use utoipa::openapi::path::ParameterIn;
+    let doc = ApiDoc::openapi();
+    // The document itself, no parameter.
+    let mut out = HashMap::from([((Method::GET, "/api/openapi.json".to_string()), Vec::new())]);
+    for (path, item) in doc.paths.paths {
+        let operations = [
+            (Method::GET, item.get),
+            (Method::POST, item.post),
+            (Method::DELETE, item.delete),
+            (Method::PUT, item.put),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let names = operation
+                .parameters
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| matches!(p.parameter_in, ParameterIn::Query))
+                .map(|p| p.name)
+                .collect();
+            out.insert((method, path.clone()), names);
+        }
+    }
+    out
+});
+
+/// Checks a query against the parameters the document declares for the route: an unknown
+/// or repeated name is refused. Pure; `declared` is the route's list.
+pub fn check_query(query: Option<&str>, declared: &[String]) -> Result<(), ApiError> {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return Ok(());
+    };
+    let mut seen: Vec<String> = Vec::new();
+    for (name, _) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !declared.iter().any(|d| *d == name) {
+            let shown: String = name.chars().take(40).collect();
+            return Err(ApiError::bad_request(if declared.is_empty() {
+                format!("unknown query parameter {shown:?}: this endpoint takes none")
+            } else {
+                format!(
+                    "unknown query parameter {shown:?}: this endpoint takes {}",
+                    declared.join(", ")
+                )
+            }));
+        }
+        if seen.iter().any(|s| *s == name) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {name:?} given twice"
+            )));
+        }
+        seen.push(name.into_owned());
+    }
+    Ok(())
+}
+
+/// Middleware of every API route, before the token checks: a method the document does not
+/// give the path (`POST /api/failed`, `TRACE /api/queue`) answers 405 (what a path does not
+/// do needs no token; a route missing from the document answers 405 too: fail closed), and
+/// an unknown or repeated query parameter 400, so a query cannot carry anything the handler
+/// (and the answer cache's key) does not look at.
+pub async fn documented_only(req: Request, next: Next) -> Response {
+    let Some(path) = req.extensions().get::<MatchedPath>() else {
+        return next.run(req).await;
+    };
+    let method = if req.method() == Method::HEAD {
+        Method::GET
+    } else {
+        req.method().clone()
+    };
+    let Some(declared) = QUERY_PARAMETERS.get(&(method, path.as_str().to_string())) else {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this path",
+        )
+        .into_response();
+    };
+    if let Err(e) = check_query(req.uri().query(), declared) {
+        return e.into_response();
+    }
+    next.run(req).await
+}
 
 /// `GET /api/openapi.json`.
 pub fn routes() -> Router {
@@ -66,6 +244,30 @@ pub fn routes() -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_and_repeated_query_parameters_are_refused() {
+        let limit = ["limit".to_string()];
+        assert!(check_query(None, &limit).is_ok());
+        assert!(check_query(Some(""), &limit).is_ok());
+        assert!(check_query(Some("limit=5"), &limit).is_ok());
+        assert!(check_query(Some("l%69mit=5"), &limit).is_ok());
+        for bad in ["limit=5&bust=1", "bust=1", "limit=1&limit=2", "LIMIT=1"] {
+            let e = check_query(Some(bad), &limit).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        assert!(check_query(Some("x=1"), &[]).is_err());
+    }
+
+    #[test]
+    fn the_checked_parameters_are_the_documented_ones() {
+        let get = |p: &str| QUERY_PARAMETERS.get(&(Method::GET, p.to_string())).cloned();
+        assert_eq!(get("/api/imports").unwrap(), ["limit"]);
+        assert_eq!(get("/api/queue").unwrap(), Vec::<String>::new());
+        let mut lb = get("/api/leaderboard").unwrap();
+        lb.sort();
+        assert_eq!(lb, ["date", "limit"]);
+    }
 
     #[test]
     fn every_api_path_is_documented() {
@@ -88,6 +290,74 @@ mod tests {
                 doc.paths.paths.contains_key(p),
                 "{p} missing from {paths:?}"
             );
+        }
+    }
+
+    /// Every parameter declared `in: path` is a `{name}` of its path, and every `{name}`
+    /// is declared `in: path`: a query parameter declared as a path parameter (required,
+    /// part of the URL) would make clients and fuzzers call URLs that do not exist.
+    #[test]
+    fn no_query_parameter_is_declared_as_a_path_parameter() {
+        use utoipa::openapi::path::ParameterIn;
+        let doc = ApiDoc::openapi();
+        let mut queries = 0;
+        for (path, item) in &doc.paths.paths {
+            let in_path: Vec<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for op in [&item.get, &item.post, &item.delete, &item.put]
+                .into_iter()
+                .flatten()
+            {
+                let params = op.parameters.as_deref().unwrap_or_default();
+                for p in params {
+                    match p.parameter_in {
+                        ParameterIn::Path => assert!(
+                            in_path.contains(&p.name.as_str()),
+                            "{path}: {} declared in: path",
+                            p.name
+                        ),
+                        ParameterIn::Query => queries += 1,
+                        _ => {}
+                    }
+                }
+                for name in &in_path {
+                    assert!(
+                        params.iter().any(|p| p.name == *name
+                            && matches!(p.parameter_in, ParameterIn::Path)),
+                        "{path}: {{{name}}} not declared in: path"
+                    );
+                }
+            }
+        }
+        // limit ×3, date, window, name, chunk_size, max_lag, new, wait.
+        assert_eq!(queries, 10, "every query parameter is declared in: query");
+    }
+
+    /// Every operation documents its error answers: 400 where it takes input, 401 and 429
+    /// everywhere but the document itself.
+    #[test]
+    fn error_answers_are_documented() {
+        let doc = ApiDoc::openapi();
+        for (path, item) in &doc.paths.paths {
+            for op in [&item.get, &item.post, &item.delete, &item.put]
+                .into_iter()
+                .flatten()
+            {
+                for status in ["401", "429"] {
+                    assert!(
+                        op.responses.responses.contains_key(status),
+                        "{path}: {status} undocumented"
+                    );
+                }
+                if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                    assert!(
+                        op.responses.responses.contains_key("400"),
+                        "{path}: 400 undocumented"
+                    );
+                }
+            }
         }
     }
 }

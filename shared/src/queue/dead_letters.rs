@@ -1,5 +1,5 @@
 //! The dead-letter stream `P orders:dead`: rows that could not be processed after their
-//! attempts, with the last error and the whole row, until `failed retry` or `failed purge`.
+//! attempts, with the last error and the row (bounded: [`DeadLetter::bounded`]), until `failed retry` or `failed purge`.
 //!
 //! With partitions each partition has its own (`P orders:{N}:dead`, on its stream's slot,
 //! so dead-lettering and acknowledging stay one `MULTI`); ids are then given qualified,
@@ -32,7 +32,45 @@ pub struct DeadLetter {
     pub failed_at: String,
 }
 
+/// Largest row a dead letter keeps whole (any valid row is far smaller, so `failed retry`
+/// puts it back as it was); a larger one keeps its first [`ROW_EXCERPT_BYTES`] and says
+/// its full size, so one hostile entry cannot make every reading of the dead letters huge.
+pub const MAX_KEPT_ROW_BYTES: usize = 64 * 1024;
+/// What a dead letter keeps of a row over [`MAX_KEPT_ROW_BYTES`].
+pub const ROW_EXCERPT_BYTES: usize = 1024;
+/// Longest identity, error or consumer name a dead letter keeps (bytes).
+pub const MAX_KEPT_FIELD_BYTES: usize = 1024;
+
+/// The first `max` bytes of `text` (cut at a character boundary), with the full size
+/// noted when cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [excerpt of {} bytes]", &text[..end], text.len())
+}
+
 impl DeadLetter {
+    /// This letter within the bounds a dead letter keeps (see [`MAX_KEPT_ROW_BYTES`]).
+    pub fn bounded(&self) -> DeadLetter {
+        let row = if self.row.len() <= MAX_KEPT_ROW_BYTES {
+            self.row.clone()
+        } else {
+            excerpt(&self.row, ROW_EXCERPT_BYTES)
+        };
+        DeadLetter {
+            identity: excerpt(&self.identity, MAX_KEPT_FIELD_BYTES),
+            row,
+            error: excerpt(&self.error, MAX_KEPT_FIELD_BYTES),
+            consumer: excerpt(&self.consumer, MAX_KEPT_FIELD_BYTES),
+            ..self.clone()
+        }
+    }
+
     const FIELDS: [&'static str; 9] = [
         "import",
         "line",
@@ -95,6 +133,7 @@ pub fn push_partition_dead_letters(
     letters: &[DeadLetter],
 ) {
     for letter in letters {
+        let letter = letter.bounded();
         let mut cmd = redis::cmd("XADD");
         cmd.arg(keys.partition_dead_letters(partition)).arg("*");
         for (field, value) in letter.to_fields() {
@@ -266,6 +305,39 @@ pub async fn purge_dead_letters<C: ConnectionLike>(conn: &mut C, keys: &StreamKe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_rows_keep_an_excerpt_and_valid_rows_stay_whole() {
+        let letter = DeadLetter {
+            id: String::new(),
+            import_id: 1,
+            line: 2,
+            identity: "é".repeat(2000),
+            row: format!("{{\"name\":\"{}\"}}", "n".repeat(4 << 20)),
+            error: "bad".into(),
+            attempts: 3,
+            consumer: "c".into(),
+            source_id: "1-0".into(),
+            failed_at: "t".into(),
+        };
+        let kept = letter.bounded();
+        assert!(
+            kept.row.len() < ROW_EXCERPT_BYTES + 64,
+            "{}",
+            kept.row.len()
+        );
+        assert!(kept
+            .row
+            .ends_with(&format!("[excerpt of {} bytes]", letter.row.len())));
+        assert!(kept.identity.len() < MAX_KEPT_FIELD_BYTES + 64);
+        assert!(kept.identity.starts_with("éé"));
+        let small = DeadLetter {
+            row: "x".repeat(MAX_KEPT_ROW_BYTES),
+            identity: "A-1".into(),
+            ..letter
+        };
+        assert_eq!(small.bounded(), small);
+    }
 
     #[test]
     fn dead_letter_ids_name_their_partition() {

@@ -306,6 +306,9 @@ async fn bad_input_answers_json_errors_with_the_right_status() {
         ("/api/imports/abc", 400, "bad_request"),
         ("/api/imports?limit=500", 400, "bad_request"),
         ("/api/failed?limit=0", 400, "bad_request"),
+        ("/api/imports?limit=50&bust=1", 400, "bad_request"),
+        ("/api/queue?bust=1", 400, "bad_request"),
+        ("/api/leaderboard?limit=5&limit=6", 400, "bad_request"),
         ("/api/orders/throughput?window=0", 400, "bad_request"),
         ("/api/nothing/here", 404, "not_found"),
         ("/favicon.ico", 404, "not_found"),
@@ -707,4 +710,267 @@ async fn a_paused_consumer_says_so_in_readyz_and_its_gauge() {
     .await;
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// One request on a new connection from `from` (a loopback address: a client of its own);
+/// the status, or `None` when the server closed the connection unanswered (shed).
+async fn status_from(from: &str, addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(format!("{from}:0").parse().ok()?).ok()?;
+    let mut stream = socket.connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.ok()?;
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// Terminal orders per second over `window`.
+async fn throughput(env: &TestEnv, window: Duration) -> f64 {
+    let before = env.terminal_orders().await;
+    tokio::time::sleep(window).await;
+    (env.terminal_orders().await - before) as f64 / window.as_secs_f64()
+}
+
+/// The issue's attack, bounded and on loopback: 200 clients (one address) busting the
+/// cache of the most expensive read (`/api/imports?limit=1..50`, 50 imports and 2,000
+/// dead letters) for 20 s while a consumer works flat out. The crowd gets 429s; a second,
+/// well-behaved client (another address) reading `/api/queue` every 50 ms is always
+/// answered 200, quickly; the consumer keeps most of its throughput. Then 512 idle
+/// connections from one address do not shut another client out. The figures are printed;
+/// the machine-dependent bounds asserted here are loose (2 shared cores, debug build): the
+/// issue's targets (p99 < 100 ms, throughput within 15 %) are measured by ops/bench-api.sh.
+/// It loads the machine on purpose, so it runs alone: `ops/test.sh` runs it in a step of its
+/// own after the other tests (`--ignored`), never beside timing-sensitive ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs alone: ops/test.sh's load step"]
+async fn a_cache_busting_crowd_gets_429s_while_others_and_the_consumer_go_on() {
+    const CROWD: usize = 200;
+    const BUST: Duration = Duration::from_secs(20);
+    let env = TestEnv::new().await;
+    env.product("A", "1.00", 100_000_000).await;
+    let mut imports = Vec::new();
+    for _ in 0..50 {
+        imports.push(env.import_row().await);
+    }
+    let letters: Vec<DeadLetter> = (0..2_000)
+        .map(|i| dead_letter(imports[i % 50], &format!("dead-{i}"), i as u64 + 2))
+        .collect();
+    for part in letters.chunks(500) {
+        add_dead_letters(&env, part).await;
+    }
+    let mut serve = settings(None, false, 1 << 20);
+    serve.rate = producer::serve::guard::RateSettings {
+        per_sec: 20,
+        burst: 40,
+        token_per_sec: 0,
+    };
+    serve.max_connections_per_client = 64;
+    let api = ApiServer::start(&env, serve).await;
+    let addr = api.addr;
+
+    // A feeder keeps the consumer busy: the backlog never runs dry while we measure.
+    let import = imports[0];
+    let feeder = {
+        let keys = env.keys.clone();
+        let config = env.config.clone();
+        tokio::spawn(async move {
+            let redis = oms_shared::redis_conn::connect(&config.redis_url, 2)
+                .await
+                .unwrap();
+            let mut next = 0u64;
+            loop {
+                let mut conn = redis.get().await.unwrap();
+                let stats = oms_shared::queue::group_stats(&mut *conn, &keys)
+                    .await
+                    .unwrap();
+                if stats.backlog() < 5_000 {
+                    let rows: Vec<_> = (next..next + 2_000)
+                        .map(|i| {
+                            order_row(
+                                &format!("L-{i}"),
+                                i + 2,
+                                &format!("c{}@l.example", i % 97),
+                                &[("A", 1)],
+                            )
+                        })
+                        .collect();
+                    next += 2_000;
+                    let chunks: Vec<&[oms_shared::order::OrderRow]> = rows.chunks(100).collect();
+                    oms_shared::queue::add_chunks(&mut *conn, &keys, import, &chunks)
+                        .await
+                        .unwrap();
+                }
+                drop(conn);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let (consumer, stop_consumer) = env.spawn_consumer(env.consumer_config());
+    wait_for(
+        "the consumer to process orders",
+        Duration::from_secs(60),
+        || async { (env.terminal_orders().await > 0).then_some(()) },
+    )
+    .await;
+    let idle = throughput(&env, Duration::from_secs(5)).await;
+
+    // The crowd, and the well-behaved client.
+    let started = Instant::now();
+    let mut crowd = Vec::new();
+    for c in 0..CROWD {
+        crowd.push(tokio::spawn(async move {
+            let (mut limited, mut ok, mut other) = (0u64, 0u64, 0u64);
+            let mut n = c;
+            while started.elapsed() < BUST {
+                n += 1;
+                let path = format!("/api/imports?limit={}", 1 + n % 50);
+                match status_from("127.0.0.1", addr, &path).await {
+                    Some(429) => limited += 1,
+                    Some(200) => ok += 1,
+                    _ => {
+                        // Shed (over its connection cap): a client retries a moment later.
+                        other += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            (limited, ok, other)
+        }));
+    }
+    let good = tokio::spawn(async move {
+        let mut latencies = Vec::new();
+        let mut statuses = Vec::new();
+        while started.elapsed() < BUST {
+            let t = Instant::now();
+            statuses.push(status_from("127.0.0.2", addr, "/api/queue").await);
+            latencies.push(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (latencies, statuses)
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = throughput(&env, BUST - Duration::from_secs(4)).await;
+    let (mut limited, mut ok, mut other) = (0, 0, 0);
+    for c in crowd {
+        let (l, o, x) = c.await.unwrap();
+        (limited, ok, other) = (limited + l, ok + o, other + x);
+    }
+    let (mut latencies, statuses) = good.await.unwrap();
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    let (p50, p99) = (p(0.5), p(0.99));
+    eprintln!(
+        "crowd: {limited} × 429, {ok} × 200, {other} shed or other; good client: {} requests, \
+         p50 {p50:?}, p99 {p99:?}; consumer {idle:.0} orders/s idle, {loaded:.0} under the crowd \
+         ({:+.1} %)",
+        latencies.len(),
+        100.0 * (loaded - idle) / idle
+    );
+    assert!(limited > 0, "the crowd was never rate limited");
+    assert!(
+        statuses.iter().all(|s| *s == Some(200)),
+        "the well-behaved client was refused: {statuses:?}"
+    );
+    // Before the bounds: p99 15 s with 504s. The consumer's rate is measured on a machine
+    // shared with the crowd itself (same process) and other tests: only its going on is
+    // asserted; ops/bench-api.sh measures the drop.
+    assert!(p99 < Duration::from_secs(2), "good client's p99 {p99:?}");
+    assert!(
+        loaded >= idle * 0.1,
+        "the consumer fell from {idle:.0} to {loaded:.0} orders/s"
+    );
+
+    // 512 idle connections from one address: another address is still served.
+    let mut idle_conns = Vec::new();
+    for _ in 0..512 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        if let Ok(s) = socket.connect(addr).await {
+            idle_conns.push(s);
+        }
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            status_from("127.0.0.2", addr, "/api/queue").await,
+            Some(200)
+        );
+    }
+    drop(idle_conns);
+
+    feeder.abort();
+    stop_consumer.cancel();
+    consumer.await.unwrap().unwrap();
+}
+
+/// One raw request (`head` lines after the request line) on a new connection; the answer's
+/// head (status line and headers), lower-cased.
+async fn raw_head(addr: std::net::SocketAddr, path: &str, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    text.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Over its rate a client without the token gets 429 with `Retry-After`; the token's
+/// requests are not limited (by default); a `Host` that is not an IP literal, localhost or
+/// an `--allowed-host` name gets 421 (DNS rebinding).
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_and_foreign_hosts_421() {
+    let env = TestEnv::new().await;
+    let mut serve = settings(Some(TOKEN), false, 1 << 20);
+    serve.rate = producer::serve::guard::RateSettings {
+        per_sec: 1,
+        burst: 3,
+        token_per_sec: 0,
+    };
+    serve.allowed_hosts = vec!["oms.internal".into()];
+    let api = ApiServer::start(&env, serve).await;
+    let host = "Host: 127.0.0.1\r\n";
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(raw_head(api.addr, "/api/queue", host).await);
+    }
+    assert!(
+        statuses[..3].iter().all(|h| h.starts_with("http/1.1 200")),
+        "{statuses:?}"
+    );
+    let limited = &statuses[4];
+    assert!(limited.starts_with("http/1.1 429"), "{limited}");
+    assert!(limited.contains("\r\nretry-after: 1"), "{limited}");
+    // The token's requests are another client, not limited.
+    let bearer = format!("{host}Authorization: Bearer {TOKEN}\r\n");
+    for _ in 0..10 {
+        let h = raw_head(api.addr, "/api/queue", &bearer).await;
+        assert!(h.starts_with("http/1.1 200"), "{h}");
+    }
+    // The page itself is not limited.
+    assert!(raw_head(api.addr, "/", host)
+        .await
+        .starts_with("http/1.1 200"));
+    // Hosts.
+    let authed = |h: &str| format!("Host: {h}\r\nAuthorization: Bearer {TOKEN}\r\n");
+    for (h, status) in [
+        ("attacker.example", "421"),
+        ("attacker.example:8080", "421"),
+        ("localhost:8080", "200"),
+        ("oms.internal", "200"),
+        ("[::1]:80", "200"),
+    ] {
+        let head = raw_head(api.addr, "/api/queue", &authed(h)).await;
+        assert!(
+            head.starts_with(&format!("http/1.1 {status}")),
+            "{h}: {head}"
+        );
+    }
 }

@@ -3,8 +3,11 @@
 use super::*;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct FailedQuery {
     /// How many, oldest first (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -14,14 +17,19 @@ pub struct FailedQuery {
 pub async fn failed_list(
     State(state): State<AppState>,
     q: QueryResult<FailedQuery>,
-) -> ApiResult<FailedList> {
+) -> Result<Response, ApiError> {
     let limit = query(q)?.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be within 1 and 1000"));
     }
-    Ok(Json(
-        failed::list_from(&state.0.redis, &state.0.keys, limit).await?,
-    ))
+    state
+        .readings()
+        .answer(format!("failed?limit={limit}"), async {
+            Ok::<FailedList, ApiError>(
+                failed::list_from(&state.0.redis, &state.0.keys, limit).await?,
+            )
+        })
+        .await
 }
 
 /// Puts one dead letter back on the orders stream (`producer failed retry ID`).

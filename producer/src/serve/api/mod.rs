@@ -1,7 +1,8 @@
 //! The JSON API's routes and handlers. Each handler parses and checks its input, calls the
 //! library function the CLI uses for the same report, and returns its value as JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use super::auth::{require_read, require_write};
-use super::error::{ApiError, ErrorBody};
+use super::error::{visible, ApiError, ErrorBody};
 use super::AppState;
 use crate::import::{self, ImportArgs};
 use oms_reports::failed::{self, FailedList, RetryReport, RetryTarget};
@@ -52,10 +53,6 @@ pub fn read_routes(state: AppState) -> Router {
         .route("/api/imports/{id}", get(import_one))
         .route("/api/queue", get(queue_status))
         .route("/api/failed", get(failed_list))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            super::readings::share,
-        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_read,

@@ -6,8 +6,13 @@ use super::*;
 /// `producer status --json` (`stream`).
 #[utoipa::path(get, path = "/api/queue", tag = "queue",
     responses((status = 200, body = StreamStatus)))]
-pub async fn queue_status(State(state): State<AppState>) -> ApiResult<StreamStatus> {
-    Ok(Json(status_source(&state).stream().await?))
+pub async fn queue_status(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state
+        .readings()
+        .answer("queue".into(), async {
+            Ok::<StreamStatus, ApiError>(status_source(&state).stream().await?)
+        })
+        .await
 }
 
 /// Every consumer stops reading new entries within 1 s (`producer queue pause`).

@@ -1,10 +1,18 @@
 //! Read-only report routes: KPIs, the leaderboard, order stats and lookups.
 
 use super::*;
+use oms_shared::order_rules::MAX_IDENTITY_CHARS;
 
-async fn kpi_period(state: &AppState, day: NaiveDate, index: usize) -> ApiResult<KpiPeriod> {
-    let report = kpis::show_from(&state.0.redis, &state.0.keys, day).await?;
-    Ok(Json(report.periods[index].clone()))
+/// The `index`th period of `kpis show` for `day`, shared by key (`kpis/{index}/{day}`).
+async fn kpi_period(state: &AppState, day: NaiveDate, index: usize) -> Result<Response, ApiError> {
+    let key = format!("kpis/{index}/{day}");
+    state
+        .readings()
+        .answer(key, async {
+            let report = kpis::show_from(&state.0.redis, &state.0.keys, day).await?;
+            Ok(report.periods[index].clone())
+        })
+        .await
 }
 
 /// A day's KPIs, as in `kpis show --date DAY --json` (`periods[0]`).
@@ -14,7 +22,7 @@ async fn kpi_period(state: &AppState, day: NaiveDate, index: usize) -> ApiResult
 pub async fn kpis_daily(
     State(state): State<AppState>,
     Path(date): Path<String>,
-) -> ApiResult<KpiPeriod> {
+) -> Result<Response, ApiError> {
     kpi_period(&state, parse_day(&date)?, 0).await
 }
 
@@ -25,7 +33,7 @@ pub async fn kpis_daily(
 pub async fn kpis_monthly(
     State(state): State<AppState>,
     Path(month): Path<String>,
-) -> ApiResult<KpiPeriod> {
+) -> Result<Response, ApiError> {
     kpi_period(&state, parse_month(&month)?, 1).await
 }
 
@@ -36,24 +44,28 @@ pub async fn kpis_monthly(
 pub async fn kpis_yearly(
     State(state): State<AppState>,
     Path(year): Path<String>,
-) -> ApiResult<KpiPeriod> {
+) -> Result<Response, ApiError> {
     kpi_period(&state, parse_year(&year)?, 2).await
 }
 
 /// All-time KPIs (`periods[3]` of `kpis show`).
 #[utoipa::path(get, path = "/api/kpis/total", tag = "kpis",
     responses((status = 200, body = KpiPeriod)))]
-pub async fn kpis_total(State(state): State<AppState>) -> ApiResult<KpiPeriod> {
+pub async fn kpis_total(State(state): State<AppState>) -> Result<Response, ApiError> {
     kpi_period(&state, Utc::now().date_naive(), 3).await
 }
 
 // ---------- leaderboard ----------
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct LeaderboardQuery {
     /// How many customers (1..=1000, default 10).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// A day's snapshot (YYYY-MM-DD) instead of the live board.
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub date: Option<String>,
 }
 
@@ -63,17 +75,24 @@ pub struct LeaderboardQuery {
 pub async fn leaderboard_top(
     State(state): State<AppState>,
     q: QueryResult<LeaderboardQuery>,
-) -> ApiResult<LeaderboardReport> {
+) -> Result<Response, ApiError> {
     let q = query(q)?;
     let limit = q.limit.unwrap_or(10);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be within 1 and 1000"));
     }
     let snapshot = q.date.as_deref().map(parse_day).transpose()?;
+    let key = match snapshot {
+        Some(day) => format!("leaderboard?limit={limit}&date={day}"),
+        None => format!("leaderboard?limit={limit}"),
+    };
     let s = &state.0;
-    Ok(Json(
-        leaderboard::show_from(&s.redis, &s.db, &s.keys, limit, snapshot).await?,
-    ))
+    state
+        .readings()
+        .answer(key, async {
+            Ok(leaderboard::show_from(&s.redis, &s.db, &s.keys, limit, snapshot).await?)
+        })
+        .await
 }
 
 // ---------- orders ----------
@@ -82,16 +101,22 @@ pub async fn leaderboard_top(
 /// over the last hour; from Redis aggregates only (never a scan of the orders table).
 #[utoipa::path(get, path = "/api/orders/stats", tag = "orders",
     responses((status = 200, body = OrderStats)))]
-pub async fn order_stats(State(state): State<AppState>) -> ApiResult<OrderStats> {
+pub async fn order_stats(State(state): State<AppState>) -> Result<Response, ApiError> {
     let s = &state.0;
-    Ok(Json(
-        orders::stats(&s.redis, &s.keys, Utc::now().timestamp()).await?,
-    ))
+    state
+        .readings()
+        .answer("orders/stats".into(), async {
+            Ok(orders::stats(&s.redis, &s.keys, Utc::now().timestamp()).await?)
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ThroughputQuery {
     /// Seconds to cover (1..=3600, default 900).
+    #[param(minimum = 1, maximum = 3600)]
     pub window: Option<i64>,
 }
 
@@ -110,7 +135,7 @@ pub struct ThroughputPoint {
 pub async fn order_throughput(
     State(state): State<AppState>,
     q: QueryResult<ThroughputQuery>,
-) -> ApiResult<Vec<ThroughputPoint>> {
+) -> Result<Response, ApiError> {
     let window = query(q)?.window.unwrap_or(900);
     if !(1..=3600).contains(&window) {
         return Err(ApiError::bad_request(
@@ -118,17 +143,22 @@ pub async fn order_throughput(
         ));
     }
     let s = &state.0;
-    let points = orders::throughput(&s.redis, &s.keys, Utc::now().timestamp(), window).await?;
-    Ok(Json(
-        points
-            .into_iter()
-            .map(|t| ThroughputPoint {
-                at: t.at,
-                completed: t.completed,
-                failed: t.failed,
-            })
-            .collect(),
-    ))
+    let key = format!("orders/throughput?window={window}");
+    state
+        .readings()
+        .answer(key, async {
+            let points =
+                orders::throughput(&s.redis, &s.keys, Utc::now().timestamp(), window).await?;
+            Ok(points
+                .into_iter()
+                .map(|t| ThroughputPoint {
+                    at: t.at,
+                    completed: t.completed,
+                    failed: t.failed,
+                })
+                .collect::<Vec<_>>())
+        })
+        .await
 }
 
 /// Where an order is: its row (status, reason, items, customer, totals, timestamps) and,
@@ -139,15 +169,25 @@ pub async fn order_throughput(
 pub async fn order_lookup(
     State(state): State<AppState>,
     Path(identity): Path<String>,
-) -> ApiResult<OrderLookup> {
-    if identity.is_empty() || identity.len() > 128 {
-        return Err(ApiError::bad_request("an identity has 1 to 128 bytes"));
+) -> Result<Response, ApiError> {
+    if identity.is_empty() || identity.chars().count() > MAX_IDENTITY_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "an identity has 1 to {} characters",
+            MAX_IDENTITY_CHARS
+        )));
     }
     let s = &state.0;
-    match orders::lookup(&s.redis, &s.db, &s.keys, &identity).await? {
-        Some(found) => Ok(Json(found)),
-        None => Err(ApiError::not_found(format!(
-            "no order {identity:?}: not in MySQL, not pending, not dead"
-        ))),
-    }
+    let key = format!("orders/{identity}");
+    state
+        .readings()
+        .answer(key, async {
+            match orders::lookup(&s.redis, &s.db, &s.keys, &identity).await? {
+                Some(found) => Ok(found),
+                None => Err(ApiError::not_found(format!(
+                    "no order {:?}: not in MySQL, not pending, not dead",
+                    super::super::error::visible(&identity)
+                ))),
+            }
+        })
+        .await
 }

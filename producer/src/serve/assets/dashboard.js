@@ -30,10 +30,21 @@
     });
   }
 
+  // Control, bidi-override and zero-width characters shown as ⟨U+XXXX⟩: an RTL override
+  // cannot turn a name around, an invisible character cannot hide in one.
+  var HIDDEN = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
+  function visible(s) {
+    if (typeof s !== 'string') { return s; }
+    return s.replace(HIDDEN, function (c) {
+      return '\u27e8U+' + ('000' + c.charCodeAt(0).toString(16).toUpperCase()).slice(-4) + '\u27e9';
+    });
+  }
+
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (k) {
-      if (k === 'text') { node.textContent = attrs[k]; }
+      if (k === 'text') { node.textContent = visible(attrs[k]); }
+      else if (k === 'title') { node.setAttribute('title', visible(attrs[k])); }
       else if (k === 'class') { node.className = attrs[k]; }
       else if (k === 'style') { Object.assign(node.style, attrs[k]); }
       else { node.setAttribute(k, attrs[k]); }
@@ -262,33 +273,61 @@
 
   // ---------- polling ----------
 
+  // A panel that could not be read says so on its own card; the others render anyway.
+  function markPanel(anchorId, err) {
+    var section = $(anchorId).closest('section');
+    var note = section.querySelector('.panel-error');
+    if (!err) {
+      if (note) { note.remove(); }
+      delete section.dataset.error;
+      return;
+    }
+    if (!note) {
+      note = el('p', { class: 'panel-error', role: 'status' });
+      section.appendChild(note);
+    }
+    note.textContent = 'unavailable: ' + visible(err.message);
+    section.dataset.error = String(err.status || 'network');
+  }
+
+  // Each panel is read and drawn on its own: one failing endpoint never blanks the others.
+  var PANELS = [
+    ['q-length', function () { return api('GET', '/api/queue').then(renderQueue); }],
+    ['kpi-today-count', function () {
+      return Promise.all([
+        api('GET', '/api/kpis/daily/' + utcToday()),
+        api('GET', '/api/kpis/total'),
+        api('GET', '/api/orders/stats')
+      ]).then(function (r) { renderKpis(r[0], r[1], r[2]); });
+    }],
+    ['chart', function () {
+      return api('GET', '/api/orders/throughput?window=' + WINDOW_SECS).then(function (t) {
+        lastThroughput = t;
+        drawChart(lastThroughput);
+      });
+    }],
+    ['imports', function () { return api('GET', '/api/imports?limit=5').then(renderImports); }],
+    ['leaderboard', function () { return api('GET', '/api/leaderboard?limit=10').then(renderLeaderboard); }],
+    ['dead', function () { return api('GET', '/api/failed?limit=20').then(renderDead); }]
+  ];
+
   var inFlight = false;
   function refresh() {
     if (inFlight) { return Promise.resolve(); }
     inFlight = true;
-    var today = utcToday();
-    return Promise.all([
-      api('GET', '/api/queue'),
-      api('GET', '/api/kpis/daily/' + today),
-      api('GET', '/api/kpis/total'),
-      api('GET', '/api/orders/stats'),
-      api('GET', '/api/orders/throughput?window=' + WINDOW_SECS),
-      api('GET', '/api/imports?limit=5'),
-      api('GET', '/api/leaderboard?limit=10'),
-      api('GET', '/api/failed?limit=20')
-    ]).then(function (r) {
-      renderQueue(r[0]);
-      renderKpis(r[1], r[2], r[3]);
-      lastThroughput = r[4];
-      drawChart(lastThroughput);
-      renderImports(r[5]);
-      renderLeaderboard(r[6]);
-      renderDead(r[7]);
-      $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+    return Promise.all(PANELS.map(function (p) {
+      return p[1]().then(function () { markPanel(p[0], null); return null; },
+        function (e) { markPanel(p[0], e); return e; });
+    })).then(function (errors) {
+      var failed = errors.filter(Boolean);
+      var when = 'updated ' + new Date().toLocaleTimeString();
+      $('updated').textContent = failed.length
+        ? when + ' · ' + failed.length + (failed.length === 1 ? ' panel' : ' panels') + ' unavailable'
+        : when;
+      if (failed.some(function (e) { return e.status === 401; })) {
+        showMessage('This server needs the API token for reads too: enter it at the top.');
+      }
       document.body.dataset.loaded = 'true';
-    }).catch(function (e) {
-      $('updated').textContent = 'error: ' + e.message;
-      if (e.status === 401) { showMessage('This server needs the API token for reads too: enter it at the top.'); }
     }).then(function () { inFlight = false; });
   }
 
