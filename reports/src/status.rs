@@ -214,12 +214,8 @@ impl StatusSource {
             return Err(NoSuchImport(import_id).into());
         };
         let outcomes = reports::import_outcomes(db, import_id).await?;
-        let mut rc = self.redis.get().await?;
-        let dead = queue::all_dead_letters(&mut *rc, &self.keys)
-            .await?
-            .iter()
-            .filter(|d| d.import_id == import_id)
-            .count() as i64;
+        // Recorded in MySQL by the consumer: `failed purge` does not change it.
+        let dead = oms_shared::store::dead_letters::count_for_import(db, import_id).await?;
         let failed_total: i64 = outcomes.failed.values().sum();
         let terminal = outcomes.completed + failed_total + outcomes.duplicates + dead;
         let in_flight = (row.rows_enqueued - terminal).max(0);

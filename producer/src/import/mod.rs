@@ -8,8 +8,9 @@
 //!        │
 //!  reader + validate::Columns ── header checked: a bad header refuses the file, nothing enqueued
 //!        │
-//!  imports row created (id), resume line of earlier imports of the same file read
-//!        │
+//!  resume line of earlier imports of the same file read; imports row created (id) in a
+//!  transaction that reads the partition count under a shared lock: the layout used
+//!        │  (heartbeat task: `imports.heartbeat_at` every 10 s while the import runs)
 //!  scan workers (one per core, blocks of the file in parallel):
 //!    reader → validate_row → row JSON tails ──Batch──┐
 //!  scan thread (sequencer, file order): lines, duplicate order_ids, identities,
@@ -179,21 +180,13 @@ pub async fn import(
             })
             .context("cannot start the source thread")?;
     }
-    // 2. Connections and the group, while the source thread hashes; a bad file is
-    // reported first all the same.
+    // 2. Connections, while the source thread hashes; a bad file is reported first all the
+    // same.
     let connecting = async {
         let db = oms_shared::db::connect(&conn.database_url, 2).await?;
         oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
         let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
-        // The partition count recorded by `producer migrate --partitions P`.
-        let keys: StreamKeys =
-            oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
-                .await?;
-        {
-            let mut c = redis.get().await?;
-            oms_shared::queue::ensure_group(&mut *c, &keys).await?;
-        }
-        anyhow::Ok((db, redis, keys))
+        anyhow::Ok((db, redis))
     };
     tokio::pin!(connecting, prepared_rx);
     let mut connected = None;
@@ -210,7 +203,7 @@ pub async fn import(
     };
     let (source, file_handle, data_start, columns) =
         prepared.context("the source thread failed")??;
-    let (db, redis, keys) = match connected {
+    let (db, redis) = match connected {
         Some(c) => c?,
         None => connecting.await?,
     };
@@ -221,12 +214,38 @@ pub async fn import(
         Some(path) => Some(rejects_file::create(path, args.force)?),
         None => None,
     };
-    let import_id = imports::create_import(&db, &source.name, &source.sha256, args.new).await?;
     let already_imported_through = if args.new {
         0
     } else {
         imports::already_imported_through(&db, &source.sha256).await?
     };
+    let (import_id, partitions) = imports::create_import(
+        &db,
+        &imports::NewImport {
+            file_name: &source.name,
+            file_sha256: &source.sha256,
+            new_identities: args.new,
+            resumed_after_line: already_imported_through,
+        },
+    )
+    .await?;
+    // The layout read with the row (`producer migrate --partitions P`), and its group.
+    let keys = StreamKeys::for_layout(&conn.prefix, partitions, conn.is_cluster());
+    let grouped = async {
+        let mut c = redis.get().await?;
+        oms_shared::queue::ensure_group(&mut *c, &keys).await
+    };
+    if let Err(e) = grouped.await {
+        let _ = imports::record_progress(
+            &db,
+            import_id,
+            &Default::default(),
+            ImportStatus::Interrupted,
+        )
+        .await;
+        return Err(anyhow::Error::new(e).context(format!("import {import_id}")));
+    }
+    let heartbeat = tokio::spawn(heartbeat(db.clone(), import_id));
     let span = tracing::info_span!("import", import_id, file = %source.name);
     tracing::info!(parent: &span, sha256 = %source.sha256, bytes = source.size, already_imported_through, "import started");
 
@@ -297,11 +316,16 @@ pub async fn import(
         .await?
         .unwrap_or_else(|_| ScanEnd::Failed("the scan thread panicked".into()));
     stopper.abort();
+    heartbeat.abort();
     shown.cancel();
     let _ = display.await;
 
     let failure: Option<anyhow::Error> = match (&enqueued, &scan_end) {
         (Err(EnqueueError::Failed(e)), _) => Some(anyhow::anyhow!("import {import_id}: {e}")),
+        (Err(e @ EnqueueError::Repartitioned { .. }), _) => Some(anyhow::anyhow!(
+            "{e} while importing {}: its rows would go to a stream no consumer reads",
+            source.name
+        )),
         (_, ScanEnd::Failed(msg)) => Some(anyhow::anyhow!("{msg}")),
         _ => None,
     };
@@ -342,6 +366,18 @@ pub async fn import(
         rows_per_sec: counts.rows_total as f64 / elapsed.max(1e-6),
         outcome: None,
     })
+}
+
+/// Refreshes the import's `heartbeat_at` every [`imports::HEARTBEAT_INTERVAL`] until
+/// aborted, whatever the import waits for (backpressure, a server): `migrate
+/// --partitions` refuses while it is fresh.
+async fn heartbeat(db: sqlx::MySqlPool, import_id: u64) {
+    loop {
+        tokio::time::sleep(imports::HEARTBEAT_INTERVAL).await;
+        if let Err(e) = imports::touch_heartbeat(&db, import_id).await {
+            tracing::debug!(import_id, error = %e, "cannot refresh the import's heartbeat");
+        }
+    }
 }
 
 /// Hashes `file` (spooling stdin), opens it for the import's pass and checks its header;

@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod db;
+pub mod dead_letters;
 pub mod imports;
 pub mod lookup;
 pub mod orders;
