@@ -65,6 +65,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::outage::{ride_out, Outages};
 use crate::report::{print_json, table};
 use enqueue::{EnqueueError, EnqueueSettings, Enqueuer};
 use oms_reports::status::StatusSource;
@@ -406,35 +407,69 @@ fn open_source(
 
 /// Polls the import's progress until every enqueued order has ended and every read-model
 /// update committed by then has reached Redis (or `timeout`): when it returns `done`, KPIs,
-/// leaderboard and `reconcile` reflect the whole import.
+/// leaderboard and `reconcile` reflect the whole import. Rides out Redis and MySQL
+/// outages (`crate::outage`): it says what it waits for and goes on when the server is
+/// back, with no limit but `timeout`.
 pub async fn wait_for_outcome(
     conn: &ConnectionConfig,
     import_id: u64,
     timeout: Option<Duration>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ImportOutcome> {
-    let source = StatusSource::connect(conn, true).await?;
-    let db = oms_shared::db::connect(&conn.database_url, 1).await?;
-    let redis = oms_shared::redis_conn::connect(&conn.redis_url, 1).await?;
-    let keys: StreamKeys =
-        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster()).await?;
     let started = Instant::now();
+    let deadline = timeout.map(|t| started + t);
+    let mut outages = Outages::default();
+    let gave_up = |outages: &Outages| {
+        anyhow::anyhow!(
+            "import {import_id}: gave up waiting while {} is unavailable",
+            outages.server().unwrap_or("a server")
+        )
+    };
+    let connected = ride_out(&mut outages, deadline, shutdown, || async move {
+        let source = StatusSource::connect(conn, true).await?;
+        let db = oms_shared::db::connect(&conn.database_url, 1).await?;
+        let redis = oms_shared::redis_conn::connect(&conn.redis_url, 1).await?;
+        let keys: StreamKeys =
+            oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
+                .await?;
+        anyhow::Ok((source, db, redis, keys))
+    })
+    .await?;
+    let Some((source, db, redis, keys)) = connected else {
+        return Err(gave_up(&outages));
+    };
     let mut last_log = Instant::now();
     // Once every order has ended: the outbox id every read-model update of the import is
     // at or below (ids are handed out in commit order).
     let mut outbox_through: Option<u64> = None;
+    let (source, db, redis, keys) = (&source, &db, &redis, &keys);
     loop {
-        let mut s = source.import(import_id, None).await?;
-        if s.done {
-            let through = match outbox_through {
-                Some(t) => t,
-                None => *outbox_through.insert(outbox::last_id(&db).await?),
-            };
-            s.done = read_models_final(&db, &redis, &keys, through).await?;
-        }
-        let timed_out = timeout.is_some_and(|t| started.elapsed() >= t);
+        let reading = ride_out(&mut outages, deadline, shutdown, || async move {
+            let mut s = source.import(import_id, None).await?;
+            let mut through = outbox_through;
+            if s.done {
+                let t = match through {
+                    Some(t) => t,
+                    None => *through.insert(outbox::last_id(db).await?),
+                };
+                s.done = read_models_final(db, redis, keys, t).await?;
+            }
+            anyhow::Ok((s, through))
+        })
+        .await?;
+        let Some((s, through)) = reading else {
+            return Err(gave_up(&outages));
+        };
+        outbox_through = through;
+        let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
         if s.done || timed_out || shutdown.is_cancelled() {
-            let revenue = imports::import_revenue(&db, import_id).await?;
+            // After a timeout, an outage gets 10 s more for this last reading.
+            let last_chance = deadline.map(|d| d.max(Instant::now()) + Duration::from_secs(10));
+            let revenue = ride_out(&mut outages, last_chance, shutdown, || async move {
+                Ok(imports::import_revenue(db, import_id).await?)
+            })
+            .await?
+            .ok_or_else(|| gave_up(&outages))?;
             return Ok(ImportOutcome {
                 completed: s.completed,
                 failed: s.failed,

@@ -8,8 +8,10 @@
 mod admin;
 mod api;
 mod cluster;
+mod dead_counts;
 mod delivery;
 mod faults;
+mod fence;
 mod foundation;
 mod hardening;
 mod import;
@@ -17,4 +19,5 @@ mod observability;
 mod read_models;
 mod security;
 mod untrusted;
+mod wait_outages;
 mod workflow;

@@ -1,0 +1,91 @@
+//! `import --wait` rides out outages like the import does: through a 10 s Redis restart
+//! and a 10 s MariaDB restart (private servers) while a consumer runs, it says what it
+//! waits for, goes on, and exits 0 with the outcome MySQL holds.
+
+use std::time::Duration;
+
+use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
+use oms_tests::servers::{CrashableServer, MariaDbServer, RedisOptions, RedisServer};
+use oms_tests::{wait_for, TestEnv};
+
+use crate::fence::{orders_csv, producer, spawn_producer, wait_exit};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+/// How long each server stays down: the outage the scenario is about, not a wait for an
+/// event.
+const OUTAGE: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn import_wait_rides_out_a_redis_and_a_mariadb_outage_and_exits_0() {
+    let mut mariadb = MariaDbServer::start().await;
+    let mut redis = RedisServer::start(RedisOptions {
+        aof: true,
+        ..RedisOptions::default()
+    })
+    .await;
+    let env = TestEnv::on_servers(&mariadb.server_url(), &redis.url()).await;
+    env.product("A", "1.00", 1_000_000).await;
+    // The consumer runs but reads nothing until resumed: the outages fall inside the wait.
+    let out = producer(&env, &["queue", "pause"]);
+    assert!(out.status.success(), "{out:?}");
+    let logs = LogDir::new();
+    let mut consumer = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "rider", &["--claim-idle-secs", "3"]),
+        &logs,
+    );
+    let n = 2_000;
+    let file = env.file(&orders_csv(n));
+    let path = file.path().to_str().unwrap().to_string();
+    let (child, stderr) = spawn_producer(&env, &["import", &path, "--wait", "--json"]);
+    wait_for(
+        "the import enqueued and --wait following it",
+        DEADLINE,
+        || async {
+            (env.scalar("SELECT COUNT(*) FROM imports WHERE status = 'finished'")
+                .await
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+
+    redis.stop();
+    tokio::time::sleep(OUTAGE).await;
+    redis.boot().await;
+    mariadb.stop();
+    tokio::time::sleep(OUTAGE).await;
+    mariadb.boot().await;
+
+    let out = producer(&env, &["queue", "resume"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = wait_exit(child, DEADLINE).await;
+    // The reader thread ends at EOF, once the process is gone.
+    let lines: Vec<String> = stderr.iter().collect();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr:\n{}\nstdout: {}",
+        lines.join("\n"),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("waiting for MySQL")),
+        "it said what it waited for:\n{}",
+        lines.join("\n")
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcome = &report["outcome"];
+    let completed = env
+        .scalar("SELECT COUNT(*) FROM orders WHERE status = 'completed'")
+        .await;
+    let failed = env
+        .scalar("SELECT COUNT(*) FROM orders WHERE status = 'failed'")
+        .await;
+    assert_eq!(outcome["done"], true);
+    assert_eq!(outcome["dead"], 0);
+    assert_eq!(outcome["completed"].as_i64(), Some(completed));
+    assert_eq!(outcome["failed_total"].as_i64(), Some(failed));
+    assert_eq!(completed + failed, n as i64);
+    consumer.terminate(Duration::from_secs(30));
+    drop(env);
+}
