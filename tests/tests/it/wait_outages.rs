@@ -68,6 +68,12 @@ async fn import_wait_rides_out_a_redis_and_a_mariadb_outage_and_exits_0() {
         lines.join("\n"),
         String::from_utf8_lossy(&out.stdout)
     );
+    for line in lines
+        .iter()
+        .filter(|l| l.contains("waiting for") || l.contains("is back"))
+    {
+        eprintln!("import --wait said: {line}");
+    }
     assert!(
         lines.iter().any(|l| l.contains("waiting for MySQL")),
         "it said what it waited for:\n{}",
