@@ -12,6 +12,27 @@ use oms_reports::ReportError;
 use oms_shared::OmsError;
 use tokio_util::sync::CancellationToken;
 
+/// How long a reading waits for a MySQL connection before it counts as an outage.
+const MYSQL_ACQUIRE: Duration = Duration::from_secs(2);
+
+/// The pools and key names of a reader that rides out outages: MySQL with a short acquire
+/// timeout (an outage is said within seconds), Redis, and the recorded layout.
+pub async fn reader_pools(
+    conn: &oms_shared::config::ConnectionConfig,
+) -> anyhow::Result<(
+    sqlx::MySqlPool,
+    oms_shared::redis_conn::RedisPool,
+    oms_shared::keys::StreamKeys,
+)> {
+    let db =
+        oms_shared::db::connect_with_acquire_timeout(&conn.database_url, 2, MYSQL_ACQUIRE).await?;
+    oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
+    let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
+    let keys =
+        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster()).await?;
+    Ok((db, redis, keys))
+}
+
 /// Which server an error says is unavailable, if it is a transient error at all.
 pub fn unavailable_server(error: &anyhow::Error) -> Option<&'static str> {
     error.chain().find_map(|cause| {

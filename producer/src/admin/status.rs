@@ -196,9 +196,9 @@ pub async fn run(
     }
     // Outages of Redis or MySQL are ridden out, at start too: said once, then it goes on.
     let mut outages = Outages::default();
-    let with_db = args.import.is_some();
     let Some(source) = ride_out(&mut outages, None, &stop, || async move {
-        Ok(StatusSource::connect(conn, with_db).await?)
+        let (db, redis, keys) = crate::outage::reader_pools(conn).await?;
+        Ok(StatusSource::from_pools(keys, redis, Some(db)))
     })
     .await?
     else {

@@ -426,12 +426,8 @@ pub async fn wait_for_outcome(
         )
     };
     let connected = ride_out(&mut outages, deadline, shutdown, || async move {
-        let source = StatusSource::connect(conn, true).await?;
-        let db = oms_shared::db::connect(&conn.database_url, 1).await?;
-        let redis = oms_shared::redis_conn::connect(&conn.redis_url, 1).await?;
-        let keys: StreamKeys =
-            oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
-                .await?;
+        let (db, redis, keys) = crate::outage::reader_pools(conn).await?;
+        let source = StatusSource::from_pools(keys.clone(), redis.clone(), Some(db.clone()));
         anyhow::Ok((source, db, redis, keys))
     })
     .await?;

@@ -1,12 +1,13 @@
-//! `import --wait` rides out outages like the import does: through a 10 s Redis restart
-//! and a 10 s MariaDB restart (private servers) while a consumer runs, it says what it
-//! waits for, goes on, and exits 0 with the outcome MySQL holds.
+//! `import --wait` and `status --watch` ride out outages like the import does: through a
+//! 10 s Redis restart and a 10 s MariaDB restart (private servers) while a consumer runs,
+//! they say what they wait for and go on; `--wait` exits 0 with the outcome MySQL holds.
 
+use std::process::Command;
 use std::time::Duration;
 
 use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
 use oms_tests::servers::{CrashableServer, MariaDbServer, RedisOptions, RedisServer};
-use oms_tests::{wait_for, TestEnv};
+use oms_tests::{binary, wait_for, TestEnv};
 
 use crate::fence::{orders_csv, producer, spawn_producer, wait_exit};
 
@@ -48,6 +49,17 @@ async fn import_wait_rides_out_a_redis_and_a_mariadb_outage_and_exits_0() {
         },
     )
     .await;
+    let import = env.scalar("SELECT MAX(id) FROM imports").await.to_string();
+    let watch_out = logs.path().join("watch.out");
+    let watch_err = logs.path().join("watch.err");
+    let mut watch = Command::new(binary("producer"))
+        .args(["status", &import, "--watch", "--interval", "0.5", "--json"])
+        .envs(env.env_vars())
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(&watch_out).unwrap())
+        .stderr(std::fs::File::create(&watch_err).unwrap())
+        .spawn()
+        .expect("spawn status --watch");
 
     redis.stop();
     tokio::time::sleep(OUTAGE).await;
@@ -92,6 +104,29 @@ async fn import_wait_rides_out_a_redis_and_a_mariadb_outage_and_exits_0() {
     assert_eq!(outcome["completed"].as_i64(), Some(completed));
     assert_eq!(outcome["failed_total"].as_i64(), Some(failed));
     assert_eq!(completed + failed, n as i64);
+
+    // `status --watch` went on through both outages, said so, and shows the import done.
+    wait_for(
+        "status --watch showing the import done",
+        DEADLINE,
+        || async {
+            let text = std::fs::read_to_string(&watch_out).ok()?;
+            let last = text.lines().last()?.to_string();
+            last.contains("\"done\":true").then_some(())
+        },
+    )
+    .await;
+    assert!(watch.try_wait().unwrap().is_none(), "status --watch exited");
+    oms_tests::servers::signal(watch.id(), "-INT");
+    let code = watch.wait().unwrap().code();
+    let said = std::fs::read_to_string(&watch_err).unwrap();
+    assert_eq!(code, Some(0), "{said}");
+    for server in ["Redis", "MySQL"] {
+        assert!(
+            said.contains(&format!("waiting for {server} (")),
+            "status --watch said what it waited for:\n{said}"
+        );
+    }
     consumer.terminate(Duration::from_secs(30));
     drop(env);
 }
