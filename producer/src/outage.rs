@@ -77,6 +77,9 @@ impl Outages {
     pub fn down(&mut self, error: &anyhow::Error) -> Option<Duration> {
         let server = unavailable_server(error)?;
         if self.down != Some(server) {
+            if let Some(before) = self.down {
+                tracing::info!("{before} is back");
+            }
             tracing::warn!(
                 "waiting for {server} ({}); going on when it is back",
                 oms_shared::error::one_line(error.as_ref())

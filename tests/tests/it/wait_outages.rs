@@ -121,6 +121,7 @@ async fn import_wait_rides_out_a_redis_and_a_mariadb_outage_and_exits_0() {
     let code = watch.wait().unwrap().code();
     let said = std::fs::read_to_string(&watch_err).unwrap();
     assert_eq!(code, Some(0), "{said}");
+    eprintln!("status --watch said:\n{said}");
     for server in ["Redis", "MySQL"] {
         assert!(
             said.contains(&format!("waiting for {server} (")),
