@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use oms_tests::{wait_for, TestEnv};
 use producer::admin::{failed, status};
-use producer::import::{import, wait_for_outcome, ImportArgs};
+use producer::import::{import, wait_for_outcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::fence::producer;
@@ -39,17 +39,8 @@ async fn dead_rows_stay_counted_after_a_purge_and_a_retried_row_leaves_the_count
          Bartholomew Long,bart@example.com,{item}\n\
          Maximilian Long,max@example.com,{item}\n"
     ));
-    let args = ImportArgs {
-        file: file.path().to_str().unwrap().to_string(),
-        chunk_size: 1,
-        max_lag: 0,
-        wait: false,
-        wait_timeout_secs: None,
-        rejects: None,
-        force: false,
-        new: false,
-        min_replicas: None,
-    };
+    let mut args = crate::import::args(file.path().to_str().unwrap());
+    args.chunk_size = 1;
     let report = import(&env.config, &args, CancellationToken::new())
         .await
         .unwrap();

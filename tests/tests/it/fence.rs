@@ -3,10 +3,11 @@
 //! abandoned (marked `interrupted`), and an import whose recorded partition count changes
 //! under it stops with a clear error instead of writing to a stream no consumer reads.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+pub use oms_tests::procs::spawn_producer;
 use oms_tests::{binary, wait_for, TestEnv};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -30,32 +31,6 @@ pub fn producer(env: &TestEnv, args: &[&str]) -> Output {
         .env("RUST_LOG", "info")
         .output()
         .expect("run producer")
-}
-
-/// Spawns `producer ARGS` with its stderr lines forwarded to a channel.
-pub fn spawn_producer(env: &TestEnv, args: &[&str]) -> (Child, Receiver<String>) {
-    let mut child = Command::new(binary("producer"))
-        .args(args)
-        .envs(env.env_vars())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn producer");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
 }
 
 /// Waits for a stderr line containing `needle`; every line read so far.
