@@ -33,27 +33,6 @@ pub fn producer(env: &TestEnv, args: &[&str]) -> Output {
         .expect("run producer")
 }
 
-/// Waits for a stderr line containing `needle`; every line read so far.
-pub fn wait_for_line(rx: &Receiver<String>, needle: &str, seen: &mut Vec<String>) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let found = line.contains(needle);
-                seen.push(line);
-                if found {
-                    return;
-                }
-            }
-            Err(e) => panic!(
-                "no line with {needle:?} on stderr ({e}):\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
-}
-
 /// Waits (bounded) for `child` to exit; kills it and panics if it does not.
 pub async fn wait_exit(mut child: Child, deadline: Duration) -> Output {
     let started = Instant::now();
@@ -96,8 +75,7 @@ fn held_import(env: &TestEnv, path: &str) -> (Child, Receiver<String>) {
             "--json",
         ],
     );
-    let mut seen = Vec::new();
-    wait_for_line(&rx, "waiting: more rows unread than --max-lag", &mut seen);
+    crate::import::wait_for_line(&rx, "waiting: more rows unread than --max-lag");
     (child, rx)
 }
 

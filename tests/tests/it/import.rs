@@ -379,7 +379,7 @@ fn spawn_import(
 }
 
 /// Waits for a stderr line containing `needle`.
-fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+pub(crate) fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
