@@ -5,6 +5,11 @@
 //! is on the stream or rejected. A later import of the same file (same SHA-256) without
 //! `--new` skips every line up to the highest such line of the earlier imports: this is
 //! how a re-import enqueues nothing twice, and how an interrupted import resumes.
+//!
+//! A running import refreshes `heartbeat_at` every [`HEARTBEAT_INTERVAL`]; one whose
+//! heartbeat is older than [`HEARTBEAT_FRESH_SECS`] is abandoned. Its row is created under
+//! a shared lock of the recorded partition count (`settings`), the fence of `migrate
+//! --partitions`.
 
 use sqlx::MySqlPool;
 
