@@ -14,7 +14,7 @@
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::partition::PartitionCount;
-use oms_shared::store::settings;
+use oms_shared::store::{partition_fence, settings};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MigrateArgs {
@@ -53,7 +53,7 @@ pub async fn record(
             changed: false,
         });
     }
-    let mut change = settings::PartitionChange::begin(&db).await?;
+    let mut change = partition_fence::PartitionChange::begin(&db).await?;
     let recorded = change.recorded;
     let running = change.running_imports().await?;
     let alive: Vec<String> = running

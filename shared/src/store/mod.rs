@@ -15,6 +15,7 @@ pub mod imports;
 pub mod lookup;
 pub mod orders;
 pub mod outbox;
+pub mod partition_fence;
 pub mod reports;
 pub mod schema;
 pub mod settings;
