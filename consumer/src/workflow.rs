@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use oms_shared::keys::CONSUMER_GROUP;
 use oms_shared::order::OrderRow;
 use oms_shared::queue::{self, parse_stream_id, push_partition_dead_letters, DeadLetter};
-use oms_shared::store::dead_letters::DeadRow;
 use oms_shared::store::orders::{reserve_stock, settle_payments, BatchRow, RowOutcome};
 use oms_shared::{OmsError, Result};
 use tokio_util::sync::CancellationToken;
@@ -474,7 +473,7 @@ async fn finish(shared: &Shared, partition: u16, s: &Settlement) {
     if s.ack.is_empty() && s.dead.is_empty() && s.retry.is_empty() {
         return;
     }
-    if !record_dead_rows(shared, &s.dead).await {
+    if !crate::dead_rows::record(shared, &s.dead).await {
         return;
     }
     let keys = &shared.keys;
@@ -542,45 +541,6 @@ async fn finish(shared: &Shared, partition: u16, s: &Settlement) {
                 .increment(s.dead.len() as f64);
         } else {
             metrics::gauge!(DEAD_LETTERS).increment(s.dead.len() as f64);
-        }
-    }
-}
-
-/// Records the dead rows in MySQL (`dead_lettered_rows`, idempotent) before they are
-/// dead-lettered and acknowledged: an import's dead count must survive `failed purge`.
-/// Rows of undecodable entries (import 0) are not an import's. False when MySQL could not
-/// be reached after a few tries: the entries then stay pending and come back.
-async fn record_dead_rows(shared: &Shared, dead: &[DeadLetter]) -> bool {
-    let rows: Vec<DeadRow<'_>> = dead
-        .iter()
-        .filter(|d| d.import_id != 0)
-        .map(|d| DeadRow {
-            import_id: d.import_id,
-            line: d.line,
-            identity: &d.identity,
-        })
-        .collect();
-    if rows.is_empty() {
-        return true;
-    }
-    let mut attempt = 0u32;
-    loop {
-        match oms_shared::store::dead_letters::record(&shared.db, &rows).await {
-            Ok(()) => {
-                shared.health.up(Service::Mysql);
-                return true;
-            }
-            Err(e) if attempt < 5 => {
-                if e.is_transient() {
-                    shared.health.down(Service::Mysql, &e);
-                }
-                attempt += 1;
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "could not record dead rows; entries stay pending");
-                return false;
-            }
         }
     }
 }

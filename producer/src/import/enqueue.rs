@@ -307,6 +307,18 @@ impl Enqueuer {
     }
 }
 
+/// Refreshes the import's `heartbeat_at` every [`imports::HEARTBEAT_INTERVAL`] until
+/// aborted, whatever the import waits for (backpressure, a server): `migrate
+/// --partitions` refuses while it is fresh.
+pub async fn heartbeat(db: MySqlPool, import_id: u64) {
+    loop {
+        tokio::time::sleep(imports::HEARTBEAT_INTERVAL).await;
+        if let Err(e) = imports::touch_heartbeat(&db, import_id).await {
+            tracing::debug!(import_id, error = %e, "cannot refresh the import's heartbeat");
+        }
+    }
+}
+
 /// Runs `op`, retrying transient errors with backoff (100 ms doubling to 5 s) for up to
 /// [`RETRY_BUDGET`]; saying what it waits for.
 async fn retry<T, F, Fut>(

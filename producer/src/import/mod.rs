@@ -246,7 +246,7 @@ pub async fn import(
         .await;
         return Err(anyhow::Error::new(e).context(format!("import {import_id}")));
     }
-    let heartbeat = tokio::spawn(heartbeat(db.clone(), import_id));
+    let heartbeat = tokio::spawn(enqueue::heartbeat(db.clone(), import_id));
     let span = tracing::info_span!("import", import_id, file = %source.name);
     tracing::info!(parent: &span, sha256 = %source.sha256, bytes = source.size, already_imported_through, "import started");
 
@@ -367,18 +367,6 @@ pub async fn import(
         rows_per_sec: counts.rows_total as f64 / elapsed.max(1e-6),
         outcome: None,
     })
-}
-
-/// Refreshes the import's `heartbeat_at` every [`imports::HEARTBEAT_INTERVAL`] until
-/// aborted, whatever the import waits for (backpressure, a server): `migrate
-/// --partitions` refuses while it is fresh.
-async fn heartbeat(db: sqlx::MySqlPool, import_id: u64) {
-    loop {
-        tokio::time::sleep(imports::HEARTBEAT_INTERVAL).await;
-        if let Err(e) = imports::touch_heartbeat(&db, import_id).await {
-            tracing::debug!(import_id, error = %e, "cannot refresh the import's heartbeat");
-        }
-    }
 }
 
 /// Hashes `file` (spooling stdin), opens it for the import's pass and checks its header;
