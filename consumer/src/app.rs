@@ -104,6 +104,13 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
     if paused {
         tracing::info!("starting paused (producer queue resume to start reading)");
     }
+    let lost = {
+        let mut conn = redis.get().await?;
+        match oms_shared::redis_epoch::check(&db, &mut *conn, &keys).await? {
+            oms_shared::redis_epoch::EpochState::Intact(_) => None,
+            oms_shared::redis_epoch::EpochState::Lost(loss) => Some(loss.describe()),
+        }
+    };
 
     let shared = Arc::new(Shared::new(
         config,
@@ -113,6 +120,7 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
         redis,
         payment,
         paused,
+        lost,
     ));
     let rest = CancellationToken::new();
     let http = crate::http::serve(

@@ -1,17 +1,39 @@
-//! Readiness shared between the tasks: whether MySQL and Redis answered lately. Intake
-//! stops taking work while not ready; `/readyz` reports it, through a [`ReadinessCache`]
-//! so that a flood of requests costs the servers one check per second at most.
+//! Readiness shared between the tasks: whether MySQL and Redis answered lately, and
+//! whether MySQL went back in time ([`Rewound`]). Intake stops taking work while not
+//! ready; `/readyz` reports it, through a [`ReadinessCache`] so that a flood of requests
+//! costs the servers one check per second at most.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::metrics::READY;
+use crate::metrics::{HISTORY_REWOUND, READY};
 
 #[derive(Debug, Default)]
 pub struct Health {
     mysql_down: AtomicBool,
     redis_down: AtomicBool,
+    rewound: Mutex<Option<Rewound>>,
+}
+
+/// MySQL went back in time: its outbox sequence is below an id Redis applied under
+/// `generation` of the applied record. Holds until that generation changes (the
+/// operator's `producer reconcile --fix` resets the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewound {
+    pub generation: u64,
+    pub sequence: u64,
+    pub applied: u64,
+}
+
+impl Rewound {
+    pub fn error(&self) -> oms_shared::OmsError {
+        oms_shared::OmsError::HistoryRewound {
+            sequence: self.sequence,
+            applied: self.applied,
+        }
+    }
 }
 
 /// The service whose state changed.
@@ -59,7 +81,40 @@ impl Health {
     }
 
     pub fn is_ready(&self) -> bool {
-        !self.mysql_down.load(Ordering::SeqCst) && !self.redis_down.load(Ordering::SeqCst)
+        !self.mysql_down.load(Ordering::SeqCst)
+            && !self.redis_down.load(Ordering::SeqCst)
+            && self.rewound().is_none()
+    }
+
+    /// Whether MySQL went back in time (and the record was not reset since).
+    pub fn rewound(&self) -> Option<Rewound> {
+        *self.rewound.lock().expect("rewound lock")
+    }
+
+    /// Records that MySQL went back in time; logs one ERROR line when it is news.
+    pub fn set_rewound(&self, rewound: Rewound) {
+        let was = self.rewound.lock().expect("rewound lock").replace(rewound);
+        metrics::gauge!(HISTORY_REWOUND).set(1.0);
+        metrics::gauge!(READY).set(0.0);
+        if was.is_none() {
+            tracing::error!(
+                sequence = rewound.sequence,
+                applied = rewound.applied,
+                "{}; settling and applying stopped until then",
+                rewound.error()
+            );
+        }
+    }
+
+    /// The applied record was reset (a new generation): work may resume.
+    pub fn clear_rewound(&self) {
+        if self.rewound.lock().expect("rewound lock").take().is_some() {
+            tracing::info!("the read-model record was reset (reconcile --fix): resuming");
+            metrics::gauge!(HISTORY_REWOUND).set(0.0);
+            if self.is_ready() {
+                metrics::gauge!(READY).set(1.0);
+            }
+        }
     }
 }
 

@@ -1,17 +1,20 @@
 //! Periodic duties of every consumer: delete applied outbox rows, apply outbox rows left
 //! behind by a consumer that died between commit and Redis (the sweeper), trim Redis's
 //! record of applied outbox rows to MySQL's watermark, refresh the queue gauges and the
-//! import row counters (every 5 s), trim acknowledged entries, and probe MySQL/Redis while
-//! they are down.
+//! import row counters (every 5 s), trim acknowledged entries, probe MySQL/Redis while
+//! they are down, and check every second that MySQL did not go back in time
+//! ([`check_history`]): while it did, nothing is swept or trimmed, and work resumes by
+//! itself once `producer reconcile --fix` reset Redis's applied record.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use oms_shared::kpi::CompletedOrder;
+use oms_shared::read_model::HistoryReading;
 use oms_shared::store::outbox;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::Service;
+use crate::health::{Rewound, Service};
 use crate::metrics::{DEAD_LETTERS, IMPORT_ROWS, STREAM_LAG, STREAM_LENGTH, STREAM_PENDING};
 use crate::state::Shared;
 
@@ -33,7 +36,10 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         if !shared.health.is_ready() {
             probe(&shared).await;
         }
-        if n % 5 == 1 {
+        if let Err(e) = check_history(&shared).await {
+            tracing::debug!(error = %e, "MySQL's history not checked");
+        }
+        if n % 5 == 1 && shared.health.rewound().is_none() {
             if let Err(e) = refresh_queue(&shared).await {
                 tracing::debug!(error = %e, "queue gauges not refreshed");
             }
@@ -64,10 +70,40 @@ async fn delete_applied(shared: &Shared) {
 
 /// Raises Redis's `applied_through` to MySQL's watermark (every outbox row below the
 /// lowest one left was applied), keeping the record of applied rows small for good.
-pub async fn trim_applied(shared: &Shared) -> oms_shared::Result<u64> {
-    let floor = outbox::applied_floor(&shared.db).await?;
+/// The record's generation is read before the watermark: a reset in between voids it.
+pub async fn trim_applied(shared: &Shared) -> oms_shared::Result<Option<u64>> {
     let mut conn = shared.redis.get().await?;
-    oms_shared::read_model::trim_applied(&mut *conn, &shared.keys, floor).await
+    let mark = oms_shared::read_model::read_applied_mark(&mut *conn, &shared.keys).await?;
+    let floor = outbox::applied_floor(&shared.db).await?;
+    oms_shared::read_model::trim_applied(&mut *conn, &shared.keys, floor, mark.generation).await
+}
+
+/// Compares MySQL's outbox sequence with Redis's highest applied id: below it, MySQL went
+/// back in time (restored from a backup, failed over to a lagging replica) and this
+/// consumer stops settling and applying ([`crate::health::Health::set_rewound`]). Redis
+/// is read first, MySQL second: in a sane world every id applied by then is committed by
+/// then, so the check never fires wrongly. Once rewound, it clears when the record's
+/// generation changed (the operator's `reconcile --fix` reset it), then checks afresh.
+pub async fn check_history(shared: &Shared) -> oms_shared::Result<()> {
+    let reading = {
+        let mut conn = shared.redis.get().await?;
+        HistoryReading::read(&mut *conn, &shared.keys, &shared.db).await?
+    };
+    let mark = reading.mark;
+    shared.note_applied_mark(mark);
+    match shared.health.rewound() {
+        Some(rewound) if rewound.generation == mark.generation => return Ok(()),
+        Some(_) => shared.health.clear_rewound(),
+        None => {}
+    }
+    if reading.rewound().is_some() {
+        shared.health.set_rewound(Rewound {
+            generation: mark.generation,
+            sequence: reading.sequence,
+            applied: mark.applied_max,
+        });
+    }
+    Ok(())
 }
 
 async fn probe(shared: &Shared) {
@@ -133,6 +169,9 @@ async fn refresh_import_rows(shared: &Shared) -> Result<(), oms_shared::OmsError
 /// applied rows makes this safe even if their own consumer applies them at the same
 /// moment, or this sweeper is stalled for any time between its SELECT and its apply.
 pub async fn sweep_outbox(shared: &Shared) -> oms_shared::Result<usize> {
+    if shared.health.rewound().is_some() {
+        return Ok(0);
+    }
     let rows = outbox::stale_rows(&shared.db, OUTBOX_ABANDONED_AFTER_SECS, 100).await?;
     if rows.is_empty() {
         return Ok(0);
@@ -143,7 +182,7 @@ pub async fn sweep_outbox(shared: &Shared) -> oms_shared::Result<usize> {
     for (id, payload) in rows {
         match serde_json::from_str::<Vec<CompletedOrder>>(&payload) {
             Ok(orders) => {
-                oms_shared::read_model::apply_outbox_replicated(
+                let applied = oms_shared::read_model::apply_outbox_replicated(
                     &mut *conn,
                     &shared.keys,
                     id,
@@ -151,6 +190,7 @@ pub async fn sweep_outbox(shared: &Shared) -> oms_shared::Result<usize> {
                     shared.replica_wait,
                 )
                 .await?;
+                shared.note_applied_mark(applied.mark);
                 done.push(id);
             }
             Err(e) => {

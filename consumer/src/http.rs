@@ -1,6 +1,7 @@
 //! `/metrics`, `/healthz` and `/readyz` on `--metrics-addr`.
 //!
-//! `/healthz` says 200 while the process serves (liveness). `/readyz` pings Redis and MySQL
+//! `/healthz` says 200 while the process serves (liveness). `/readyz` says 503 while MySQL
+//! went back in time (read live, with the numbers and the fix), else pings Redis and MySQL
 //! (with a short timeout) at most once a second, whatever the request rate: answers are
 //! cached for [`READY_CACHE`] ([`crate::health::ReadinessCache`]). `/metrics` is the
 //! Prometheus text format. The server logs the address it really bound (`--metrics-addr
@@ -97,6 +98,18 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
         .readiness
         .get_or_check(|| async move { check_ready(&shared).await })
         .await;
+    if let Some(rewound) = state.shared.health.rewound() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", rewound.error()),
+        );
+    }
+    if let Some(why) = state.shared.pause.redis_lost() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        );
+    }
     match answer {
         // The pause flag is read live (not cached): it must show within a second.
         Readiness::Ready if state.shared.pause.is_paused() => {

@@ -34,6 +34,8 @@ pub const IN_FLIGHT_ROWS: &str = "oms_consumer_in_flight_rows";
 pub const CONSUMER_INFO: &str = "oms_consumer_info";
 pub const START_TIME: &str = "oms_consumer_start_time_seconds";
 pub const PAUSED: &str = "oms_consumer_paused";
+pub const HISTORY_REWOUND: &str = "oms_mysql_history_rewound";
+pub const REDIS_DATA_LOST: &str = "oms_redis_data_lost";
 
 /// Every metric this consumer exports, for the dashboard test.
 pub const ALL: &[&str] = &[
@@ -58,6 +60,8 @@ pub const ALL: &[&str] = &[
     CONSUMER_INFO,
     START_TIME,
     PAUSED,
+    HISTORY_REWOUND,
+    REDIS_DATA_LOST,
 ];
 
 /// The Prometheus type of a metric.
@@ -232,6 +236,18 @@ pub const METRICS: &[Metric] = &[
         labels: &[],
         help: "1 while the queue is paused (producer queue pause): no new entries are read",
     },
+    Metric {
+        name: HISTORY_REWOUND,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "1 while MySQL's outbox sequence is below an id Redis applied (MySQL restored from a backup or failed over to a lagging replica): nothing is settled or applied until `producer reconcile --fix`",
+    },
+    Metric {
+        name: REDIS_DATA_LOST,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "1 while Redis does not hold the data MySQL recorded (restarted without persistence?): no new entries are read until producer recover",
+    },
 ];
 
 /// The description of a metric by name.
@@ -332,6 +348,7 @@ fn initialise_series() {
     metrics::counter!(RETRIES).increment(0);
     metrics::counter!(CLAIMED).increment(0);
     metrics::gauge!(IN_FLIGHT_ROWS).set(0.0);
+    metrics::gauge!(HISTORY_REWOUND).set(0.0);
 }
 
 #[cfg(test)]

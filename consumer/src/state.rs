@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use oms_shared::keys::StreamKeys;
 use oms_shared::payment::PaymentSimulator;
+use oms_shared::read_model::AppliedMark;
 use oms_shared::redis_conn::{RedisPool, ReplicaWait};
 use sqlx::MySqlPool;
 use tokio::sync::watch;
@@ -14,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
 use crate::health::Health;
-use crate::metrics::PAUSED;
+use crate::metrics::{PAUSED, REDIS_DATA_LOST};
 
 /// What every task of the process shares.
 pub struct Shared {
@@ -27,14 +28,20 @@ pub struct Shared {
     pub replica_wait: ReplicaWait,
     pub payment: PaymentSimulator,
     pub health: Health,
-    /// `P queue:paused` as last read ([`crate::pause`]).
+    /// `P queue:paused` as last read, and whether Redis lost its data ([`crate::pause`]).
     pub pause: PauseFlag,
     applied_outbox: Mutex<Vec<u64>>,
+    /// A lower bound of Redis's highest applied outbox id (and its generation), from the
+    /// applies' replies and housekeeping's readings: each settle checks its new id
+    /// against it.
+    applied_mark: Mutex<AppliedMark>,
 }
 
 impl Shared {
     /// The state of a consumer that has connected to both servers; `paused` is the pause
-    /// flag read at start (a consumer started while paused starts paused).
+    /// flag read at start (a consumer started while paused starts paused), `lost` what
+    /// the epoch check at start found (a consumer started on a Redis that lost its data
+    /// takes no work until `producer recover`).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: ConsumerConfig,
@@ -44,6 +51,7 @@ impl Shared {
         redis: RedisPool,
         payment: PaymentSimulator,
         paused: bool,
+        lost: Option<String>,
     ) -> Self {
         Shared {
             replica_wait: config.replica_wait(),
@@ -54,8 +62,9 @@ impl Shared {
             redis,
             payment,
             health: Health::default(),
-            pause: PauseFlag::new(paused),
+            pause: PauseFlag::new(paused, lost),
             applied_outbox: Mutex::new(Vec::new()),
+            applied_mark: Mutex::new(AppliedMark::default()),
         }
     }
 
@@ -65,6 +74,18 @@ impl Shared {
             .lock()
             .expect("outbox list lock")
             .push(id);
+    }
+
+    /// The applied mark as last known.
+    pub fn applied_mark(&self) -> AppliedMark {
+        *self.applied_mark.lock().expect("applied mark lock")
+    }
+
+    /// Merges a reading of Redis's applied mark ([`AppliedMark::merge`]); returns the mark.
+    pub fn note_applied_mark(&self, reading: AppliedMark) -> AppliedMark {
+        let mut mark = self.applied_mark.lock().expect("applied mark lock");
+        *mark = mark.merge(reading);
+        *mark
     }
 
     pub fn take_applied_outbox(&self) -> Vec<u64> {
@@ -79,29 +100,55 @@ impl Shared {
     }
 }
 
-/// Whether consumption is paused, as last read from Redis.
+/// Whether intake may take work: not while the queue is paused, nor while Redis lacks
+/// the data MySQL recorded (its epoch, [`oms_shared::redis_epoch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Gate {
+    paused: bool,
+    /// Why Redis is taken for having lost its data, while it is.
+    redis_lost: Option<String>,
+}
+
+impl Gate {
+    fn closed(&self) -> bool {
+        self.paused || self.redis_lost.is_some()
+    }
+}
+
+/// Whether consumption is paused (as last read from Redis) or halted because Redis lost
+/// its data.
 #[derive(Debug)]
 pub struct PauseFlag {
-    tx: watch::Sender<bool>,
+    tx: watch::Sender<Gate>,
 }
 
 impl PauseFlag {
-    pub fn new(paused: bool) -> Self {
+    pub fn new(paused: bool, redis_lost: Option<String>) -> Self {
         metrics::gauge!(PAUSED).set(if paused { 1.0 } else { 0.0 });
+        metrics::gauge!(REDIS_DATA_LOST).set(if redis_lost.is_some() { 1.0 } else { 0.0 });
+        if let Some(why) = &redis_lost {
+            tracing::error!("{why}; taking no work until then");
+        }
         PauseFlag {
-            tx: watch::Sender::new(paused),
+            tx: watch::Sender::new(Gate { paused, redis_lost }),
         }
     }
 
+    /// True while intake must take no new work (paused, or Redis lost its data).
     pub fn is_paused(&self) -> bool {
-        *self.tx.borrow()
+        self.tx.borrow().closed()
     }
 
-    /// Records a new reading; logs and updates the gauge on a change.
+    /// Why Redis is taken for having lost its data, while it is.
+    pub fn redis_lost(&self) -> Option<String> {
+        self.tx.borrow().redis_lost.clone()
+    }
+
+    /// Records a new reading of the pause key; logs and updates the gauge on a change.
     pub fn set(&self, paused: bool) {
         let changed = self.tx.send_if_modified(|v| {
-            let changed = *v != paused;
-            *v = paused;
+            let changed = v.paused != paused;
+            v.paused = paused;
             changed
         });
         if changed {
@@ -114,11 +161,29 @@ impl PauseFlag {
         }
     }
 
-    /// Waits while paused; true when `shutdown` came first.
+    /// Records a new epoch check; logs (once per change) and updates the gauge.
+    pub fn set_redis_lost(&self, lost: Option<String>) {
+        let changed = self.tx.send_if_modified(|v| {
+            let changed = v.redis_lost.is_some() != lost.is_some();
+            v.redis_lost = lost.clone();
+            changed
+        });
+        if changed {
+            metrics::gauge!(REDIS_DATA_LOST).set(if lost.is_some() { 1.0 } else { 0.0 });
+            match lost {
+                Some(why) => tracing::error!("{why}; taking no new work until then"),
+                None => {
+                    tracing::info!("Redis holds the recorded data again (recovered); taking work")
+                }
+            }
+        }
+    }
+
+    /// Waits while paused or halted; true when `shutdown` came first.
     pub async fn wait_while_paused(&self, shutdown: &CancellationToken) -> bool {
         let mut rx = self.tx.subscribe();
         tokio::select! {
-            _ = rx.wait_for(|paused| !*paused) => shutdown.is_cancelled(),
+            _ = rx.wait_for(|gate| !gate.closed()) => shutdown.is_cancelled(),
             _ = shutdown.cancelled() => true,
         }
     }

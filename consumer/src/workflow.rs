@@ -20,6 +20,10 @@
 //!    (`dead_lettered_rows`, what an import's dead count is read from).
 //! 4. After shutdown began, a transient error gets [`DRAIN_ATTEMPTS`] more tries, then the
 //!    entries stay pending for another consumer (no attempt is spent, nothing is dead).
+//! 5. When MySQL went back in time (`OmsError::HistoryRewound`: the settle's new outbox id
+//!    is not above what Redis applied), the batch's entries stay pending as they are, and
+//!    no delivery counts as the last one until the applied record is reset
+//!    ([`crate::housekeeping::check_history`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,12 +32,12 @@ use std::time::{Duration, Instant};
 use oms_shared::keys::CONSUMER_GROUP;
 use oms_shared::order::OrderRow;
 use oms_shared::queue::{self, parse_stream_id, push_partition_dead_letters, DeadLetter};
-use oms_shared::store::orders::{reserve_stock, settle_payments, BatchRow, RowOutcome};
+use oms_shared::store::orders::{reserve_stock, settle_payments_checked, BatchRow, RowOutcome};
 use oms_shared::{OmsError, Result};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::health::Service;
+use crate::health::{Rewound, Service};
 use crate::intake::{Batch, Delivery};
 use crate::metrics::{
     BATCH_DURATION, BATCH_ROWS, DEAD_LETTERS, IN_FLIGHT_ROWS, MESSAGES, MYSQL_DURATION, ORDERS,
@@ -60,6 +64,9 @@ pub struct WorkflowReport {
 /// models. The read-model step never fails the batch: its outbox row stays in MySQL for
 /// the sweeper.
 pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<WorkflowReport> {
+    if let Some(rewound) = shared.health.rewound() {
+        return Err(rewound.error());
+    }
     let started = Instant::now();
     let today = chrono::Utc::now().date_naive();
     let reserved = reserve_stock(&shared.db, rows, today).await?;
@@ -67,7 +74,22 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
         .record(started.elapsed().as_secs_f64());
 
     let started = Instant::now();
-    let settled = settle_payments(&shared.db, &reserved.reserved, &shared.payment, today).await?;
+    let applied_max = shared.applied_mark().applied_max;
+    let settled = match settle_payments_checked(
+        &shared.db,
+        &reserved.reserved,
+        &shared.payment,
+        today,
+        applied_max,
+    )
+    .await
+    {
+        Ok(settled) => settled,
+        Err(OmsError::HistoryRewound { sequence, .. }) => {
+            return Err(confirm_rewind(shared, sequence).await)
+        }
+        Err(e) => return Err(e),
+    };
     metrics::histogram!(MYSQL_DURATION, "phase" => "settle")
         .record(started.elapsed().as_secs_f64());
 
@@ -95,13 +117,61 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
         metrics::histogram!(REDIS_DURATION, "op" => "read_model")
             .record(started.elapsed().as_secs_f64());
         match applied {
-            Ok(_) => shared.outbox_applied(outbox_id),
+            Ok(applied) => {
+                shared.note_applied_mark(applied.mark);
+                // Already applied: in a sane world by a sweeper (which deletes the row
+                // itself); after MySQL went back in time, by the history that went away.
+                // Either way the row stays for the sweeper, which applies it after the
+                // reset if it must.
+                if applied.now {
+                    shared.outbox_applied(outbox_id);
+                }
+            }
             Err(e) => {
                 tracing::warn!(outbox_id, error = %e, "read models not updated now; the outbox sweeper will")
             }
         }
     }
     Ok(WorkflowReport { outcomes })
+}
+
+/// The settle found its new outbox id not above the cached applied mark. Confirms it
+/// against Redis's record now: if the record's generation changed (a reset raced with
+/// the cached mark), the mark is refreshed and the error is transient (settle again);
+/// else MySQL went back in time: recorded in `health` (intake stops; housekeeping
+/// resumes when the record is reset) and the batch's entries stay pending.
+async fn confirm_rewind(shared: &Shared, sequence: u64) -> OmsError {
+    let cached = shared.applied_mark();
+    let reading = async {
+        let mut conn = shared.redis.get().await?;
+        oms_shared::read_model::read_applied_mark(&mut *conn, &shared.keys).await
+    }
+    .await;
+    let reading = match reading {
+        Ok(reading) => reading,
+        Err(e) => return e,
+    };
+    shared.note_applied_mark(reading);
+    if reading.generation != cached.generation {
+        return OmsError::Contention(
+            "the read-model record was reset meanwhile; settling again".into(),
+        );
+    }
+    let rewound = Rewound {
+        generation: reading.generation,
+        sequence,
+        applied: reading.applied_max.max(cached.applied_max),
+    };
+    shared.health.set_rewound(rewound);
+    rewound.error()
+}
+
+/// Errors after which a batch's entries are left pending as they are, to be delivered
+/// again later: a transient error at shutdown or while a server is unreachable, and
+/// MySQL gone back in time (nothing may settle until the operator's fix).
+fn leaves_pending(e: &OmsError, shutdown: &CancellationToken) -> bool {
+    matches!(e, OmsError::HistoryRewound { .. })
+        || (e.is_transient() && (shutdown.is_cancelled() || is_outage(e)))
 }
 
 /// Runs the workflow, retrying transient errors with backoff while keeping `ids` claimed:
@@ -286,8 +356,8 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
                 .collect();
             match run_with_retry(&shared, batch.partition, &workflow_rows, &ids, &shutdown, BATCH_PATIENCE).await {
                 Ok(report) => record_outcomes(&report.outcomes, &batch.deliveries, &rows),
-                Err(e) if e.is_transient() && (shutdown.is_cancelled() || is_outage(&e)) => {
-                    tracing::warn!(error = %e, "batch left pending after transient errors");
+                Err(e) if leaves_pending(&e, &shutdown) => {
+                    tracing::warn!(error = %e, "batch left pending");
                     for (i, r) in &rows {
                         standings[*i].unfinished.push(Unfinished { row: r.row, error: e.to_string(), never: false });
                     }
@@ -321,11 +391,13 @@ fn settle(
     settlement: &mut Settlement,
 ) {
     let unfinished = standing.unfinished;
+    // While MySQL is rewound, nothing can settle: no attempt counts as a last one.
+    let holding = shutdown.is_cancelled() || shared.health.rewound().is_some();
     let last_attempt = delivery.deliveries >= shared.config.max_attempts;
     let only_hopeless = unfinished.iter().all(|u| u.never);
     if unfinished.is_empty() {
         settlement.ack.push(delivery.id.clone());
-    } else if only_hopeless || (last_attempt && !shutdown.is_cancelled()) {
+    } else if only_hopeless || (last_attempt && !holding) {
         let import_id = delivery.body.as_ref().map(|c| c.import_id).unwrap_or(0);
         for u in unfinished {
             let row_json = serde_json::to_string(u.row).unwrap_or_default();
@@ -401,7 +473,7 @@ async fn isolate<'a>(
                 record_outcomes(&report.outcomes, deliveries, &own);
                 continue;
             }
-            Err(e) if e.is_transient() && (shutdown.is_cancelled() || is_outage(&e)) => {
+            Err(e) if leaves_pending(&e, shutdown) => {
                 stop = Some(e.to_string());
                 for (_, r) in &own {
                     standings[index].unfinished.push(Unfinished {
@@ -432,7 +504,7 @@ async fn isolate<'a>(
                 Ok(report) => record_outcomes(&report.outcomes, deliveries, &[(*i, *row)]),
                 Err(e) => {
                     tracing::warn!(entry = %delivery.id, line = row.row.line, identity = %row.row.identity, error = %e, "row failed");
-                    if e.is_transient() && (shutdown.is_cancelled() || is_outage(&e)) {
+                    if leaves_pending(&e, shutdown) {
                         stop = Some(e.to_string());
                     }
                     standings[index].unfinished.push(Unfinished {

@@ -62,6 +62,10 @@ pub enum Command {
     Leaderboard(leaderboard::LeaderboardCommand),
     /// Compare every Redis read model with MySQL; exit 1 on drift.
     Reconcile(reconcile::ReconcileArgs),
+    /// Bring back what a store lost: a new epoch for a Redis that lost its data, the
+    /// read models rebuilt, and the rows of imports that are neither in MySQL nor in the
+    /// stream enqueued again from their files.
+    Recover(crate::recover::RecoverArgs),
     /// Pause or resume every consumer.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
@@ -97,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Leaderboard(cmd) => leaderboard::run(conn, cmd, json).await,
         Command::Reconcile(args) => reconcile::run(conn, args, json).await,
         Command::Queue(cmd) => queue::run(conn, cmd, json).await,
+        Command::Recover(args) => crate::recover::run(conn, args, json).await,
         Command::Serve(args) => serve::run(conn, args).await,
     }
 }

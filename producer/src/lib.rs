@@ -9,5 +9,6 @@ mod generate;
 pub mod import;
 pub mod outage;
 pub mod partitions;
+pub mod recover;
 mod report;
 pub mod serve;

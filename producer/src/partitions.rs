@@ -113,6 +113,8 @@ pub async fn record(
     }
     let new = old.with_partitions(wanted);
     oms_shared::queue::ensure_group(&mut *rc, &new).await?;
+    // The new partitions' streams belong to the same Redis data: give them its epoch.
+    oms_shared::redis_epoch::extend_to(&db, &mut *rc, &new).await?;
     db.close().await;
     tracing::info!(
         from = recorded.get(),

@@ -142,6 +142,7 @@ pub async fn generate(conn: &ConnectionConfig, date: Option<NaiveDate>) -> Resul
     let keys = conn.read_model_keys();
     let redis = crate::connect_redis(conn).await?;
     let pool = crate::connect_mysql(conn).await?;
+    crate::refuse_if_rewound(&pool, &redis, &keys).await?;
     let mut rc = redis.get().await?;
     let rebuild = Rebuild::begin(&mut *rc, &keys).await?;
     let read = async {

@@ -66,6 +66,7 @@ pub async fn update_on(
     let keys = conn.read_model_keys();
     let redis = crate::connect_redis(conn).await?;
     let pool = crate::connect_mysql(conn).await?;
+    crate::refuse_if_rewound(&pool, &redis, &keys).await?;
     let mut rc = redis.get().await?;
     let rebuild = Rebuild::begin(&mut *rc, &keys).await?;
     let read = async {

@@ -65,3 +65,29 @@ pub async fn stream_keys(conn: &ConnectionConfig) -> Result<StreamKeys> {
 pub async fn connect_redis(conn: &ConnectionConfig) -> Result<RedisPool> {
     Ok(oms_shared::redis_conn::connect(&conn.redis_url, 2).await?)
 }
+
+/// Whether MySQL went back in time (its outbox sequence below an id Redis applied):
+/// [`oms_shared::OmsError::HistoryRewound`], with both numbers and the fix, if so.
+pub async fn history_rewound(
+    pool: &MySqlPool,
+    redis: &RedisPool,
+    keys: &StreamKeys,
+) -> Result<Option<oms_shared::OmsError>> {
+    let mut rc = redis.get().await?;
+    let reading = oms_shared::read_model::HistoryReading::read(&mut *rc, keys, pool).await?;
+    Ok(reading.rewound())
+}
+
+/// Refuses a fenced rebuild (`kpis generate`, `leaderboard update`) while MySQL went back
+/// in time: Redis's record of applied rows belongs to the history that went away, so
+/// only `reconcile --fix` may rebuild then (it resets that record in the same script).
+pub async fn refuse_if_rewound(
+    pool: &MySqlPool,
+    redis: &RedisPool,
+    keys: &StreamKeys,
+) -> Result<()> {
+    match history_rewound(pool, redis, keys).await? {
+        Some(rewound) => Err(rewound.into()),
+        None => Ok(()),
+    }
+}

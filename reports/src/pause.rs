@@ -1,6 +1,8 @@
 //! `producer queue pause|resume`: stop every consumer reading new entries, or start again.
 //!
-//! Sets or clears `P queue:paused` ([`oms_shared::queue_control`]). Consumers poll it every
+//! Records the flag in MySQL (`settings.queue_paused`, the source of truth, so that a Redis
+//! that lost its data is told again by `producer recover`), then sets or clears
+//! `P queue:paused` ([`oms_shared::queue_control`]). Consumers poll it every
 //! 250 ms: within a second of `pause` none reads or claims a new entry (they finish and
 //! acknowledge the batches they hold, keep their metrics and health endpoints, and report
 //! `paused` in `/readyz` and `oms_consumer_paused`); within a second of `resume` they read
@@ -12,6 +14,7 @@ use crate::Result;
 use oms_shared::keys::StreamKeys;
 use oms_shared::redis_conn::RedisPool;
 use serde::Serialize;
+use sqlx::MySqlPool;
 
 /// What `queue pause` / `queue resume` print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -22,8 +25,14 @@ pub struct PauseReport {
     pub was_paused: bool,
 }
 
-/// Sets the pause flag over an open pool (CLI and HTTP API).
-pub async fn set_paused(redis: &RedisPool, keys: &StreamKeys, paused: bool) -> Result<PauseReport> {
+/// Sets the pause flag over open pools (CLI and HTTP API): MySQL first, then Redis.
+pub async fn set_paused(
+    db: &MySqlPool,
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    paused: bool,
+) -> Result<PauseReport> {
+    oms_shared::store::settings::record_queue_paused(db, paused).await?;
     let mut rc = redis.get().await?;
     let was_paused = oms_shared::queue_control::set_paused(&mut *rc, keys, paused).await?;
     Ok(PauseReport { paused, was_paused })

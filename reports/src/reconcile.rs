@@ -20,10 +20,19 @@
 //! the outbox ([`Rebuild`]), so no live increment is lost or doubled; its second check may
 //! still show the transient drift of a running system.
 //!
+//! **MySQL gone back in time.** When MySQL's outbox sequence is below the highest outbox
+//! id Redis applied (`history_rewound`: MySQL restored from a backup, or failed over to a
+//! lagging replica), Redis's record of applied rows belongs to a history that went away:
+//! new orders would get ids it records as applied and never be counted. `reconcile` then
+//! says so and exits 1, even if no value differs yet. `--fix` rebuilds *every* read model
+//! from one MySQL snapshot and, in the same fenced script, resets the record to that
+//! snapshot with a new generation ([`Rebuild::finish_with_reset`]); consumers, which
+//! stopped when they saw the rewind, resume by themselves.
+//!
 //! `--json` prints a [`ReconcileReport`]:
 //! ```json
 //! {"clean": false, "kpi_hashes_checked": 7, "leaderboard_members_checked": 3,
-//!  "pending_outbox_rows": 0,
+//!  "pending_outbox_rows": 0, "history_rewound": null,
 //!  "drift": [{"key": "oms:kpi:daily:2026-03-07", "field": "order_count",
 //!             "redis": "99", "mysql": "2"},
 //!            {"key": "oms:leaderboard", "field": "ann@example.com",
@@ -32,8 +41,10 @@
 //! ```
 //! `redis`/`mysql` are null where the value is absent (missing field or member, no MySQL
 //! counterpart). Leaderboard values are cents. With `--fix`, `fixed` is
-//! `{"kpi_hashes_rewritten": n, "kpi_hashes_deleted": n, "leaderboard_rebuilt": bool}` and
-//! `remaining` the drift found by the second check; `clean` describes the final state.
+//! `{"kpi_hashes_rewritten": n, "kpi_hashes_deleted": n, "leaderboard_rebuilt": bool,
+//! "applied_record_reset": bool}` and `remaining` the drift found by the second check;
+//! `clean` describes the final state. `history_rewound` is
+//! `{"sequence": S, "applied_max": H}` when the first check found S < H, else null.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,7 +54,7 @@ use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::kpi::{kpi_keys_for_day, KpiFigures};
 use oms_shared::money::Cents;
-use oms_shared::read_model::{read_leaderboard, Rebuild};
+use oms_shared::read_model::{read_leaderboard, HistoryReading, Rebuild};
 use oms_shared::redis_conn::{RedisLink, RedisPool};
 use oms_shared::store::outbox::Snapshot;
 use oms_shared::store::reports;
@@ -66,6 +77,27 @@ pub struct FixSummary {
     pub kpi_hashes_rewritten: usize,
     pub kpi_hashes_deleted: usize,
     pub leaderboard_rebuilt: bool,
+    /// Redis's record of applied outbox rows was reset to MySQL's (new generation).
+    pub applied_record_reset: bool,
+}
+
+/// MySQL went back in time: its outbox `sequence` is below `applied_max`, the highest
+/// outbox id Redis applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HistoryRewound {
+    pub sequence: u64,
+    pub applied_max: u64,
+}
+
+impl HistoryRewound {
+    /// The one line that says it, with the fix.
+    pub fn message(&self) -> String {
+        oms_shared::OmsError::HistoryRewound {
+            sequence: self.sequence,
+            applied: self.applied_max,
+        }
+        .to_string()
+    }
 }
 
 /// What `reconcile` prints.
@@ -75,6 +107,8 @@ pub struct ReconcileReport {
     pub kpi_hashes_checked: usize,
     pub leaderboard_members_checked: usize,
     pub pending_outbox_rows: i64,
+    /// Found by the first check; `--fix` resets the record (see `fixed`).
+    pub history_rewound: Option<HistoryRewound>,
     pub drift: Vec<Drift>,
     pub fixed: Option<FixSummary>,
     pub remaining: Option<Vec<Drift>>,
@@ -88,6 +122,9 @@ struct Expected {
 
 struct Check {
     drift: Vec<Drift>,
+    /// Every KPI hash compared (in Redis or with MySQL figures).
+    kpi_keys: Vec<String>,
+    rewound: Option<HistoryRewound>,
     kpi_hashes_checked: usize,
     leaderboard_members_checked: usize,
 }
@@ -180,8 +217,13 @@ pub fn leaderboard_drift(
 }
 
 async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &StreamKeys) -> Result<Check> {
-    let expected = expected(&mut *pool.acquire().await?, keys).await?;
     let mut rc = redis.get().await?;
+    let history = HistoryReading::read(&mut *rc, keys, pool).await?;
+    let rewound = history.rewound().map(|_| HistoryRewound {
+        sequence: history.sequence,
+        applied_max: history.mark.applied_max,
+    });
+    let expected = expected(&mut *pool.acquire().await?, keys).await?;
     // Only keys under the literal prefix: `fix` may delete what is checked here.
     let mut all: BTreeSet<String> = scan_keys(&mut rc, keys.read_model_slot(), &keys.kpi_pattern())
         .await?
@@ -210,6 +252,8 @@ async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &StreamKeys) -> Result
     Ok(Check {
         drift,
         kpi_hashes_checked: all.len(),
+        kpi_keys: all,
+        rewound,
         leaderboard_members_checked: board.len().max(expected.leaderboard.len()),
     })
 }
@@ -224,13 +268,18 @@ async fn fix(
     check: &Check,
 ) -> Result<FixSummary> {
     let board = keys.leaderboard();
-    let drifted: BTreeSet<&str> = check
+    let reset = check.rewound.is_some();
+    let mut drifted: BTreeSet<&str> = check
         .drift
         .iter()
         .filter(|d| d.key != board)
         .map(|d| d.key.as_str())
         .collect();
-    let board_drifted = check.drift.iter().any(|d| d.key == board);
+    let board_drifted = reset || check.drift.iter().any(|d| d.key == board);
+    if reset {
+        // The reset leaves no snapshot row pending: every read model must be rebuilt.
+        drifted.extend(check.kpi_keys.iter().map(String::as_str));
+    }
     let mut summary = FixSummary::default();
     if drifted.is_empty() && !board_drifted {
         return Ok(summary);
@@ -253,7 +302,12 @@ async fn fix(
         }
     };
     let mut targets = Vec::new();
-    for key in drifted {
+    let mut drifted: BTreeSet<String> = drifted.into_iter().map(str::to_string).collect();
+    if reset {
+        // Days that got orders since the first check are in the snapshot too.
+        drifted.extend(now.kpis.keys().cloned());
+    }
+    for key in drifted.iter().map(String::as_str) {
         match now.kpis.get(key) {
             Some(figures) => {
                 targets.push((key.to_string(), *figures, false));
@@ -272,8 +326,20 @@ async fn fix(
         }
     }
     let today = Utc::now().date_naive();
-    let entries = board_drifted.then_some((now.leaderboard.as_slice(), today));
-    rebuild.finish(&mut *rc, &outbox, &targets, entries).await?;
+    if reset {
+        rebuild
+            .finish_with_reset(
+                &mut *rc,
+                &outbox,
+                &targets,
+                (now.leaderboard.as_slice(), today),
+            )
+            .await?;
+        summary.applied_record_reset = true;
+    } else {
+        let entries = board_drifted.then_some((now.leaderboard.as_slice(), today));
+        rebuild.finish(&mut *rc, &outbox, &targets, entries).await?;
+    }
     summary.leaderboard_rebuilt = board_drifted;
     Ok(summary)
 }
@@ -286,18 +352,19 @@ pub async fn reconcile(conn: &ConnectionConfig, fix_drift: bool) -> Result<Recon
     let pending_outbox_rows = reports::pending_outbox_rows(&pool).await?;
     let first = check(&pool, &redis, &keys).await?;
     let mut report = ReconcileReport {
-        clean: first.drift.is_empty(),
+        clean: first.drift.is_empty() && first.rewound.is_none(),
         kpi_hashes_checked: first.kpi_hashes_checked,
         leaderboard_members_checked: first.leaderboard_members_checked,
         pending_outbox_rows,
+        history_rewound: first.rewound,
         drift: first.drift.clone(),
         fixed: None,
         remaining: None,
     };
-    if fix_drift && !first.drift.is_empty() {
+    if fix_drift && !report.clean {
         report.fixed = Some(fix(&pool, &redis, &keys, &first).await?);
         let second = check(&pool, &redis, &keys).await?;
-        report.clean = second.drift.is_empty();
+        report.clean = second.drift.is_empty() && second.rewound.is_none();
         report.remaining = Some(second.drift);
     }
     pool.close().await;

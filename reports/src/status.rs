@@ -17,12 +17,13 @@
 //!             "oldest_pending": {"id": "1700000000000-0", "consumer": "w1",
 //!                                "idle_ms": 5321, "deliveries": 1},
 //!             "consumers": [{"name": "w1", "pending": 1, "idle_ms": 5321}],
-//!             "dead_letters": 0, "paused": false},
+//!             "dead_letters": 0, "paused": false, "redis_data_lost": null},
 //!  "import": {"id": 3, "file_name": "orders.csv", "status": "running",
 //!             "created_at": "2026-03-07T10:00:00.000000Z", "finished_at": null,
 //!             "rows": 1000, "enqueued": 990, "rejected": 10, "duplicates": 0,
 //!             "completed": 700, "failed": {"payment_declined": 180},
 //!             "failed_total": 180, "reserved": 5, "dead": 0, "in_flight": 110,
+//!             "lost": 0, "lost_reason": null,
 //!             "rate_per_sec": 250.0, "eta_secs": 0.44, "done": false}}
 //! ```
 //! `import` is null without an import id; `oldest_pending`, `lag`, `rate_per_sec` and
@@ -64,6 +65,10 @@ pub struct StreamStatus {
     pub dead_letters: u64,
     /// `producer queue pause` is in force: consumers read nothing new.
     pub paused: bool,
+    /// Set when Redis does not hold the data MySQL recorded (its epoch, see
+    /// `oms_shared::redis_epoch`): the one line saying so and naming `producer recover`.
+    /// Null when intact, or when MySQL could not be asked.
+    pub redis_data_lost: Option<String>,
     /// Each partition's figures (the totals above are their sums).
     pub partitions: Vec<PartitionStatus>,
 }
@@ -99,6 +104,10 @@ pub struct ImportStatus {
     pub reserved: i64,
     pub dead: i64,
     pub in_flight: i64,
+    /// Enqueued rows that are neither in MySQL nor in the stream any more (Redis lost
+    /// them); `lost_reason` says why they are taken for lost and what to run.
+    pub lost: i64,
+    pub lost_reason: Option<String>,
     pub rate_per_sec: Option<f64>,
     pub eta_secs: Option<f64>,
     pub done: bool,
@@ -137,10 +146,15 @@ impl StatusSource {
     /// Connects to Redis, then (when an import is to be shown) to MySQL.
     pub async fn connect(conn: &ConnectionConfig, with_db: bool) -> Result<Self> {
         let redis = crate::connect_redis(conn).await?;
-        let db = if with_db {
-            Some(crate::connect_mysql(conn).await?)
-        } else {
-            None
+        // MySQL is needed for an import's progress; for the stream alone it only adds the
+        // check that Redis still holds the recorded data.
+        let db = match crate::connect_mysql(conn).await {
+            Ok(db) => Some(db),
+            Err(e) if !with_db => {
+                tracing::warn!(error = %e, "cannot reach MySQL: not checking whether Redis lost its data");
+                None
+            }
+            Err(e) => return Err(e),
         };
         Ok(StatusSource {
             keys: crate::stream_keys(conn).await?,
@@ -154,8 +168,24 @@ impl StatusSource {
         StatusSource { keys, redis, db }
     }
 
+    /// Whether Redis lost the data MySQL recorded: the line saying so (None when intact
+    /// or without MySQL).
+    pub async fn redis_data_lost(&self) -> Result<Option<String>> {
+        let Some(db) = &self.db else {
+            return Ok(None);
+        };
+        let mut rc = self.redis.get().await?;
+        Ok(
+            match oms_shared::redis_epoch::check(db, &mut *rc, &self.keys).await? {
+                oms_shared::redis_epoch::EpochState::Intact(_) => None,
+                oms_shared::redis_epoch::EpochState::Lost(loss) => Some(loss.describe()),
+            },
+        )
+    }
+
     /// The stream and group figures.
     pub async fn stream(&self) -> Result<StreamStatus> {
+        let redis_data_lost = self.redis_data_lost().await?;
         let mut rc = self.redis.get().await?;
         let stats = queue::group_stats(&mut *rc, &self.keys).await?;
         let consumers = queue::consumers(&mut *rc, &self.keys).await?;
@@ -199,6 +229,7 @@ impl StatusSource {
             consumers,
             dead_letters,
             paused,
+            redis_data_lost,
             partitions,
         })
     }
@@ -213,12 +244,26 @@ impl StatusSource {
         let Some(row) = reports::import_row(db, import_id).await? else {
             return Err(NoSuchImport(import_id).into());
         };
+        // The stream's figures between the import's row and its outcomes: when nothing is
+        // unread or pending then, every row enqueued by the row's reading has ended by
+        // the outcomes' reading (a row ends in MySQL before its entry is acknowledged).
+        let drained = {
+            let mut rc = self.redis.get().await?;
+            let stats = queue::group_stats(&mut *rc, &self.keys).await?;
+            stats.lag == Some(0) && stats.pending == 0
+        };
         let outcomes = reports::import_outcomes(db, import_id).await?;
+        let redis_data_lost = self.redis_data_lost().await?;
         // Recorded in MySQL by the consumer: `failed purge` does not change it.
         let dead = oms_shared::store::dead_letters::count_for_import(db, import_id).await?;
         let failed_total: i64 = outcomes.failed.values().sum();
         let terminal = outcomes.completed + failed_total + outcomes.duplicates + dead;
-        let in_flight = (row.rows_enqueued - terminal).max(0);
+        let mut in_flight = (row.rows_enqueued - terminal).max(0);
+        let finished = row.finished_at.is_some();
+        let lost_reason =
+            lost_rows_reason(import_id, in_flight, finished && drained, redis_data_lost);
+        let lost = if lost_reason.is_some() { in_flight } else { 0 };
+        in_flight -= lost;
         let rate = progress_rate(
             terminal,
             in_flight,
@@ -226,7 +271,7 @@ impl StatusSource {
             outcomes.last_terminal_ms,
             previous,
         );
-        let done = in_flight == 0 && row.finished_at.is_some();
+        let done = in_flight == 0 && lost == 0 && finished;
         Ok(ImportStatus {
             id: row.id,
             file_name: row.file_name,
@@ -243,6 +288,8 @@ impl StatusSource {
             reserved: outcomes.reserved,
             dead,
             in_flight,
+            lost,
+            lost_reason,
             rate_per_sec: rate,
             eta_secs: eta(in_flight, rate),
             done,
@@ -262,6 +309,31 @@ impl StatusSource {
             None => None,
         };
         Ok(StatusReport { stream, import })
+    }
+}
+
+/// Why an import's unfinished rows are taken for lost, if they are: Redis lost its data
+/// (`redis_data_lost`), or the stream holds nothing unread or pending (`drained`, read
+/// between the import's row and its outcomes) while rows are still unaccounted for.
+pub fn lost_rows_reason(
+    import_id: u64,
+    unaccounted: i64,
+    drained: bool,
+    redis_data_lost: Option<String>,
+) -> Option<String> {
+    if unaccounted <= 0 {
+        return None;
+    }
+    let fix = format!("run `producer recover {import_id}` to enqueue them again from the file");
+    match redis_data_lost {
+        Some(why) => Some(format!(
+            "{unaccounted} rows of import {import_id} are lost with Redis's data ({why}); {fix}"
+        )),
+        None if drained => Some(format!(
+            "{unaccounted} rows of import {import_id} are neither in MySQL nor in the stream \
+             (Redis lost them?); {fix}"
+        )),
+        None => None,
     }
 }
 
@@ -307,6 +379,16 @@ pub async fn status(conn: &ConnectionConfig, import: Option<u64>) -> Result<Stat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unaccounted_rows_are_lost_only_when_redis_lost_data_or_the_stream_is_drained() {
+        assert_eq!(lost_rows_reason(7, 0, true, Some("x".into())), None);
+        assert_eq!(lost_rows_reason(7, 5, false, None), None);
+        let drained = lost_rows_reason(7, 5, true, None).unwrap();
+        assert!(drained.contains("producer recover 7"), "{drained}");
+        let wiped = lost_rows_reason(7, 5, false, Some("Redis lost its data".into())).unwrap();
+        assert!(wiped.starts_with("5 rows of import 7"), "{wiped}");
+    }
 
     #[test]
     fn rate_and_eta() {

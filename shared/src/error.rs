@@ -57,12 +57,28 @@ pub enum OmsError {
     #[error("inconsistent data: {0}")]
     Inconsistent(String),
 
+    /// MySQL went back in time: its outbox sequence is below an outbox id Redis has
+    /// applied (restored from a backup, failed over to a lagging replica). Neither
+    /// transient nor the input's fault: the work waits (entries stay pending) until the
+    /// operator's `producer reconcile --fix` resets Redis's applied record.
+    #[error(
+        "MySQL went back in time: its outbox sequence is {sequence} but Redis applied up to \
+         {applied} (restored from a backup or failed over to a lagging replica?); \
+         run `producer reconcile --fix`"
+    )]
+    HistoryRewound { sequence: u64, applied: u64 },
+
     /// A race with another consumer that a retry resolves.
     #[error("contention: {0}")]
     Contention(String),
 
     #[error("invalid amount {0:?}: expected a decimal with at most 2 decimals")]
     InvalidAmount(String),
+
+    /// Redis does not hold the data MySQL recorded (see `redis_epoch`): nothing is added
+    /// to it until `producer recover` runs. Not transient: waiting does not bring it back.
+    #[error("{0}")]
+    RedisDataLost(String),
 }
 
 impl OmsError {

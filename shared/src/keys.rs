@@ -175,6 +175,18 @@ impl StreamKeys {
         format!("{}:errors", self.stream(partition))
     }
 
+    /// `P orders:epoch` (or `P orders:{N}:epoch`): the epoch of the Redis data this
+    /// partition's stream belongs to, on the stream's slot ([`crate::redis_epoch`]).
+    pub fn stream_epoch(&self, partition: u16) -> String {
+        format!("{}:epoch", self.stream(partition))
+    }
+
+    /// `P readmodel:epoch`: the epoch of the Redis data of the read models, the pause flag
+    /// and the live counters ([`crate::redis_epoch`]).
+    pub fn read_model_epoch(&self) -> String {
+        format!("{}readmodel:epoch", self.model_prefix)
+    }
+
     /// The stream of partition 0: the only one with one partition.
     pub fn orders(&self) -> String {
         self.stream(0)
@@ -244,6 +256,19 @@ impl StreamKeys {
         format!("{}readmodel:applied", self.model_prefix)
     }
 
+    /// `P readmodel:applied_max`: the highest outbox id ever applied (under the current
+    /// generation). In a sane world it is at most MySQL's outbox sequence; above it, MySQL
+    /// went back in time (restored from a backup, failed over to a lagging replica).
+    pub fn outbox_applied_max(&self) -> String {
+        format!("{}readmodel:applied_max", self.model_prefix)
+    }
+
+    /// `P readmodel:generation`: which reset of the applied record this is (an integer,
+    /// incremented by `reconcile --fix` when it resets the record after a rewound MySQL).
+    pub fn outbox_generation(&self) -> String {
+        format!("{}readmodel:generation", self.model_prefix)
+    }
+
     /// `P readmodel:rebuild`: the lease of the one rebuild in progress (its token).
     pub fn rebuild_lease(&self) -> String {
         format!("{}readmodel:rebuild", self.model_prefix)
@@ -299,6 +324,8 @@ mod tests {
             "oms:stats:orders:29000000"
         );
         assert_eq!(k.failed_by_reason(), "oms:stats:failed");
+        assert_eq!(k.stream_epoch(0), "oms:orders:epoch");
+        assert_eq!(k.read_model_epoch(), "oms:readmodel:epoch");
     }
 
     #[test]
@@ -321,11 +348,15 @@ mod tests {
         let slot = hash_slot(&cluster.stream(5));
         assert_eq!(hash_slot(&cluster.partition_dead_letters(5)), slot);
         assert_eq!(hash_slot(&cluster.partition_message_errors(5)), slot);
+        assert_eq!(hash_slot(&cluster.stream_epoch(5)), slot);
         let rm = cluster.read_model_slot();
         for key in [
             cluster.leaderboard(),
             cluster.kpi_daily(d),
             cluster.outbox_applied_through(),
+            cluster.outbox_applied_max(),
+            cluster.outbox_generation(),
+            cluster.read_model_epoch(),
             cluster.rebuild_staging("t"),
             cluster.order_stats_minute(1),
         ] {

@@ -15,6 +15,8 @@
 //! - [`kpi`]: KPI arithmetic (revenue, count, average order value) and period keys;
 //! - [`db`] (= `store::db`): MySQL connection, database creation and embedded migrations;
 //! - [`redis_conn`]: Redis connection pools;
+//! - [`redis_epoch`]: whether Redis still holds the data MySQL recorded (lost on a restart
+//!   without persistence);
 //! - [`queue`]: the orders stream, its consumer group, trimming and dead letters;
 //! - [`queue_control`]: pausing and resuming every consumer (`P queue:paused`);
 //! - [`order_stats`]: live per-minute and per-second counts of orders that ended;
@@ -42,6 +44,7 @@ pub mod queue;
 pub mod queue_control;
 pub mod read_model;
 pub mod redis_conn;
+pub mod redis_epoch;
 pub mod store;
 pub mod telemetry;
 

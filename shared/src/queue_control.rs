@@ -5,11 +5,28 @@
 //! and claims nothing new (it finishes and acknowledges what it holds). Imports keep
 //! enqueueing; their backpressure applies as usual. A consumer that starts while the key
 //! exists starts paused.
+//!
+//! MySQL's `settings.queue_paused` is the source of truth (`producer queue pause` writes it
+//! first); the key mirrors it for the consumers' fast polls. [`reassert`] writes the
+//! mirror again from MySQL: `producer recover` runs it after Redis lost its data, so a
+//! paused queue stays paused.
 
 use redis::aio::ConnectionLike;
+use sqlx::MySqlPool;
 
 use crate::error::Result;
 use crate::keys::StreamKeys;
+
+/// Sets the Redis flag from MySQL's record; returns whether the queue is paused.
+pub async fn reassert<C: ConnectionLike>(
+    db: &MySqlPool,
+    conn: &mut C,
+    keys: &StreamKeys,
+) -> Result<bool> {
+    let paused = crate::store::settings::queue_paused(db).await?;
+    set_paused(conn, keys, paused).await?;
+    Ok(paused)
+}
 
 /// Sets or clears the pause flag; returns whether consumption was paused before.
 pub async fn set_paused<C: ConnectionLike>(

@@ -21,6 +21,14 @@
 //! not in the snapshot), and ends the lease. ARCHITECTURE.md "Exactly-once read models"
 //! argues why each outbox row then counts exactly once.
 //!
+//! **MySQL going back in time.** Redis also keeps `applied_max` (the highest id applied)
+//! and a `generation`. A MySQL restored from a backup, or a lagging replica promoted,
+//! would hand out ids Redis records as applied, and the apply would skip them. Every
+//! applied id was committed, so a sequence below `applied_max` proves the rewind
+//! ([`AppliedMark`], `store::outbox::history_rewound`); `reconcile --fix` then rebuilds
+//! everything and resets the record in one script ([`Rebuild::finish_with_reset`]),
+//! incrementing the generation.
+//!
 //! Leaderboard rule: its members are the customers whose `total_spent` is above zero (a
 //! free order adds no member); both the live path and the rebuilds apply it.
 
@@ -57,30 +65,38 @@ end
 local function id_str(id) return string.format('%d', id) end
 "#;
 
-/// KEYS: applied_through, applied set, rebuild lease, rebuild log, N KPI hashes,
-/// leaderboard. ARGV: outbox id, N, (count, cents) × N, (email, cents) × M.
+/// KEYS: applied_through, applied set, rebuild lease, rebuild log, applied_max,
+/// generation, N KPI hashes, leaderboard. ARGV: outbox id, N, (count, cents) × N,
+/// (email, cents) × M. Returns {applied (1) or already applied (0), generation,
+/// applied_max}.
 const APPLY_BODY: &str = r#"
 local id = tonumber(ARGV[1])
 local through = tonumber(redis.call('GET', KEYS[1]) or '0')
+local generation = tonumber(redis.call('GET', KEYS[6]) or '0')
+local max = tonumber(redis.call('GET', KEYS[5]) or '0')
 if id <= through or redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   -- A write all the same, so that a WAIT after it also covers the earlier apply (made
   -- by another client that may have died before its own WAIT).
   redis.call('SET', KEYS[1], id_str(through))
-  return 0
+  return {0, generation, max}
+end
+if id > max then
+  max = id
+  redis.call('SET', KEYS[5], id_str(max))
 end
 local logging = redis.call('EXISTS', KEYS[3]) == 1
 local kpis, board = {}, {}
 local n = tonumber(ARGV[2])
 local a = 3
 for i = 1, n do
-  local key = KEYS[i + 4]
+  local key = KEYS[i + 6]
   local count = redis.call('HINCRBY', key, 'order_count', ARGV[a])
   local cents = redis.call('HINCRBY', key, 'revenue_cents', ARGV[a + 1])
   write_kpi(key, count, cents)
   if logging then kpis[key] = {ARGV[a], ARGV[a + 1]} end
   a = a + 2
 end
-local lb = KEYS[n + 5]
+local lb = KEYS[n + 7]
 while a <= #ARGV do
   if tonumber(ARGV[a + 1]) ~= 0 then redis.call('ZINCRBY', lb, ARGV[a + 1], ARGV[a]) end
   if logging then board[ARGV[a]] = ARGV[a + 1] end
@@ -99,11 +115,14 @@ if id == through + 1 then
 else
   redis.call('ZADD', KEYS[2], id, ARGV[1])
 end
-return 1
+return {1, generation, max}
 "#;
 
-/// KEYS: applied_through, applied set. ARGV: floor (every id up to it is applied).
+/// KEYS: applied_through, applied set, generation. ARGV: floor (every id up to it is
+/// applied), the generation read before the floor. A floor read under another
+/// generation (before a reset) is ignored: returns -1.
 const TRIM_BODY: &str = r#"
+if tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[2]) then return -1 end
 local through = tonumber(redis.call('GET', KEYS[1]) or '0')
 local floor = tonumber(ARGV[1])
 if floor > through then through = floor end
@@ -130,7 +149,8 @@ return 1
 "#;
 
 /// KEYS: lease, log, applied_through, applied set, leaderboard, staging, snapshot key,
-/// T KPI hashes. ARGV: token, through, board ('1' to rebuild the leaderboard), T,
+/// applied_max, generation, T KPI hashes. ARGV: token, through, board ('1' to rebuild
+/// the leaderboard), reset ('1' to reset the applied record to the snapshot), T,
 /// (count, cents, delete-when-zero) × T, R, R outbox entries (JSON, as logged).
 const FINISH_BODY: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -138,18 +158,21 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 local snap = tonumber(ARGV[2])
 local board_on = ARGV[3] == '1'
-local t = tonumber(ARGV[4])
+local reset = ARGV[4] == '1'
+local t = tonumber(ARGV[5])
 local fig, del = {}, {}
-local a = 5
+local a = 6
 for i = 1, t do
-  local key = KEYS[7 + i]
+  local key = KEYS[9 + i]
   fig[key] = {tonumber(ARGV[a]), tonumber(ARGV[a + 1])}
   del[key] = ARGV[a + 2] == '1'
   a = a + 3
 end
 local through = tonumber(redis.call('GET', KEYS[3]) or '0')
+-- A reset makes every row of the snapshot applied (its values count them all), so none
+-- is subtracted; the record of the history that went away counts for nothing.
 local function applied(id)
-  return id <= through or redis.call('ZSCORE', KEYS[4], id_str(id))
+  return reset or id <= through or redis.call('ZSCORE', KEYS[4], id_str(id))
 end
 local function adjust(e, sign)
   for key, v in pairs(e.k) do
@@ -173,9 +196,32 @@ for i = 1, r do
   a = a + 1
   if not applied(tonumber(e.i)) then adjust(e, -1) end
 end
+local logged_above = {}
 for _, raw in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
   local e = cjson.decode(raw)
-  if tonumber(e.i) > snap then adjust(e, 1) end
+  if tonumber(e.i) > snap then
+    adjust(e, 1)
+    table.insert(logged_above, tonumber(e.i))
+  end
+end
+if reset then
+  -- Applied from now on: every id of the snapshot, and the rows above it applied (and
+  -- logged) during the lease; nothing else. A new generation tells consumers.
+  redis.call('DEL', KEYS[4])
+  local max = snap
+  for _, id in ipairs(logged_above) do
+    redis.call('ZADD', KEYS[4], id, id_str(id))
+    if id > max then max = id end
+  end
+  local upto = snap
+  while redis.call('ZSCORE', KEYS[4], id_str(upto + 1)) do
+    upto = upto + 1
+    redis.call('ZREM', KEYS[4], id_str(upto))
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', upto)
+  redis.call('SET', KEYS[3], id_str(upto))
+  redis.call('SET', KEYS[8], id_str(max))
+  redis.call('INCR', KEYS[9])
 end
 for key, f in pairs(fig) do
   if del[key] and f[1] == 0 and f[2] == 0 then
@@ -207,14 +253,54 @@ static ABANDON: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(AB
 static FINISH: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{LUA_COMMON}{FINISH_BODY}")));
 
+/// What Redis says of its record of applied outbox rows: `applied_max`, the highest id
+/// applied under `generation` (incremented by each reset of the record, 0 before any).
+/// A consumer keeps the highest reading of the current generation as a lower bound of
+/// Redis's `applied_max` ([`AppliedMark::merge`]), and checks each new outbox id against
+/// it ([`AppliedMark::rewound_by`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppliedMark {
+    pub generation: u64,
+    pub applied_max: u64,
+}
+
+impl AppliedMark {
+    /// The mark after a new reading: the higher `applied_max` within one generation; a
+    /// reading of another generation replaces it (a reset lowered `applied_max` on
+    /// purpose, or Redis lost its record: either way the old bound no longer holds).
+    pub fn merge(self, reading: AppliedMark) -> AppliedMark {
+        if reading.generation != self.generation {
+            reading
+        } else {
+            AppliedMark {
+                generation: self.generation,
+                applied_max: self.applied_max.max(reading.applied_max),
+            }
+        }
+    }
+
+    /// Whether MySQL handing out the outbox id `new_id` proves it went back in time.
+    pub fn rewound_by(&self, new_id: u64) -> bool {
+        crate::store::outbox::history_rewound(new_id.saturating_sub(1), self.applied_max)
+    }
+}
+
+/// What one apply did: whether it applied the row now (false: it had been already) and
+/// the mark Redis returned with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub now: bool,
+    pub mark: AppliedMark,
+}
+
 /// Applies one outbox batch to the KPI hashes and the leaderboard, at most once per
-/// `outbox_id`, whenever it comes. Returns false when it had already been applied.
+/// `outbox_id`, whenever it comes.
 pub async fn apply_outbox<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
     outbox_id: u64,
     orders: &[CompletedOrder],
-) -> Result<bool> {
+) -> Result<Applied> {
     apply_outbox_replicated(conn, keys, outbox_id, orders, ReplicaWait::NONE).await
 }
 
@@ -228,13 +314,15 @@ pub async fn apply_outbox_replicated<C: ConnectionLike>(
     outbox_id: u64,
     orders: &[CompletedOrder],
     wait: ReplicaWait,
-) -> Result<bool> {
+) -> Result<Applied> {
     let delta = aggregate(keys, orders);
     let mut script_keys = vec![
         keys.outbox_applied_through(),
         keys.outbox_applied_above(),
         keys.rebuild_lease(),
         keys.rebuild_log(),
+        keys.outbox_applied_max(),
+        keys.outbox_generation(),
     ];
     script_keys.extend(delta.kpis.keys().cloned());
     script_keys.push(keys.leaderboard());
@@ -250,7 +338,7 @@ pub async fn apply_outbox_replicated<C: ConnectionLike>(
         args.extend(email.to_redis_args());
         args.extend(cents.0.to_redis_args());
     }
-    let applied: i64 = if wait.replicas == 0 {
+    let reply: (i64, u64, u64) = if wait.replicas == 0 {
         let mut invocation = APPLY.prepare_invoke();
         for key in &script_keys {
             invocation.key(key);
@@ -271,11 +359,71 @@ pub async fn apply_outbox_replicated<C: ConnectionLike>(
         }
         let replies = write_and_wait(conn, pipe, wait).await?;
         match replies.first() {
-            Some(redis::Value::Int(n)) => *n,
-            _ => 0,
+            Some(value) => {
+                redis::from_redis_value(value.clone()).map_err(|e| OmsError::Redis(e.into()))?
+            }
+            None => {
+                return Err(OmsError::Inconsistent(
+                    "the read-model script returned nothing".into(),
+                ))
+            }
         }
     };
-    Ok(applied == 1)
+    Ok(Applied {
+        now: reply.0 == 1,
+        mark: AppliedMark {
+            generation: reply.1,
+            applied_max: reply.2,
+        },
+    })
+}
+
+/// Redis's applied mark and MySQL's outbox sequence, read in that order: in a sane world
+/// every id applied when Redis is read was committed by then, so is at most the sequence
+/// read after it, and [`HistoryReading::rewound`] never fires wrongly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryReading {
+    pub mark: AppliedMark,
+    pub sequence: u64,
+}
+
+impl HistoryReading {
+    /// Reads Redis first, then MySQL (see the type's documentation).
+    pub async fn read<C: ConnectionLike>(
+        conn: &mut C,
+        keys: &StreamKeys,
+        pool: &sqlx::MySqlPool,
+    ) -> Result<HistoryReading> {
+        let mark = read_applied_mark(conn, keys).await?;
+        let sequence = crate::store::outbox::last_id(pool).await?;
+        Ok(HistoryReading { mark, sequence })
+    }
+
+    /// [`OmsError::HistoryRewound`] when MySQL went back in time.
+    pub fn rewound(&self) -> Option<OmsError> {
+        crate::store::outbox::history_rewound(self.sequence, self.mark.applied_max).then_some(
+            OmsError::HistoryRewound {
+                sequence: self.sequence,
+                applied: self.mark.applied_max,
+            },
+        )
+    }
+}
+
+/// Redis's [`AppliedMark`] now.
+pub async fn read_applied_mark<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+) -> Result<AppliedMark> {
+    let (generation, applied_max): (Option<u64>, Option<u64>) = redis::pipe()
+        .get(keys.outbox_generation())
+        .get(keys.outbox_applied_max())
+        .query_async(conn)
+        .await?;
+    Ok(AppliedMark {
+        generation: generation.unwrap_or(0),
+        applied_max: applied_max.unwrap_or(0),
+    })
 }
 
 /// Whether outbox row `outbox_id` has reached Redis.
@@ -294,18 +442,24 @@ pub async fn is_applied<C: ConnectionLike>(
 
 /// Raises `applied_through` to `floor` (every outbox id up to it is applied, from
 /// [`crate::store::outbox::applied_floor`]) and drops the set's members up to it.
-/// Returns the new `applied_through`.
+/// `generation` is the record's generation read *before* the floor: if a reset came in
+/// between, the floor belongs to the history that went away and nothing changes.
+/// Returns the new `applied_through`, or `None` when the generation had changed.
 pub async fn trim_applied<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
     floor: u64,
-) -> Result<u64> {
-    Ok(TRIM
+    generation: u64,
+) -> Result<Option<u64>> {
+    let through: i64 = TRIM
         .key(keys.outbox_applied_through())
         .key(keys.outbox_applied_above())
+        .key(keys.outbox_generation())
         .arg(floor)
+        .arg(generation)
         .invoke_async(conn)
-        .await?)
+        .await?;
+    Ok(u64::try_from(through).ok())
 }
 
 /// One outbox row as the rebuild script reads it (the format the apply script logs).
@@ -390,30 +544,34 @@ impl Rebuild {
         Ok(())
     }
 
-    fn invocation<'a>(
+    /// The finish script's invocation.
+    fn invocation(
         &self,
-        script: &'a redis::Script,
         outbox: &OutboxSnapshot,
         staging: &str,
         snapshot_day: NaiveDate,
         kpis: &[(String, KpiFigures, bool)],
         board: bool,
-    ) -> Result<redis::ScriptInvocation<'a>> {
+        reset: bool,
+    ) -> Result<redis::ScriptInvocation<'static>> {
         let keys = &self.keys;
-        let mut inv = script.prepare_invoke();
+        let mut inv = FINISH.prepare_invoke();
         inv.key(keys.rebuild_lease())
             .key(keys.rebuild_log())
             .key(keys.outbox_applied_through())
             .key(keys.outbox_applied_above())
             .key(keys.leaderboard())
             .key(staging)
-            .key(keys.leaderboard_snapshot(snapshot_day));
+            .key(keys.leaderboard_snapshot(snapshot_day))
+            .key(keys.outbox_applied_max())
+            .key(keys.outbox_generation());
         for (key, _, _) in kpis {
             inv.key(key);
         }
         inv.arg(&self.token)
             .arg(outbox.through)
             .arg(if board { "1" } else { "0" })
+            .arg(if reset { "1" } else { "0" })
             .arg(kpis.len());
         for (_, f, delete_when_zero) in kpis {
             inv.arg(f.order_count)
@@ -459,6 +617,33 @@ impl Rebuild {
         kpis: &[(String, KpiFigures, bool)],
         board: Option<(&[(String, Cents)], NaiveDate)>,
     ) -> Result<()> {
+        self.write(conn, outbox, kpis, board, false).await
+    }
+
+    /// [`Rebuild::finish`] after MySQL went back in time, in the same script: the record
+    /// of applied rows is reset to the snapshot (`applied_through` := its `through`, the
+    /// set := the rows above it applied during the lease, `applied_max` := the highest
+    /// of those) and the generation incremented. `kpis` and `board` must be *every*
+    /// read-model key: no pending row of the snapshot is subtracted (the reset makes them
+    /// applied), so a key left out would miss them for good.
+    pub async fn finish_with_reset<C: ConnectionLike>(
+        self,
+        conn: &mut C,
+        outbox: &OutboxSnapshot,
+        kpis: &[(String, KpiFigures, bool)],
+        board: (&[(String, Cents)], NaiveDate),
+    ) -> Result<()> {
+        self.write(conn, outbox, kpis, Some(board), true).await
+    }
+
+    async fn write<C: ConnectionLike>(
+        self,
+        conn: &mut C,
+        outbox: &OutboxSnapshot,
+        kpis: &[(String, KpiFigures, bool)],
+        board: Option<(&[(String, Cents)], NaiveDate)>,
+        reset: bool,
+    ) -> Result<()> {
         let staging = self.keys.rebuild_staging(&self.token);
         let day = board.map_or_else(|| chrono::Utc::now().date_naive(), |(_, d)| d);
         if let Some((entries, _)) = board {
@@ -478,7 +663,7 @@ impl Rebuild {
                 .ignore();
             pipe.query_async::<()>(conn).await?;
         }
-        let inv = self.invocation(&FINISH, outbox, &staging, day, kpis, board.is_some())?;
+        let inv = self.invocation(outbox, &staging, day, kpis, board.is_some(), reset)?;
         inv.invoke_async::<i64>(conn).await.map_err(lease_lost)?;
         Ok(())
     }
@@ -520,4 +705,40 @@ pub async fn read_leaderboard<C: ConnectionLike>(
         .into_iter()
         .map(|(e, s)| (e, Cents(s.round() as i64)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(generation: u64, applied_max: u64) -> AppliedMark {
+        AppliedMark {
+            generation,
+            applied_max,
+        }
+    }
+
+    #[test]
+    fn a_new_id_not_above_the_applied_mark_proves_a_rewind() {
+        let h = mark(0, 20);
+        // Sequence 10 restored: the next ids 11..=20 were applied in the old history.
+        assert!(h.rewound_by(11));
+        assert!(h.rewound_by(20));
+        assert!(!h.rewound_by(21));
+        // Nothing known yet: never a rewind.
+        assert!(!AppliedMark::default().rewound_by(1));
+    }
+
+    #[test]
+    fn the_mark_grows_within_a_generation_and_is_replaced_by_another() {
+        let h = mark(3, 20);
+        assert_eq!(h.merge(mark(3, 15)), mark(3, 20), "an older reading");
+        assert_eq!(h.merge(mark(3, 25)), mark(3, 25));
+        // A reset to sequence 10: the old bound must go, else id 11 would look rewound.
+        let after_reset = h.merge(mark(4, 10));
+        assert_eq!(after_reset, mark(4, 10));
+        assert!(!after_reset.rewound_by(11));
+        // Redis lost its record (generation back to 0): the reading replaces the mark.
+        assert_eq!(h.merge(mark(0, 0)), mark(0, 0));
+    }
 }

@@ -147,11 +147,17 @@ pub async fn reconcile_violations(env: &TestEnv) -> Vec<String> {
 
 /// Runs the `producer reconcile` binary against `env`; returns its exit code and output.
 pub fn reconcile_exit_code(env: &TestEnv) -> (i32, String) {
+    producer_exit_code(env, &["reconcile"])
+}
+
+/// Runs the `producer` binary with `args` against `env`, as an operator would; returns
+/// its exit code and output (stdout, then stderr).
+pub fn producer_exit_code(env: &TestEnv, args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new(crate::binary("producer"))
-        .arg("reconcile")
+        .args(args)
         .envs(env.env_vars())
         .output()
-        .expect("run producer reconcile");
+        .expect("run producer");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

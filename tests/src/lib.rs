@@ -316,6 +316,16 @@ impl TestEnv {
     }
 }
 
+/// `rows` of one import as the workflow's input.
+pub fn batch_rows(
+    import_id: u64,
+    rows: &[oms_shared::order::OrderRow],
+) -> Vec<oms_shared::store::orders::BatchRow<'_>> {
+    rows.iter()
+        .map(|row| oms_shared::store::orders::BatchRow { import_id, row })
+        .collect()
+}
+
 /// An order row for tests: `items` as (sku, quantity).
 pub fn order_row(
     identity: &str,

@@ -198,6 +198,22 @@ impl ConsumerProc {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
+
+    /// The address `/metrics` and `/readyz` really listen on (`--metrics-addr
+    /// 127.0.0.1:0`), from the consumer's `serving /metrics` log line.
+    pub async fn metrics_addr(&self, deadline: Duration) -> std::net::SocketAddr {
+        crate::wait_for("the consumer's metrics address", deadline, || {
+            let log = self.log();
+            async move {
+                log.lines()
+                    .find(|l| l.contains("serving /metrics"))
+                    .and_then(|l| l.split("addr=").nth(1))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|a| a.parse().ok())
+            }
+        })
+        .await
+    }
 }
 
 impl Drop for ConsumerProc {

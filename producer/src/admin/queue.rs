@@ -24,8 +24,9 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let keys = conn.read_model_keys();
+    let db = oms_reports::connect_mysql(conn).await?;
     let redis = oms_reports::connect_redis(conn).await?;
-    let report = set_paused(&redis, &keys, matches!(cmd, QueueCommand::Pause)).await?;
+    let report = set_paused(&db, &redis, &keys, matches!(cmd, QueueCommand::Pause)).await?;
     if json {
         print_json(&report);
     } else {

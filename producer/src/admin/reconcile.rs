@@ -44,19 +44,27 @@ fn drift_table(drift: &[Drift]) -> String {
 /// The report as text: the drift table, what was fixed, the verdict.
 pub fn render(report: &ReconcileReport) -> String {
     let mut out = Vec::new();
+    if let Some(rewound) = &report.history_rewound {
+        out.push(rewound.message());
+    }
     if !report.drift.is_empty() {
         out.push(drift_table(&report.drift));
         out.push(plural(report.drift.len(), "difference"));
     }
     if let Some(f) = &report.fixed {
         out.push(format!(
-            "fixed: {} KPI hashes rewritten, {} deleted, leaderboard {}",
+            "fixed: {} KPI hashes rewritten, {} deleted, leaderboard {}{}",
             f.kpi_hashes_rewritten,
             f.kpi_hashes_deleted,
             if f.leaderboard_rebuilt {
                 "rebuilt"
             } else {
                 "unchanged"
+            },
+            if f.applied_record_reset {
+                ", applied record reset to MySQL's outbox sequence (consumers resume)"
+            } else {
+                ""
             }
         ));
         if let Some(remaining) = report.remaining.as_ref().filter(|r| !r.is_empty()) {

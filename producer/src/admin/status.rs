@@ -96,6 +96,9 @@ pub fn render(report: &StatusReport) -> String {
             &[0, 2, 3, 4, 5],
         ));
     }
+    if let Some(why) = &s.redis_data_lost {
+        out.push(format!("ALERT: {why}"));
+    }
     if let Some(p) = &s.oldest_pending {
         out.push(format!(
             "oldest pending: {} on {}, idle {}, {} deliveries",
@@ -158,6 +161,9 @@ pub fn render(report: &StatusReport) -> String {
             &rows,
             &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
         ));
+        if let Some(why) = &i.lost_reason {
+            out.push(format!("LOST: {why}"));
+        }
         if !i.failed.is_empty() {
             let reasons: Vec<String> = i.failed.iter().map(|(r, n)| format!("{r} {n}")).collect();
             out.push(format!("failed: {}", reasons.join(", ")));

@@ -58,6 +58,9 @@ pub struct EnqueueSettings {
     pub max_lag: u64,
     /// Replicas each pipeline must reach (`--min-replicas`) before its rows count.
     pub replica_wait: ReplicaWait,
+    /// The epoch of the Redis data ([`oms_shared::redis_epoch`]): entries are added only
+    /// while Redis still holds it.
+    pub epoch: String,
 }
 
 impl EnqueueSettings {
@@ -175,12 +178,13 @@ impl Enqueuer {
             let rows: u64 = pipeline.iter().map(|c| c.rows as u64).sum();
             self.wait_for_room(rows, shutdown).await?;
             retry("XADD to the orders stream", shutdown, || async {
-                queue::add_encoded_chunks_on(
+                queue::add_encoded_chunks_checked_on(
                     &self.redis,
                     &self.keys,
                     self.settings.import_id,
                     &pipeline,
                     self.settings.replica_wait,
+                    &self.settings.epoch,
                 )
                 .await
             })
@@ -321,7 +325,7 @@ pub async fn heartbeat(db: MySqlPool, import_id: u64) {
 
 /// Runs `op`, retrying transient errors with backoff (100 ms doubling to 5 s) for up to
 /// [`RETRY_BUDGET`]; saying what it waits for.
-async fn retry<T, F, Fut>(
+pub(crate) async fn retry<T, F, Fut>(
     what: &str,
     shutdown: &CancellationToken,
     mut op: F,
@@ -359,6 +363,7 @@ mod tests {
             chunk_size,
             max_lag,
             replica_wait: ReplicaWait::NONE,
+            epoch: String::new(),
         };
         assert_eq!(s(100, 0).pipeline_chunks(), 64);
         assert_eq!(s(100, 1_000_000).pipeline_chunks(), 64);

@@ -39,6 +39,7 @@ pub mod blocks;
 pub mod enqueue;
 #[cfg(test)]
 mod hostile;
+pub mod line_set;
 pub mod products_canonical;
 pub mod progress;
 pub mod reader;
@@ -60,6 +61,7 @@ use oms_shared::keys::StreamKeys;
 use oms_shared::read_model;
 use oms_shared::store::imports::{self, ImportStatus};
 use oms_shared::store::outbox;
+use oms_shared::OmsError;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -187,7 +189,19 @@ pub async fn import(
         let db = oms_shared::db::connect(&conn.database_url, 2).await?;
         oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
         let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
-        anyhow::Ok((db, redis))
+        // The partition count recorded by `producer migrate --partitions P`.
+        let early_keys: StreamKeys =
+            oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
+                .await?;
+        let epoch = {
+            let mut c = redis.get().await?;
+            oms_shared::queue::ensure_group(&mut *c, &early_keys).await?;
+            // Refuse to enqueue into a Redis that lost the data MySQL recorded.
+            oms_shared::redis_epoch::check(&db, &mut *c, &early_keys)
+                .await?
+                .require_intact()?
+        };
+        anyhow::Ok((db, redis, early_keys, epoch))
     };
     tokio::pin!(connecting, prepared_rx);
     let mut connected = None;
@@ -204,7 +218,7 @@ pub async fn import(
     };
     let (source, file_handle, data_start, columns) =
         prepared.context("the source thread failed")??;
-    let (db, redis) = match connected {
+    let (db, redis, early_keys, epoch) = match connected {
         Some(c) => c?,
         None => connecting.await?,
     };
@@ -230,13 +244,21 @@ pub async fn import(
         },
     )
     .await?;
-    // The layout read with the row (`producer migrate --partitions P`), and its group.
+    // The layout read with the row (`producer migrate --partitions P`): the one checked
+    // while connecting unless a repartition committed in between; then its group and epoch.
     let keys = StreamKeys::for_layout(&conn.prefix, partitions, conn.is_cluster());
-    let grouped = async {
+    let checked = async {
+        if keys.partitions() == early_keys.partitions() {
+            return anyhow::Ok(epoch);
+        }
         let mut c = redis.get().await?;
-        oms_shared::queue::ensure_group(&mut *c, &keys).await
+        oms_shared::queue::ensure_group(&mut *c, &keys).await?;
+        Ok(oms_shared::redis_epoch::check(&db, &mut *c, &keys)
+            .await?
+            .require_intact()?)
     };
-    if let Err(e) = grouped.await {
+    let epoch = checked.await;
+    if epoch.is_err() {
         let _ = imports::record_progress(
             &db,
             import_id,
@@ -244,8 +266,8 @@ pub async fn import(
             ImportStatus::Interrupted,
         )
         .await;
-        return Err(anyhow::Error::new(e).context(format!("import {import_id}")));
     }
+    let epoch = epoch.with_context(|| format!("import {import_id}"))?;
     let heartbeat = tokio::spawn(enqueue::heartbeat(db.clone(), import_id));
     let span = tracing::info_span!("import", import_id, file = %source.name);
     tracing::info!(parent: &span, sha256 = %source.sha256, bytes = source.size, already_imported_through, "import started");
@@ -264,6 +286,7 @@ pub async fn import(
         already_imported_through,
         partitions: keys.partitions(),
         workers: scan::default_workers(),
+        only_lines: None,
     };
     let scanner = {
         let (stop, progress) = (stop.clone(), progress.clone());
@@ -302,6 +325,7 @@ pub async fn import(
             import_id,
             chunk_size: args.chunk_size as usize,
             max_lag: args.max_lag,
+            epoch,
             replica_wait: ReplicaWait::new(args.min_replicas.unwrap_or(if conn.is_cluster() {
                 1
             } else {
@@ -341,6 +365,16 @@ pub async fn import(
         .await
         .with_context(|| format!("import {import_id}: cannot record its counts"))?;
     if let Some(e) = failure {
+        if matches!(
+            &enqueued,
+            Err(EnqueueError::Failed(OmsError::RedisDataLost(_)))
+        ) {
+            return Err(e.context(format!(
+                "import {import_id} stopped after line {}; run `producer recover {import_id}` \
+                 (it re-enqueues the rows Redis lost), then import the same file again to resume",
+                enqueuer.counts.enqueued_through_line
+            )));
+        }
         return Err(e.context(format!(
             "import {import_id} stopped after line {} (import the same file again to resume)",
             enqueuer.counts.enqueued_through_line
@@ -371,7 +405,7 @@ pub async fn import(
 
 /// Hashes `file` (spooling stdin), opens it for the import's pass and checks its header;
 /// where the data rows start.
-fn open_source(
+pub(crate) fn open_source(
     file: &str,
     stop: &AtomicBool,
 ) -> anyhow::Result<(source::Source, std::fs::File, DataStart, Columns)> {
@@ -430,6 +464,10 @@ pub async fn wait_for_outcome(
     loop {
         let reading = ride_out(&mut outages, deadline, shutdown, || async move {
             let mut s = source.import(import_id, None).await?;
+            if let Some(why) = &s.lost_reason {
+                // Rows lost with Redis's data: not an outage, no retry brings them back.
+                anyhow::bail!("import {import_id}: {why}");
+            }
             let mut through = outbox_through;
             if s.done {
                 let t = match through {

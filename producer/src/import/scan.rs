@@ -51,6 +51,8 @@ pub struct ScanSettings {
     pub partitions: PartitionCount,
     /// Scan workers (validation and encoding run on this many threads).
     pub workers: usize,
+    /// `producer recover`: only the valid rows of these lines are shipped.
+    pub only_lines: Option<std::sync::Arc<super::line_set::LineSet>>,
 }
 
 /// Where the data rows of the file are: after the header, which ends at byte
@@ -332,6 +334,13 @@ impl Sequencer<'_> {
                             self.reject(line, RejectReason::DuplicateOrderId, detail, raw)?;
                             continue;
                         }
+                    }
+                    if settings
+                        .only_lines
+                        .as_ref()
+                        .is_some_and(|wanted| !wanted.contains(line))
+                    {
+                        continue;
                     }
                     if !settings.new_identities && line <= settings.already_imported_through {
                         self.shipment.duplicates += 1;

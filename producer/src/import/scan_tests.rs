@@ -48,6 +48,7 @@ fn scan_file(content: &[u8], block_bytes: u64, workers: usize, id_column: bool) 
         already_imported_through: 40,
         partitions: PartitionCount::ONE,
         workers,
+        only_lines: None,
     };
     let (tx, mut rx) = mpsc::channel(2);
     let size = content.len() as u64;

@@ -125,19 +125,98 @@ pub async fn add_encoded_chunks_replicated<C: ConnectionLike>(
     chunks: &[EncodedChunk],
     wait: ReplicaWait,
 ) -> Result<Vec<String>> {
+    add_to_partitions(conn, keys, import_id, chunks, wait, None).await
+}
+
+/// The `XADD`s of every partition, one pipeline each (see
+/// [`add_encoded_chunks_replicated`]); with `epoch`, each partition's entries are added
+/// by one script that first checks the partition's epoch key ([`crate::redis_epoch`]).
+async fn add_to_partitions<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    import_id: u64,
+    chunks: &[EncodedChunk],
+    wait: ReplicaWait,
+    epoch: Option<&str>,
+) -> Result<Vec<String>> {
     check_partitions(keys, chunks)?;
     let import = import_id.to_string();
     let mut ids = vec![String::new(); chunks.len()];
     for partition in keys.partitions().all() {
-        let Some((mine, pipe)) = partition_pipeline(keys, partition, &import, chunks) else {
+        let Some((mine, pipe)) = partition_pipeline(keys, partition, &import, chunks, epoch) else {
             continue;
         };
-        let replies = write_and_wait(conn, pipe, wait).await?;
-        for (&i, reply) in mine.iter().zip(&replies) {
-            ids[i] = text(reply).unwrap_or_default();
+        let replies = write_and_wait(conn, pipe, wait)
+            .await
+            .map_err(|e| epoch_error(e, keys, partition, epoch))?;
+        for (&i, id) in mine.iter().zip(entry_ids(&replies, epoch.is_some())) {
+            ids[i] = id;
         }
     }
     Ok(ids)
+}
+
+/// The entry ids of a partition's pipeline: one reply per `XADD`, or the checked
+/// script's one array.
+fn entry_ids(replies: &[Value], checked: bool) -> Vec<String> {
+    let replies = match (checked, replies.first()) {
+        (true, Some(Value::Array(ids))) => ids.as_slice(),
+        _ => replies,
+    };
+    replies
+        .iter()
+        .map(|r| text(r).unwrap_or_default())
+        .collect()
+}
+
+/// The checked script's refusal as [`OmsError::RedisDataLost`]; other errors unchanged.
+fn epoch_error(e: OmsError, keys: &StreamKeys, partition: u16, epoch: Option<&str>) -> OmsError {
+    match (&e, epoch) {
+        (OmsError::Redis(re), Some(expected)) if re.code() == Some(EPOCH_REFUSAL) => {
+            let found = re.detail().unwrap_or("missing").trim().to_string();
+            let found = (found != "missing").then_some(found);
+            OmsError::RedisDataLost(
+                crate::redis_epoch::DataLoss {
+                    expected: expected.to_string(),
+                    keys: vec![(keys.stream_epoch(partition), found)],
+                }
+                .describe(),
+            )
+        }
+        _ => e,
+    }
+}
+
+/// The error code of [`CHECKED_XADD`]'s refusal.
+const EPOCH_REFUSAL: &str = "OMSEPOCH";
+
+/// Adds a partition's chunks only if its epoch key holds the expected epoch, atomically:
+/// entries are never added to a Redis that lost the data they belong with.
+/// KEYS: stream, epoch key. ARGV: epoch, chunk version, import id, then each chunk's rows.
+const CHECKED_XADD: &str = r#"
+local epoch = redis.call('GET', KEYS[2])
+if epoch ~= ARGV[1] then
+  return redis.error_reply('OMSEPOCH ' .. (epoch or 'missing'))
+end
+local ids = {}
+for i = 4, #ARGV do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'v', ARGV[2], 'import', ARGV[3], 'rows', ARGV[i])
+end
+return ids
+"#;
+
+/// [`add_encoded_chunks_on`], each partition's entries added only while its epoch key
+/// holds `epoch` (else [`OmsError::RedisDataLost`], nothing added to that partition): the
+/// import's path, so that rows are never counted enqueued into a Redis that lost its data.
+pub async fn add_encoded_chunks_checked_on(
+    pool: &RedisPool,
+    keys: &StreamKeys,
+    import_id: u64,
+    chunks: &[EncodedChunk],
+    wait: ReplicaWait,
+    epoch: &str,
+) -> Result<Vec<String>> {
+    add_on(pool, keys, import_id, chunks, wait, Some(epoch)).await
 }
 
 /// [`add_encoded_chunks_replicated`] over `pool`: on a cluster the partitions' pipelines
@@ -151,24 +230,37 @@ pub async fn add_encoded_chunks_on(
     chunks: &[EncodedChunk],
     wait: ReplicaWait,
 ) -> Result<Vec<String>> {
+    add_on(pool, keys, import_id, chunks, wait, None).await
+}
+
+async fn add_on(
+    pool: &RedisPool,
+    keys: &StreamKeys,
+    import_id: u64,
+    chunks: &[EncodedChunk],
+    wait: ReplicaWait,
+    epoch: Option<&str>,
+) -> Result<Vec<String>> {
     let RedisPool::Cluster(cluster) = pool else {
         let mut conn = pool.get().await?;
-        return add_encoded_chunks_replicated(&mut *conn, keys, import_id, chunks, wait).await;
+        return add_to_partitions(&mut *conn, keys, import_id, chunks, wait, epoch).await;
     };
     check_partitions(keys, chunks)?;
     let import = import_id.to_string();
     let jobs = keys.partitions().all().filter_map(|partition| {
-        let (mine, pipe) = partition_pipeline(keys, partition, &import, chunks)?;
+        let (mine, pipe) = partition_pipeline(keys, partition, &import, chunks, epoch)?;
         let mut conn = cluster.clone();
         Some(async move {
-            let replies = write_and_wait(&mut conn, pipe, wait).await?;
+            let replies = write_and_wait(&mut conn, pipe, wait)
+                .await
+                .map_err(|e| epoch_error(e, keys, partition, epoch))?;
             Ok::<_, OmsError>((mine, replies))
         })
     });
     let mut ids = vec![String::new(); chunks.len()];
     for (mine, replies) in futures_util::future::try_join_all(jobs).await? {
-        for (&i, reply) in mine.iter().zip(&replies) {
-            ids[i] = text(reply).unwrap_or_default();
+        for (&i, id) in mine.iter().zip(entry_ids(&replies, epoch.is_some())) {
+            ids[i] = id;
         }
     }
     Ok(ids)
@@ -189,13 +281,15 @@ fn check_partitions(keys: &StreamKeys, chunks: &[EncodedChunk]) -> Result<()> {
     }
 }
 
-/// The `XADD`s of `partition`'s chunks as one pipeline, with the chunks' indexes; `None`
-/// when no chunk is for that partition.
+/// The `XADD`s of `partition`'s chunks as one pipeline (with `epoch`: one
+/// [`CHECKED_XADD`] script), with the chunks' indexes; `None` when no chunk is for that
+/// partition.
 fn partition_pipeline(
     keys: &StreamKeys,
     partition: u16,
     import: &str,
     chunks: &[EncodedChunk],
+    epoch: Option<&str>,
 ) -> Option<(Vec<usize>, redis::Pipeline)> {
     let mine: Vec<usize> = (0..chunks.len())
         .filter(|&i| chunks[i].partition == partition)
@@ -205,6 +299,21 @@ fn partition_pipeline(
     }
     let stream = keys.stream(partition);
     let mut pipe = redis::pipe();
+    if let Some(epoch) = epoch {
+        let script = pipe
+            .cmd("EVAL")
+            .arg(CHECKED_XADD)
+            .arg(2)
+            .arg(&stream)
+            .arg(keys.stream_epoch(partition))
+            .arg(epoch)
+            .arg(CHUNK_VERSION)
+            .arg(import);
+        for &i in &mine {
+            script.arg(&chunks[i].rows_json);
+        }
+        return Some((mine, pipe));
+    }
     for &i in &mine {
         pipe.cmd("XADD")
             .arg(&stream)
@@ -513,6 +622,61 @@ pub async fn keep_claimed<C: ConnectionLike>(
         .await?;
     Ok(())
 }
+
+/// Calls `line` with the line of every row of `import_id` that an entry of the stream
+/// still holds (any partition; unread, pending or acknowledged but not trimmed), reading
+/// the stream in pages of [`LINES_PAGE`] entries: `producer recover` does not enqueue
+/// these again. Entries of other imports are skipped without decoding their rows.
+pub async fn import_lines_in_stream<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    import_id: u64,
+    mut line: impl FnMut(u64),
+) -> Result<()> {
+    let wanted = import_id.to_string();
+    for partition in keys.partitions().all() {
+        let stream = keys.stream(partition);
+        let mut start = "-".to_string();
+        loop {
+            let reply: Value = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(LINES_PAGE)
+                .query_async(conn)
+                .await?;
+            let Value::Array(entries) = reply else { break };
+            let mut last = None;
+            for entry in &entries {
+                let Value::Array(parts) = entry else { continue };
+                let (Some(id), Some(fields)) = (parts.first().and_then(text), parts.get(1)) else {
+                    continue;
+                };
+                let fields = pairs(fields);
+                if fields.get("import").and_then(text).as_deref() == Some(wanted.as_str()) {
+                    let raw: Vec<(&str, Vec<u8>)> = fields
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.as_str(), text(v)?.into_bytes())))
+                        .collect();
+                    let borrowed = raw.iter().map(|(k, v)| (*k, v.as_slice()));
+                    if let Ok(chunk) = crate::order::decode_chunk(&id, borrowed) {
+                        chunk.rows.iter().for_each(|r| line(r.line));
+                    }
+                }
+                last = Some(id);
+            }
+            match last {
+                Some(id) if entries.len() == LINES_PAGE => start = format!("({id}"),
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Entries read per `XRANGE` by [`import_lines_in_stream`].
+const LINES_PAGE: usize = 200;
 
 #[cfg(test)]
 mod tests {

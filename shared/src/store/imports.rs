@@ -261,3 +261,63 @@ pub async fn row_totals(pool: &MySqlPool) -> Result<(u64, u64, u64)> {
     let n = |v: i64| u64::try_from(v).unwrap_or(0);
     Ok((n(enqueued), n(rejected), n(duplicate)))
 }
+
+/// What `producer recover` needs of an import.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RecoveryView {
+    pub id: u64,
+    pub file_name: String,
+    pub file_sha256: String,
+    pub new_identities: bool,
+    pub status: String,
+    /// The import's lines start after this one (an import resuming an earlier one).
+    pub resumed_after_line: u64,
+    pub enqueued_through_line: u64,
+    pub rows_enqueued: u64,
+}
+
+const RECOVERY_COLUMNS: &str = "SELECT id, file_name, file_sha256, new_identities, status, \
+     resumed_after_line, enqueued_through_line, rows_enqueued FROM imports";
+
+/// One import as `recover` sees it.
+pub async fn recovery_view(pool: &MySqlPool, import_id: u64) -> Result<Option<RecoveryView>> {
+    Ok(sqlx::query_as(&format!("{RECOVERY_COLUMNS} WHERE id = ?"))
+        .bind(import_id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Imports with enqueued rows that MySQL does not account for (no order, no consumer-found
+/// duplicate, no dead letter): still in the stream, or lost. One indexed count per import.
+pub async fn imports_with_unaccounted_rows(pool: &MySqlPool) -> Result<Vec<RecoveryView>> {
+    Ok(sqlx::query_as(&format!(
+        "{RECOVERY_COLUMNS} i WHERE i.rows_enqueued > \
+         (SELECT COUNT(*) FROM orders o WHERE o.import_id = i.id) \
+         + (SELECT COUNT(*) FROM import_duplicates d WHERE d.import_id = i.id) \
+         + (SELECT COUNT(*) FROM dead_lettered_rows x WHERE x.import_id = i.id) \
+         ORDER BY i.id"
+    ))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Calls `line` with every line of the import that MySQL accounts for: an order, a
+/// duplicate the consumers found, or a dead-lettered row. Streamed (memory flat).
+pub async fn accounted_lines(
+    pool: &MySqlPool,
+    import_id: u64,
+    mut line: impl FnMut(u64),
+) -> Result<()> {
+    use futures_util::TryStreamExt;
+    for sql in [
+        "SELECT line FROM orders WHERE import_id = ? AND line IS NOT NULL",
+        "SELECT line FROM import_duplicates WHERE import_id = ?",
+        "SELECT line FROM dead_lettered_rows WHERE import_id = ?",
+    ] {
+        let mut rows = sqlx::query_as::<_, (u64,)>(sql).bind(import_id).fetch(pool);
+        while let Some((l,)) = rows.try_next().await? {
+            line(l);
+        }
+    }
+    Ok(())
+}

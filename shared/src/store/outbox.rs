@@ -26,7 +26,16 @@ const INSERT: &str = "INSERT INTO read_model_outbox (id, payload) VALUES (?, ?)"
 
 /// Writes one outbox row in `tx` and returns its id (the next of the sequence). Call it as
 /// the last statement before the commit: it locks the sequence row until then.
-pub async fn insert_row(tx: &mut Transaction<'_, MySql>, payload: &str) -> Result<u64> {
+///
+/// `applied_max` is a lower bound of the highest outbox id Redis has applied (0 when
+/// unknown). In a sane world every applied id is committed, so at most the sequence, and
+/// the id handed out now is above it; when it is not, MySQL went back in time: the error
+/// is [`OmsError::HistoryRewound`] and the caller must roll `tx` back.
+pub async fn insert_row(
+    tx: &mut Transaction<'_, MySql>,
+    payload: &str,
+    applied_max: u64,
+) -> Result<u64> {
     let next = sqlx::query(NEXT_ID).execute(&mut **tx).await?;
     if next.rows_affected() != 1 {
         return Err(OmsError::Inconsistent(
@@ -44,12 +53,27 @@ pub async fn insert_row(tx: &mut Transaction<'_, MySql>, payload: &str) -> Resul
         }
         id => id,
     };
+    let sequence = id.saturating_sub(1);
+    if history_rewound(sequence, applied_max) {
+        return Err(OmsError::HistoryRewound {
+            sequence,
+            applied: applied_max,
+        });
+    }
     sqlx::query(INSERT)
         .bind(id)
         .bind(payload)
         .execute(&mut **tx)
         .await?;
     Ok(id)
+}
+
+/// Pure rule of the rewind detection: MySQL's outbox sequence (read after, or taken in the
+/// same transaction as, the reading of Redis's `applied_max`) below an id Redis applied.
+/// Never true in a sane world: every applied id was committed first, so is at most the
+/// sequence, and the sequence only grows.
+pub fn history_rewound(sequence: u64, applied_max: u64) -> bool {
+    sequence < applied_max
 }
 
 /// Deletes applied outbox rows.
@@ -203,5 +227,18 @@ mod tests {
         assert_eq!(floor_of(10, Some(4)), 3);
         assert_eq!(floor_of(10, Some(1)), 0);
         assert_eq!(floor_of(0, None), 0);
+    }
+
+    #[test]
+    fn history_is_rewound_only_below_an_applied_id() {
+        // Sequence 10 (the next id is 11), Redis applied up to 20: ids 11..=20 would be
+        // handed out again and skipped by Redis.
+        assert!(history_rewound(10, 20));
+        assert!(history_rewound(19, 20));
+        // Every applied id committed: never rewound, whatever Redis lost.
+        assert!(!history_rewound(20, 20));
+        assert!(!history_rewound(25, 20));
+        assert!(!history_rewound(0, 0));
+        assert!(!history_rewound(7, 0));
     }
 }

@@ -1,6 +1,12 @@
 //! The `settings` table: properties of the deployment that every producer and consumer
-//! must agree on, recorded by `producer migrate`. Today one: `stream_partitions`, the
-//! number of partitions of the orders stream (no row: 1).
+//! must agree on:
+//! - `stream_partitions`: the number of partitions of the orders stream (recorded by
+//!   `producer migrate --partitions`; 1 by default);
+//! - `redis_epoch`: the epoch of the Redis data this database goes with
+//!   ([`crate::redis_epoch`]);
+//! - `queue_paused`: `1` while `producer queue pause` is in force: the source of truth of
+//!   the pause flag, which Redis only mirrors (so a Redis that lost its data can be told
+//!   again, [`crate::queue_control::reassert`]).
 //!
 //! The partition count is fenced against running imports (`partition_fence`).
 
@@ -11,6 +17,9 @@ use crate::keys::StreamKeys;
 use crate::partition::PartitionCount;
 
 pub(crate) const STREAM_PARTITIONS: &str = "stream_partitions";
+
+const REDIS_EPOCH: &str = "redis_epoch";
+const QUEUE_PAUSED: &str = "queue_paused";
 
 const SELECT_SETTING: &str = "SELECT value FROM settings WHERE name = ?";
 pub(crate) const UPSERT_SETTING: &str = "INSERT INTO settings (name, value) VALUES (?, ?) \
@@ -61,6 +70,57 @@ pub async fn record_stream_partitions(pool: &MySqlPool, partitions: PartitionCou
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// The value of one setting, if recorded.
+async fn setting(pool: &MySqlPool, name: &str) -> Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as(SELECT_SETTING)
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|(v,)| v))
+}
+
+async fn record_setting(pool: &MySqlPool, name: &str, value: &str) -> Result<()> {
+    sqlx::query(UPSERT_SETTING)
+        .bind(name)
+        .bind(value)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The epoch of the Redis data recorded in MySQL (none before the first process ran).
+pub async fn redis_epoch(pool: &MySqlPool) -> Result<Option<String>> {
+    setting(pool, REDIS_EPOCH).await
+}
+
+/// Records `epoch` unless one is recorded already; returns the one recorded afterwards
+/// (two processes starting at once agree on the first).
+pub async fn record_first_redis_epoch(pool: &MySqlPool, epoch: &str) -> Result<String> {
+    sqlx::query("INSERT IGNORE INTO settings (name, value) VALUES (?, ?)")
+        .bind(REDIS_EPOCH)
+        .bind(epoch)
+        .execute(pool)
+        .await?;
+    Ok(redis_epoch(pool)
+        .await?
+        .unwrap_or_else(|| epoch.to_string()))
+}
+
+/// Records a new epoch (`producer recover`).
+pub async fn record_redis_epoch(pool: &MySqlPool, epoch: &str) -> Result<()> {
+    record_setting(pool, REDIS_EPOCH, epoch).await
+}
+
+/// Whether consumption is paused, as recorded in MySQL (the source of truth).
+pub async fn queue_paused(pool: &MySqlPool) -> Result<bool> {
+    Ok(setting(pool, QUEUE_PAUSED).await?.as_deref() == Some("1"))
+}
+
+/// Records whether consumption is paused.
+pub async fn record_queue_paused(pool: &MySqlPool, paused: bool) -> Result<()> {
+    record_setting(pool, QUEUE_PAUSED, if paused { "1" } else { "0" }).await
 }
 
 /// The key names of this deployment: `prefix`, the recorded partition count, and whether

@@ -448,17 +448,7 @@ async fn the_metrics_port_bounds_slow_and_many_clients_while_orders_flow() {
     let logs = LogDir::new();
     let spec = ConsumerSpec::new(&env, "port", &[]);
     let mut consumer = ConsumerProc::spawn(&spec, &logs);
-    let addr = wait_for("the consumer's metrics address", DEADLINE, || {
-        let log = consumer.log();
-        async move {
-            log.lines()
-                .find(|l| l.contains("serving /metrics"))
-                .and_then(|l| l.split("addr=").nth(1))
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(str::to_string)
-        }
-    })
-    .await;
+    let addr = consumer.metrics_addr(DEADLINE).await.to_string();
     let idle_fds = open_fds(consumer.pid());
 
     // A slow-header client: one byte of a request head every 200 ms.

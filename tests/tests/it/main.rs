@@ -17,6 +17,8 @@ mod hardening;
 mod import;
 mod observability;
 mod read_models;
+mod recovery;
+mod rewind;
 mod security;
 mod untrusted;
 mod wait_outages;

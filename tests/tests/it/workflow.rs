@@ -191,7 +191,7 @@ async fn outbox_rows_are_deleted_and_the_applied_record_shrinks_to_one_number() 
 #[tokio::test]
 async fn a_settle_racing_another_settles_only_what_is_left() {
     use oms_shared::payment::PaymentSimulator;
-    use oms_shared::store::orders::{reserve_stock, settle_payments, BatchRow, RowOutcome};
+    use oms_shared::store::orders::{reserve_stock, settle_payments, RowOutcome};
 
     let env = TestEnv::new().await;
     env.product("A", "2.50", 10).await;
@@ -200,13 +200,7 @@ async fn a_settle_racing_another_settles_only_what_is_left() {
         order_row("s1", 2, "ann@example.com", &[("A", 1)]),
         order_row("s2", 3, "ann@example.com", &[("A", 2)]),
     ];
-    let batch: Vec<BatchRow> = rows
-        .iter()
-        .map(|row| BatchRow {
-            import_id: import,
-            row,
-        })
-        .collect();
+    let batch = oms_tests::batch_rows(import, &rows);
     let today = chrono::Utc::now().date_naive();
     let reserved = reserve_stock(&env.db, &batch, today)
         .await
@@ -265,7 +259,7 @@ async fn a_settle_racing_another_settles_only_what_is_left() {
 async fn concurrent_settles_of_one_batch_count_every_order_once() {
     use oms_shared::order::OrderIdentity;
     use oms_shared::payment::PaymentSimulator;
-    use oms_shared::store::orders::{reserve_stock, settle_payments, BatchRow};
+    use oms_shared::store::orders::{reserve_stock, settle_payments};
 
     let env = TestEnv::new().await;
     env.product("A", "1.00", 1_000).await;
@@ -280,13 +274,7 @@ async fn concurrent_settles_of_one_batch_count_every_order_once() {
             )
         })
         .collect();
-    let batch: Vec<BatchRow> = rows
-        .iter()
-        .map(|row| BatchRow {
-            import_id: import,
-            row,
-        })
-        .collect();
+    let batch = oms_tests::batch_rows(import, &rows);
     let today = chrono::Utc::now().date_naive();
     let reserved = reserve_stock(&env.db, &batch, today)
         .await

@@ -17,7 +17,7 @@ pub async fn queue_status(State(state): State<AppState>) -> ApiResult<StreamStat
 pub async fn queue_pause(State(state): State<AppState>) -> ApiResult<PauseReport> {
     tracing::info!("queue paused through the API");
     Ok(Json(
-        queue::set_paused(&state.0.redis, &state.0.keys, true).await?,
+        queue::set_paused(&state.0.db, &state.0.redis, &state.0.keys, true).await?,
     ))
 }
 
@@ -28,6 +28,6 @@ pub async fn queue_pause(State(state): State<AppState>) -> ApiResult<PauseReport
 pub async fn queue_resume(State(state): State<AppState>) -> ApiResult<PauseReport> {
     tracing::info!("queue resumed through the API");
     Ok(Json(
-        queue::set_paused(&state.0.redis, &state.0.keys, false).await?,
+        queue::set_paused(&state.0.db, &state.0.redis, &state.0.keys, false).await?,
     ))
 }

@@ -37,7 +37,7 @@ use crate::money::Cents;
 use crate::order::OrderRow;
 
 pub use reserve::reserve_stock;
-pub use settle::settle_payments;
+pub use settle::{settle_payments, settle_payments_checked};
 
 /// Why an order failed (SPEC reason codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -30,13 +30,27 @@ pub async fn settle_payments(
     payment: &PaymentSimulator,
     today: NaiveDate,
 ) -> Result<SettlePhase> {
+    settle_payments_checked(pool, reserved, payment, today, 0).await
+}
+
+/// [`settle_payments`], checked against `applied_max`, a lower bound of the highest
+/// outbox id Redis applied: if the outbox id this transaction takes is not above it,
+/// MySQL went back in time; the transaction is rolled back and the error is
+/// [`OmsError::HistoryRewound`] (see `store::outbox::insert_row`).
+pub async fn settle_payments_checked(
+    pool: &MySqlPool,
+    reserved: &[ReservedOrder],
+    payment: &PaymentSimulator,
+    today: NaiveDate,
+    applied_max: u64,
+) -> Result<SettlePhase> {
     if reserved.is_empty() {
         return Ok(SettlePhase::default());
     }
-    if let Some(phase) = settle_once(pool, reserved, payment, today, false).await? {
+    if let Some(phase) = settle_once(pool, reserved, payment, today, false, applied_max).await? {
         return Ok(phase);
     }
-    settle_once(pool, reserved, payment, today, true)
+    settle_once(pool, reserved, payment, today, true, applied_max)
         .await?
         .ok_or_else(|| OmsError::Inconsistent("orders changed status under their row locks".into()))
 }
@@ -50,6 +64,7 @@ async fn settle_once(
     payment: &PaymentSimulator,
     today: NaiveDate,
     lock_first: bool,
+    applied_max: u64,
 ) -> Result<Option<SettlePhase>> {
     let mut tx = pool.begin().await?;
     let orders: Vec<&ReservedOrder> = if lock_first {
@@ -93,7 +108,14 @@ async fn settle_once(
     release_stock(&mut tx, &declined).await?;
     if !phase.completed.is_empty() {
         let payload = serde_json::to_string(&phase.completed).expect("completed orders serialize");
-        phase.outbox_id = Some(crate::store::outbox::insert_row(&mut tx, &payload).await?);
+        match crate::store::outbox::insert_row(&mut tx, &payload, applied_max).await {
+            Ok(id) => phase.outbox_id = Some(id),
+            Err(e @ OmsError::HistoryRewound { .. }) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
     }
     tx.commit().await?;
 
