@@ -17,6 +17,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+mod dead_rows;
 mod health;
 mod housekeeping;
 mod http;

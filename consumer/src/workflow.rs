@@ -16,7 +16,8 @@
 //!    (an overflowing total) are dead-lettered at once. Rows failing otherwise leave the
 //!    entry pending for a later delivery; at its `--max-attempts`-th delivery they go to
 //!    `orders:dead` with their last error, transient or not, and the entry is acknowledged,
-//!    in one `MULTI` with the `XACK`.
+//!    in one `MULTI` with the `XACK`. Dead rows are first recorded in MySQL
+//!    (`dead_lettered_rows`, what an import's dead count is read from).
 //! 4. After shutdown began, a transient error gets [`DRAIN_ATTEMPTS`] more tries, then the
 //!    entries stay pending for another consumer (no attempt is spent, nothing is dead).
 //! 5. When MySQL went back in time (`OmsError::HistoryRewound`: the settle's new outbox id
@@ -542,6 +543,9 @@ fn dead_letter(
 /// pipeline (the partition's keys share one slot).
 async fn finish(shared: &Shared, partition: u16, s: &Settlement) {
     if s.ack.is_empty() && s.dead.is_empty() && s.retry.is_empty() {
+        return;
+    }
+    if !crate::dead_rows::record(shared, &s.dead).await {
         return;
     }
     let keys = &shared.keys;

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 mod generate;
 pub mod import;
+pub mod outage;
 pub mod partitions;
 pub mod recover;
 mod report;

@@ -1,15 +1,20 @@
 //! `producer migrate --partitions P`: records the stream's partition count in MySQL
 //! (`settings.stream_partitions`), which every producer and consumer then uses.
 //!
-//! Changing it is refused while entries are in flight in the layout recorded so far
-//! (unread or pending entries, or dead letters, in any of its partitions): they would be
-//! stranded in streams nobody reads any more. Once the stream is drained the change is
-//! recorded and the new partitions' groups are created.
+//! Changing it is refused while an import runs (status `running`, heartbeat within
+//! `imports::HEARTBEAT_FRESH_SECS`): its rows would go to streams nobody reads any more.
+//! The check and the change are one MySQL transaction holding the `stream_partitions` row
+//! locked, and an import creates its row under a shared lock of it, so no import can slip
+//! in between. A `running` import without a fresh heartbeat was abandoned (its producer
+//! died): it is marked `interrupted` (importing the same file again resumes it) and said.
+//! Changing it is also refused while entries are in flight in the layout recorded so far
+//! (unread or pending entries, or dead letters, in any of its partitions). Once both hold,
+//! the change is recorded and the new partitions' groups are created.
 
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::partition::PartitionCount;
-use oms_shared::store::settings;
+use oms_shared::store::{partition_fence, settings};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MigrateArgs {
@@ -31,7 +36,7 @@ pub async fn record(
     conn: &ConnectionConfig,
     wanted: Option<u16>,
 ) -> anyhow::Result<PartitionsReport> {
-    let db = oms_shared::db::connect(&conn.database_url, 1).await?;
+    let db = oms_shared::db::connect(&conn.database_url, 2).await?;
     let recorded = settings::stream_partitions(&db).await?;
     let Some(wanted) = wanted.and_then(PartitionCount::new) else {
         db.close().await;
@@ -47,6 +52,31 @@ pub async fn record(
             partitions: wanted.get(),
             changed: false,
         });
+    }
+    let mut change = partition_fence::PartitionChange::begin(&db).await?;
+    let recorded = change.recorded;
+    let running = change.running_imports().await?;
+    let alive: Vec<String> = running
+        .iter()
+        .filter(|i| i.fresh)
+        .map(|i| {
+            format!(
+                "import {} of {} (last heartbeat {} UTC)",
+                i.id,
+                i.file_name,
+                i.heartbeat_at.as_deref().unwrap_or("never")
+            )
+        })
+        .collect();
+    if !alive.is_empty() {
+        anyhow::bail!(
+            "cannot change the orders stream from {} to {} partitions while an import is running: \
+             {}; wait until it ends (or stop it), then run producer migrate --partitions {} again",
+            recorded.get(),
+            wanted.get(),
+            alive.join(", "),
+            wanted.get()
+        );
     }
     let redis = oms_shared::redis_conn::connect(&conn.redis_url, 1).await?;
     let mut rc = redis.get().await?;
@@ -66,7 +96,21 @@ pub async fn record(
             wanted.get()
         );
     }
-    settings::record_stream_partitions(&db, wanted).await?;
+    let abandoned: Vec<u64> = running.iter().map(|i| i.id).collect();
+    change.mark_abandoned(&abandoned).await?;
+    change.record(wanted).await?;
+    for i in &running {
+        let since = i
+            .heartbeat_at
+            .as_deref()
+            .map_or("ever".to_string(), |h| format!("{h} UTC"));
+        tracing::warn!(
+            "import {} of {} was running without a heartbeat since {since} (its producer is gone): \
+             marked interrupted; import the same file again to resume it",
+            i.id,
+            i.file_name
+        );
+    }
     let new = old.with_partitions(wanted);
     oms_shared::queue::ensure_group(&mut *rc, &new).await?;
     // The new partitions' streams belong to the same Redis data: give them its epoch.

@@ -9,9 +9,10 @@
 //!     "failed_at": "2026-03-07T10:00:00.000Z"}]}
 //!   ```
 //! - `retry ID|all`: puts each row back on the orders stream as a one-row chunk of its
-//!   import, then deletes the dead letter. Add first, delete second: a crash in between
-//!   leaves the row both queued and dead, and a second retry enqueues it again, which is
-//!   harmless (consumers process one identity once). A dead letter whose row cannot be
+//!   import, then deletes the dead letter and the row's record in MySQL
+//!   (`dead_lettered_rows`, which import progress counts as dead). Add first, delete
+//!   second: a crash in between leaves the row both queued and dead, and a second retry
+//!   enqueues it again, which is harmless (consumers process one identity once). A dead letter whose row cannot be
 //!   decoded stays and is reported; the exit code is then 1. `--json` prints a
 //!   [`RetryReport`]:
 //!   ```json
@@ -28,6 +29,7 @@ use oms_shared::order::OrderRow;
 use oms_shared::queue::{self, DeadLetter};
 use oms_shared::redis_conn::{RedisPool, ReplicaWait};
 use serde::Serialize;
+use sqlx::MySqlPool;
 
 /// What `failed list` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -101,8 +103,9 @@ pub async fn list_from(redis: &RedisPool, keys: &StreamKeys, limit: usize) -> Re
     })
 }
 
-/// Re-enqueues a page of dead letters (add, then delete).
+/// Re-enqueues a page of dead letters (add, then delete the letters and their records).
 async fn retry_page(
+    db: &MySqlPool,
     redis: &RedisPool,
     keys: &StreamKeys,
     letters: &[DeadLetter],
@@ -150,14 +153,20 @@ async fn retry_page(
     }
     let ids: Vec<&str> = rows.iter().map(|(l, _)| l.id.as_str()).collect();
     queue::delete_dead_letters(&mut *rc, keys, &ids).await?;
+    let back: Vec<(u64, u64)> = rows
+        .iter()
+        .map(|(letter, row)| (letter.import_id, row.line))
+        .collect();
+    oms_shared::store::dead_letters::forget(db, &back).await?;
     Ok(())
 }
 
 /// `failed retry ID|all`.
 pub async fn retry(conn: &ConnectionConfig, target: RetryTarget) -> Result<RetryReport> {
     let keys = crate::stream_keys(conn).await?;
+    let db = crate::connect_mysql(conn).await?;
     let redis = crate::connect_redis(conn).await?;
-    retry_from(&redis, &keys, target).await
+    retry_from(&db, &redis, &keys, target).await
 }
 
 /// `failed retry ID` named no dead letter.
@@ -170,6 +179,7 @@ pub struct NoSuchDeadLetter {
 
 /// [`retry`] over an open pool (the HTTP API's entry point).
 pub async fn retry_from(
+    db: &MySqlPool,
     redis: &RedisPool,
     keys: &StreamKeys,
     target: RetryTarget,
@@ -187,7 +197,7 @@ pub async fn retry_from(
             drop(rc);
             match found.into_iter().next() {
                 Some(letter) if letter.id == id => {
-                    retry_page(&redis, &keys, &[letter], &mut report).await?
+                    retry_page(db, &redis, &keys, &[letter], &mut report).await?
                 }
                 _ => {
                     return Err(NoSuchDeadLetter {
@@ -208,7 +218,7 @@ pub async fn retry_from(
                 };
                 let Some(last) = page.last() else { break };
                 start = format!("({}", last.id);
-                retry_page(&redis, &keys, &page, &mut report).await?;
+                retry_page(db, &redis, &keys, &page, &mut report).await?;
                 if page.len() < 500 {
                     break;
                 }

@@ -236,28 +236,6 @@ impl StatusSource {
 
     /// One import's progress; `previous` gives the rate over the last refresh.
     pub async fn import(&self, import_id: u64, previous: Option<Sample>) -> Result<ImportStatus> {
-        self.import_counted(import_id, previous, None).await
-    }
-
-    /// Dead letters by import id: one pass over the dead letters, for callers that show
-    /// several imports (or many readings) from one count.
-    pub async fn dead_by_import(&self) -> Result<std::collections::HashMap<u64, i64>> {
-        let mut rc = self.redis.get().await?;
-        let mut out = std::collections::HashMap::new();
-        for d in queue::all_dead_letters(&mut *rc, &self.keys).await? {
-            *out.entry(d.import_id).or_insert(0) += 1;
-        }
-        Ok(out)
-    }
-
-    /// [`StatusSource::import`] with the import's dead letters already counted (`dead`,
-    /// from [`StatusSource::dead_by_import`]), or counted here when `None`.
-    pub async fn import_counted(
-        &self,
-        import_id: u64,
-        previous: Option<Sample>,
-        dead: Option<i64>,
-    ) -> Result<ImportStatus> {
         let Some(db) = &self.db else {
             return Err(crate::ReportError::NotConnected(
                 "status: not connected to MySQL",
@@ -276,15 +254,8 @@ impl StatusSource {
         };
         let outcomes = reports::import_outcomes(db, import_id).await?;
         let redis_data_lost = self.redis_data_lost().await?;
-        let dead = match dead {
-            Some(n) => n,
-            None => self
-                .dead_by_import()
-                .await?
-                .get(&import_id)
-                .copied()
-                .unwrap_or(0),
-        };
+        // Recorded in MySQL by the consumer: `failed purge` does not change it.
+        let dead = oms_shared::store::dead_letters::count_for_import(db, import_id).await?;
         let failed_total: i64 = outcomes.failed.values().sum();
         let terminal = outcomes.completed + failed_total + outcomes.duplicates + dead;
         let mut in_flight = (row.rows_enqueued - terminal).max(0);

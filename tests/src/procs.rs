@@ -1,10 +1,12 @@
 //! Consumer processes for the fault tests: spawn the built `consumer` binary with a
 //! [`TestEnv`]'s variables (optionally inside a network namespace), log its stderr to a
 //! file the test can read while it runs, SIGKILL or SIGTERM it. Killed on drop. Also
-//! `producer import` in the background ([`spawn_import`], [`wait_import`]).
+//! `producer import` in the background ([`spawn_import`], [`wait_import`]), and `producer`
+//! processes whose stderr a test reads line by line.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use crate::{binary, wait_for, TestEnv};
@@ -261,4 +263,38 @@ pub async fn wait_import(mut import: Child, logs: &LogDir, deadline: Duration) {
         "producer import failed ({status}):\n{}",
         import_log(logs)
     );
+}
+
+/// Forwards `child`'s stderr lines to a channel, from a thread that ends at EOF (once the
+/// process is gone, the channel holds every line).
+pub fn stderr_lines(child: &mut Child) -> Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Spawns `producer ARGS` against `env` (`RUST_LOG=info`, stdout piped), its stderr lines
+/// forwarded to the returned channel.
+pub fn spawn_producer(env: &TestEnv, args: &[&str]) -> (Child, Receiver<String>) {
+    let mut child = Command::new(binary("producer"))
+        .args(args)
+        .envs(env.env_vars())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn producer");
+    let rx = stderr_lines(&mut child);
+    (child, rx)
 }

@@ -1,11 +1,15 @@
 //! `producer status [IMPORT] [--watch] [--json]`: the queue, and one import's progress.
 //!
 //! The figures come from [`oms_reports::status`]; this module parses the arguments and renders.
+//! `--watch` rides out Redis and MySQL outages (`crate::outage`), at start too.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use oms_shared::config::ConnectionConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::outage::{ride_out, Outages};
 
 use crate::report::{print_json, table};
 
@@ -173,8 +177,8 @@ pub async fn run(
     args: StatusArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let source = StatusSource::connect(conn, args.import.is_some()).await?;
     if !args.watch {
+        let source = StatusSource::connect(conn, args.import.is_some()).await?;
         let report = source.report(args.import, None).await?;
         if json {
             print_json(&report);
@@ -186,11 +190,36 @@ pub async fn run(
     let interval = Duration::from_secs_f64(args.interval);
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut previous: Option<Sample> = None;
-    // One listener for the whole loop: a Ctrl-C while reading is not lost.
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // One listener for the whole loop: a Ctrl-C while reading (or waiting for a server)
+    // is not lost.
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+        });
+    }
+    // Outages of Redis or MySQL are ridden out, at start too: said once, then it goes on.
+    let mut outages = Outages::default();
+    let Some(source) = ride_out(&mut outages, None, &stop, || async move {
+        let (db, redis, keys) = crate::outage::reader_pools(conn).await?;
+        Ok(StatusSource::from_pools(keys, redis, Some(db)))
+    })
+    .await?
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let source = &source;
     loop {
-        let report = source.report(args.import, previous).await?;
+        let import = args.import;
+        let Some(report) = ride_out(&mut outages, None, &stop, || async move {
+            Ok(source.report(import, previous).await?)
+        })
+        .await?
+        else {
+            return Ok(ExitCode::SUCCESS);
+        };
         previous = report.import.as_ref().map(|i| Sample {
             terminal: i.terminal,
             at: Instant::now(),
@@ -208,7 +237,7 @@ pub async fn run(
             );
         }
         tokio::select! {
-            _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
+            _ = stop.cancelled() => return Ok(ExitCode::SUCCESS),
             _ = tokio::time::sleep(interval) => {}
         }
     }

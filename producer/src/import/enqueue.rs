@@ -15,6 +15,10 @@
 //!   shipment's `through_line` is accounted for; the `imports` row is updated at most once
 //!   a second and at the end, so an interrupted import can be resumed by importing the same
 //!   file again.
+//! - **Fence**: each save (about once a second, waits for room included) re-reads the
+//!   recorded partition count; if `migrate --partitions` (or a hand) changed it, the
+//!   import stops ([`EnqueueError::Repartitioned`]) instead of writing to streams no
+//!   consumer reads. Its heartbeat is a task of its own (`import::heartbeat`).
 //! - **Transient errors** (Redis or MySQL restarting) are retried with backoff for up to
 //!   [`RETRY_BUDGET`]; a retried pipeline may have been applied, which is harmless: the
 //!   consumers process an identity once.
@@ -27,6 +31,7 @@ use oms_shared::order::EncodedChunk;
 use oms_shared::queue;
 use oms_shared::redis_conn::{RedisPool, ReplicaWait};
 use oms_shared::store::imports::{self, ImportCounts, ImportStatus, RejectRow};
+use oms_shared::store::settings;
 use oms_shared::OmsError;
 use sqlx::MySqlPool;
 use tokio::sync::mpsc;
@@ -37,6 +42,9 @@ use super::scan::Shipment;
 
 /// How long a failing Redis or MySQL call is retried before the import stops.
 pub const RETRY_BUDGET: Duration = Duration::from_secs(60);
+
+/// How often the `imports` row is updated (and the partition count checked).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the group's backlog is checked while waiting.
 const BACKPRESSURE_POLL: Duration = Duration::from_millis(200);
@@ -71,6 +79,10 @@ impl EnqueueSettings {
 pub enum EnqueueError {
     #[error("interrupted")]
     Interrupted,
+    /// The recorded partition count changed under the import: it used `from`, `to` is now
+    /// recorded.
+    #[error("the orders stream was repartitioned from {from} to {to} partitions")]
+    Repartitioned { from: u16, to: u16 },
     #[error(transparent)]
     Failed(#[from] OmsError),
 }
@@ -208,8 +220,33 @@ impl Enqueuer {
             .counts
             .enqueued_through_line
             .max(held.enqueued_through_line);
-        if self.last_saved.elapsed() >= Duration::from_secs(1) {
-            self.save(ImportStatus::Running).await?;
+        if self.last_saved.elapsed() >= SAVE_EVERY {
+            self.save_running(shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Saves the counts of a running import, then checks that the recorded partition
+    /// count is still the one the import uses.
+    async fn save_running(&mut self, shutdown: &CancellationToken) -> Result<(), EnqueueError> {
+        let recorded = retry("saving the import's progress", shutdown, || async {
+            imports::record_progress(
+                &self.db,
+                self.settings.import_id,
+                &self.counts,
+                ImportStatus::Running,
+            )
+            .await?;
+            settings::stream_partitions(&self.db).await
+        })
+        .await?;
+        self.last_saved = Instant::now();
+        let used = self.keys.partitions();
+        if recorded != used {
+            return Err(EnqueueError::Repartitioned {
+                from: used.get(),
+                to: recorded.get(),
+            });
         }
         Ok(())
     }
@@ -260,6 +297,9 @@ impl Enqueuer {
                 self.announced_wait = true;
             }
             self.progress.waiting(unread);
+            if self.last_saved.elapsed() >= SAVE_EVERY {
+                self.save_running(shutdown).await?;
+            }
             if let Ok(mut conn) = self.redis.get().await {
                 let _ = queue::trim_acknowledged(&mut *conn, &self.keys).await;
             }
@@ -267,6 +307,18 @@ impl Enqueuer {
                 _ = tokio::time::sleep(BACKPRESSURE_POLL) => {}
                 _ = shutdown.cancelled() => return Err(EnqueueError::Interrupted),
             }
+        }
+    }
+}
+
+/// Refreshes the import's `heartbeat_at` every [`imports::HEARTBEAT_INTERVAL`] until
+/// aborted, whatever the import waits for (backpressure, a server): `migrate
+/// --partitions` refuses while it is fresh.
+pub async fn heartbeat(db: MySqlPool, import_id: u64) {
+    loop {
+        tokio::time::sleep(imports::HEARTBEAT_INTERVAL).await;
+        if let Err(e) = imports::touch_heartbeat(&db, import_id).await {
+            tracing::debug!(import_id, error = %e, "cannot refresh the import's heartbeat");
         }
     }
 }

@@ -8,8 +8,9 @@
 //!        │
 //!  reader + validate::Columns ── header checked: a bad header refuses the file, nothing enqueued
 //!        │
-//!  imports row created (id), resume line of earlier imports of the same file read
-//!        │
+//!  resume line of earlier imports of the same file read; imports row created (id) in a
+//!  transaction that reads the partition count under a shared lock: the layout used
+//!        │  (heartbeat task: `imports.heartbeat_at` every 10 s while the import runs)
 //!  scan workers (one per core, blocks of the file in parallel):
 //!    reader → validate_row → row JSON tails ──Batch──┐
 //!  scan thread (sequencer, file order): lines, duplicate order_ids, identities,
@@ -47,6 +48,9 @@ pub mod scan;
 pub mod scan_block;
 pub mod source;
 pub mod validate;
+mod wait;
+
+pub use wait::wait_for_outcome;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -57,9 +61,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
-use oms_shared::read_model;
 use oms_shared::store::imports::{self, ImportStatus};
-use oms_shared::store::outbox;
 use oms_shared::OmsError;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -68,7 +70,6 @@ use tracing::Instrument;
 
 use crate::report::{print_json, table};
 use enqueue::{EnqueueError, EnqueueSettings, Enqueuer};
-use oms_reports::status::StatusSource;
 use oms_shared::redis_conn::ReplicaWait;
 use progress::Progress;
 use reader::{Limits, RecordReader};
@@ -181,25 +182,25 @@ pub async fn import(
             })
             .context("cannot start the source thread")?;
     }
-    // 2. Connections and the group, while the source thread hashes; a bad file is
-    // reported first all the same.
+    // 2. Connections, while the source thread hashes; a bad file is reported first all the
+    // same.
     let connecting = async {
         let db = oms_shared::db::connect(&conn.database_url, 2).await?;
         oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
         let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
         // The partition count recorded by `producer migrate --partitions P`.
-        let keys: StreamKeys =
+        let early_keys: StreamKeys =
             oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
                 .await?;
         let epoch = {
             let mut c = redis.get().await?;
-            oms_shared::queue::ensure_group(&mut *c, &keys).await?;
+            oms_shared::queue::ensure_group(&mut *c, &early_keys).await?;
             // Refuse to enqueue into a Redis that lost the data MySQL recorded.
-            oms_shared::redis_epoch::check(&db, &mut *c, &keys)
+            oms_shared::redis_epoch::check(&db, &mut *c, &early_keys)
                 .await?
                 .require_intact()?
         };
-        anyhow::Ok((db, redis, keys, epoch))
+        anyhow::Ok((db, redis, early_keys, epoch))
     };
     tokio::pin!(connecting, prepared_rx);
     let mut connected = None;
@@ -216,7 +217,7 @@ pub async fn import(
     };
     let (source, file_handle, data_start, columns) =
         prepared.context("the source thread failed")??;
-    let (db, redis, keys, epoch) = match connected {
+    let (db, redis, early_keys, epoch) = match connected {
         Some(c) => c?,
         None => connecting.await?,
     };
@@ -227,12 +228,46 @@ pub async fn import(
         Some(path) => Some(rejects_file::create(path, args.force)?),
         None => None,
     };
-    let import_id = imports::create_import(&db, &source.name, &source.sha256, args.new).await?;
     let already_imported_through = if args.new {
         0
     } else {
         imports::already_imported_through(&db, &source.sha256).await?
     };
+    let (import_id, partitions) = imports::create_import(
+        &db,
+        &imports::NewImport {
+            file_name: &source.name,
+            file_sha256: &source.sha256,
+            new_identities: args.new,
+            resumed_after_line: already_imported_through,
+        },
+    )
+    .await?;
+    // The layout read with the row (`producer migrate --partitions P`): the one checked
+    // while connecting unless a repartition committed in between; then its group and epoch.
+    let keys = StreamKeys::for_layout(&conn.prefix, partitions, conn.is_cluster());
+    let checked = async {
+        if keys.partitions() == early_keys.partitions() {
+            return anyhow::Ok(epoch);
+        }
+        let mut c = redis.get().await?;
+        oms_shared::queue::ensure_group(&mut *c, &keys).await?;
+        Ok(oms_shared::redis_epoch::check(&db, &mut *c, &keys)
+            .await?
+            .require_intact()?)
+    };
+    let epoch = checked.await;
+    if epoch.is_err() {
+        let _ = imports::record_progress(
+            &db,
+            import_id,
+            &Default::default(),
+            ImportStatus::Interrupted,
+        )
+        .await;
+    }
+    let epoch = epoch.with_context(|| format!("import {import_id}"))?;
+    let heartbeat = tokio::spawn(enqueue::heartbeat(db.clone(), import_id));
     let span = tracing::info_span!("import", import_id, file = %source.name);
     tracing::info!(parent: &span, sha256 = %source.sha256, bytes = source.size, already_imported_through, "import started");
 
@@ -305,11 +340,16 @@ pub async fn import(
         .await?
         .unwrap_or_else(|_| ScanEnd::Failed("the scan thread panicked".into()));
     stopper.abort();
+    heartbeat.abort();
     shown.cancel();
     let _ = display.await;
 
     let failure: Option<anyhow::Error> = match (&enqueued, &scan_end) {
         (Err(EnqueueError::Failed(e)), _) => Some(anyhow::anyhow!("import {import_id}: {e}")),
+        (Err(e @ EnqueueError::Repartitioned { .. }), _) => Some(anyhow::anyhow!(
+            "{e} while importing {}: its rows would go to a stream no consumer reads",
+            source.name
+        )),
         (_, ScanEnd::Failed(msg)) => Some(anyhow::anyhow!("{msg}")),
         _ => None,
     };
@@ -384,85 +424,6 @@ pub(crate) fn open_source(
     };
     drop(reader);
     Ok((source, file, data_start, header))
-}
-
-/// Polls the import's progress until every enqueued order has ended and every read-model
-/// update committed by then has reached Redis (or `timeout`): when it returns `done`, KPIs,
-/// leaderboard and `reconcile` reflect the whole import.
-pub async fn wait_for_outcome(
-    conn: &ConnectionConfig,
-    import_id: u64,
-    timeout: Option<Duration>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<ImportOutcome> {
-    let source = StatusSource::connect(conn, true).await?;
-    let db = oms_shared::db::connect(&conn.database_url, 1).await?;
-    let redis = oms_shared::redis_conn::connect(&conn.redis_url, 1).await?;
-    let keys: StreamKeys =
-        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster()).await?;
-    let started = Instant::now();
-    let mut last_log = Instant::now();
-    // Once every order has ended: the outbox id every read-model update of the import is
-    // at or below (ids are handed out in commit order).
-    let mut outbox_through: Option<u64> = None;
-    loop {
-        let mut s = source.import(import_id, None).await?;
-        if let Some(why) = &s.lost_reason {
-            anyhow::bail!("import {import_id}: {why}");
-        }
-        if s.done {
-            let through = match outbox_through {
-                Some(t) => t,
-                None => *outbox_through.insert(outbox::last_id(&db).await?),
-            };
-            s.done = read_models_final(&db, &redis, &keys, through).await?;
-        }
-        let timed_out = timeout.is_some_and(|t| started.elapsed() >= t);
-        if s.done || timed_out || shutdown.is_cancelled() {
-            let revenue = imports::import_revenue(&db, import_id).await?;
-            return Ok(ImportOutcome {
-                completed: s.completed,
-                failed: s.failed,
-                failed_total: s.failed_total,
-                duplicates: s.duplicates,
-                dead: s.dead,
-                revenue: revenue.to_string(),
-                done: s.done,
-            });
-        }
-        if last_log.elapsed() >= Duration::from_secs(5) {
-            tracing::info!(
-                import_id,
-                in_flight = s.in_flight,
-                completed = s.completed,
-                failed = s.failed_total,
-                dead = s.dead,
-                "waiting for the import's orders"
-            );
-            last_log = Instant::now();
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = shutdown.cancelled() => {}
-        }
-    }
-}
-
-/// True when every outbox row up to `through` has reached Redis (rows left by a consumer
-/// that died are applied by the sweeper of another within about half a minute).
-async fn read_models_final(
-    db: &sqlx::MySqlPool,
-    redis: &oms_shared::redis_conn::RedisPool,
-    keys: &StreamKeys,
-    through: u64,
-) -> anyhow::Result<bool> {
-    let mut rc = redis.get().await?;
-    for id in outbox::ids_through(db, through).await? {
-        if !read_model::is_applied(&mut *rc, keys, id).await? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 /// Human-readable summary.

@@ -193,7 +193,6 @@ struct Inner {
     /// Recent import readings, shared by every client ([`api::IMPORT_FRESH`]).
     import_cache: std::sync::Mutex<std::collections::HashMap<u64, api::CachedImport>>,
     readings: readings::Readings,
-    dead_tally: api::DeadTally,
     newest_imports: api::NewestImports,
     rate_limits: guard::RateLimits,
 }
@@ -231,7 +230,6 @@ impl AppState {
             shutdown,
             import_cache: Default::default(),
             readings: Default::default(),
-            dead_tally: Default::default(),
             newest_imports: Default::default(),
         })))
     }

@@ -51,6 +51,17 @@ fn unreachable(url: &str, source: sqlx::Error) -> OmsError {
 
 /// A pool of at most `max_connections`, checked with one connection.
 pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool> {
+    connect_with_acquire_timeout(url, max_connections, Duration::from_secs(10)).await
+}
+
+/// [`connect`] with another acquire timeout: how long a call waits for a connection while
+/// MySQL is unreachable before it fails (readers that ride out outages and must say so
+/// soon use a short one).
+pub async fn connect_with_acquire_timeout(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<MySqlPool> {
     // One plain connection first: a refused or failing connection reports its real cause at
     // once, where the pool would retry until its acquire timeout and say "pool timed out".
     let probe = options(url)?
@@ -61,7 +72,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool> {
     let pool = MySqlPoolOptions::new()
         .max_connections(max_connections.max(1))
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         // READ COMMITTED: each statement sees the latest commits (a customer created by
         // another consumer a moment ago), and InnoDB takes no gap locks. Idle timeouts: a
         // vanished client's session (and its locks) is closed by the server.

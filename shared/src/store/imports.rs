@@ -5,6 +5,11 @@
 //! is on the stream or rejected. A later import of the same file (same SHA-256) without
 //! `--new` skips every line up to the highest such line of the earlier imports: this is
 //! how a re-import enqueues nothing twice, and how an interrupted import resumes.
+//!
+//! A running import refreshes `heartbeat_at` every [`HEARTBEAT_INTERVAL`]; one whose
+//! heartbeat is older than [`HEARTBEAT_FRESH_SECS`] is abandoned. Its row is created under
+//! a shared lock of the recorded partition count (`settings`), the fence of `migrate
+//! --partitions`.
 
 use sqlx::MySqlPool;
 
@@ -55,23 +60,109 @@ impl ImportStatus {
     }
 }
 
-/// Creates the `imports` row; returns its id.
+/// How often a running import refreshes `imports.heartbeat_at`.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A running import whose heartbeat is older than this is abandoned (its producer died):
+/// `migrate --partitions` marks it `interrupted` instead of waiting for it.
+pub const HEARTBEAT_FRESH_SECS: u64 = 60;
+
+/// What an import's row is created with.
+#[derive(Debug, Clone)]
+pub struct NewImport<'a> {
+    pub file_name: &'a str,
+    pub file_sha256: &'a str,
+    pub new_identities: bool,
+    /// The lines this import covers start after this one (earlier imports of the same
+    /// file enqueued up to it).
+    pub resumed_after_line: u64,
+}
+
+/// Creates the `imports` row (`running`, heartbeat now) in a transaction that reads the
+/// stream's partition count under a shared lock; returns its id and that count, the
+/// layout the import must use: a concurrent `migrate --partitions` either committed
+/// before (and this reads its count) or sees this import running and refuses.
 pub async fn create_import(
     pool: &MySqlPool,
-    file_name: &str,
-    file_sha256: &str,
-    new_identities: bool,
-) -> Result<u64> {
-    let file_name: String = file_name.chars().take(1024).collect();
+    new: &NewImport<'_>,
+) -> Result<(u64, crate::partition::PartitionCount)> {
+    let file_name: String = new.file_name.chars().take(1024).collect();
+    let mut tx = pool.begin().await?;
+    let partitions =
+        crate::store::settings::locked_stream_partitions(&mut tx, " LOCK IN SHARE MODE").await?;
     let done = sqlx::query(
-        "INSERT INTO imports (file_name, file_sha256, new_identities, status) VALUES (?, ?, ?, 'running')",
+        "INSERT INTO imports (file_name, file_sha256, new_identities, status, \
+         resumed_after_line, heartbeat_at) VALUES (?, ?, ?, 'running', ?, NOW(3))",
     )
     .bind(file_name)
-    .bind(file_sha256)
-    .bind(new_identities)
-    .execute(pool)
+    .bind(new.file_sha256)
+    .bind(new.new_identities)
+    .bind(new.resumed_after_line)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.last_insert_id())
+    tx.commit().await?;
+    Ok((done.last_insert_id(), partitions))
+}
+
+/// Refreshes a running import's heartbeat.
+pub async fn touch_heartbeat(pool: &MySqlPool, import_id: u64) -> Result<()> {
+    sqlx::query("UPDATE imports SET heartbeat_at = NOW(3) WHERE id = ? AND status = 'running'")
+        .bind(import_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// An import whose status is `running`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningImport {
+    pub id: u64,
+    pub file_name: String,
+    /// Its last heartbeat (UTC, `YYYY-MM-DD HH:MM:SS`), if any.
+    pub heartbeat_at: Option<String>,
+    /// Heartbeat within [`HEARTBEAT_FRESH_SECS`]: its producer is alive.
+    pub fresh: bool,
+}
+
+/// Running imports, oldest first (on a partition change's transaction).
+pub(crate) async fn running_imports(
+    conn: &mut sqlx::MySqlConnection,
+) -> Result<Vec<RunningImport>> {
+    let rows: Vec<(u64, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, file_name, DATE_FORMAT(heartbeat_at, '%Y-%m-%d %H:%i:%s'), \
+         CAST(COALESCE(heartbeat_at > NOW(3) - INTERVAL ? SECOND, 0) AS SIGNED) \
+         FROM imports WHERE status = 'running' ORDER BY id",
+    )
+    .bind(HEARTBEAT_FRESH_SECS)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, file_name, heartbeat_at, fresh)| RunningImport {
+            id,
+            file_name,
+            heartbeat_at,
+            fresh: fresh != 0,
+        })
+        .collect())
+}
+
+/// Marks running imports `interrupted` (abandoned: a re-import of the file resumes them).
+pub(crate) async fn mark_abandoned(conn: &mut sqlx::MySqlConnection, ids: &[u64]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE imports SET status = 'interrupted', finished_at = NOW(3) \
+         WHERE status = 'running' AND id IN ({})",
+        crate::store::placeholders(ids.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.execute(conn).await?;
+    Ok(())
 }
 
 /// The highest line that earlier imports of this file (without `--new`) put on the stream
@@ -98,7 +189,7 @@ pub async fn record_progress(
     sqlx::query(
         "UPDATE imports SET rows_total = ?, rows_enqueued = ?, rows_rejected = ?, rows_duplicate = ?, \
          enqueued_through_line = GREATEST(enqueued_through_line, ?), status = ?, \
-         finished_at = CASE WHEN ? = 'running' THEN NULL ELSE NOW(3) END WHERE id = ?",
+         heartbeat_at = NOW(3), finished_at = CASE WHEN ? = 'running' THEN NULL ELSE NOW(3) END WHERE id = ?",
     )
     .bind(counts.rows_total)
     .bind(counts.rows_enqueued)

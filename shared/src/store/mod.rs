@@ -10,10 +10,12 @@
 
 pub mod catalog;
 pub mod db;
+pub mod dead_letters;
 pub mod imports;
 pub mod lookup;
 pub mod orders;
 pub mod outbox;
+pub mod partition_fence;
 pub mod reports;
 pub mod schema;
 pub mod settings;

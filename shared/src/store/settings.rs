@@ -7,20 +7,22 @@
 //! - `queue_paused`: `1` while `producer queue pause` is in force: the source of truth of
 //!   the pause flag, which Redis only mirrors (so a Redis that lost its data can be told
 //!   again, [`crate::queue_control::reassert`]).
+//!
+//! The partition count is fenced against running imports (`partition_fence`).
 
-use sqlx::MySqlPool;
+use sqlx::{MySqlConnection, MySqlPool};
 
 use crate::error::{OmsError, Result};
 use crate::keys::StreamKeys;
 use crate::partition::PartitionCount;
 
-const STREAM_PARTITIONS: &str = "stream_partitions";
+pub(crate) const STREAM_PARTITIONS: &str = "stream_partitions";
 
 const REDIS_EPOCH: &str = "redis_epoch";
 const QUEUE_PAUSED: &str = "queue_paused";
 
 const SELECT_SETTING: &str = "SELECT value FROM settings WHERE name = ?";
-const UPSERT_SETTING: &str = "INSERT INTO settings (name, value) VALUES (?, ?) \
+pub(crate) const UPSERT_SETTING: &str = "INSERT INTO settings (name, value) VALUES (?, ?) \
      ON DUPLICATE KEY UPDATE value = VALUES(value)";
 
 /// The recorded partition count of the orders stream (1 when none is recorded).
@@ -29,6 +31,22 @@ pub async fn stream_partitions(pool: &MySqlPool) -> Result<PartitionCount> {
         .bind(STREAM_PARTITIONS)
         .fetch_optional(pool)
         .await?;
+    parse_partitions(row)
+}
+
+/// The partition count read on `conn` under `lock` (` FOR UPDATE` or ` LOCK IN SHARE MODE`).
+pub(crate) async fn locked_stream_partitions(
+    conn: &mut MySqlConnection,
+    lock: &'static str,
+) -> Result<PartitionCount> {
+    let row: Option<(String,)> = sqlx::query_as(&format!("{SELECT_SETTING}{lock}"))
+        .bind(STREAM_PARTITIONS)
+        .fetch_optional(conn)
+        .await?;
+    parse_partitions(row)
+}
+
+fn parse_partitions(row: Option<(String,)>) -> Result<PartitionCount> {
     let Some((value,)) = row else {
         return Ok(PartitionCount::ONE);
     };

@@ -594,6 +594,15 @@ async fn status_of_an_import_counts_outcomes_in_flight_and_dead() {
         );
         pipe.query_async::<()>(&mut *conn).await.unwrap();
     }
+    // What the consumer records before it dead-letters a row (progress counts these).
+    sqlx::query(
+        "INSERT INTO dead_lettered_rows (import_id, line, identity) VALUES (?, 7, 'd1'), (?, 3, 'd2')",
+    )
+    .bind(import)
+    .bind(other)
+    .execute(&env.db)
+    .await
+    .unwrap();
 
     let report = status::status(&env.config, Some(import)).await.unwrap();
     let s = report.import.unwrap();

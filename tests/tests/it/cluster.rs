@@ -277,9 +277,14 @@ async fn dead_letters_retry_purge_status_and_repartitioning_work_on_a_cluster() 
     // Retry one: it leaves the dead letters, runs again, and (still invalid) comes back
     // under a new id.
     let first = listed.dead_letters[0].id.clone();
-    let report = retry_from(&env.redis, &env.keys, RetryTarget::Id(first.clone()))
-        .await
-        .expect("failed retry");
+    let report = retry_from(
+        &env.db,
+        &env.redis,
+        &env.keys,
+        RetryTarget::Id(first.clone()),
+    )
+    .await
+    .expect("failed retry");
     assert_eq!(report.retried.len(), 1);
     wait_for(
         "the retried row dead again",

@@ -11,7 +11,7 @@ use producer::import::{import, ImportArgs};
 use redis::streams::StreamRangeReply;
 use tokio_util::sync::CancellationToken;
 
-fn args(path: &str) -> ImportArgs {
+pub(crate) fn args(path: &str) -> ImportArgs {
     ImportArgs {
         file: path.to_string(),
         chunk_size: 100,
@@ -375,33 +375,11 @@ fn spawn_import(
     env: &TestEnv,
     extra: &[&str],
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(binary("producer"))
-        .arg("import")
-        .args(extra)
-        .envs(env.env_vars())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
+    oms_tests::procs::spawn_producer(env, &[&["import"], extra].concat())
 }
 
 /// Waits for a stderr line containing `needle`.
-fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+pub(crate) fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());

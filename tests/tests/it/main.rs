@@ -8,9 +8,11 @@
 mod admin;
 mod api;
 mod cluster;
+mod dead_counts;
 mod delivery;
 mod durability;
 mod faults;
+mod fence;
 mod foundation;
 mod hardening;
 mod import;
@@ -20,4 +22,5 @@ mod recovery;
 mod rewind;
 mod security;
 mod untrusted;
+mod wait_outages;
 mod workflow;

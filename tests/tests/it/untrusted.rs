@@ -3,7 +3,6 @@
 //! heal reach the dead letters after `--max-attempts`, spellings MySQL used to fold never
 //! stall a batch, and SIGTERM during a retry exits in time leaving the batch pending.
 
-use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -360,18 +359,7 @@ async fn sigterm_during_a_retry_exits_in_time_and_leaves_the_batch_pending() {
         &["--claim-idle-secs", "120", "--shutdown-timeout-secs", "20"],
         "info,consumer=debug",
     );
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = oms_tests::procs::stderr_lines(&mut child);
     let started = Instant::now();
     loop {
         let line = rx

@@ -43,7 +43,13 @@ pub async fn failed_retry_one(
 ) -> ApiResult<RetryReport> {
     let id = parse_entry_id(&id)?.to_string();
     Ok(Json(
-        failed::retry_from(&state.0.redis, &state.0.keys, RetryTarget::Id(id)).await?,
+        failed::retry_from(
+            &state.0.db,
+            &state.0.redis,
+            &state.0.keys,
+            RetryTarget::Id(id),
+        )
+        .await?,
     ))
 }
 
@@ -52,7 +58,7 @@ pub async fn failed_retry_one(
     responses((status = 200, body = RetryReport)), security(("bearer" = [])))]
 pub async fn failed_retry_all(State(state): State<AppState>) -> ApiResult<RetryReport> {
     Ok(Json(
-        failed::retry_from(&state.0.redis, &state.0.keys, RetryTarget::All).await?,
+        failed::retry_from(&state.0.db, &state.0.redis, &state.0.keys, RetryTarget::All).await?,
     ))
 }
 

@@ -77,8 +77,6 @@ pub const IMPORT_DONE_FRESH: std::time::Duration = std::time::Duration::from_sec
 /// How long a running import's rejects by reason are reused (a finished import's are kept:
 /// they cannot change). Counting them reads every reject of the import.
 pub const REJECTS_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long one count of the dead letters by import is reused.
-pub const DEAD_TALLY_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
 /// Readings kept at most (the cache is emptied when it grows past this).
 const IMPORT_CACHE_MAX: usize = 1_000;
 
@@ -90,23 +88,6 @@ pub struct CachedImport {
     /// Rejects by reason, when they were counted and whether the import had finished then
     /// (they are final).
     rejects: Option<(std::time::Instant, bool, BTreeMap<String, i64>)>,
-}
-
-/// Dead letters by import, counted in one pass at most every [`DEAD_TALLY_FRESH`] (and
-/// once at a time) whatever the number of imports and clients.
-pub type DeadTally = tokio::sync::Mutex<Option<(std::time::Instant, Arc<HashMap<u64, i64>>)>>;
-
-async fn dead_of(state: &AppState, id: u64) -> Result<i64, ApiError> {
-    let mut tally = state.0.dead_tally.lock().await;
-    if let Some((at, counts)) = tally.as_ref() {
-        if at.elapsed() < DEAD_TALLY_FRESH {
-            return Ok(counts.get(&id).copied().unwrap_or(0));
-        }
-    }
-    let counts = Arc::new(status_source(state).dead_by_import().await?);
-    let n = counts.get(&id).copied().unwrap_or(0);
-    *tally = Some((std::time::Instant::now(), counts));
-    Ok(n)
 }
 
 /// One import's progress, as `producer status IMPORT` computes it, reused for a moment.
@@ -125,10 +106,7 @@ async fn import_reading(state: &AppState, id: u64) -> Result<CachedImport, ApiEr
             return Ok(c.clone());
         }
     }
-    let dead = dead_of(state, id).await?;
-    let status = status_source(state)
-        .import_counted(id, None, Some(dead))
-        .await?;
+    let status = status_source(state).import(id, None).await?;
     let reading = CachedImport {
         at: std::time::Instant::now(),
         status,

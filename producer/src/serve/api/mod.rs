@@ -1,7 +1,7 @@
 //! The JSON API's routes and handlers. Each handler parses and checks its input, calls the
 //! library function the CLI uses for the same report, and returns its value as JSON.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
