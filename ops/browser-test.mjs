@@ -99,11 +99,15 @@ await page.click('.switch');
 await until('the page to say paused', 5_000, async () => ({
   ok: (await page.textContent('#queue-state')) === 'paused',
 }));
-const pausedAt = Date.now();
 const q = await api('GET', '/api/queue');
 if (!q.paused) fail('the queue is not paused');
+// Consumers see the flag at their next poll (250 ms; later on a loaded machine): wait
+// until every one has stopped reading (idle in Redis's view) before uploading.
+await until('every consumer to stop reading', 20_000, async () => {
+  const s = await api('GET', '/api/queue');
+  return { ok: s.consumers.length > 0 && s.consumers.every((c) => c.idle_ms >= 1000), consumers: s.consumers };
+});
 const more = await api('POST', '/api/imports?name=orders-paused.csv&wait=true', readFileSync(`${OUT}/orders-paused.csv`));
-await new Promise((r) => setTimeout(r, Math.max(0, pausedAt + 1000 - Date.now())));
 const before = await api('GET', `/api/imports/${more.import_id}`);
 await new Promise((r) => setTimeout(r, 3000));
 const after = await api('GET', `/api/imports/${more.import_id}`);
