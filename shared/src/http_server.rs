@@ -19,7 +19,8 @@
 //! - **head size**: the read buffer, hence a request head, is at most
 //!   [`HttpLimits::max_head_bytes`].
 //!
-//! The service is any tower `Service` (an axum `Router`).
+//! The service is any tower `Service` (an axum `Router`). Each request carries the
+//! client's address as a [`PeerAddr`] extension (the audit log names it).
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -34,6 +35,10 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The address of the client that sent a request (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// How much a client may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +90,8 @@ pub async fn serve<S, B>(
             accepted = listener.accept() => accepted,
             _ = shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, most likely: back off instead of spinning.
                 tracing::warn!(error = %e, "cannot accept an HTTP connection");
@@ -102,7 +107,7 @@ pub async fn serve<S, B>(
         let service = service.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve_connection(stream, service, limits, shutdown).await;
+            serve_connection(stream, PeerAddr(peer), service, limits, shutdown).await;
             drop(slot);
         });
     }
@@ -112,6 +117,7 @@ pub async fn serve<S, B>(
 
 async fn serve_connection<S, B>(
     stream: tokio::net::TcpStream,
+    peer: PeerAddr,
     service: S,
     limits: HttpLimits,
     shutdown: CancellationToken,
@@ -124,8 +130,9 @@ async fn serve_connection<S, B>(
     B::Error: Into<BoxError>,
 {
     let request_timeout = limits.request_timeout;
-    let timed = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let timed = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let service = service.clone();
+        request.extensions_mut().insert(peer);
         async move {
             match tokio::time::timeout(request_timeout, service.oneshot(request)).await {
                 Ok(answered) => answered.map_err(|e| RequestFailed(e.into().to_string())),

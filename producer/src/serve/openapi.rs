@@ -50,6 +50,7 @@ impl Modify for BearerAuth {
         api::failed_retry_one,
         api::failed_retry_all,
         api::failed_purge,
+        api::audit_list,
     ),
     modifiers(&BearerAuth)
 )]
@@ -83,6 +84,7 @@ mod tests {
             "/api/queue/pause",
             "/api/failed",
             "/api/failed/{id}/retry",
+            "/api/audit",
         ] {
             assert!(
                 doc.paths.paths.contains_key(p),

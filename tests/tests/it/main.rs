@@ -7,6 +7,7 @@
 
 mod admin;
 mod api;
+mod audit;
 mod cluster;
 mod delivery;
 mod faults;

@@ -25,11 +25,13 @@ use oms_reports::orders::{self, OrderLookup, OrderStats};
 use oms_reports::pause::{self as queue, PauseReport};
 use oms_reports::status::{ImportStatus, StatusSource, StreamStatus};
 
+mod audit;
 mod dead_letters;
 mod imports;
 mod queue_control;
 mod reports;
 
+pub use audit::*;
 pub use dead_letters::*;
 pub use imports::*;
 pub use queue_control::*;
@@ -52,6 +54,7 @@ pub fn read_routes(state: AppState) -> Router {
         .route("/api/imports/{id}", get(import_one))
         .route("/api/queue", get(queue_status))
         .route("/api/failed", get(failed_list))
+        .route("/api/audit", get(audit_list))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::readings::share,
@@ -63,7 +66,8 @@ pub fn read_routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Write endpoints (bearer `OMS_API_TOKEN`).
+/// Write endpoints (bearer `OMS_API_TOKEN`), each request recorded in the audit log
+/// (refused ones too).
 pub fn write_routes(state: AppState) -> Router {
     Router::new()
         .route("/api/failed/{id}/retry", post(failed_retry_one))
@@ -78,6 +82,10 @@ pub fn write_routes(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_write,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_action,
         ))
         .with_state(state)
 }

@@ -260,6 +260,22 @@
     });
   }
 
+  // ---------- audit log (its own poll: one failing panel leaves the others) ----------
+
+  function refreshAudit() {
+    return api('GET', '/api/audit?limit=10').then(function (log) {
+      fill($('audit'), log.entries.map(function (e) {
+        return el('tr', { 'data-audit-id': String(e.id) }, [
+          el('td', { text: e.at.replace('T', ' ').replace('Z', '') }),
+          el('td', { text: e.actor }),
+          el('td', { text: e.action }),
+          el('td', { class: e.outcome === 'ok' ? '' : 'err', text: e.outcome }),
+          el('td', { class: 'hide-narrow', text: e.arguments })
+        ]);
+      }), 5, 'no action recorded yet');
+    }).catch(function () { /* the main poll reports errors */ });
+  }
+
   // ---------- polling ----------
 
   var inFlight = false;
@@ -314,6 +330,8 @@
     window.addEventListener('resize', function () { drawChart(lastThroughput); });
     refresh();
     setInterval(refresh, POLL_MS);
+    refreshAudit();
+    setInterval(refreshAudit, POLL_MS);
   }
 
   document.addEventListener('DOMContentLoaded', init);
