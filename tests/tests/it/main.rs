@@ -6,6 +6,7 @@
 //! on drop), so the tests of every area run in parallel with each other.
 
 mod admin;
+mod alerting;
 mod api;
 mod audit;
 mod cluster;
