@@ -39,6 +39,7 @@ impl Modify for BearerAuth {
         api::leaderboard_top,
         api::order_stats,
         api::order_throughput,
+        api::order_history,
         api::order_lookup,
         api::imports_list,
         api::import_one,
@@ -85,6 +86,7 @@ mod tests {
             "/api/failed",
             "/api/failed/{id}/retry",
             "/api/audit",
+            "/api/orders/history",
         ] {
             assert!(
                 doc.paths.paths.contains_key(p),

@@ -14,6 +14,7 @@ mod delivery;
 mod faults;
 mod foundation;
 mod hardening;
+mod history;
 mod import;
 mod observability;
 mod read_models;

@@ -49,6 +49,7 @@ pub fn read_routes(state: AppState) -> Router {
         .route("/api/leaderboard", get(leaderboard_top))
         .route("/api/orders/stats", get(order_stats))
         .route("/api/orders/throughput", get(order_throughput))
+        .route("/api/orders/history", get(order_history))
         .route("/api/orders/{identity}", get(order_lookup))
         .route("/api/imports", get(imports_list))
         .route("/api/imports/{id}", get(import_one))
