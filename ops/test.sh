@@ -14,6 +14,7 @@
 #                                      (the scrape and alert-delivery tests need them)
 #      promtool check config / test rules   ops/prometheus/prometheus.yml, alerts_test.yml
 #      amtool check-config                  ops/prometheus/alertmanager.yml
+#      bash ops/grafana/check-schema.sh     the Grafana dashboard against @grafana/schema (npm)
 #      python3 ops/check-manifests.py   syntax and key settings of the deployment files
 #      python3 ops/check-module-cycles.py   no module imports one that imports it back
 #   2. cargo fmt --all -- --check
@@ -87,6 +88,7 @@ step bash ops/prometheus/install.sh
 step promtool check config ops/prometheus/prometheus.yml
 step promtool test rules ops/prometheus/alerts_test.yml
 step amtool check-config ops/prometheus/alertmanager.yml
+step bash ops/grafana/check-schema.sh
 step python3 ops/check-manifests.py
 step python3 ops/check-module-cycles.py
 step cargo fmt --all -- --check
