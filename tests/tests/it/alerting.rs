@@ -8,7 +8,7 @@
 //! test loads its own rule, `OmsConsumerLagHigh` (lag above 20 entries for 2 s).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use oms_tests::{binary, order_row, wait_for, TestEnv};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::observability::{free_port, http_get, repo_root, tool};
+use crate::observability::{repo_root, spawn_until_ready, tool};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -48,54 +48,22 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// Starts `program` with `args(addr, dir)` until `GET /-/ready` answers 200 (another
-    /// free port when the first was taken meanwhile).
+    /// Starts `program` with `args(addr, dir)` until it is ready.
     async fn start(
         program: &str,
         dir: tempfile::TempDir,
         args: impl Fn(&str, &Path) -> Vec<String>,
     ) -> Server {
-        let program = tool(program);
-        let log_path = dir.path().join("server.log");
-        for attempt in 1..=3 {
-            let addr = format!("127.0.0.1:{}", free_port());
-            let mut child = Command::new(&program)
-                .args(args(&addr, dir.path()))
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log_path).expect("log file"))
-                .spawn()
-                .expect("start the server");
-            let started = wait_for("the server to be ready", DEADLINE, || {
-                let exited = child.try_wait().expect("poll the server");
-                let addr = addr.clone();
-                async move {
-                    if let Some(status) = exited {
-                        return Some(Err(status));
-                    }
-                    let ready = http_get(&addr, "/-/ready").await?;
-                    (ready.status == 200).then_some(Ok(()))
-                }
+        let (child, addr) =
+            spawn_until_ready(&tool(program), &dir.path().join("server.log"), |addr| {
+                args(addr, dir.path())
             })
             .await;
-            match started {
-                Ok(()) => {
-                    return Server {
-                        child,
-                        addr,
-                        _dir: dir,
-                    }
-                }
-                Err(status) => {
-                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                    assert!(
-                        attempt < 3 && log.contains("address already in use"),
-                        "{} exited with {status}:\n{log}",
-                        program.display()
-                    );
-                }
-            }
+        Server {
+            child,
+            addr,
+            _dir: dir,
         }
-        unreachable!("the loop returns or panics")
     }
 }
 

@@ -180,8 +180,8 @@
     return 10 * p;
   }
 
-  function drawChart(points) {
-    var canvas = $('chart');
+  // A cleared 2-D context of `canvas` at the device's pixel ratio, and its CSS size.
+  function canvasContext(canvas) {
     var dpr = window.devicePixelRatio || 1;
     var w = canvas.clientWidth, h = canvas.clientHeight;
     if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
@@ -191,6 +191,12 @@
     var ctx = canvas.getContext('2d');
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, w, h);
+    return { ctx: ctx, w: w, h: h };
+  }
+
+  function drawChart(points) {
+    var c = canvasContext($('chart'));
+    var ctx = c.ctx, w = c.w, h = c.h;
     var style = getComputedStyle(document.documentElement);
     var colors = { ok: style.getPropertyValue('--ok').trim(), bad: style.getPropertyValue('--bad').trim(),
       line: style.getPropertyValue('--line').trim(), muted: style.getPropertyValue('--muted').trim() };
@@ -264,14 +270,8 @@
 
   var historyMinutes = 60;
   function drawHistory(points) {
-    var canvas = $('history');
-    var dpr = window.devicePixelRatio || 1;
-    var w = canvas.clientWidth, h = canvas.clientHeight;
-    canvas.width = Math.round(w * dpr);
-    canvas.height = Math.round(h * dpr);
-    var ctx = canvas.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, w, h);
+    var c = canvasContext($('history'));
+    var ctx = c.ctx, w = c.w, h = c.h;
     var style = getComputedStyle(document.documentElement);
     var color = function (name) { return style.getPropertyValue(name).trim(); };
     var left = 44, right = 44, top = 8, bottom = 22;
