@@ -195,7 +195,8 @@
   }
 
   function drawChart(points) {
-    var c = canvasContext($('chart'));
+    var canvas = $('chart');
+    var c = canvasContext(canvas);
     var ctx = c.ctx, w = c.w, h = c.h;
     var style = getComputedStyle(document.documentElement);
     var colors = { ok: style.getPropertyValue('--ok').trim(), bad: style.getPropertyValue('--bad').trim(),
