@@ -10,8 +10,11 @@
 #                                  when missing); Redis and MariaDB up for REDIS_URL /
 #                                  DATABASE_URL (DATABASE_URL unset: the URL that
 #                                  services.sh keeps for its generated `oms` user, if any)
-#      bash ops/prometheus/install.sh  prometheus and promtool (the scrape test needs them)
+#      bash ops/prometheus/install.sh  prometheus, promtool, prometheus-alertmanager, amtool
+#                                      (the scrape and alert-delivery tests need them)
 #      promtool check config / test rules   ops/prometheus/prometheus.yml, alerts_test.yml
+#      amtool check-config                  ops/prometheus/alertmanager.yml
+#      bash ops/grafana/check-schema.sh     the Grafana dashboard against @grafana/schema (npm)
 #      python3 ops/check-manifests.py   syntax and key settings of the deployment files
 #      python3 ops/check-module-cycles.py   no module imports one that imports it back
 #   2. cargo fmt --all -- --check
@@ -88,6 +91,8 @@ use_kept_database_url
 step bash ops/prometheus/install.sh
 step promtool check config ops/prometheus/prometheus.yml
 step promtool test rules ops/prometheus/alerts_test.yml
+step amtool check-config ops/prometheus/alertmanager.yml
+step bash ops/grafana/check-schema.sh
 step python3 ops/check-manifests.py
 step python3 ops/check-module-cycles.py
 step cargo fmt --all -- --check

@@ -181,6 +181,9 @@ async fn refresh_queue(shared: &Shared) -> oms_shared::Result<()> {
             metrics::gauge!(DEAD_LETTERS, "partition" => label).set(dead_here as f64);
         }
     }
+    // The lag's history (the dashboard's 1 h / 24 h charts).
+    let now = chrono::Utc::now().timestamp();
+    oms_shared::order_stats::record_lag(&mut *conn, &shared.keys, now, stats.backlog()).await?;
     let trimmed = oms_shared::queue::trim_acknowledged(&mut *conn, &shared.keys).await?;
     if trimmed > 0 {
         tracing::debug!(trimmed, "trimmed acknowledged entries");

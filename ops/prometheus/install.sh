@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 #
-# ops/prometheus/install.sh - make `prometheus` and `promtool` available, idempotently.
+# ops/prometheus/install.sh - make `prometheus`, `promtool` and `prometheus-alertmanager`
+# (with `amtool`) available, idempotently.
 #
 # Usage: bash ops/prometheus/install.sh
 #
-# Does nothing (but print the version) when both are on PATH. Otherwise installs the
-# Debian package `prometheus` (which ships both) with apt-get, without recommends, as root
+# Does nothing (but print the versions) when all are on PATH. Otherwise installs the
+# Debian packages `prometheus` (prometheus, promtool) and `prometheus-alertmanager` with apt-get, without recommends, as root
 # or through sudo. The tests start their own Prometheus on a free loopback port with a
 # temp data dir; on a machine running systemd the package also enables its own service
-# on :9090, which the tests never use.
+# on :9090 (and Alertmanager's on :9093), which the tests never use.
 set -euo pipefail
 
 say() { printf 'prometheus: %s\n' "$*"; }
 
-if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
-    say "already installed: $(promtool --version 2>&1 | head -n 1)"
+if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
+    && command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; then
+    say "already installed: $(promtool --version 2>&1 | head -n 1); $(prometheus-alertmanager --version 2>&1 | head -n 1)"
     exit 0
 fi
 
@@ -33,9 +35,11 @@ if [[ $(id -u) -ne 0 ]]; then
     fi
 fi
 
-say "installing the Debian package prometheus"
+say "installing the Debian packages prometheus and prometheus-alertmanager"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-command -v promtool >/dev/null 2>&1 || { say "ERROR: promtool still missing after install" >&2; exit 1; }
-say "installed: $(promtool --version 2>&1 | head -n 1)"
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+for tool in promtool prometheus-alertmanager amtool; do
+    command -v "$tool" >/dev/null 2>&1 || { say "ERROR: $tool still missing after install" >&2; exit 1; }
+done
+say "installed: $(promtool --version 2>&1 | head -n 1); $(prometheus-alertmanager --version 2>&1 | head -n 1)"

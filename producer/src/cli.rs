@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use oms_shared::config::ConnectionConfig;
 use oms_shared::process;
 
-use crate::admin::{failed, kpis, leaderboard, queue, reconcile, status};
+use crate::admin::{audit, failed, kpis, leaderboard, queue, reconcile, status};
 use crate::generate::command as generate_cmd;
 use crate::{catalog, import, serve};
 
@@ -69,6 +69,8 @@ pub enum Command {
     /// Pause or resume every consumer.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// The audit log: who paused, retried, purged, rebuilt, migrated or recovered, and when.
+    Audit(audit::AuditArgs),
     /// The HTTP API and the live dashboard.
     Serve(serve::ServeArgs),
 }
@@ -86,8 +88,40 @@ pub fn main() -> ExitCode {
     process::run_to_exit(run(cli))
 }
 
-/// Runs one parsed command (tests call this directly).
+/// Runs one parsed command and records it in the audit log when it is an operator action.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let action = cli.command.audit_action();
+    let conn = cli.conn.clone();
+    let result = dispatch(cli).await;
+    if let Some(action) = action {
+        crate::audit_trail::record_cli(&conn, action, &result).await;
+    }
+    result
+}
+
+impl Command {
+    /// The audit-log name of this command when it is an operator action (it changes the
+    /// queue, the dead letters, a read model, the schema or the epoch); `None` for reads
+    /// and imports.
+    pub fn audit_action(&self) -> Option<&'static str> {
+        use crate::admin::{failed::FailedCommand, kpis::KpisCommand};
+        use crate::admin::{leaderboard::LeaderboardCommand, queue::QueueCommand};
+        Some(match self {
+            Command::Migrate(_) => "migrate",
+            Command::Recover(_) => "recover",
+            Command::Queue(QueueCommand::Pause) => "queue pause",
+            Command::Queue(QueueCommand::Resume) => "queue resume",
+            Command::Failed(FailedCommand::Retry { .. }) => "failed retry",
+            Command::Failed(FailedCommand::Purge) => "failed purge",
+            Command::Kpis(KpisCommand::Generate(_)) => "kpis generate",
+            Command::Leaderboard(LeaderboardCommand::Update(_)) => "leaderboard update",
+            Command::Reconcile(args) if args.fix => "reconcile --fix",
+            _ => return None,
+        })
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let conn = &cli.conn;
     let json = cli.json;
     match cli.command {
@@ -103,6 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(cmd) => queue::run(conn, cmd, json).await,
         Command::Recover(args) => crate::recover::run(conn, args, json).await,
         Command::Serve(args) => serve::run(conn, args).await,
+        Command::Audit(args) => audit::run(conn, args, json).await,
     }
 }
 

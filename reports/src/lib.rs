@@ -8,13 +8,15 @@
 //! - [`failed`]: dead letters listed, retried (back to the stream) or purged;
 //! - [`reconcile`]: read models compared with MySQL, and repaired;
 //! - [`orders`]: live order statistics and "where is my order";
-//! - [`pause`]: pausing and resuming the consumers.
+//! - [`pause`]: pausing and resuming the consumers;
+//! - [`audit`]: the audit log of operator actions.
 //!
 //! A crate of its own rather than part of `shared`: the consumer never links it (nor
 //! utoipa, whose schema derives document these values in the API), and nothing here is
 //! something producer and consumer must agree on. SQL stays in `oms_shared::store`, the
 //! stream protocol in `oms_shared::queue`, key names in `oms_shared::keys`.
 
+pub mod audit;
 mod error;
 pub mod failed;
 pub mod kpis;

@@ -99,6 +99,19 @@ pub async fn throughput(
     ))
 }
 
+/// Per-minute completed, failed and lag over the last `minutes` (at most 24 h) ending with
+/// the minute of `now_secs`, oldest first (the dashboard's history).
+pub async fn history(
+    redis: &RedisPool,
+    keys: &StreamKeys,
+    now_secs: i64,
+    minutes: i64,
+) -> Result<Vec<order_stats::HistoryPoint>> {
+    let mut rc = redis.get().await?;
+    let last = now_secs.div_euclid(60);
+    Ok(order_stats::read_history(&mut *rc, keys, last - minutes + 1, last).await?)
+}
+
 /// A pending stream entry that holds the order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InFlight {

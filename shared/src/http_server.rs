@@ -58,7 +58,8 @@ pub struct HttpLimits {
     pub write_stall_timeout: Duration,
 }
 
-/// The address of the peer a request came from (a request extension).
+/// The address of the peer a request came from (a request extension: the rate limit keys
+/// on it, the audit log names it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 

@@ -291,7 +291,7 @@ impl StreamKeys {
 
     /// `P stats:orders:<unix minute>`: hash of the orders that ended in that minute
     /// (`completed`, `failed`, `failed:<reason>`, and per second `s<ss>:completed`,
-    /// `s<ss>:failed`); expires after two hours.
+    /// `s<ss>:failed`) and the lag last sampled in it (`lag`); expires after 24 hours.
     pub fn order_stats_minute(&self, unix_minute: i64) -> String {
         format!("{}stats:orders:{}", self.model_prefix, unix_minute)
     }

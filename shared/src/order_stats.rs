@@ -4,7 +4,10 @@
 //! After each workflow run a consumer adds its terminal outcomes with one pipeline:
 //! - `P stats:orders:<unix minute>` ([`StreamKeys::order_stats_minute`]): fields
 //!   `completed`, `failed`, `failed:<reason>`, and `s<ss>:completed` / `s<ss>:failed` per
-//!   second of the minute; each key expires [`RETENTION_SECS`] after its minute;
+//!   second of the minute, and `lag`, the stream's lag (entries not yet delivered) as last
+//!   sampled in that minute by a consumer's housekeeping ([`record_lag`]); each key
+//!   expires [`RETENTION_SECS`] (24 h) after its minute, so at most 1,440 minute hashes
+//!   exist per deployment (the 1 h and 24 h history of the dashboard, [`read_history`]);
 //! - `P stats:failed` ([`StreamKeys::failed_by_reason`]): failure reason → count, kept.
 //!
 //! These are live counters, not a ledger: they are written after the transaction that
@@ -20,8 +23,16 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::keys::StreamKeys;
 
-/// How long a minute's counts are kept.
-pub const RETENTION_SECS: i64 = 2 * 3600;
+/// How long a minute's counts are kept (the history's longest window).
+pub const RETENTION_SECS: i64 = 24 * 3600;
+
+/// The longest history [`read_history`] reads, in minutes.
+pub const HISTORY_MINUTES: i64 = RETENTION_SECS / 60;
+
+/// When the hash of `minute` expires.
+fn expiry(minute: i64) -> i64 {
+    (minute + 1) * 60 + RETENTION_SECS
+}
 
 /// Terminal outcomes of one workflow run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,10 +70,7 @@ pub fn record_pipeline(keys: &StreamKeys, unix_secs: i64, outcomes: &Outcomes) -
     for (reason, n) in &outcomes.failed {
         add(format!("failed:{reason}"), *n);
     }
-    pipe.cmd("EXPIREAT")
-        .arg(&key)
-        .arg((minute + 1) * 60 + RETENTION_SECS)
-        .ignore();
+    pipe.cmd("EXPIREAT").arg(&key).arg(expiry(minute)).ignore();
     for (reason, n) in &outcomes.failed {
         if *n > 0 {
             pipe.cmd("HINCRBY")
@@ -89,6 +97,71 @@ pub async fn record<C: ConnectionLike>(
         .query_async::<()>(conn)
         .await?;
     Ok(())
+}
+
+/// Records the stream's lag sampled at `unix_secs` in its minute's hash (the latest sample
+/// of the minute wins).
+pub async fn record_lag<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    unix_secs: i64,
+    lag: u64,
+) -> Result<()> {
+    let minute = unix_secs.div_euclid(60);
+    let key = keys.order_stats_minute(minute);
+    redis::pipe()
+        .cmd("HSET")
+        .arg(&key)
+        .arg("lag")
+        .arg(lag)
+        .ignore()
+        .cmd("EXPIREAT")
+        .arg(&key)
+        .arg(expiry(minute))
+        .ignore()
+        .query_async::<()>(conn)
+        .await?;
+    Ok(())
+}
+
+/// One minute of history: orders that ended in it, and the lag last sampled in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HistoryPoint {
+    /// Unix time (seconds) of the start of the minute.
+    pub at: i64,
+    pub completed: u64,
+    pub failed: u64,
+    /// `None` when no consumer sampled the lag in that minute.
+    pub lag: Option<u64>,
+}
+
+/// The minutes `first..=last` (at most [`HISTORY_MINUTES`], ending at `last`), oldest
+/// first, in one round trip of `HMGET`s.
+pub async fn read_history<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    first: i64,
+    last: i64,
+) -> Result<Vec<HistoryPoint>> {
+    let first = first.max(last - HISTORY_MINUTES + 1);
+    let mut pipe = redis::pipe();
+    for m in first..=last {
+        pipe.cmd("HMGET")
+            .arg(keys.order_stats_minute(m))
+            .arg("completed")
+            .arg("failed")
+            .arg("lag");
+    }
+    let values: Vec<(Option<u64>, Option<u64>, Option<u64>)> = pipe.query_async(conn).await?;
+    Ok((first..=last)
+        .zip(values)
+        .map(|(minute, (completed, failed, lag))| HistoryPoint {
+            at: minute * 60,
+            completed: completed.unwrap_or(0),
+            failed: failed.unwrap_or(0),
+            lag,
+        })
+        .collect())
 }
 
 /// Completed and failed orders in one minute or one second.

@@ -131,6 +131,7 @@ impl Modify for ErrorsAndPatterns {
         api::leaderboard_top,
         api::order_stats,
         api::order_throughput,
+        api::order_history,
         api::order_lookup,
         api::imports_list,
         api::import_one,
@@ -142,6 +143,7 @@ impl Modify for ErrorsAndPatterns {
         api::failed_retry_one,
         api::failed_retry_all,
         api::failed_purge,
+        api::audit_list,
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth, &ErrorsAndPatterns)
@@ -285,6 +287,8 @@ mod tests {
             "/api/queue/pause",
             "/api/failed",
             "/api/failed/{id}/retry",
+            "/api/audit",
+            "/api/orders/history",
         ] {
             assert!(
                 doc.paths.paths.contains_key(p),

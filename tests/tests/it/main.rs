@@ -6,7 +6,9 @@
 //! on drop), so the tests of every area run in parallel with each other.
 
 mod admin;
+mod alerting;
 mod api;
+mod audit;
 mod cluster;
 mod dead_counts;
 mod delivery;
@@ -15,6 +17,7 @@ mod faults;
 mod fence;
 mod foundation;
 mod hardening;
+mod history;
 mod import;
 mod observability;
 mod read_models;

@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The repository root (the tests crate lives in `tests/`).
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
@@ -30,7 +30,7 @@ fn repo_root() -> PathBuf {
 }
 
 /// Path of an external tool on PATH, or a failure that says how to install it.
-fn tool(name: &str) -> PathBuf {
+pub(crate) fn tool(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -45,7 +45,7 @@ fn tool(name: &str) -> PathBuf {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -53,14 +53,14 @@ fn free_port() -> u16 {
 }
 
 /// One HTTP/1.0 response.
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub(crate) status: u16,
     headers: String,
-    body: String,
+    pub(crate) body: String,
 }
 
 /// `GET http://{addr}{path}`; `None` when the server does not answer (yet).
-async fn http_get(addr: &str, path: &str) -> Option<Response> {
+pub(crate) async fn http_get(addr: &str, path: &str) -> Option<Response> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -176,6 +176,50 @@ impl Drop for ConsumerProcess {
     }
 }
 
+/// Starts `program` with `args(addr)` on a free loopback port until its `GET /-/ready`
+/// answers 200 (Prometheus, Alertmanager); stderr goes to `log_path`. The free port may be
+/// taken between the probe and the server's bind: then it tries again with another one.
+pub(crate) async fn spawn_until_ready(
+    program: &Path,
+    log_path: &Path,
+    args: impl Fn(&str) -> Vec<String>,
+) -> (Child, String) {
+    for attempt in 1..=3 {
+        let log = std::fs::File::create(log_path).expect("log file");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(program)
+            .args(args(&addr))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let started = wait_for("the server to be ready", DEADLINE, || {
+            let exited = child.try_wait().expect("poll the server");
+            let addr = addr.clone();
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(status));
+                }
+                let ready = http_get(&addr, "/-/ready").await?;
+                (ready.status == 200).then_some(Ok(()))
+            }
+        })
+        .await;
+        match started {
+            Ok(()) => return (child, addr),
+            Err(status) => {
+                let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                assert!(
+                    attempt < 3 && log.contains("address already in use"),
+                    "{} exited with {status}:\n{log}",
+                    program.display()
+                );
+            }
+        }
+    }
+    unreachable!("the loop returns or panics")
+}
+
 /// A Prometheus server on a free loopback port with its own temp dir; killed on drop.
 struct PrometheusServer {
     child: Child,
@@ -209,54 +253,21 @@ impl PrometheusServer {
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let log_path = dir.path().join("prometheus.log");
-        // The free port may be taken between the probe and Prometheus's bind: try again
-        // with another one.
-        for attempt in 1..=3 {
-            let log = std::fs::File::create(&log_path).expect("log file");
-            let addr = format!("127.0.0.1:{}", free_port());
-            let mut child = Command::new(&prometheus)
-                .arg(format!("--config.file={}", config_path.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--log.level=warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start prometheus");
-            let started = wait_for("Prometheus to be ready", DEADLINE, || {
-                let exited = child.try_wait().expect("poll prometheus");
-                let addr = addr.clone();
-                async move {
-                    if let Some(status) = exited {
-                        return Some(Err(status));
-                    }
-                    let ready = http_get(&addr, "/-/ready").await?;
-                    (ready.status == 200).then_some(Ok(()))
-                }
+        let (child, addr) =
+            spawn_until_ready(&prometheus, &dir.path().join("prometheus.log"), |addr| {
+                vec![
+                    format!("--config.file={}", config_path.display()),
+                    format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+                    format!("--web.listen-address={addr}"),
+                    "--log.level=warn".into(),
+                ]
             })
             .await;
-            match started {
-                Ok(()) => {
-                    return PrometheusServer {
-                        child,
-                        addr,
-                        _dir: dir,
-                    }
-                }
-                Err(status) => {
-                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                    assert!(
-                        attempt < 3 && log.contains("address already in use"),
-                        "prometheus exited with {status}:\n{log}"
-                    );
-                }
-            }
+        PrometheusServer {
+            child,
+            addr,
+            _dir: dir,
         }
-        unreachable!("the loop returns or panics")
     }
 
     /// `/api/v1/query` → the result vector as (labels, value) pairs; `None` on any error.

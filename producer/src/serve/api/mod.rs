@@ -26,11 +26,13 @@ use oms_reports::orders::{self, OrderLookup, OrderStats};
 use oms_reports::pause::{self as queue, PauseReport};
 use oms_reports::status::{ImportStatus, StatusSource, StreamStatus};
 
+mod audit;
 mod dead_letters;
 mod imports;
 mod queue_control;
 mod reports;
 
+pub use audit::*;
 pub use dead_letters::*;
 pub use imports::*;
 pub use queue_control::*;
@@ -48,11 +50,13 @@ pub fn read_routes(state: AppState) -> Router {
         .route("/api/leaderboard", get(leaderboard_top))
         .route("/api/orders/stats", get(order_stats))
         .route("/api/orders/throughput", get(order_throughput))
+        .route("/api/orders/history", get(order_history))
         .route("/api/orders/{identity}", get(order_lookup))
         .route("/api/imports", get(imports_list))
         .route("/api/imports/{id}", get(import_one))
         .route("/api/queue", get(queue_status))
         .route("/api/failed", get(failed_list))
+        .route("/api/audit", get(audit_list))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_read,
@@ -60,7 +64,8 @@ pub fn read_routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Write endpoints (bearer `OMS_API_TOKEN`).
+/// Write endpoints (bearer `OMS_API_TOKEN`), each request recorded in the audit log
+/// (refused ones too).
 pub fn write_routes(state: AppState) -> Router {
     Router::new()
         .route("/api/failed/{id}/retry", post(failed_retry_one))
@@ -75,6 +80,10 @@ pub fn write_routes(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_write,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_action,
         ))
         .with_state(state)
 }

@@ -161,6 +161,50 @@ pub async fn order_throughput(
         .await
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Minutes to cover, ending now (1..=1440, default 60).
+    pub minutes: Option<i64>,
+}
+
+/// One minute of history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryMinute {
+    /// Unix seconds of the start of the minute.
+    pub at: i64,
+    pub completed: u64,
+    pub failed: u64,
+    /// The stream's lag as last sampled in the minute by a consumer; null when none ran.
+    pub lag: Option<u64>,
+}
+
+/// Completed, failed and lag per minute over the last hour or day (the dashboard's history).
+#[utoipa::path(get, path = "/api/orders/history", tag = "orders", params(HistoryQuery),
+    responses((status = 200, body = Vec<HistoryMinute>), (status = 400, body = ErrorBody)))]
+pub async fn order_history(
+    State(state): State<AppState>,
+    q: QueryResult<HistoryQuery>,
+) -> ApiResult<Vec<HistoryMinute>> {
+    let minutes = query(q)?.minutes.unwrap_or(60);
+    if !(1..=oms_shared::order_stats::HISTORY_MINUTES).contains(&minutes) {
+        return Err(ApiError::bad_request("minutes must be within 1 and 1440"));
+    }
+    let s = &state.0;
+    let points = orders::history(&s.redis, &s.keys, Utc::now().timestamp(), minutes).await?;
+    Ok(Json(
+        points
+            .into_iter()
+            .map(|p| HistoryMinute {
+                at: p.at,
+                completed: p.completed,
+                failed: p.failed,
+                lag: p.lag,
+            })
+            .collect(),
+    ))
+}
+
 /// Where an order is: its row (status, reason, items, customer, totals, timestamps) and,
 /// while in flight or dead, its stream entry, deliveries and last error.
 #[utoipa::path(get, path = "/api/orders/{identity}", tag = "orders",

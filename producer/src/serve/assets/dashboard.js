@@ -191,8 +191,8 @@
     return 10 * p;
   }
 
-  function drawChart(points) {
-    var canvas = $('chart');
+  // A cleared 2-D context of `canvas` at the device's pixel ratio, and its CSS size.
+  function canvasContext(canvas) {
     var dpr = window.devicePixelRatio || 1;
     var w = canvas.clientWidth, h = canvas.clientHeight;
     if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
@@ -202,6 +202,13 @@
     var ctx = canvas.getContext('2d');
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, w, h);
+    return { ctx: ctx, w: w, h: h };
+  }
+
+  function drawChart(points) {
+    var canvas = $('chart');
+    var c = canvasContext(canvas);
+    var ctx = c.ctx, w = c.w, h = c.h;
     var style = getComputedStyle(document.documentElement);
     var colors = { ok: style.getPropertyValue('--ok').trim(), bad: style.getPropertyValue('--bad').trim(),
       line: style.getPropertyValue('--line').trim(), muted: style.getPropertyValue('--muted').trim() };
@@ -269,6 +276,61 @@
     }).catch(function (e) {
       showMessage(e.message + (e.status === 401 ? ' — check the token' : ''));
     });
+  }
+
+  // ---------- history (its own poll, every 30 s) ----------
+
+  var historyMinutes = 60;
+  function drawHistory(points) {
+    var c = canvasContext($('history'));
+    var ctx = c.ctx, w = c.w, h = c.h;
+    var style = getComputedStyle(document.documentElement);
+    var color = function (name) { return style.getPropertyValue(name).trim(); };
+    var left = 44, right = 44, top = 8, bottom = 22;
+    var pw = w - left - right, ph = h - top - bottom, n = Math.max(points.length, 2);
+    var ymax = niceMax(Math.max.apply(null, points.map(function (p) { return p.completed + p.failed; }).concat([1])));
+    var lmax = niceMax(Math.max.apply(null, points.map(function (p) { return p.lag || 0; }).concat([1])));
+    ctx.fillStyle = color('--muted');
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.fillText(count.format(ymax), 2, top + 10);
+    ctx.fillText(count.format(lmax), w - right + 4, top + 10);
+    ctx.fillText(historyMinutes === 60 ? '1 h ago' : '24 h ago', left, h - 6);
+    ctx.fillText('now', w - right - 20, h - 6);
+    var x = function (i) { return left + pw * i / (n - 1); };
+    function line(values, max, stroke) {
+      ctx.beginPath();
+      ctx.strokeStyle = stroke;
+      ctx.lineWidth = 1.5;
+      values.forEach(function (v, i) {
+        var y = top + ph - ph * (v || 0) / max;
+        if (i === 0) { ctx.moveTo(x(i), y); } else { ctx.lineTo(x(i), y); }
+      });
+      ctx.stroke();
+    }
+    line(points.map(function (p) { return p.completed; }), ymax, color('--ok'));
+    line(points.map(function (p) { return p.failed; }), ymax, color('--bad'));
+    line(points.map(function (p) { return p.lag; }), lmax, color('--muted'));
+  }
+  function refreshHistory() {
+    return api('GET', '/api/orders/history?minutes=' + historyMinutes)
+      .then(drawHistory)
+      .catch(function () { /* the main poll reports errors */ });
+  }
+
+  // ---------- audit log (its own poll: one failing panel leaves the others) ----------
+
+  function refreshAudit() {
+    return api('GET', '/api/audit?limit=10').then(function (log) {
+      fill($('audit'), log.entries.map(function (e) {
+        return el('tr', { 'data-audit-id': String(e.id) }, [
+          el('td', { text: e.at.replace('T', ' ').replace('Z', '') }),
+          el('td', { text: e.actor }),
+          el('td', { text: e.action }),
+          el('td', { class: e.outcome === 'ok' ? '' : 'err', text: e.outcome }),
+          el('td', { class: 'hide-narrow', text: e.arguments })
+        ]);
+      }), 5, 'no action recorded yet');
+    }).catch(function () { /* the main poll reports errors */ });
   }
 
   // ---------- polling ----------
@@ -353,6 +415,18 @@
     window.addEventListener('resize', function () { drawChart(lastThroughput); });
     refresh();
     setInterval(refresh, POLL_MS);
+    refreshAudit();
+    setInterval(refreshAudit, POLL_MS);
+    ['history-1h', 'history-24h'].forEach(function (id) {
+      $(id).addEventListener('click', function (ev) {
+        historyMinutes = Number(ev.target.dataset.minutes);
+        $('history-1h').setAttribute('aria-pressed', String(historyMinutes === 60));
+        $('history-24h').setAttribute('aria-pressed', String(historyMinutes === 1440));
+        refreshHistory();
+      });
+    });
+    refreshHistory();
+    setInterval(refreshHistory, 30000);
   }
 
   document.addEventListener('DOMContentLoaded', init);
