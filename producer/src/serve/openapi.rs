@@ -335,8 +335,8 @@ mod tests {
                 }
             }
         }
-        // limit ×3, date, window, name, chunk_size, max_lag, new, wait.
-        assert_eq!(queries, 10, "every query parameter is declared in: query");
+        // limit ×4, date, window, name, chunk_size, max_lag, new, wait, since, minutes.
+        assert_eq!(queries, 13, "every query parameter is declared in: query");
     }
 
     /// Every operation documents its error answers: 400 where it takes input, 401 and 429
