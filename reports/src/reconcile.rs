@@ -285,7 +285,7 @@ async fn fix(
         return Ok(summary);
     }
     let mut rc = redis.get().await?;
-    let rebuild = Rebuild::begin(&mut *rc, keys).await?;
+    let rebuild = Rebuild::begin(redis, keys).await?;
     let read = async {
         let mut snapshot = Snapshot::begin(pool).await?;
         let now = expected(snapshot.conn(), keys).await?;
