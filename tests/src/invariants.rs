@@ -319,6 +319,17 @@ pub async fn read_model_violations(env: &TestEnv) -> Vec<String> {
     .fetch_all(&env.db)
     .await
     .expect("kpi query");
+    let summary = oms_shared::store::kpi_days::summary_between(&env.db, None, None)
+        .await
+        .expect("kpi_days");
+    let by_orders = oms_shared::store::kpi_days::orders_by_day(&env.db)
+        .await
+        .expect("kpi by day");
+    if summary != by_orders {
+        v.push(format!(
+            "kpi_days {summary:?} != orders grouped by kpi_date {by_orders:?}"
+        ));
+    }
     let mut expected: BTreeMap<String, KpiFigures> = BTreeMap::new();
     for (day, count, cents) in days {
         for key in kpi_keys_for_day(&env.keys, day) {

@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod db;
 pub mod imports;
+pub mod kpi_days;
 pub mod lookup;
 pub mod orders;
 pub mod outbox;

@@ -63,6 +63,19 @@ async fn order(
     .await
     .expect("insert order")
     .last_insert_id();
+    // As the settle transaction does: a completed order counts in its day's summary.
+    if let (Some(kpi_date), "completed") = (kpi_date, status) {
+        sqlx::query(
+            "INSERT INTO kpi_days (kpi_date, order_count, revenue_cents) \
+             VALUES (?, 1, CAST(? * 100 AS SIGNED)) ON DUPLICATE KEY UPDATE \
+             order_count = order_count + 1, revenue_cents = revenue_cents + VALUES(revenue_cents)",
+        )
+        .bind(day(kpi_date))
+        .bind(total)
+        .execute(&env.db)
+        .await
+        .expect("add to kpi_days");
+    }
     sqlx::query(
         "INSERT INTO order_items (order_id, product_id, sku, quantity, unit_price) \
          SELECT ?, id, sku, 1, ? FROM products WHERE sku = 'A'",
@@ -246,6 +259,38 @@ async fn kpis_generate_matches_hand_computed_figures() {
     assert_eq!(json["periods"][3]["revenue_cents"], 2182);
     let out = producer(&env, &["kpis", "generate", "--date", "2026-13-01"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// `kpis generate --date D` and `reconcile` read the per-day summary, never the orders:
+/// both finish while another session holds `orders` write-locked (a scan would wait).
+#[tokio::test]
+async fn kpis_generate_and_reconcile_read_the_day_summary_not_the_orders() {
+    let env = TestEnv::new().await;
+    seed_kpi_orders(&env).await;
+    let mut locker = env.db.acquire().await.unwrap();
+    sqlx::query("LOCK TABLES orders WRITE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let limit = std::time::Duration::from_secs(20);
+    let report = tokio::time::timeout(limit, kpis::generate(&env.config, Some(day("2026-01-31"))))
+        .await
+        .expect("kpis generate waited for the orders table")
+        .unwrap();
+    let counts: Vec<i64> = report.periods.iter().map(|p| p.order_count).collect();
+    assert_eq!(counts, vec![2, 3, 4, 5]);
+    let checked = tokio::time::timeout(limit, reconcile::reconcile(&env.config, false))
+        .await
+        .expect("reconcile waited for the orders table")
+        .unwrap();
+    assert!(
+        checked.drift.iter().all(|d| !d.key.contains("2026-01-31")),
+        "{checked:?}"
+    );
+    sqlx::query("UNLOCK TABLES")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 //!
 //! Statements per batch: one UPDATE moving every order (guarded by `status = 'reserved'`),
 //! one UPDATE of the customers' totals, for declined orders one read of their items, one
-//! `FOR UPDATE` of their products and one stock UPDATE, the outbox's two statements, and
-//! the commit. Usually every order is still `reserved` and the guarded UPDATE moves them
+//! `FOR UPDATE` of their products and one stock UPDATE, one upsert of the KPI days'
+//! sums (`kpi_days`), the outbox's two statements, and the commit. Usually every order is still `reserved` and the guarded UPDATE moves them
 //! all: nothing is read first. When another consumer settled some meanwhile (a redelivery
 //! racing the first run), the count tells, the transaction is rolled back, and it runs
 //! again locking the orders first to see which are left.
@@ -104,9 +104,11 @@ async fn settle_once(
         ..SettlePhase::default()
     };
     // Hot rows last: the products, held only for the release and the commit; then the
-    // outbox sequence (see `store::outbox`), held only for the commit.
+    // completed orders' KPI days (`kpi_days`, in day order); then the outbox sequence (see
+    // `store::outbox`), held only for the commit.
     release_stock(&mut tx, &declined).await?;
     if !phase.completed.is_empty() {
+        crate::store::kpi_days::add_completed(&mut tx, &phase.completed).await?;
         let payload = serde_json::to_string(&phase.completed).expect("completed orders serialize");
         match crate::store::outbox::insert_row(&mut tx, &payload, applied_max).await {
             Ok(id) => phase.outbox_id = Some(id),
