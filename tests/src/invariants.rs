@@ -330,6 +330,17 @@ pub async fn read_model_violations(env: &TestEnv) -> Vec<String> {
             "kpi_days {summary:?} != orders grouped by kpi_date {by_orders:?}"
         ));
     }
+    let counters = oms_shared::store::import_progress::all_counters(&env.db)
+        .await
+        .expect("import_progress");
+    let from_orders = oms_shared::store::import_progress::progress_from_orders(&env.db)
+        .await
+        .expect("import progress from orders");
+    if counters != from_orders {
+        v.push(format!(
+            "import_progress {counters:?} != orders grouped by import and status {from_orders:?}"
+        ));
+    }
     let mut expected: BTreeMap<String, KpiFigures> = BTreeMap::new();
     for (day, count, cents) in days {
         for key in kpi_keys_for_day(&env.keys, day) {

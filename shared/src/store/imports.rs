@@ -146,15 +146,16 @@ pub async fn rejects_by_reason(pool: &MySqlPool, import_id: u64) -> Result<Vec<(
     .await?)
 }
 
-/// Revenue of the import's completed orders.
+/// Revenue of the import's completed orders (its `import_progress` counter).
 pub async fn import_revenue(pool: &MySqlPool, import_id: u64) -> Result<Cents> {
-    let (cents,): (Option<i64>,) = sqlx::query_as(
-        "SELECT CAST(SUM(total) * 100 AS SIGNED) FROM orders WHERE import_id = ? AND status = 'completed'",
+    let cents: Option<(i64,)> = sqlx::query_as(
+        "SELECT revenue_cents FROM import_progress \
+         WHERE import_id = ? AND status = 'completed' AND reason = ''",
     )
     .bind(import_id)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await?;
-    Ok(Cents(cents.unwrap_or(0)))
+    Ok(Cents(cents.map_or(0, |(c,)| c)))
 }
 
 /// Rows of all imports, all time: (enqueued, rejected, duplicate), for

@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod db;
+pub mod import_progress;
 pub mod imports;
 pub mod kpi_days;
 pub mod lookup;

@@ -163,31 +163,27 @@ pub async fn import_row(pool: &MySqlPool, import_id: u64) -> Result<Option<Impor
         .await?)
 }
 
-/// Order outcomes of one import. One pass over the import's orders gives the counts and
-/// the latest terminal time (`producer import --wait` and `status` poll it while the
-/// consumers write, so its cost is part of theirs: see docs/performance.md).
+/// Order outcomes of one import, from its counters (`import_progress`, a few rows kept by
+/// the reserve and settle transactions): constant time per poll, whatever the import's
+/// size (`producer import --wait` and `status` poll it while the consumers write).
 pub async fn import_outcomes(pool: &MySqlPool, import_id: u64) -> Result<ImportOutcomes> {
-    let by_status: Vec<(String, Option<String>, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT CAST(o.status AS CHAR), o.failure_reason, COUNT(*), \
-         CAST(TIMESTAMPDIFF(MICROSECOND, i.created_at, MAX(o.updated_at)) / 1000 AS SIGNED) \
-         FROM imports i JOIN orders o ON o.import_id = i.id \
-         WHERE i.id = ? GROUP BY o.status, o.failure_reason",
-    )
-    .bind(import_id)
-    .fetch_all(pool)
-    .await?;
+    let counters = crate::store::import_progress::import_counters(pool, import_id).await?;
     let mut outcomes = ImportOutcomes::default();
-    for (status, reason, n, last) in by_status {
+    for (status, reason, n, _, last) in counters {
         let terminal = match status.as_str() {
             "completed" => {
                 outcomes.completed += n;
                 true
             }
             "failed" => {
-                *outcomes
-                    .failed
-                    .entry(reason.unwrap_or_else(|| "unknown".into()))
-                    .or_default() += n;
+                let reason = if reason.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    reason
+                };
+                if n != 0 {
+                    *outcomes.failed.entry(reason).or_default() += n;
+                }
                 true
             }
             "reserved" | "pending" => {

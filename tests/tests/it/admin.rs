@@ -63,6 +63,25 @@ async fn order(
     .await
     .expect("insert order")
     .last_insert_id();
+    // As the reserve and settle transactions do: the import's counter of the status.
+    if let Some(import) = import {
+        sqlx::query(
+            "INSERT INTO import_progress (import_id, status, reason, orders, revenue_cents, last_terminal_at) \
+             VALUES (?, ?, ?, 1, IF(? = 'completed', CAST(? * 100 AS SIGNED), 0), \
+             IF(? IN ('completed', 'failed'), NOW(3), NULL)) ON DUPLICATE KEY UPDATE \
+             orders = orders + 1, revenue_cents = revenue_cents + VALUES(revenue_cents), \
+             last_terminal_at = COALESCE(VALUES(last_terminal_at), last_terminal_at)",
+        )
+        .bind(import)
+        .bind(status)
+        .bind(reason.unwrap_or(""))
+        .bind(status)
+        .bind(total)
+        .bind(status)
+        .execute(&env.db)
+        .await
+        .expect("add to import_progress");
+    }
     // As the settle transaction does: a completed order counts in its day's summary.
     if let (Some(kpi_date), "completed") = (kpi_date, status) {
         sqlx::query(
@@ -287,6 +306,57 @@ async fn kpis_generate_and_reconcile_read_the_day_summary_not_the_orders() {
         checked.drift.iter().all(|d| !d.key.contains("2026-01-31")),
         "{checked:?}"
     );
+    sqlx::query("UNLOCK TABLES")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+}
+
+/// An import's progress (`status IMPORT`, each `import --wait` poll, `/api/imports/{id}`)
+/// comes from its counters, never from its orders: it is read while another session holds
+/// `orders` write-locked (a scan of the import's orders would wait).
+#[tokio::test]
+async fn an_imports_progress_reads_its_counters_not_its_orders() {
+    use oms_shared::store::{imports, reports};
+    let env = TestEnv::new().await;
+    env.product("A", "1.00", 1000).await;
+    let import = env.import_row().await;
+    let c = customer(&env, "p@example.com", "3.50", 2).await;
+    let i = Some(import);
+    let d = Some("2026-01-01");
+    order(&env, "p1", i, c, "completed", None, "1.00", d).await;
+    order(&env, "p2", i, c, "completed", None, "2.50", d).await;
+    order(
+        &env,
+        "p3",
+        i,
+        c,
+        "failed",
+        Some("payment_declined"),
+        "9.00",
+        d,
+    )
+    .await;
+    order(&env, "p4", i, c, "reserved", None, "4.00", None).await;
+    let mut locker = env.db.acquire().await.unwrap();
+    sqlx::query("LOCK TABLES orders WRITE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let limit = std::time::Duration::from_secs(20);
+    let outcomes = tokio::time::timeout(limit, reports::import_outcomes(&env.db, import))
+        .await
+        .expect("the import's progress waited for the orders table")
+        .unwrap();
+    assert_eq!(outcomes.completed, 2);
+    assert_eq!(outcomes.reserved, 1);
+    assert_eq!(outcomes.failed.get("payment_declined"), Some(&1));
+    assert!(outcomes.last_terminal_ms.is_some());
+    let revenue = tokio::time::timeout(limit, imports::import_revenue(&env.db, import))
+        .await
+        .expect("the import's revenue waited for the orders table")
+        .unwrap();
+    assert_eq!(revenue.0, 350);
     sqlx::query("UNLOCK TABLES")
         .execute(&mut *locker)
         .await

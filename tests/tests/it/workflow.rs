@@ -250,6 +250,7 @@ async fn a_settle_racing_another_settles_only_what_is_left() {
             .await,
         7
     );
+    assert_counters_equal_orders(&env).await;
 }
 
 /// Eight settles of the same reserved orders at once (redeliveries racing each other and
@@ -340,5 +341,27 @@ async fn concurrent_settles_of_one_batch_count_every_order_once() {
         outboxed,
         approved.len() as i64,
         "one outbox entry per completed order"
+    );
+    // The import's counters and the day sums moved once per order, with the orders.
+    assert_counters_equal_orders(&env).await;
+}
+
+/// `import_progress` and `kpi_days` equal what the orders say (both are kept in the
+/// transactions that move the orders).
+async fn assert_counters_equal_orders(env: &TestEnv) {
+    use oms_shared::store::{import_progress, kpi_days};
+    let counters = import_progress::all_counters(&env.db).await.unwrap();
+    assert!(!counters.is_empty(), "no import counters");
+    assert_eq!(
+        counters,
+        import_progress::progress_from_orders(&env.db)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        kpi_days::summary_between(&env.db, None, None)
+            .await
+            .unwrap(),
+        kpi_days::orders_by_day(&env.db).await.unwrap()
     );
 }

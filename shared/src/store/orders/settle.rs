@@ -19,7 +19,9 @@ use super::stock::{adjust_stock, lock_products};
 use super::{kpi_day, FailureReason, ReservedOrder, RowOutcome, SettlePhase};
 use crate::error::{OmsError, Result};
 use crate::kpi::CompletedOrder;
+use crate::money::Cents;
 use crate::payment::PaymentSimulator;
+use crate::store::import_progress::ProgressDeltas;
 use crate::store::{placeholders, rows_per_statement};
 
 /// Phase 2. See the module documentation. `today` is the UTC day, the KPI day of orders
@@ -104,11 +106,21 @@ async fn settle_once(
         ..SettlePhase::default()
     };
     // Hot rows last: the products, held only for the release and the commit; then the
-    // completed orders' KPI days (`kpi_days`, in day order); then the outbox sequence (see
+    // completed orders' KPI days (`kpi_days`, in day order) and the imports' counters
+    // (`import_progress`, in key order); then the outbox sequence (see
     // `store::outbox`), held only for the commit.
     release_stock(&mut tx, &declined).await?;
+    crate::store::kpi_days::add_completed(&mut tx, &phase.completed).await?;
+    let mut progress = ProgressDeltas::default();
+    for o in &approved {
+        progress.moved(o.import_id, ("reserved", ""), ("completed", ""), o.total);
+    }
+    for o in &declined {
+        let reason = FailureReason::PaymentDeclined.as_str();
+        progress.moved(o.import_id, ("reserved", ""), ("failed", reason), Cents(0));
+    }
+    progress.write(&mut tx).await?;
     if !phase.completed.is_empty() {
-        crate::store::kpi_days::add_completed(&mut tx, &phase.completed).await?;
         let payload = serde_json::to_string(&phase.completed).expect("completed orders serialize");
         match crate::store::outbox::insert_row(&mut tx, &payload, applied_max).await {
             Ok(id) => phase.outbox_id = Some(id),
