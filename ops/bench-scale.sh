@@ -7,8 +7,8 @@
 # table, a million rows per statement), not through the consumer, so a size takes
 # minutes: one import holding every order, spread over the 365 days of 2026, 1 in 20
 # failed (payment_declined), the rest completed; 100,000 customers whose totals match
-# their orders; the per-day summary `kpi_days` filled from the orders when the schema has
-# it. Sizes grow in place (1 M, then 4 M more for 5 M, …). No order_items are loaded:
+# their orders; the per-day summary `kpi_days` and the import's counters
+# (`import_progress`) filled from the orders when the schema has them. Sizes grow in place (1 M, then 4 M more for 5 M, …). No order_items are loaded:
 # no timed command reads them.
 #
 # Timed at each size (wall clock of one run, after one warm-up run of the read-only ones):
@@ -17,7 +17,8 @@
 #   `import --wait` poll (the query `status IMPORT --json` and the poll share),
 #   GET /api/orders/stats, GET /api/imports/{id};
 # and, for comparison, the SQL the commands ran before the per-day summary: the four KPI
-# scans of the old `kpis generate` and the old `reconcile`'s per-day scan, via the client.
+# scans of the old `kpis generate`, the old `reconcile`'s per-day scan and the old poll of
+# an import's progress (its orders grouped by status), via the client.
 #
 # Usage: bash ops/bench-scale.sh [SIZES]   (default "1000000 5000000"; add 20000000)
 # BENCH_BIN_DIR: take `producer` from there (e.g. target/debug or another commit's build)
@@ -97,7 +98,12 @@ derive() {
         sql "DELETE FROM kpi_days;
              INSERT INTO kpi_days (kpi_date, order_count, revenue_cents)
              SELECT kpi_date, COUNT(*), CAST(SUM(total) * 100 AS SIGNED) FROM orders
-             WHERE status = 'completed' AND kpi_date IS NOT NULL GROUP BY kpi_date"
+             WHERE status = 'completed' AND kpi_date IS NOT NULL GROUP BY kpi_date;
+             DELETE FROM import_progress;
+             INSERT INTO import_progress (import_id, status, reason, orders, revenue_cents, last_terminal_at)
+             SELECT import_id, CAST(status AS CHAR), COALESCE(failure_reason, ''), COUNT(*),
+                    IF(status = 'completed', CAST(SUM(total) * 100 AS SIGNED), 0), MAX(updated_at)
+             FROM orders WHERE import_id IS NOT NULL GROUP BY import_id, status, failure_reason"
     fi
 }
 
@@ -120,6 +126,11 @@ old_reconcile_sql() {
     sql "SELECT kpi_date, COUNT(*), SUM(total) FROM orders WHERE status = 'completed'
          AND kpi_date IS NOT NULL GROUP BY kpi_date" >/dev/null
 }
+old_import_sql() {
+    sql "SELECT CAST(o.status AS CHAR), o.failure_reason, COUNT(*), MAX(o.updated_at)
+         FROM imports i JOIN orders o ON o.import_id = i.id WHERE i.id = $IMPORT
+         GROUP BY o.status, o.failure_reason" >/dev/null
+}
 api() { curl -sf -o /dev/null "http://127.0.0.1:$PORT$1"; }
 
 "$P" serve --addr "127.0.0.1:$PORT" >"$DIR/scale-serve.log" 2>&1 &
@@ -128,7 +139,8 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && 
 
 ROWS=("kpis generate --date $DAY" "reconcile --fix (every KPI hash)" "leaderboard update"
     "reconcile" "status IMPORT" "import --wait poll" "GET /api/orders/stats"
-    "GET /api/imports/{id}" "(old SQL) kpis generate's 4 scans" "(old SQL) reconcile's scan")
+    "GET /api/imports/{id}" "(old SQL) kpis generate's 4 scans" "(old SQL) reconcile's scan"
+    "(old SQL) an import's progress (a poll)")
 declare -A CELL
 LOADED=0
 for size in $SIZES; do
@@ -160,6 +172,7 @@ for size in $SIZES; do
     CELL["7,$size"]=$(timed api "/api/imports/$IMPORT")
     CELL["8,$size"]=$(timed old_kpi_sql)
     CELL["9,$size"]=$(timed old_reconcile_sql)
+    CELL["10,$size"]=$(timed old_import_sql)
 done
 
 {

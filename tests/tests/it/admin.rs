@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use oms_shared::queue::DeadLetter;
+use oms_tests::invariants::producer_exit_code;
 use oms_tests::{binary, order_row, wait_for, TestEnv};
 use producer::admin::{failed, kpis, leaderboard, reconcile, status};
 
@@ -361,6 +362,48 @@ async fn an_imports_progress_reads_its_counters_not_its_orders() {
         .execute(&mut *locker)
         .await
         .unwrap();
+}
+
+/// `reconcile --deep` compares the summaries with the orders: clean when they agree, each
+/// corrupted row listed (exit 1) when not.
+#[tokio::test]
+async fn reconcile_deep_finds_a_summary_that_differs_from_the_orders() {
+    let env = TestEnv::new().await;
+    seed_kpi_orders(&env).await;
+    let import = env.import_row().await;
+    let c = customer(&env, "d@example.com", "1.00", 1).await;
+    order(
+        &env,
+        "d1",
+        Some(import),
+        c,
+        "completed",
+        None,
+        "1.00",
+        Some("2026-02-02"),
+    )
+    .await;
+    reconcile::reconcile(&env.config, true).await.unwrap();
+    let (code, out) = producer_exit_code(&env, &["reconcile", "--deep"]);
+    assert_eq!(code, 0, "{out}");
+    sqlx::query("UPDATE kpi_days SET order_count = order_count + 1 WHERE kpi_date = '2026-01-31'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE import_progress SET orders = 5 WHERE import_id = ?")
+        .bind(import)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let output = producer(&env, &["reconcile", "--deep", "--json"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let drift = json["summary_drift"].as_array().unwrap();
+    let tables: Vec<&str> = drift.iter().map(|d| d["table"].as_str().unwrap()).collect();
+    assert_eq!(tables, vec!["kpi_days", "import_progress"], "{out}");
+    assert_eq!(drift[1]["summary"], "5/100", "{out}");
+    assert_eq!(drift[1]["orders"], "1/100", "{out}");
 }
 
 #[tokio::test]
