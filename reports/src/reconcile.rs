@@ -153,8 +153,8 @@ fn summary_drift<K: Ord + Clone + std::fmt::Debug, V: PartialEq + std::fmt::Debu
 }
 
 /// `--deep`: the per-day KPI sums and the imports' counters against the orders (a scan of
-/// every order: minutes at tens of millions).
-async fn check_summaries(pool: &MySqlPool) -> Result<Vec<SummaryDrift>> {
+/// every order: minutes at tens of millions). Empty when they agree.
+pub async fn check_summaries(pool: &MySqlPool) -> Result<Vec<SummaryDrift>> {
     use oms_shared::store::{import_progress, kpi_days};
     let mut drift = summary_drift(
         "kpi_days",

@@ -69,6 +69,14 @@ impl ProgressDeltas {
     }
 }
 
+type CounterRow = (u64, String, String, i64, i64);
+
+fn keyed(rows: Vec<CounterRow>) -> BTreeMap<(u64, String, String), (i64, i64)> {
+    rows.into_iter()
+        .map(|(i, s, r, n, c)| ((i, s, r), (n, c)))
+        .collect()
+}
+
 /// One import's counters: (status, reason, orders, revenue cents, milliseconds from the
 /// import's creation to its last terminal order).
 pub async fn import_counters<'c, E: MySqlExecutor<'c>>(
@@ -90,31 +98,25 @@ pub async fn import_counters<'c, E: MySqlExecutor<'c>>(
 pub async fn all_counters<'c, E: MySqlExecutor<'c>>(
     db: E,
 ) -> Result<BTreeMap<(u64, String, String), (i64, i64)>> {
-    let rows: Vec<(u64, String, String, i64, i64)> = sqlx::query_as(
+    let rows: Vec<CounterRow> = sqlx::query_as(
         "SELECT import_id, status, reason, orders, revenue_cents FROM import_progress \
          WHERE orders <> 0 OR revenue_cents <> 0",
     )
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(i, s, r, n, c)| ((i, s, r), (n, c)))
-        .collect())
+    Ok(keyed(rows))
 }
 
 /// The same counters recomputed from orders (a scan of every order with an import).
 pub async fn progress_from_orders<'c, E: MySqlExecutor<'c>>(
     db: E,
 ) -> Result<BTreeMap<(u64, String, String), (i64, i64)>> {
-    let rows: Vec<(u64, String, String, i64, i64)> = sqlx::query_as(
+    let rows: Vec<CounterRow> = sqlx::query_as(
         "SELECT import_id, CAST(status AS CHAR), COALESCE(failure_reason, ''), COUNT(*), \
          CAST(IF(status = 'completed', SUM(total) * 100, 0) AS SIGNED) FROM orders \
          WHERE import_id IS NOT NULL GROUP BY import_id, status, failure_reason",
     )
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(i, s, r, n, c)| ((i, s, r), (n, c)))
-        .collect())
+    Ok(keyed(rows))
 }

@@ -281,17 +281,30 @@ async fn kpis_generate_matches_hand_computed_figures() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
+/// A connection holding `orders` write-locked: any other session's read of it waits.
+async fn lock_orders(env: &TestEnv) -> sqlx::pool::PoolConnection<sqlx::MySql> {
+    let mut locker = env.db.acquire().await.unwrap();
+    sqlx::query("LOCK TABLES orders WRITE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    locker
+}
+
+async fn unlock(mut locker: sqlx::pool::PoolConnection<sqlx::MySql>) {
+    sqlx::query("UNLOCK TABLES")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+}
+
 /// `kpis generate --date D` and `reconcile` read the per-day summary, never the orders:
 /// both finish while another session holds `orders` write-locked (a scan would wait).
 #[tokio::test]
 async fn kpis_generate_and_reconcile_read_the_day_summary_not_the_orders() {
     let env = TestEnv::new().await;
     seed_kpi_orders(&env).await;
-    let mut locker = env.db.acquire().await.unwrap();
-    sqlx::query("LOCK TABLES orders WRITE")
-        .execute(&mut *locker)
-        .await
-        .unwrap();
+    let locker = lock_orders(&env).await;
     let limit = std::time::Duration::from_secs(20);
     let report = tokio::time::timeout(limit, kpis::generate(&env.config, Some(day("2026-01-31"))))
         .await
@@ -307,10 +320,7 @@ async fn kpis_generate_and_reconcile_read_the_day_summary_not_the_orders() {
         checked.drift.iter().all(|d| !d.key.contains("2026-01-31")),
         "{checked:?}"
     );
-    sqlx::query("UNLOCK TABLES")
-        .execute(&mut *locker)
-        .await
-        .unwrap();
+    unlock(locker).await;
 }
 
 /// An import's progress (`status IMPORT`, each `import --wait` poll, `/api/imports/{id}`)
@@ -339,11 +349,7 @@ async fn an_imports_progress_reads_its_counters_not_its_orders() {
     )
     .await;
     order(&env, "p4", i, c, "reserved", None, "4.00", None).await;
-    let mut locker = env.db.acquire().await.unwrap();
-    sqlx::query("LOCK TABLES orders WRITE")
-        .execute(&mut *locker)
-        .await
-        .unwrap();
+    let locker = lock_orders(&env).await;
     let limit = std::time::Duration::from_secs(20);
     let outcomes = tokio::time::timeout(limit, reports::import_outcomes(&env.db, import))
         .await
@@ -358,10 +364,7 @@ async fn an_imports_progress_reads_its_counters_not_its_orders() {
         .expect("the import's revenue waited for the orders table")
         .unwrap();
     assert_eq!(revenue.0, 350);
-    sqlx::query("UNLOCK TABLES")
-        .execute(&mut *locker)
-        .await
-        .unwrap();
+    unlock(locker).await;
 }
 
 /// `reconcile --deep` compares the summaries with the orders: clean when they agree, each
