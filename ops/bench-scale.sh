@@ -100,8 +100,8 @@ derive() {
              SELECT kpi_date, COUNT(*), CAST(SUM(total) * 100 AS SIGNED) FROM orders
              WHERE status = 'completed' AND kpi_date IS NOT NULL GROUP BY kpi_date;
              DELETE FROM import_progress;
-             INSERT INTO import_progress (import_id, status, reason, orders, revenue_cents, last_terminal_at)
-             SELECT import_id, CAST(status AS CHAR), COALESCE(failure_reason, ''), COUNT(*),
+             INSERT INTO import_progress (import_id, status, reason, shard, orders, revenue_cents, last_terminal_at)
+             SELECT import_id, CAST(status AS CHAR), COALESCE(failure_reason, ''), 0, COUNT(*),
                     IF(status = 'completed', CAST(SUM(total) * 100 AS SIGNED), 0), MAX(updated_at)
              FROM orders WHERE import_id IS NOT NULL GROUP BY import_id, status, failure_reason"
     fi

@@ -12,6 +12,9 @@ use crate::error::Result;
 use crate::money::Cents;
 use crate::store::rows_per_statement;
 
+/// Shards of each counter (see the migration `20261204000401_import_progress.sql`).
+const SHARDS: u8 = 8;
+
 /// One counter: (import id, status, failure reason or "").
 pub type ProgressKey = (u64, &'static str, &'static str);
 
@@ -39,18 +42,20 @@ impl ProgressDeltas {
         self.add((import_id, to.0, to.1), 1, revenue);
     }
 
-    /// Writes the changes, counters in key order (every writer locks them in that order).
-    /// Counters of a terminal status record the time as their last terminal moment.
+    /// Writes the changes to one shard chosen at random (readers sum the shards), counters
+    /// in key order (every writer locks them in that order). Counters of a terminal status
+    /// record the time as their last terminal moment.
     pub async fn write(self, tx: &mut Transaction<'_, MySql>) -> Result<()> {
+        let shard = rand::random::<u8>() % SHARDS;
         let rows: Vec<(ProgressKey, (i64, i64))> =
             self.0.into_iter().filter(|(_, d)| *d != (0, 0)).collect();
-        for part in rows.chunks(rows_per_statement(6)) {
+        for part in rows.chunks(rows_per_statement(7)) {
             let sql = format!(
-                "INSERT INTO import_progress (import_id, status, reason, orders, revenue_cents, last_terminal_at) \
+                "INSERT INTO import_progress (import_id, status, reason, shard, orders, revenue_cents, last_terminal_at) \
                  VALUES {} ON DUPLICATE KEY UPDATE orders = orders + VALUES(orders), \
                  revenue_cents = revenue_cents + VALUES(revenue_cents), \
                  last_terminal_at = COALESCE(VALUES(last_terminal_at), last_terminal_at)",
-                vec!["(?, ?, ?, ?, ?, IF(?, NOW(3), NULL))"; part.len()].join(",")
+                vec!["(?, ?, ?, ?, ?, ?, IF(?, NOW(3), NULL))"; part.len()].join(",")
             );
             let mut query = sqlx::query(&sql);
             for ((import_id, status, reason), (orders, cents)) in part {
@@ -59,6 +64,7 @@ impl ProgressDeltas {
                     .bind(*import_id)
                     .bind(*status)
                     .bind(*reason)
+                    .bind(shard)
                     .bind(*orders)
                     .bind(*cents)
                     .bind(terminal && *orders > 0);
@@ -84,10 +90,11 @@ pub async fn import_counters<'c, E: MySqlExecutor<'c>>(
     import_id: u64,
 ) -> Result<Vec<(String, String, i64, i64, Option<i64>)>> {
     Ok(sqlx::query_as(
-        "SELECT p.status, p.reason, p.orders, p.revenue_cents, \
-         CAST(TIMESTAMPDIFF(MICROSECOND, i.created_at, p.last_terminal_at) / 1000 AS SIGNED) \
+        "SELECT p.status, p.reason, CAST(SUM(p.orders) AS SIGNED), \
+         CAST(SUM(p.revenue_cents) AS SIGNED), \
+         CAST(TIMESTAMPDIFF(MICROSECOND, MIN(i.created_at), MAX(p.last_terminal_at)) / 1000 AS SIGNED) \
          FROM import_progress p JOIN imports i ON i.id = p.import_id \
-         WHERE p.import_id = ? ORDER BY p.status, p.reason",
+         WHERE p.import_id = ? GROUP BY p.status, p.reason ORDER BY p.status, p.reason",
     )
     .bind(import_id)
     .fetch_all(db)
@@ -99,8 +106,10 @@ pub async fn all_counters<'c, E: MySqlExecutor<'c>>(
     db: E,
 ) -> Result<BTreeMap<(u64, String, String), (i64, i64)>> {
     let rows: Vec<CounterRow> = sqlx::query_as(
-        "SELECT import_id, status, reason, orders, revenue_cents FROM import_progress \
-         WHERE orders <> 0 OR revenue_cents <> 0",
+        "SELECT import_id, status, reason, CAST(SUM(orders) AS SIGNED), \
+         CAST(SUM(revenue_cents) AS SIGNED) FROM import_progress \
+         GROUP BY import_id, status, reason \
+         HAVING SUM(orders) <> 0 OR SUM(revenue_cents) <> 0",
     )
     .fetch_all(db)
     .await?;

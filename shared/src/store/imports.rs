@@ -148,14 +148,14 @@ pub async fn rejects_by_reason(pool: &MySqlPool, import_id: u64) -> Result<Vec<(
 
 /// Revenue of the import's completed orders (its `import_progress` counter).
 pub async fn import_revenue(pool: &MySqlPool, import_id: u64) -> Result<Cents> {
-    let cents: Option<(i64,)> = sqlx::query_as(
-        "SELECT revenue_cents FROM import_progress \
+    let cents: Option<(Option<i64>,)> = sqlx::query_as(
+        "SELECT CAST(SUM(revenue_cents) AS SIGNED) FROM import_progress \
          WHERE import_id = ? AND status = 'completed' AND reason = ''",
     )
     .bind(import_id)
     .fetch_optional(pool)
     .await?;
-    Ok(Cents(cents.map_or(0, |(c,)| c)))
+    Ok(Cents(cents.and_then(|(c,)| c).unwrap_or(0)))
 }
 
 /// Rows of all imports, all time: (enqueued, rejected, duplicate), for

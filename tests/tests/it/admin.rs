@@ -67,8 +67,8 @@ async fn order(
     // As the reserve and settle transactions do: the import's counter of the status.
     if let Some(import) = import {
         sqlx::query(
-            "INSERT INTO import_progress (import_id, status, reason, orders, revenue_cents, last_terminal_at) \
-             VALUES (?, ?, ?, 1, IF(? = 'completed', CAST(? * 100 AS SIGNED), 0), \
+            "INSERT INTO import_progress (import_id, status, reason, shard, orders, revenue_cents, last_terminal_at) \
+             VALUES (?, ?, ?, 0, 1, IF(? = 'completed', CAST(? * 100 AS SIGNED), 0), \
              IF(? IN ('completed', 'failed'), NOW(3), NULL)) ON DUPLICATE KEY UPDATE \
              orders = orders + 1, revenue_cents = revenue_cents + VALUES(revenue_cents), \
              last_terminal_at = COALESCE(VALUES(last_terminal_at), last_terminal_at)",
@@ -393,7 +393,7 @@ async fn reconcile_deep_finds_a_summary_that_differs_from_the_orders() {
         .execute(&env.db)
         .await
         .unwrap();
-    sqlx::query("UPDATE import_progress SET orders = 5 WHERE import_id = ?")
+    sqlx::query("UPDATE import_progress SET orders = 5 WHERE import_id = ? AND shard = 0")
         .bind(import)
         .execute(&env.db)
         .await
