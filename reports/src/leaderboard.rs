@@ -68,7 +68,7 @@ pub async fn update_on(
     let pool = crate::connect_mysql(conn).await?;
     crate::refuse_if_rewound(&pool, &redis, &keys).await?;
     let mut rc = redis.get().await?;
-    let rebuild = Rebuild::begin(&mut *rc, &keys).await?;
+    let rebuild = Rebuild::begin(&redis, &keys).await?;
     let read = async {
         let mut snapshot = Snapshot::begin(&pool).await?;
         let customers = reports::leaderboard_customers(snapshot.conn()).await?;

@@ -29,6 +29,12 @@
 //! snapshot with a new generation ([`Rebuild::finish_with_reset`]); consumers, which
 //! stopped when they saw the rewind, resume by themselves.
 //!
+//! **MySQL's summaries.** The KPI figures come from `kpi_days` (per-day sums kept by the
+//! settle transaction), so a check reads a few hundred rows, not the orders. `--deep` also
+//! compares `kpi_days` and the imports' counters (`import_progress`) with the orders (a
+//! scan of every order) and lists each difference in `summary_drift` (exit 1); it fixes
+//! none of them.
+//!
 //! `--json` prints a [`ReconcileReport`]:
 //! ```json
 //! {"clean": false, "kpi_hashes_checked": 7, "leaderboard_members_checked": 3,
@@ -112,6 +118,57 @@ pub struct ReconcileReport {
     pub drift: Vec<Drift>,
     pub fixed: Option<FixSummary>,
     pub remaining: Option<Vec<Drift>>,
+    /// With `--deep`: where a MySQL summary differs from the orders it sums (none when
+    /// they agree); absent without `--deep`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary_drift: Option<Vec<SummaryDrift>>,
+}
+
+/// One row of a MySQL summary (`kpi_days`, `import_progress`) that differs from what the
+/// orders say: `summary` and `orders` are "count/revenue cents", null where absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SummaryDrift {
+    pub table: &'static str,
+    pub key: String,
+    pub summary: Option<String>,
+    pub orders: Option<String>,
+}
+
+fn summary_drift<K: Ord + Clone + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    table: &'static str,
+    summary: &BTreeMap<K, V>,
+    orders: &BTreeMap<K, V>,
+    show: impl Fn(&V) -> String,
+) -> Vec<SummaryDrift> {
+    let keys: BTreeSet<&K> = summary.keys().chain(orders.keys()).collect();
+    keys.into_iter()
+        .filter(|k| summary.get(*k) != orders.get(*k))
+        .map(|k| SummaryDrift {
+            table,
+            key: format!("{k:?}"),
+            summary: summary.get(k).map(&show),
+            orders: orders.get(k).map(&show),
+        })
+        .collect()
+}
+
+/// `--deep`: the per-day KPI sums and the imports' counters against the orders (a scan of
+/// every order: minutes at tens of millions). Empty when they agree.
+pub async fn check_summaries(pool: &MySqlPool) -> Result<Vec<SummaryDrift>> {
+    use oms_shared::store::{import_progress, kpi_days};
+    let mut drift = summary_drift(
+        "kpi_days",
+        &kpi_days::summary_between(pool, None, None).await?,
+        &kpi_days::orders_by_day(pool).await?,
+        |f| format!("{}/{}", f.order_count, f.revenue.0),
+    );
+    drift.extend(summary_drift(
+        "import_progress",
+        &import_progress::all_counters(pool).await?,
+        &import_progress::progress_from_orders(pool).await?,
+        |(n, c)| format!("{n}/{c}"),
+    ));
+    Ok(drift)
 }
 
 /// MySQL's view of the read models.
@@ -285,7 +342,7 @@ async fn fix(
         return Ok(summary);
     }
     let mut rc = redis.get().await?;
-    let rebuild = Rebuild::begin(&mut *rc, keys).await?;
+    let rebuild = Rebuild::begin(redis, keys).await?;
     let read = async {
         let mut snapshot = Snapshot::begin(pool).await?;
         let now = expected(snapshot.conn(), keys).await?;
@@ -346,6 +403,16 @@ async fn fix(
 
 /// Compares the read models with MySQL and, with `fix`, repairs them and checks again.
 pub async fn reconcile(conn: &ConnectionConfig, fix_drift: bool) -> Result<ReconcileReport> {
+    reconcile_with(conn, fix_drift, false).await
+}
+
+/// [`reconcile`]; with `deep`, also compares MySQL's summaries (`kpi_days`,
+/// `import_progress`) with the orders (`--deep`; reported, never fixed).
+pub async fn reconcile_with(
+    conn: &ConnectionConfig,
+    fix_drift: bool,
+    deep: bool,
+) -> Result<ReconcileReport> {
     let keys = conn.read_model_keys();
     let redis = crate::connect_redis(conn).await?;
     let pool = crate::connect_mysql(conn).await?;
@@ -360,11 +427,19 @@ pub async fn reconcile(conn: &ConnectionConfig, fix_drift: bool) -> Result<Recon
         drift: first.drift.clone(),
         fixed: None,
         remaining: None,
+        summary_drift: None,
     };
+    if deep {
+        let drift = check_summaries(&pool).await?;
+        report.clean &= drift.is_empty();
+        report.summary_drift = Some(drift);
+    }
     if fix_drift && !report.clean {
         report.fixed = Some(fix(&pool, &redis, &keys, &first).await?);
         let second = check(&pool, &redis, &keys).await?;
-        report.clean = second.drift.is_empty() && second.rewound.is_none();
+        report.clean = second.drift.is_empty()
+            && second.rewound.is_none()
+            && report.summary_drift.as_ref().is_none_or(Vec::is_empty);
         report.remaining = Some(second.drift);
     }
     pool.close().await;

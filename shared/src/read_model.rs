@@ -44,12 +44,24 @@ use crate::error::{OmsError, Result};
 use crate::keys::StreamKeys;
 use crate::kpi::{aggregate, CompletedOrder, KpiFigures};
 use crate::money::Cents;
-use crate::redis_conn::{write_and_wait, ReplicaWait};
+use crate::redis_conn::{write_and_wait, RedisConnection, RedisPool, ReplicaWait};
 use crate::store::outbox::OutboxSnapshot;
 
-/// How long a rebuild may hold its lease: its MySQL queries and its script must end
-/// within it, else it writes nothing. Also bounds the rebuild log's memory.
+/// How long a rebuild's lease lasts unless renewed. The rebuilding process renews it
+/// every third of it ([`Rebuild::begin`] starts a renewal task), so a rebuild that is slow
+/// but running keeps its fence for as long as it works; a process that stops (frozen,
+/// killed) stops renewing, loses the lease within this time and writes nothing.
 pub const REBUILD_LEASE: Duration = Duration::from_secs(60);
+
+/// The lease actually used: [`REBUILD_LEASE`], or `OMS_REBUILD_LEASE_MS` (tests shorten
+/// it to hold a rebuild past it in seconds rather than minutes).
+pub fn rebuild_lease() -> Duration {
+    std::env::var("OMS_REBUILD_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms >= 30)
+        .map_or(REBUILD_LEASE, Duration::from_millis)
+}
 
 /// Lua helpers shared by the scripts: money formatting (half-up average, as
 /// `KpiFigures::average_order_value`) and the applied-row record.
@@ -139,6 +151,13 @@ return through
 const BEGIN_SCRIPT: &str = r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
 redis.call('DEL', KEYS[2])
+return 1
+"#;
+
+/// KEYS: lease. ARGV: token, lease ms. Extends the lease if it is still ours.
+const RENEW_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 "#;
 
@@ -249,6 +268,7 @@ static APPLY: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(&APP
 static TRIM: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{LUA_COMMON}{TRIM_BODY}")));
 static BEGIN: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(BEGIN_SCRIPT));
+static RENEW: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW_SCRIPT));
 static ABANDON: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ABANDON_SCRIPT));
 static FINISH: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{LUA_COMMON}{FINISH_BODY}")));
@@ -497,44 +517,62 @@ fn outbox_entry(keys: &StreamKeys, id: u64, payload: &str) -> Result<String> {
 
 /// A rebuild of read models from a MySQL snapshot, fenced against the outbox (see the
 /// module documentation). Only one runs at a time; [`Rebuild::begin`] waits for the lease.
+/// While it exists, a task renews its lease; the finish script still checks the lease is
+/// this rebuild's, so a rebuild whose process stopped past the lease writes nothing.
 pub struct Rebuild {
     token: String,
     keys: StreamKeys,
+    lease: Duration,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Rebuild {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
 }
 
 impl Rebuild {
-    /// Takes the rebuild lease, waiting up to [`REBUILD_LEASE`] for another rebuild to end.
-    /// Take the MySQL snapshot only after this returns.
-    pub async fn begin<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> Result<Rebuild> {
+    /// Takes the rebuild lease, waiting up to the lease ([`rebuild_lease`]) for another
+    /// rebuild to end, and starts renewing it every third of the lease on a connection of
+    /// its own from `redis`. Take the MySQL snapshot only after this returns.
+    pub async fn begin(redis: &RedisPool, keys: &StreamKeys) -> Result<Rebuild> {
+        let lease = rebuild_lease();
         let token = format!("{:016x}", rand::random::<u64>());
         let started = Instant::now();
+        let mut conn = redis.get().await?;
         loop {
             let taken: i64 = BEGIN
                 .key(keys.rebuild_lease())
                 .key(keys.rebuild_log())
                 .arg(&token)
-                .arg(REBUILD_LEASE.as_millis() as u64)
-                .invoke_async(conn)
+                .arg(lease.as_millis() as u64)
+                .invoke_async(&mut *conn)
                 .await?;
             if taken == 1 {
-                return Ok(Rebuild {
-                    token,
-                    keys: keys.clone(),
-                });
+                break;
             }
-            if started.elapsed() > REBUILD_LEASE {
+            if started.elapsed() > lease {
                 return Err(OmsError::Contention(format!(
-                    "another rebuild has held {} for over {} s",
+                    "another rebuild has held {} for over {} ms",
                     keys.rebuild_lease(),
-                    REBUILD_LEASE.as_secs()
+                    lease.as_millis()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let renewal = tokio::spawn(renew(conn, keys.rebuild_lease(), token.clone(), lease));
+        Ok(Rebuild {
+            token,
+            keys: keys.clone(),
+            lease,
+            renewal,
+        })
     }
 
     /// Ends the lease without writing anything (the rebuild failed half-way).
     pub async fn abandon<C: ConnectionLike>(self, conn: &mut C) -> Result<()> {
+        self.renewal.abort();
         ABANDON
             .key(self.keys.rebuild_lease())
             .key(self.keys.rebuild_log())
@@ -644,6 +682,7 @@ impl Rebuild {
         board: Option<(&[(String, Cents)], NaiveDate)>,
         reset: bool,
     ) -> Result<()> {
+        slow_rebuild_point().await;
         let staging = self.keys.rebuild_staging(&self.token);
         let day = board.map_or_else(|| chrono::Utc::now().date_naive(), |(_, d)| d);
         if let Some((entries, _)) = board {
@@ -659,21 +698,63 @@ impl Rebuild {
                 }
                 pipe.add_command(cmd).ignore();
             }
-            pipe.pexpire(&staging, REBUILD_LEASE.as_millis() as i64)
+            pipe.pexpire(&staging, self.lease.as_millis() as i64)
                 .ignore();
             pipe.query_async::<()>(conn).await?;
         }
         let inv = self.invocation(outbox, &staging, day, kpis, board.is_some(), reset)?;
-        inv.invoke_async::<i64>(conn).await.map_err(lease_lost)?;
+        let written = inv.invoke_async::<i64>(conn).await;
+        self.renewal.abort();
+        written.map_err(|e| lease_lost(e, self.lease))?;
         Ok(())
     }
 }
 
-fn lease_lost(e: redis::RedisError) -> OmsError {
+/// Test hook for the lease tests: with `OMS_TEST_REBUILD_BUSY_MS` set, a rebuild works
+/// that long more before its write, as a rebuild over a large database would: the process
+/// runs (and renews its lease) all the while.
+async fn slow_rebuild_point() {
+    if let Some(ms) = std::env::var("OMS_TEST_REBUILD_BUSY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tracing::warn!(ms, "holding the rebuild before its write (test hook)");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// The renewal task: extends the lease every third of it while it is still ours; ends
+/// when it is not (expired while the process was stopped, or ended by the finish).
+async fn renew(mut conn: RedisConnection, lease_key: String, token: String, lease: Duration) {
+    let every = lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let renewed: redis::RedisResult<i64> = RENEW
+            .key(&lease_key)
+            .arg(&token)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut *conn)
+            .await;
+        match renewed {
+            Ok(1) => {}
+            Ok(_) => {
+                tracing::warn!(lease = %lease_key, "the rebuild lease is no longer ours; its write will be refused");
+                return;
+            }
+            // A failed renewal is retried on the next tick; the lease may still hold.
+            Err(e) => {
+                tracing::warn!(lease = %lease_key, error = %e, "could not renew the rebuild lease")
+            }
+        }
+    }
+}
+
+fn lease_lost(e: redis::RedisError, lease: Duration) -> OmsError {
     if e.to_string().contains("OMS_LEASE_LOST") {
         OmsError::Contention(format!(
-            "the rebuild took longer than its {} s lease; nothing was written, run it again",
-            REBUILD_LEASE.as_secs()
+            "the rebuild lost its {} ms lease (its process stopped renewing it for that \
+             long); nothing was written, run it again",
+            lease.as_millis()
         ))
     } else {
         e.into()

@@ -355,6 +355,14 @@ pub async fn read_model_violations(env: &TestEnv) -> Vec<String> {
     .fetch_all(&env.db)
     .await
     .expect("kpi query");
+    let summaries = oms_reports::reconcile::check_summaries(&env.db)
+        .await
+        .expect("summaries against orders");
+    if !summaries.is_empty() {
+        v.push(format!(
+            "MySQL summaries differ from the orders: {summaries:?}"
+        ));
+    }
     let mut expected: BTreeMap<String, KpiFigures> = BTreeMap::new();
     for (day, count, cents) in days {
         for key in kpi_keys_for_day(&env.keys, day) {

@@ -15,6 +15,10 @@ pub struct ReconcileArgs {
     /// Rewrite drifted read models from MySQL, then check again.
     #[arg(long)]
     pub fix: bool,
+    /// Also compare MySQL's summaries (per-day KPI sums, per-import counters) with the
+    /// orders: a scan of every order.
+    #[arg(long)]
+    pub deep: bool,
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -50,6 +54,22 @@ pub fn render(report: &ReconcileReport) -> String {
     if !report.drift.is_empty() {
         out.push(drift_table(&report.drift));
         out.push(plural(report.drift.len(), "difference"));
+    }
+    if let Some(drift) = report.summary_drift.as_ref().filter(|d| !d.is_empty()) {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+        let rows: Vec<Vec<String>> = drift
+            .iter()
+            .map(|d| {
+                vec![
+                    d.table.to_string(),
+                    d.key.clone(),
+                    show(&d.summary),
+                    show(&d.orders),
+                ]
+            })
+            .collect();
+        out.push(table(&["table", "key", "summary", "orders"], &rows, &[]));
+        out.push(plural(drift.len(), "summary difference"));
     }
     if let Some(f) = &report.fixed {
         out.push(format!(
@@ -89,7 +109,7 @@ pub async fn run(
     args: ReconcileArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let report = reconcile(conn, args.fix).await?;
+    let report = reconcile_with(conn, args.fix, args.deep).await?;
     if json {
         print_json(&report);
     } else {

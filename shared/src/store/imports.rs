@@ -237,15 +237,16 @@ pub async fn rejects_by_reason(pool: &MySqlPool, import_id: u64) -> Result<Vec<(
     .await?)
 }
 
-/// Revenue of the import's completed orders.
+/// Revenue of the import's completed orders (its `import_progress` counter).
 pub async fn import_revenue(pool: &MySqlPool, import_id: u64) -> Result<Cents> {
-    let (cents,): (Option<i64>,) = sqlx::query_as(
-        "SELECT CAST(SUM(total) * 100 AS SIGNED) FROM orders WHERE import_id = ? AND status = 'completed'",
+    let cents: Option<(Option<i64>,)> = sqlx::query_as(
+        "SELECT CAST(SUM(revenue_cents) AS SIGNED) FROM import_progress \
+         WHERE import_id = ? AND status = 'completed' AND reason = ''",
     )
     .bind(import_id)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await?;
-    Ok(Cents(cents.unwrap_or(0)))
+    Ok(Cents(cents.and_then(|(c,)| c).unwrap_or(0)))
 }
 
 /// Rows of all imports, all time: (enqueued, rejected, duplicate), for

@@ -1,7 +1,8 @@
 //! Aggregates for the operator commands: KPIs, leaderboard, import progress, reconcile.
 //!
 //! Read-only queries over the tables the consumer writes. KPIs count `completed` orders by
-//! their `kpi_date` (the KPI day); amounts come back as integer cents.
+//! their `kpi_date` (the KPI day), read from the per-day summary `kpi_days`; amounts come
+//! back as integer cents.
 
 use std::collections::BTreeMap;
 
@@ -11,64 +12,39 @@ use sqlx::{MySqlExecutor, MySqlPool};
 use crate::error::Result;
 use crate::kpi::KpiFigures;
 use crate::money::Cents;
+use crate::store::kpi_days;
 
-/// Count and revenue of completed orders whose KPI day is within `from..=to`.
-const KPI_BETWEEN: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(total), 0) * 100 AS SIGNED) \
-     FROM orders WHERE status = 'completed' AND kpi_date BETWEEN ? AND ?";
+fn sum(days: &BTreeMap<NaiveDate, KpiFigures>) -> KpiFigures {
+    let mut total = KpiFigures::default();
+    for f in days.values() {
+        total.order_count += f.order_count;
+        total.revenue += f.revenue;
+    }
+    total
+}
 
-/// Count and revenue of every completed order (every one has a KPI day).
-const KPI_TOTAL: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(total), 0) * 100 AS SIGNED) \
-     FROM orders WHERE status = 'completed' AND kpi_date IS NOT NULL";
-
-/// Count and revenue of completed orders per KPI day.
-const KPI_BY_DAY: &str = "SELECT kpi_date, COUNT(*), CAST(SUM(total) * 100 AS SIGNED) \
-     FROM orders WHERE status = 'completed' AND kpi_date IS NOT NULL \
-     GROUP BY kpi_date ORDER BY kpi_date";
-
-/// KPI figures of completed orders whose KPI day lies in `from..=to` (inclusive).
+/// KPI figures of completed orders whose KPI day lies in `from..=to` (inclusive): the
+/// per-day summary's rows of those days (`kpi_days`), not the orders.
 pub async fn kpi_between<'c, E: MySqlExecutor<'c>>(
     pool: E,
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<KpiFigures> {
-    let (count, cents): (i64, Option<i64>) = sqlx::query_as(KPI_BETWEEN)
-        .bind(from)
-        .bind(to)
-        .fetch_one(pool)
-        .await?;
-    Ok(KpiFigures {
-        order_count: count,
-        revenue: Cents(cents.unwrap_or(0)),
-    })
+    Ok(sum(
+        &kpi_days::summary_between(pool, Some(from), Some(to)).await?
+    ))
 }
 
-/// KPI figures of every completed order.
+/// KPI figures of every completed order, summed from the per-day summary.
 pub async fn kpi_total<'c, E: MySqlExecutor<'c>>(pool: E) -> Result<KpiFigures> {
-    let (count, cents): (i64, Option<i64>) = sqlx::query_as(KPI_TOTAL).fetch_one(pool).await?;
-    Ok(KpiFigures {
-        order_count: count,
-        revenue: Cents(cents.unwrap_or(0)),
-    })
+    Ok(sum(&kpi_days::summary_between(pool, None, None).await?))
 }
 
-/// KPI figures per KPI day, for every day that has a completed order.
+/// KPI figures per KPI day, for every day that has a completed order (the summary).
 pub async fn kpi_by_day<'c, E: MySqlExecutor<'c>>(
     pool: E,
 ) -> Result<BTreeMap<NaiveDate, KpiFigures>> {
-    let rows: Vec<(NaiveDate, i64, Option<i64>)> =
-        sqlx::query_as(KPI_BY_DAY).fetch_all(pool).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(day, count, cents)| {
-            (
-                day,
-                KpiFigures {
-                    order_count: count,
-                    revenue: Cents(cents.unwrap_or(0)),
-                },
-            )
-        })
-        .collect())
+    kpi_days::summary_between(pool, None, None).await
 }
 
 /// Completed orders whose read-model update is committed in MySQL but not yet applied to
@@ -187,31 +163,27 @@ pub async fn import_row(pool: &MySqlPool, import_id: u64) -> Result<Option<Impor
         .await?)
 }
 
-/// Order outcomes of one import. One pass over the import's orders gives the counts and
-/// the latest terminal time (`producer import --wait` and `status` poll it while the
-/// consumers write, so its cost is part of theirs: see docs/performance.md).
+/// Order outcomes of one import, from its counters (`import_progress`, a few rows kept by
+/// the reserve and settle transactions): constant time per poll, whatever the import's
+/// size (`producer import --wait` and `status` poll it while the consumers write).
 pub async fn import_outcomes(pool: &MySqlPool, import_id: u64) -> Result<ImportOutcomes> {
-    let by_status: Vec<(String, Option<String>, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT CAST(o.status AS CHAR), o.failure_reason, COUNT(*), \
-         CAST(TIMESTAMPDIFF(MICROSECOND, i.created_at, MAX(o.updated_at)) / 1000 AS SIGNED) \
-         FROM imports i JOIN orders o ON o.import_id = i.id \
-         WHERE i.id = ? GROUP BY o.status, o.failure_reason",
-    )
-    .bind(import_id)
-    .fetch_all(pool)
-    .await?;
+    let counters = crate::store::import_progress::import_counters(pool, import_id).await?;
     let mut outcomes = ImportOutcomes::default();
-    for (status, reason, n, last) in by_status {
+    for (status, reason, n, _, last) in counters {
         let terminal = match status.as_str() {
             "completed" => {
                 outcomes.completed += n;
                 true
             }
             "failed" => {
-                *outcomes
-                    .failed
-                    .entry(reason.unwrap_or_else(|| "unknown".into()))
-                    .or_default() += n;
+                let reason = if reason.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    reason
+                };
+                if n != 0 {
+                    *outcomes.failed.entry(reason).or_default() += n;
+                }
                 true
             }
             "reserved" | "pending" => {

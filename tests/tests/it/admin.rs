@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use oms_shared::queue::DeadLetter;
+use oms_tests::invariants::producer_exit_code;
 use oms_tests::{binary, order_row, wait_for, TestEnv};
 use producer::admin::{failed, kpis, leaderboard, reconcile, status};
 
@@ -63,6 +64,38 @@ async fn order(
     .await
     .expect("insert order")
     .last_insert_id();
+    // As the reserve and settle transactions do: the import's counter of the status.
+    if let Some(import) = import {
+        sqlx::query(
+            "INSERT INTO import_progress (import_id, status, reason, shard, orders, revenue_cents, last_terminal_at) \
+             VALUES (?, ?, ?, 0, 1, IF(? = 'completed', CAST(? * 100 AS SIGNED), 0), \
+             IF(? IN ('completed', 'failed'), NOW(3), NULL)) ON DUPLICATE KEY UPDATE \
+             orders = orders + 1, revenue_cents = revenue_cents + VALUES(revenue_cents), \
+             last_terminal_at = COALESCE(VALUES(last_terminal_at), last_terminal_at)",
+        )
+        .bind(import)
+        .bind(status)
+        .bind(reason.unwrap_or(""))
+        .bind(status)
+        .bind(total)
+        .bind(status)
+        .execute(&env.db)
+        .await
+        .expect("add to import_progress");
+    }
+    // As the settle transaction does: a completed order counts in its day's summary.
+    if let (Some(kpi_date), "completed") = (kpi_date, status) {
+        sqlx::query(
+            "INSERT INTO kpi_days (kpi_date, order_count, revenue_cents) \
+             VALUES (?, 1, CAST(? * 100 AS SIGNED)) ON DUPLICATE KEY UPDATE \
+             order_count = order_count + 1, revenue_cents = revenue_cents + VALUES(revenue_cents)",
+        )
+        .bind(day(kpi_date))
+        .bind(total)
+        .execute(&env.db)
+        .await
+        .expect("add to kpi_days");
+    }
     sqlx::query(
         "INSERT INTO order_items (order_id, product_id, sku, quantity, unit_price) \
          SELECT ?, id, sku, 1, ? FROM products WHERE sku = 'A'",
@@ -246,6 +279,134 @@ async fn kpis_generate_matches_hand_computed_figures() {
     assert_eq!(json["periods"][3]["revenue_cents"], 2182);
     let out = producer(&env, &["kpis", "generate", "--date", "2026-13-01"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// A connection holding `orders` write-locked: any other session's read of it waits.
+async fn lock_orders(env: &TestEnv) -> sqlx::pool::PoolConnection<sqlx::MySql> {
+    let mut locker = env.db.acquire().await.unwrap();
+    sqlx::query("LOCK TABLES orders WRITE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    locker
+}
+
+async fn unlock(mut locker: sqlx::pool::PoolConnection<sqlx::MySql>) {
+    sqlx::query("UNLOCK TABLES")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+}
+
+/// `kpis generate --date D` and `reconcile` read the per-day summary, never the orders:
+/// both finish while another session holds `orders` write-locked (a scan would wait).
+#[tokio::test]
+async fn kpis_generate_and_reconcile_read_the_day_summary_not_the_orders() {
+    let env = TestEnv::new().await;
+    seed_kpi_orders(&env).await;
+    let locker = lock_orders(&env).await;
+    let limit = std::time::Duration::from_secs(20);
+    let report = tokio::time::timeout(limit, kpis::generate(&env.config, Some(day("2026-01-31"))))
+        .await
+        .expect("kpis generate waited for the orders table")
+        .unwrap();
+    let counts: Vec<i64> = report.periods.iter().map(|p| p.order_count).collect();
+    assert_eq!(counts, vec![2, 3, 4, 5]);
+    let checked = tokio::time::timeout(limit, reconcile::reconcile(&env.config, false))
+        .await
+        .expect("reconcile waited for the orders table")
+        .unwrap();
+    assert!(
+        checked.drift.iter().all(|d| !d.key.contains("2026-01-31")),
+        "{checked:?}"
+    );
+    unlock(locker).await;
+}
+
+/// An import's progress (`status IMPORT`, each `import --wait` poll, `/api/imports/{id}`)
+/// comes from its counters, never from its orders: it is read while another session holds
+/// `orders` write-locked (a scan of the import's orders would wait).
+#[tokio::test]
+async fn an_imports_progress_reads_its_counters_not_its_orders() {
+    use oms_shared::store::{imports, reports};
+    let env = TestEnv::new().await;
+    env.product("A", "1.00", 1000).await;
+    let import = env.import_row().await;
+    let c = customer(&env, "p@example.com", "3.50", 2).await;
+    let i = Some(import);
+    let d = Some("2026-01-01");
+    order(&env, "p1", i, c, "completed", None, "1.00", d).await;
+    order(&env, "p2", i, c, "completed", None, "2.50", d).await;
+    order(
+        &env,
+        "p3",
+        i,
+        c,
+        "failed",
+        Some("payment_declined"),
+        "9.00",
+        d,
+    )
+    .await;
+    order(&env, "p4", i, c, "reserved", None, "4.00", None).await;
+    let locker = lock_orders(&env).await;
+    let limit = std::time::Duration::from_secs(20);
+    let outcomes = tokio::time::timeout(limit, reports::import_outcomes(&env.db, import))
+        .await
+        .expect("the import's progress waited for the orders table")
+        .unwrap();
+    assert_eq!(outcomes.completed, 2);
+    assert_eq!(outcomes.reserved, 1);
+    assert_eq!(outcomes.failed.get("payment_declined"), Some(&1));
+    assert!(outcomes.last_terminal_ms.is_some());
+    let revenue = tokio::time::timeout(limit, imports::import_revenue(&env.db, import))
+        .await
+        .expect("the import's revenue waited for the orders table")
+        .unwrap();
+    assert_eq!(revenue.0, 350);
+    unlock(locker).await;
+}
+
+/// `reconcile --deep` compares the summaries with the orders: clean when they agree, each
+/// corrupted row listed (exit 1) when not.
+#[tokio::test]
+async fn reconcile_deep_finds_a_summary_that_differs_from_the_orders() {
+    let env = TestEnv::new().await;
+    seed_kpi_orders(&env).await;
+    let import = env.import_row().await;
+    let c = customer(&env, "d@example.com", "1.00", 1).await;
+    order(
+        &env,
+        "d1",
+        Some(import),
+        c,
+        "completed",
+        None,
+        "1.00",
+        Some("2026-02-02"),
+    )
+    .await;
+    reconcile::reconcile(&env.config, true).await.unwrap();
+    let (code, out) = producer_exit_code(&env, &["reconcile", "--deep"]);
+    assert_eq!(code, 0, "{out}");
+    sqlx::query("UPDATE kpi_days SET order_count = order_count + 1 WHERE kpi_date = '2026-01-31'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE import_progress SET orders = 5 WHERE import_id = ? AND shard = 0")
+        .bind(import)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let output = producer(&env, &["reconcile", "--deep", "--json"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let drift = json["summary_drift"].as_array().unwrap();
+    let tables: Vec<&str> = drift.iter().map(|d| d["table"].as_str().unwrap()).collect();
+    assert_eq!(tables, vec!["kpi_days", "import_progress"], "{out}");
+    assert_eq!(drift[1]["summary"], "5/100", "{out}");
+    assert_eq!(drift[1]["orders"], "1/100", "{out}");
 }
 
 #[tokio::test]

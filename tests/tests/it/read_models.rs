@@ -9,7 +9,9 @@
 //!   only once the read models hold the whole import;
 //! - a free order (total 0.00) keeps reconcile clean;
 //! - an `order_date` of 23:59:59.6 counts on the day MySQL stores, on a server that rounds
-//!   fractional seconds as MySQL 8 does.
+//!   fractional seconds as MySQL 8 does;
+//! - a rebuild busy for five leases keeps its fence (its process renews the lease) and
+//!   finishes exact; one stopped past its lease writes nothing and says "run it again".
 //!
 //! Sizes: `OMS_REBUILD_ORDERS` (default 100,000) and `OMS_REBUILD_SEEDS` (comma-separated,
 //! default `1`; CI may pass several to run the randomised test more than once).
@@ -458,4 +460,117 @@ async fn rebuilds_fixes_and_retries_at_random_moments_of_a_live_run_leave_redis_
     for seed in seeds.split(',').filter_map(|s| s.trim().parse().ok()) {
         rebuilds_during_a_live_run(seed, n).await;
     }
+}
+
+/// `producer kpis generate --date day`, spawned with a `lease_ms` lease and a rebuild kept
+/// busy `busy_ms` before its write (the test hook `OMS_TEST_REBUILD_BUSY_MS`).
+fn slow_kpis_generate(
+    env: &TestEnv,
+    day: &str,
+    lease_ms: u64,
+    busy_ms: u64,
+) -> std::process::Child {
+    Command::new(binary("producer"))
+        .args(["kpis", "generate", "--date", day])
+        .envs(env.env_vars())
+        .env("OMS_REBUILD_LEASE_MS", lease_ms.to_string())
+        .env("OMS_TEST_REBUILD_BUSY_MS", busy_ms.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn producer kpis generate")
+}
+
+/// A CSV of `n` orders of one "A" each on 2026-03-07, order ids `R{tag}-i`.
+fn day_csv(tag: &str, n: usize) -> String {
+    let mut csv = vec!["customer_name,customer_email,products,order_id,order_date".to_string()];
+    for i in 0..n {
+        csv.push(format!(
+            "Cust {i},s{}@example.com,{},R{tag}-{i},2026-03-07T10:00:00Z",
+            i % 3,
+            products_json("A", 1)
+        ));
+    }
+    csv.join("\n")
+}
+
+async fn lease_exists(env: &TestEnv) -> bool {
+    let mut conn = env.redis_conn().await;
+    redis::cmd("EXISTS")
+        .arg(env.keys.rebuild_lease())
+        .query_async::<i64>(&mut *conn)
+        .await
+        .unwrap()
+        == 1
+}
+
+#[tokio::test]
+async fn a_slow_rebuild_held_past_its_lease_keeps_its_fence_and_finishes_exact() {
+    let env = TestEnv::new().await;
+    env.product("A", "4.00", 1_000).await;
+    let logs = LogDir::new();
+    let _consumer = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "lease-c", &["--payment-success-rate", "1"]),
+        &logs,
+    );
+    let first = env.file(&day_csv("a", 10));
+    let mut waiter = import_wait(&env, first.path().to_str().unwrap());
+    assert!(waiter.wait().unwrap().success());
+    // The rebuild takes its snapshot, then works five leases long before its write; the
+    // second import completes (and is logged) meanwhile.
+    let rebuild = slow_kpis_generate(&env, "2026-03-07", 600, 3_000);
+    wait_for("the rebuild's lease", DEADLINE, || async {
+        lease_exists(&env).await.then_some(())
+    })
+    .await;
+    let second = env.file(&day_csv("b", 7));
+    let mut waiter = import_wait(&env, second.path().to_str().unwrap());
+    assert!(waiter.wait().unwrap().success());
+    let out = rebuild.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the slow rebuild lost its fence: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("every outbox row applied", DEADLINE, || async {
+        (outbox_rows(&env).await == 0).then_some(())
+    })
+    .await;
+    let day = NaiveDate::from_ymd_opt(2026, 3, 7).unwrap();
+    let shown = kpis::show(&env.config, Some(day)).await.unwrap();
+    assert_eq!(shown.periods[0].order_count, 17, "{shown:?}");
+    let v = read_model_violations(&env).await;
+    assert!(v.is_empty(), "{v:?}");
+    let (code, out) = reconcile_exit_code(&env);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test]
+async fn a_rebuild_stopped_past_its_lease_writes_nothing_and_says_run_it_again() {
+    let env = TestEnv::new().await;
+    let rebuild = slow_kpis_generate(&env, "2026-03-07", 600, 1_500);
+    wait_for("the rebuild's lease", DEADLINE, || async {
+        lease_exists(&env).await.then_some(())
+    })
+    .await;
+    oms_tests::servers::signal(rebuild.id(), "-STOP");
+    // Stopped, it renews nothing: the lease expires.
+    wait_for("the lease expired", DEADLINE, || async {
+        (!lease_exists(&env).await).then_some(())
+    })
+    .await;
+    oms_tests::servers::signal(rebuild.id(), "-CONT");
+    let out = rebuild.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("run it again"), "{stderr}");
+    let mut conn = env.redis_conn().await;
+    let day = NaiveDate::from_ymd_opt(2026, 3, 7).unwrap();
+    let written: i64 = redis::cmd("EXISTS")
+        .arg(env.keys.kpi_daily(day))
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(written, 0, "a stopped rebuild wrote its figures");
 }

@@ -347,7 +347,7 @@ async fn the_reset_keeps_the_rows_applied_during_its_lease_and_forgets_the_old_h
         );
     }
     // MySQL restored at sequence 10 (ids 1..=10, 100 cents each; row 10 not deleted yet).
-    let rebuild = Rebuild::begin(&mut *conn, keys).await.unwrap();
+    let rebuild = Rebuild::begin(&env.redis, keys).await.unwrap();
     // During the lease: id 11 of the new history meets the old record (skipped, not
     // logged: its row stays for the sweeper); id 21 is applied and logged.
     assert!(

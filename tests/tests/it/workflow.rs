@@ -250,6 +250,7 @@ async fn a_settle_racing_another_settles_only_what_is_left() {
             .await,
         7
     );
+    assert_counters_equal_orders(&env).await;
 }
 
 /// Eight settles of the same reserved orders at once (redeliveries racing each other and
@@ -341,4 +342,19 @@ async fn concurrent_settles_of_one_batch_count_every_order_once() {
         approved.len() as i64,
         "one outbox entry per completed order"
     );
+    // The import's counters and the day sums moved once per order, with the orders.
+    assert_counters_equal_orders(&env).await;
+}
+
+/// `import_progress` and `kpi_days` equal what the orders say (both are kept in the
+/// transactions that move the orders).
+async fn assert_counters_equal_orders(env: &TestEnv) {
+    let counters = oms_shared::store::import_progress::all_counters(&env.db)
+        .await
+        .unwrap();
+    assert!(!counters.is_empty(), "no import counters");
+    let drift = oms_reports::reconcile::check_summaries(&env.db)
+        .await
+        .unwrap();
+    assert!(drift.is_empty(), "{drift:?}");
 }

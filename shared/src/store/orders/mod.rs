@@ -81,6 +81,8 @@ pub struct BatchRow<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservedOrder {
     pub order_id: u64,
+    /// The import the order came from (its `import_progress` counters move with it).
+    pub import_id: u64,
     /// Index of the row in the batch given to [`reserve_stock`].
     pub batch_index: usize,
     pub identity: String,

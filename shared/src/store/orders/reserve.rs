@@ -22,6 +22,7 @@ use super::{
 };
 use crate::error::{OmsError, Result};
 use crate::money::Cents;
+use crate::store::import_progress::ProgressDeltas;
 use crate::store::{placeholders, rows_per_statement, value_tuples};
 
 /// An order already in the database for an identity of the batch.
@@ -124,6 +125,7 @@ fn classify_rows(
                 phase.outcomes[index] = RowOutcome::Reserved;
                 phase.reserved.push(ReservedOrder {
                     order_id: e.order_id,
+                    import_id: here.0,
                     batch_index: index,
                     identity: identity.to_string(),
                     customer_id: e.customer_id,
@@ -246,15 +248,30 @@ async fn insert_new_orders(
     let before = lock_products(tx, &skus).await?;
     let mut stock = before.clone();
     let mut short: Vec<u64> = Vec::new();
+    // Each new order's counter: where it ends in this transaction.
+    let mut progress = ProgressDeltas::default();
     for (&i, p) in new_rows.iter().zip(&priced) {
         let row = rows[i].row;
+        let import_id = rows[i].import_id;
         let order_id = order_ids[row.identity.as_str()];
+        let reason = if p.unknown_sku {
+            Some(FailureReason::UnknownSku)
+        } else if take_stock(&p.lines, &mut stock) {
+            None
+        } else {
+            Some(FailureReason::InsufficientStock)
+        };
+        match reason {
+            Some(r) => progress.add((import_id, "failed", r.as_str()), 1, Cents(0)),
+            None => progress.add((import_id, "reserved", ""), 1, Cents(0)),
+        }
         if p.unknown_sku {
             phase.outcomes[i] = RowOutcome::Failed(FailureReason::UnknownSku);
-        } else if take_stock(&p.lines, &mut stock) {
+        } else if reason.is_none() {
             phase.outcomes[i] = RowOutcome::Reserved;
             phase.reserved.push(ReservedOrder {
                 order_id,
+                import_id,
                 batch_index: i,
                 identity: row.identity.as_str().to_string(),
                 customer_id: snapshot.customers[&row.customer_email],
@@ -280,7 +297,8 @@ async fn insert_new_orders(
         snapshot.today,
     )
     .await?;
-    insert_items(tx, rows, new_rows, &order_ids, snapshot.catalog).await
+    insert_items(tx, rows, new_rows, &order_ids, snapshot.catalog).await?;
+    progress.write(tx).await
 }
 
 /// One multi-row INSERT of the orders: `reserved`, or `failed` at once for an unknown

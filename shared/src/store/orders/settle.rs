@@ -3,8 +3,8 @@
 //!
 //! Statements per batch: one UPDATE moving every order (guarded by `status = 'reserved'`),
 //! one UPDATE of the customers' totals, for declined orders one read of their items, one
-//! `FOR UPDATE` of their products and one stock UPDATE, the outbox's two statements, and
-//! the commit. Usually every order is still `reserved` and the guarded UPDATE moves them
+//! `FOR UPDATE` of their products and one stock UPDATE, one upsert of the KPI days'
+//! sums (`kpi_days`), the outbox's two statements, and the commit. Usually every order is still `reserved` and the guarded UPDATE moves them
 //! all: nothing is read first. When another consumer settled some meanwhile (a redelivery
 //! racing the first run), the count tells, the transaction is rolled back, and it runs
 //! again locking the orders first to see which are left.
@@ -19,7 +19,9 @@ use super::stock::{adjust_stock, lock_products};
 use super::{kpi_day, FailureReason, ReservedOrder, RowOutcome, SettlePhase};
 use crate::error::{OmsError, Result};
 use crate::kpi::CompletedOrder;
+use crate::money::Cents;
 use crate::payment::PaymentSimulator;
+use crate::store::import_progress::ProgressDeltas;
 use crate::store::{placeholders, rows_per_statement};
 
 /// Phase 2. See the module documentation. `today` is the UTC day, the KPI day of orders
@@ -104,8 +106,20 @@ async fn settle_once(
         ..SettlePhase::default()
     };
     // Hot rows last: the products, held only for the release and the commit; then the
-    // outbox sequence (see `store::outbox`), held only for the commit.
+    // completed orders' KPI days (`kpi_days`, in day order) and the imports' counters
+    // (`import_progress`, in key order); then the outbox sequence (see
+    // `store::outbox`), held only for the commit.
     release_stock(&mut tx, &declined).await?;
+    crate::store::kpi_days::add_completed(&mut tx, &phase.completed).await?;
+    let mut progress = ProgressDeltas::default();
+    for o in &approved {
+        progress.moved(o.import_id, ("reserved", ""), ("completed", ""), o.total);
+    }
+    for o in &declined {
+        let reason = FailureReason::PaymentDeclined.as_str();
+        progress.moved(o.import_id, ("reserved", ""), ("failed", reason), Cents(0));
+    }
+    progress.write(&mut tx).await?;
     if !phase.completed.is_empty() {
         let payload = serde_json::to_string(&phase.completed).expect("completed orders serialize");
         match crate::store::outbox::insert_row(&mut tx, &payload, applied_max).await {
