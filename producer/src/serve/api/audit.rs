@@ -20,9 +20,11 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only actions at or after this time (UTC): `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]` or
-    /// RFC 3339.
+    /// RFC 3339 (documented as an RFC 3339 date-time; the shorter forms are accepted too).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// How many, newest first (1..=1000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

@@ -165,6 +165,7 @@ pub async fn order_throughput(
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Minutes to cover, ending now (1..=1440, default 60).
+    #[param(minimum = 1, maximum = 1440)]
     pub minutes: Option<i64>,
 }
 
