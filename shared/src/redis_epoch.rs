@@ -175,14 +175,7 @@ async fn create_first<C: ConnectionLike>(
         .await?;
     let winner: Option<String> = redis::cmd("GET").arg(&rm).query_async(conn).await?;
     let winner = winner.unwrap_or(candidate);
-    for key in epoch_keys(keys) {
-        let _: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&winner)
-            .arg("NX")
-            .query_async(conn)
-            .await?;
-    }
+    write_missing(conn, keys, &winner).await?;
     let recorded = settings::record_first_redis_epoch(db, &winner).await?;
     tracing::info!(epoch = %recorded, "recorded the epoch of the Redis data");
     Ok(recorded)
@@ -217,10 +210,19 @@ pub async fn extend_to<C: ConnectionLike>(
     let Some(epoch) = settings::redis_epoch(db).await? else {
         return Ok(());
     };
+    write_missing(conn, keys, &epoch).await
+}
+
+/// Writes `epoch` to every epoch key of the layout that holds none (`SET NX`).
+async fn write_missing<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    epoch: &str,
+) -> Result<()> {
     for key in epoch_keys(keys) {
         let _: Option<String> = redis::cmd("SET")
             .arg(&key)
-            .arg(&epoch)
+            .arg(epoch)
             .arg("NX")
             .query_async(conn)
             .await?;
