@@ -33,6 +33,7 @@ use oms_shared::keys::CONSUMER_GROUP;
 use oms_shared::order::OrderRow;
 use oms_shared::queue::{self, parse_stream_id, push_partition_dead_letters, DeadLetter};
 use oms_shared::store::orders::{reserve_stock, settle_payments_checked, BatchRow, RowOutcome};
+use oms_shared::untrusted_text::Visible;
 use oms_shared::{OmsError, Result};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -337,7 +338,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
             match row.row.check() {
                 Ok(()) => rows.push((i, row)),
                 Err(v) => {
-                    tracing::warn!(entry = %batch.deliveries[i].id, line = row.row.line, identity = %row.row.identity, error = %v, "row refused");
+                    tracing::warn!(entry = %batch.deliveries[i].id, line = row.row.line, identity = %Visible(&row.row.identity), error = %Visible(&v), "row refused");
                     standings[i].unfinished.push(Unfinished {
                         row: row.row,
                         error: format!("invalid row: {v}"),
@@ -503,7 +504,7 @@ async fn isolate<'a>(
             match run_with_retry(shared, partition, &single, &ids, shutdown, ROW_PATIENCE).await {
                 Ok(report) => record_outcomes(&report.outcomes, deliveries, &[(*i, *row)]),
                 Err(e) => {
-                    tracing::warn!(entry = %delivery.id, line = row.row.line, identity = %row.row.identity, error = %e, "row failed");
+                    tracing::warn!(entry = %delivery.id, line = row.row.line, identity = %Visible(&row.row.identity), error = %Visible(&e), "row failed");
                     if leaves_pending(&e, shutdown) {
                         stop = Some(e.to_string());
                     }
@@ -633,7 +634,7 @@ fn record_outcomes(
             RowOutcome::Duplicate => ("duplicate", "none"),
             RowOutcome::Reserved | RowOutcome::AlreadyProcessed => continue,
         };
-        tracing::debug!(import_id = row.import_id, line = row.row.line, identity = %row.row.identity, outcome = key.0, reason = key.1, "order finished");
+        tracing::debug!(import_id = row.import_id, line = row.row.line, identity = %Visible(&row.row.identity), outcome = key.0, reason = key.1, "order finished");
         *counts.entry(key).or_default() += 1;
         let at = *enqueued_at.entry(*owner).or_insert_with(|| {
             parse_stream_id(&deliveries[*owner].id)

@@ -101,7 +101,30 @@ impl OmsError {
     /// True when no retry can ever make the operation succeed: the input itself breaks a
     /// rule. Such a row is dead-lettered at its first delivery.
     pub fn never_succeeds(&self) -> bool {
-        matches!(self, OmsError::InvalidOrder { .. })
+        match self {
+            OmsError::InvalidOrder { .. } => true,
+            OmsError::Sql(e) => sql_error_is_unknown_import(e),
+            _ => false,
+        }
+    }
+}
+
+/// The foreign key of `orders.import_id` (migrations/20261125000001_schema.sql): named in
+/// MySQL's 1452 error when an order's import does not exist.
+pub const FK_ORDERS_IMPORT: &str = "fk_orders_import";
+
+/// The order's import id is not in `imports` (1452 on `fk_orders_import`): an entry
+/// written for another database, or for an import MySQL no longer has. No retry creates
+/// the import, so such a row is dead-lettered at once (`failed retry` puts it back).
+pub fn sql_error_is_unknown_import(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(|m| m.number())
+                == Some(1452)
+                && db.message().contains(FK_ORDERS_IMPORT)
+        }
+        _ => false,
     }
 }
 

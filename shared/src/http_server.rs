@@ -6,9 +6,12 @@
 //!
 //! - **connections**: at most [`HttpLimits::max_connections`] at once, and at most
 //!   [`HttpLimits::max_connections_per_client`] from one client address, so one client
-//!   holding idle or slow connections cannot shut the others out. One more is accepted
-//!   and closed at once (shed), so the kernel's backlog never fills with waiting attackers
-//!   and the file descriptors the process needs for MySQL and Redis stay free;
+//!   holding idle or slow connections cannot shut the others out. One more is accepted,
+//!   held unanswered for [`SHED_DELAY`] and closed (shed), so the kernel's backlog never
+//!   fills with waiting attackers and a client that reconnects at once in a loop costs one
+//!   accept per second per connection, not a core; at most
+//!   [`HttpLimits::max_held_connections`] are held so (more are closed at once), so the file
+//!   descriptors the process needs for MySQL and Redis stay free;
 //! - **header read timeout**: a request head must arrive within
 //!   [`HttpLimits::header_read_timeout`], counted from the moment the server waits for it —
 //!   on a new connection and between two requests of a kept-alive one, so it is also the
@@ -51,6 +54,9 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 pub struct HttpLimits {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// Connections over the limits held unanswered for [`SHED_DELAY`] before they are
+    /// closed; beyond that many, they are closed at once.
+    pub max_held_connections: usize,
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connection_age: Duration,
@@ -65,12 +71,14 @@ pub struct ClientAddr(pub SocketAddr);
 
 impl Default for HttpLimits {
     /// 64 connections (Prometheus, a probe and a few people need a handful), 16 from one
-    /// address, 5 s for a request head or between requests, 10 s per request, 60 s per
-    /// connection, 16 KiB heads, 10 s without progress writing an answer.
+    /// address, 16 over the limits held for a second, 5 s for a request head or between
+    /// requests, 10 s per request, 60 s per connection, 16 KiB heads, 10 s without progress
+    /// writing an answer.
     fn default() -> Self {
         HttpLimits {
             max_connections: 64,
             max_connections_per_client: 16,
+            max_held_connections: 16,
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             max_connection_age: Duration::from_secs(60),
@@ -208,6 +216,45 @@ async fn write_stalled(start: Instant, blocked_since: Arc<AtomicU64>, limit: Dur
 /// How long [`serve`] waits for open connections to finish after `shutdown`.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// How long a connection over the limits is held, unanswered, before it is closed: a
+/// crowd that reconnects as soon as it is closed is slowed to one attempt per second per
+/// connection instead of spinning the accept loop.
+pub const SHED_DELAY: Duration = Duration::from_secs(1);
+
+/// Holds connections over the limits for [`SHED_DELAY`], at most
+/// [`HttpLimits::max_held_connections`]; beyond that they are closed at once.
+struct Shedder {
+    held: Arc<Semaphore>,
+    log: ShedLog,
+    max: usize,
+}
+
+impl Shedder {
+    fn new(max: usize, held: usize) -> Shedder {
+        Shedder {
+            held: Arc::new(Semaphore::new(held)),
+            log: ShedLog::default(),
+            max,
+        }
+    }
+
+    fn shed(&mut self, stream: TcpStream, shutdown: &CancellationToken) {
+        self.log.one_more(self.max);
+        let Ok(permit) = self.held.clone().try_acquire_owned() else {
+            return;
+        };
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(SHED_DELAY) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            drop(stream);
+            drop(permit);
+        });
+    }
+}
+
 /// Serves `service` on `listener` within `limits` until `shutdown`, then lets open
 /// connections finish their request (up to a few seconds) and returns.
 pub async fn serve<S, B>(
@@ -226,7 +273,7 @@ pub async fn serve<S, B>(
     let max = limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));
     let per_client = Arc::new(PerClient::default());
-    let mut shed = ShedLog::default();
+    let mut shedder = Shedder::new(max, limits.max_held_connections);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -243,13 +290,11 @@ pub async fn serve<S, B>(
         };
         let Some(client) = per_client.take(peer.ip(), limits.max_connections_per_client.max(1))
         else {
-            drop(stream);
-            shed.one_more(max);
+            shedder.shed(stream, &shutdown);
             continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream);
-            shed.one_more(max);
+            shedder.shed(stream, &shutdown);
             continue;
         };
         let service = service.clone();
@@ -341,7 +386,7 @@ impl ShedLog {
             tracing::warn!(
                 closed = self.since_last,
                 max_connections = max,
-                "HTTP connections over the limit closed at once"
+                "HTTP connections over the limit closed unanswered"
             );
             self.since_last = 0;
             self.last = Some(Instant::now());
@@ -397,6 +442,7 @@ mod tests {
         let limits = HttpLimits {
             max_connections: 2,
             max_connections_per_client: 2,
+            max_held_connections: 2,
             header_read_timeout: Duration::from_millis(400),
             request_timeout: Duration::from_millis(300),
             max_connection_age: Duration::from_secs(30),
@@ -416,13 +462,18 @@ mod tests {
             assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
             held.push(s);
         }
-        // A third is closed at once, unanswered.
+        // A third is held unanswered for SHED_DELAY, then closed.
         let mut third = TcpStream::connect(addr).await.unwrap();
-        let shed = until_closed(&mut third, Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let shed = until_closed(&mut third, SHED_DELAY * 3).await;
         assert_eq!(
             shed.as_deref(),
             Some(""),
             "the connection over the limit is shed"
+        );
+        assert!(
+            started.elapsed() >= SHED_DELAY - Duration::from_millis(100),
+            "closed at once: a reconnecting crowd would spin the accept loop"
         );
         // Idle connections are closed after the header timeout, freeing their slots.
         let started = Instant::now();
@@ -478,6 +529,7 @@ mod tests {
         let limits = HttpLimits {
             max_connections: 8,
             max_connections_per_client: 3,
+            max_held_connections: 8,
             header_read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
             max_connection_age: Duration::from_secs(60),
@@ -493,7 +545,7 @@ mod tests {
             held.push(connect_from("127.0.0.1", addr).await);
         }
         let mut fourth = connect_from("127.0.0.1", addr).await;
-        let shed = until_closed(&mut fourth, Duration::from_secs(2)).await;
+        let shed = until_closed(&mut fourth, SHED_DELAY * 3).await;
         assert_eq!(shed.as_deref(), Some(""), "over the per-client cap");
         // ...while another client is served, and sees its own address.
         let mut other = connect_from("127.0.0.2", addr).await;

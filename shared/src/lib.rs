@@ -23,7 +23,8 @@
 //! - [`read_model`]: the exactly-once update of KPIs and leaderboard in Redis;
 //! - [`store`]: every SQL statement of the system;
 //! - [`telemetry`]: tracing subscriber set-up (`LOG_FORMAT=text|json`), secrets scrubbed;
-//! - [`http_server`]: the bounded HTTP/1 server of every HTTP port (connections, timeouts).
+//! - [`http_server`]: the bounded HTTP/1 server of every HTTP port (connections, timeouts);
+//! - [`untrusted_text`]: client input escaped for logs and messages (no forged lines).
 
 pub mod config;
 pub use store::db;
@@ -47,5 +48,6 @@ pub mod redis_conn;
 pub mod redis_epoch;
 pub mod store;
 pub mod telemetry;
+pub mod untrusted_text;
 
 pub use error::{OmsError, Result};

@@ -57,27 +57,7 @@ impl ApiError {
     }
 }
 
-/// `text` with every control, bidi-override and zero-width character written as
-/// `\u{XXXX}`, for messages and logs that show client input: a newline or ESC cannot
-/// forge a log line, an RTL override cannot turn a name around.
-pub fn visible(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if hidden(c) {
-            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Characters that change how the text around them shows, or do not show at all.
-pub fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c as u32,
-            0x061c | 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x2064 | 0x2066..=0x2069 | 0xfeff)
-}
+pub use oms_shared::untrusted_text::visible;
 
 /// Whether an error (or its causes) says a server could not be reached.
 fn unreachable(e: &anyhow::Error) -> bool {

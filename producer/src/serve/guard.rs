@@ -8,8 +8,10 @@
 //! **Rate**: requests without the valid token are limited per client address
 //! (`--rate-limit-per-sec`, `--rate-limit-burst`; on by default), requests with it per
 //! token (`--token-rate-limit-per-sec`, off by default: the operator's scripts). Over the
-//! limit the answer is 429 `rate_limited` with `Retry-After` (whole seconds). The page and
-//! its assets are not limited (they are constant and cheap).
+//! limit the answer is 429 `rate_limited` with `Retry-After` (whole seconds), sent after
+//! [`TARPIT`]: a client that retries at once, on each of its connections, makes one
+//! request per second per connection instead of thousands (each costs a task and a timer,
+//! no work). The page and its assets are not limited (they are constant and cheap).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -114,6 +116,9 @@ impl RateLimits {
     }
 }
 
+/// How long a 429 is held before it is sent.
+pub const TARPIT: Duration = Duration::from_secs(1);
+
 /// The value of `Retry-After`: whole seconds, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0 || wait.is_zero())
@@ -137,6 +142,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         Ok(()) => next.run(req).await,
         Err(wait) => {
             let secs = retry_after_secs(wait);
+            tokio::time::sleep(TARPIT).await;
             let mut out = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

@@ -334,7 +334,8 @@ pub async fn serve_on(
 
 /// The connection bounds of `producer serve` (the shared bounded server, as the consumer's
 /// metrics port): more connections than a metrics port (dashboards, scripts, a load test of
-/// 200 clients) but at most `--max-connections-per-client` from one address, 5 s for a
+/// 200 clients) but at most `--max-connections-per-client` from one address (256 more
+/// held a second before they are closed), 5 s for a
 /// request head (and between requests), 10 s for an answer's writing to make progress, and
 /// a whole-request budget just over the upload timeout (ordinary requests are bounded more
 /// tightly by the router's own timeout layer; an upload by its minimum rate).
@@ -343,6 +344,8 @@ fn serve_limits(settings: &ServeSettings) -> oms_shared::http_server::HttpLimits
     oms_shared::http_server::HttpLimits {
         max_connections: 512,
         max_connections_per_client: settings.max_connections_per_client,
+        // A crowd over its cap waits a second per attempt instead of reconnecting in a loop.
+        max_held_connections: 256,
         request_timeout: longest,
         max_connection_age: longest,
         ..Default::default()

@@ -32,6 +32,9 @@ pub async fn ping(pool: &sqlx::MySqlPool) -> crate::error::Result<()> {
 /// Placeholders MySQL accepts in one prepared statement.
 pub const MAX_PLACEHOLDERS: usize = 65_535;
 
+/// The foreign key of `orders.import_id`; its name lives beside the SQL error classes.
+pub use crate::error::FK_ORDERS_IMPORT;
+
 /// How many rows of `params_per_row` placeholders fit one statement (capped at 1,000 rows
 /// to keep statements and lock sets small).
 pub fn rows_per_statement(params_per_row: usize) -> usize {

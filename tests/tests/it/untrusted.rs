@@ -407,3 +407,99 @@ async fn sigterm_during_a_retry_exits_in_time_and_leaves_the_batch_pending() {
     handle.await.unwrap().unwrap();
     assert!(dead_letters(&env).await.is_empty());
 }
+
+/// An entry whose import is not in MySQL (written for another database, or an import MySQL
+/// no longer has) can never be processed: its rows are dead-lettered at their first
+/// delivery, naming the import's foreign key, not retried `--max-attempts` times a claim
+/// period apart; the other entries of the batch complete.
+#[tokio::test]
+async fn rows_of_an_import_mysql_does_not_have_are_dead_lettered_at_once() {
+    let env = TestEnv::new().await;
+    env.product("A", "1.00", 100).await;
+    let import = env.import_row().await;
+    let unknown = import + 1_000_000;
+    env.enqueue(
+        unknown,
+        &[
+            order_row("orphan1", 2, "o1@example.com", &[("A", 1)]),
+            order_row("orphan2", 3, "o2@example.com", &[("A", 1)]),
+        ],
+        2,
+    )
+    .await;
+    env.enqueue(
+        import,
+        &[order_row("healthy", 2, "h@example.com", &[("A", 1)])],
+        1,
+    )
+    .await;
+    let mut config = env.consumer_config();
+    // A retry would come a claim period later: far beyond the deadline below.
+    config.claim_idle_secs = 120;
+    config.max_attempts = 3;
+    config.payment_success_rate = 1.0;
+    let (handle, stop) = env.spawn_consumer(config);
+
+    let dead = wait_for_dead_letters(&env, 2, Duration::from_secs(60)).await;
+    env.wait_until_processed(1, DEADLINE).await;
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+
+    let mut got: Vec<(&str, u64, u64)> = dead
+        .iter()
+        .map(|d| (d.identity.as_str(), d.import_id, d.attempts))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("orphan1", unknown, 1), ("orphan2", unknown, 1)],
+        "{dead:?}"
+    );
+    for d in &dead {
+        assert!(d.error.contains("fk_orders_import"), "{}", d.error);
+    }
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM orders WHERE status = 'completed'")
+            .await,
+        1,
+        "the healthy entry completed"
+    );
+}
+
+/// An identity carrying a newline and an ESC sequence cannot forge a line in, or colour,
+/// the consumer's log: every control character of a logged field is written `\u{XXXX}`.
+#[tokio::test]
+async fn control_characters_of_a_row_cannot_forge_a_consumer_log_line() {
+    use std::io::Read;
+    let env = TestEnv::new().await;
+    let import = env.import_row().await;
+    let forged = "forged\n2026-12-04T00:00:00Z ERROR consumer: FAKE LINE \u{1b}[31mred";
+    let rows = vec![row_with_items(forged, 2, vec![])];
+    xadd_rows(&env, import, &serde_json::to_vec(&rows).unwrap()).await;
+    let mut consumer = spawn_consumer_process(&env, "log-forger", &[], "warn");
+    wait_for_dead_letters(&env, 1, DEADLINE).await;
+    sigterm(&consumer);
+    let mut log = String::new();
+    consumer
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(consumer.wait().unwrap().success());
+    assert!(log.contains("row refused"), "{log}");
+    assert!(
+        log.contains(
+            "forged\\u{000a}2026-12-04T00:00:00Z ERROR consumer: FAKE LINE \\u{001b}[31mred"
+        ),
+        "the identity is logged escaped: {log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-12-04T00:00:00Z")),
+        "a forged line: {log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "a raw ESC reached the log: {log:?}"
+    );
+}
