@@ -16,7 +16,10 @@
 #      amtool check-config                  ops/prometheus/alertmanager.yml
 #      bash ops/grafana/check-schema.sh     the Grafana dashboard against @grafana/schema (npm)
 #      python3 ops/check-manifests.py   syntax and key settings of the deployment files
-#      python3 ops/check-module-cycles.py   no module imports one that imports it back
+#      python3 ops/check-module-cycles.py   no module imports one that imports it back (re-exports
+#                                           count; --self-test first)
+#      python3 ops/check-function-length.py no function over 80 lines without a `// Long on
+#                                           purpose:` reason (--self-test first)
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --workspace --bins
@@ -94,7 +97,10 @@ step promtool test rules ops/prometheus/alerts_test.yml
 step amtool check-config ops/prometheus/alertmanager.yml
 step bash ops/grafana/check-schema.sh
 step python3 ops/check-manifests.py
+step python3 ops/check-module-cycles.py --self-test
 step python3 ops/check-module-cycles.py
+step python3 ops/check-function-length.py --self-test
+step python3 ops/check-function-length.py
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo build --workspace --bins

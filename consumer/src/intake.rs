@@ -103,6 +103,8 @@ fn to_delivery(entry: RawEntry) -> Delivery {
 const IDLE_POLL_MAX: Duration = Duration::from_millis(100);
 
 /// Reads new entries until shutdown.
+// Long on purpose: the read loop with its pause, backpressure, reconnect and shutdown
+// branches side by side, so every way out of it is seen at once.
 pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: CancellationToken) {
     let batch_rows = shared.config.batch_size;
     let mut count = (batch_rows / 100).max(1);

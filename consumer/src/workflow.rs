@@ -424,6 +424,8 @@ fn settle(
 /// Runs each delivery alone, then each row of a failing delivery alone, noting in
 /// `standings` the rows that did not end. Stops trying once a server is unreachable or
 /// shutdown has begun: the rest stays unfinished with that error.
+// Long on purpose: the two levels of isolation (delivery, then row) and their stop
+// conditions (outage, shutdown) read as one procedure.
 async fn isolate<'a>(
     shared: &Shared,
     deliveries: &'a [Delivery],

@@ -108,6 +108,8 @@ pub struct CatalogImportReport {
 }
 
 /// Reads, validates and upserts a catalog file; `-` is stdin.
+// Long on purpose: read, validate, upsert in one pass over the file, each reject named
+// with its line where it is found.
 pub async fn import_catalog(
     pool: &sqlx::MySqlPool,
     file: &str,

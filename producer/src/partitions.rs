@@ -32,6 +32,8 @@ pub struct PartitionsReport {
 }
 
 /// Records `wanted` (when given and different), refusing while entries are in flight.
+// Long on purpose: the fence checks (in-flight entries, unfinished imports) and the
+// write of the new P, in one place so no path records P without passing every check.
 pub async fn record(
     conn: &ConnectionConfig,
     wanted: Option<u16>,

@@ -223,6 +223,8 @@ async fn recover_import(
 
 /// Reads `path` (checking it is the import's file) and enqueues the valid rows of the
 /// `wanted` lines under the import's id, with their original identities.
+// Long on purpose: check the file's digest, then one pass over it that picks the wanted
+// lines and enqueues them in chunks, with the counts the caller reports.
 async fn enqueue_lines(
     target: &Target<'_>,
     view: &RecoveryView,

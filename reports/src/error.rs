@@ -11,9 +11,9 @@ pub enum ReportError {
     #[error(transparent)]
     Oms(#[from] OmsError),
     #[error(transparent)]
-    NoSuchImport(#[from] crate::status::NoSuchImport),
+    NoSuchImport(#[from] NoSuchImport),
     #[error(transparent)]
-    NoSuchDeadLetter(#[from] crate::failed::NoSuchDeadLetter),
+    NoSuchDeadLetter(#[from] NoSuchDeadLetter),
     /// A repair that would touch something it must not (e.g. a key outside the prefix).
     #[error("{0}")]
     Refused(String),
@@ -27,6 +27,19 @@ pub enum ReportError {
         #[source]
         source: Box<ReportError>,
     },
+}
+
+/// `status IMPORT` named no import.
+#[derive(Debug, thiserror::Error)]
+#[error("import {0} not found")]
+pub struct NoSuchImport(pub u64);
+
+/// `failed retry ID` named no dead letter.
+#[derive(Debug, thiserror::Error)]
+#[error("no dead letter {id} in {key}")]
+pub struct NoSuchDeadLetter {
+    pub id: String,
+    pub key: String,
 }
 
 impl ReportError {

@@ -22,6 +22,7 @@
 //!   ```
 //! - `purge`: deletes the dead-letter stream; `--json` prints `{"purged": n}`.
 
+use crate::error::NoSuchDeadLetter;
 use crate::Result;
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
@@ -167,14 +168,6 @@ pub async fn retry(conn: &ConnectionConfig, target: RetryTarget) -> Result<Retry
     let db = crate::connect_mysql(conn).await?;
     let redis = crate::connect_redis(conn).await?;
     retry_from(&db, &redis, &keys, target).await
-}
-
-/// `failed retry ID` named no dead letter.
-#[derive(Debug, thiserror::Error)]
-#[error("no dead letter {id} in {key}")]
-pub struct NoSuchDeadLetter {
-    pub id: String,
-    pub key: String,
 }
 
 /// [`retry`] over an open pool (the HTTP API's entry point).

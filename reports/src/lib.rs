@@ -26,7 +26,7 @@ pub mod pause;
 pub mod reconcile;
 pub mod status;
 
-pub use error::{ReportError, Result};
+pub use error::{NoSuchDeadLetter, NoSuchImport, ReportError, Result};
 
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;

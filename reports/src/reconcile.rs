@@ -318,6 +318,8 @@ async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &StreamKeys) -> Result
 /// Rewrites the drifted KPI hashes and, if it drifted, the leaderboard, as one rebuild
 /// fenced against the outbox: the values come from a fresh MySQL snapshot taken under the
 /// rebuild lease (not from `check`'s reading, which live updates may already have passed).
+// Long on purpose: lease, snapshot, rewrite and fence check of one rebuild, in the order
+// that keeps it exact against live consumers.
 async fn fix(
     pool: &MySqlPool,
     redis: &RedisPool,

@@ -31,6 +31,7 @@
 
 use std::time::Instant;
 
+use crate::error::NoSuchImport;
 use crate::Result;
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::{StreamKeys, CONSUMER_GROUP};
@@ -122,11 +123,6 @@ pub struct StatusReport {
     pub stream: StreamStatus,
     pub import: Option<ImportStatus>,
 }
-
-/// `status IMPORT` named no import.
-#[derive(Debug, thiserror::Error)]
-#[error("import {0} not found")]
-pub struct NoSuchImport(pub u64);
 
 /// A previous reading of an import, for the rate over the last refresh.
 #[derive(Debug, Clone, Copy)]

@@ -19,6 +19,8 @@ use oms_reports::status::StatusSource;
 /// leaderboard and `reconcile` reflect the whole import. Rides out Redis and MySQL
 /// outages (`crate::outage`): it says what it waits for and goes on when the server is
 /// back, with no limit but `timeout`.
+// Long on purpose: one polling loop whose every exit (done, lost data, timeout, outage
+// message) is visible together.
 pub async fn wait_for_outcome(
     conn: &ConnectionConfig,
     import_id: u64,

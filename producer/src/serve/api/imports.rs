@@ -228,6 +228,8 @@ pub fn upload_name(name: Option<&str>) -> Result<String, ApiError> {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
+// Long on purpose: the upload's checks (token, size, rate, spool) and its hand-off to
+// the importer, in the order a request meets them.
 pub async fn import_upload(
     State(state): State<AppState>,
     q: QueryResult<UploadQuery>,

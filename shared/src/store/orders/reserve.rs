@@ -214,6 +214,8 @@ async fn record_duplicates(
 
 /// Writes the new orders and their items, then reserves their stock. The hot product
 /// rows are locked last, so they are held only for the stock decision and the commit.
+// Long on purpose: the stock decision of one transaction in lock order (orders, ids, hot
+// product rows last, decide, write), so the order of the locks is visible in one place.
 async fn insert_new_orders(
     tx: &mut Transaction<'_, MySql>,
     rows: &[BatchRow<'_>],

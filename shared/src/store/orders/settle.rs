@@ -60,6 +60,9 @@ pub async fn settle_payments_checked(
 /// One settle transaction. With `lock_first`, the orders are locked and only those still
 /// `reserved` are settled; without, all are expected to be: `None` (rolled back) when
 /// some were not.
+// Long on purpose: one transaction's statements in the order they must run (lock, pay,
+// move, customer totals, stock release, KPI days, counters, outbox): split, the lock
+// order would be hidden.
 async fn settle_once(
     pool: &MySqlPool,
     reserved: &[ReservedOrder],
