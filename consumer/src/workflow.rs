@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use oms_shared::error::FailureClass;
 use oms_shared::keys::CONSUMER_GROUP;
 use oms_shared::order::OrderRow;
 use oms_shared::queue::{self, parse_stream_id, push_partition_dead_letters, DeadLetter};
@@ -172,7 +173,8 @@ async fn confirm_rewind(shared: &Shared, sequence: u64) -> OmsError {
 /// MySQL gone back in time (nothing may settle until the operator's fix).
 fn leaves_pending(e: &OmsError, shutdown: &CancellationToken) -> bool {
     matches!(e, OmsError::HistoryRewound { .. })
-        || (e.is_transient() && (shutdown.is_cancelled() || is_outage(e)))
+        || e.class() == FailureClass::Outage
+        || (e.is_transient() && shutdown.is_cancelled())
 }
 
 /// Runs the workflow, retrying transient errors with backoff while keeping `ids` claimed:
@@ -198,7 +200,7 @@ async fn run_with_retry(
                 return Ok(report);
             }
             Err(e) if e.is_transient() => {
-                let outage = is_outage(&e);
+                let outage = e.class() == FailureClass::Outage;
                 if outage && matches!(e, OmsError::Sql(_) | OmsError::MysqlUnreachable { .. }) {
                     shared.health.down(Service::Mysql, &e);
                 }
@@ -229,25 +231,6 @@ async fn run_with_retry(
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// A server that cannot be reached (rather than one that answers with an error): retrying
-/// row by row would only multiply the time-outs.
-fn is_outage(e: &OmsError) -> bool {
-    match e {
-        OmsError::MysqlUnreachable { .. }
-        | OmsError::RedisUnreachable { .. }
-        | OmsError::RedisPool(_)
-        | OmsError::Redis(_) => true,
-        OmsError::Sql(e) => matches!(
-            e,
-            sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-        ),
-        _ => false,
     }
 }
 

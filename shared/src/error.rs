@@ -81,11 +81,28 @@ pub enum OmsError {
     RedisDataLost(String),
 }
 
+/// What a caller should do with an error: the one classification every retry loop reads
+/// (batches, rows, acknowledgements, intake, enqueue, `--wait`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// A server is unreachable or its connection was lost: wait for it (saying so) without
+    /// spending the row's attempts.
+    Outage,
+    /// Worth trying again soon: deadlock, lock wait, contention, a replica not yet caught up.
+    Transient,
+    /// Retrying will not help by itself (wrong credentials, an unmigrated database, an
+    /// invariant broken): retried up to the attempt limit, then dead-lettered or reported.
+    Permanent,
+    /// The input itself breaks a rule: dead-lettered at its first delivery.
+    Invalid,
+}
+
 impl OmsError {
-    /// True when the same operation may succeed if tried again later: lost connections,
-    /// deadlocks, lock wait timeouts, pool timeouts. False for errors caused by the data.
-    pub fn is_transient(&self) -> bool {
-        match self {
+    /// The class of this error (see [`FailureClass`]).
+    pub fn class(&self) -> FailureClass {
+        let transient = match self {
+            OmsError::InvalidOrder { .. } => return FailureClass::Invalid,
+            OmsError::Sql(e) if sql_error_is_unknown_import(e) => return FailureClass::Invalid,
             // Wrong credentials do not heal by waiting: say so and stop.
             OmsError::MysqlUnreachable { source, .. } => !sql_error_is_access_denied(source),
             OmsError::RedisUnreachable { source, .. } => !redis_error_is_access_denied(source),
@@ -95,17 +112,41 @@ impl OmsError {
             OmsError::Redis(e) => redis_error_is_transient(e),
             OmsError::Sql(e) => sql_error_is_transient(e),
             _ => false,
+        };
+        let outage = match self {
+            OmsError::MysqlUnreachable { .. }
+            | OmsError::RedisUnreachable { .. }
+            | OmsError::RedisPool(_)
+            | OmsError::Redis(_) => true,
+            OmsError::Sql(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        };
+        match (transient, outage) {
+            (false, _) => FailureClass::Permanent,
+            (true, true) => FailureClass::Outage,
+            (true, false) => FailureClass::Transient,
         }
     }
 
+    /// True when the same operation may succeed if tried again later: an [`Outage`] or a
+    /// [`Transient`] error. False for errors caused by the data or the setup.
+    ///
+    /// [`Outage`]: FailureClass::Outage
+    /// [`Transient`]: FailureClass::Transient
+    pub fn is_transient(&self) -> bool {
+        matches!(self.class(), FailureClass::Outage | FailureClass::Transient)
+    }
+
     /// True when no retry can ever make the operation succeed: the input itself breaks a
-    /// rule. Such a row is dead-lettered at its first delivery.
+    /// rule ([`FailureClass::Invalid`]). Such a row is dead-lettered at its first delivery.
     pub fn never_succeeds(&self) -> bool {
-        match self {
-            OmsError::InvalidOrder { .. } => true,
-            OmsError::Sql(e) => sql_error_is_unknown_import(e),
-            _ => false,
-        }
+        self.class() == FailureClass::Invalid
     }
 }
 
@@ -258,5 +299,36 @@ mod tests {
             )),
         };
         assert!(!denied.is_transient());
+        assert_eq!(denied.class(), FailureClass::Permanent);
+    }
+
+    #[test]
+    fn each_class_has_its_errors() {
+        let lost = OmsError::RedisUnreachable {
+            host: "h:1".into(),
+            source: redis::RedisError::from(std::io::Error::other("refused")),
+        };
+        assert_eq!(lost.class(), FailureClass::Outage);
+        let io = OmsError::Sql(sqlx::Error::Io(std::io::Error::other("reset")));
+        assert_eq!(io.class(), FailureClass::Outage);
+        assert_eq!(
+            OmsError::Contention("x".into()).class(),
+            FailureClass::Transient
+        );
+        let not_replicated = OmsError::NotReplicated {
+            wanted: 1,
+            acked: 0,
+        };
+        assert_eq!(not_replicated.class(), FailureClass::Transient);
+        assert_eq!(
+            OmsError::Inconsistent("x".into()).class(),
+            FailureClass::Permanent
+        );
+        let invalid = OmsError::InvalidOrder {
+            identity: "a".into(),
+            reason: "b".into(),
+        };
+        assert_eq!(invalid.class(), FailureClass::Invalid);
+        assert!(invalid.never_succeeds() && !invalid.is_transient());
     }
 }
