@@ -161,7 +161,8 @@ async fn existing_orders(
         let sql = format!(
             "SELECT o.id, CAST(o.identity AS CHAR), o.customer_id, CAST(c.email AS CHAR), CAST(o.status AS CHAR), o.import_id, o.line, \
              CAST(o.total * 100 AS SIGNED), o.order_date \
-             FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.identity IN ({})",
+             FROM orders o FORCE INDEX (uq_orders_identity) \
+             JOIN customers c FORCE INDEX (PRIMARY) ON c.id = o.customer_id WHERE o.identity IN ({})",
             placeholders(part.len())
         );
         let mut query = sqlx::query_as::<_, Found>(&sql);
