@@ -51,7 +51,7 @@ done
 "$P" serve --addr "127.0.0.1:$PORT" >"$DIR/serve.log" 2>&1 &
 serve_pid=$!
 pids+=($serve_pid)
-until curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do sleep 0.2; done
+until curl -fsS "http://127.0.0.1:$PORT/api/queue" >/dev/null 2>&1; do sleep 0.2; done
 
 # Runs the consumers over one file; prints orders/s.
 run_consumers() {
