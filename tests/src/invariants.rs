@@ -137,7 +137,7 @@ pub async fn violations(env: &TestEnv, initial_stock: &BTreeMap<String, i64>) ->
 
 /// `producer reconcile` (the library function behind the command): its drift, if any.
 pub async fn reconcile_violations(env: &TestEnv) -> Vec<String> {
-    match producer::admin::reconcile::reconcile(&env.config, false).await {
+    match oms_reports::reconcile::reconcile(&env.config, false).await {
         Ok(report) if report.clean => Vec::new(),
         Ok(report) => vec![format!(
             "reconcile: {} differences ({} outbox rows pending), e.g. {:?}",

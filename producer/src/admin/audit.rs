@@ -8,7 +8,7 @@ use oms_shared::config::ConnectionConfig;
 
 use crate::report::{print_json, table};
 
-pub use oms_reports::audit::*;
+use oms_reports::audit::{audit_log, parse_since, AuditReport, DEFAULT_LIMIT};
 
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {

@@ -8,7 +8,7 @@ use oms_shared::config::ConnectionConfig;
 
 use crate::report::{print_json, table};
 
-pub use oms_reports::failed::*;
+use oms_reports::failed::{list, purge, retry, FailedList, RetryTarget};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum FailedCommand {

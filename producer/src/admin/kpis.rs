@@ -9,7 +9,7 @@ use oms_shared::config::ConnectionConfig;
 
 use crate::report::{print_json, table};
 
-pub use oms_reports::kpis::*;
+use oms_reports::kpis::{generate, show, KpiReport};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KpisCommand {

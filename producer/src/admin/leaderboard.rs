@@ -8,7 +8,7 @@ use oms_shared::config::ConnectionConfig;
 
 use crate::report::{print_json, table};
 
-pub use oms_reports::leaderboard::*;
+use oms_reports::leaderboard::{show, update, LeaderboardReport};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LeaderboardCommand {

@@ -8,7 +8,7 @@ use oms_shared::config::ConnectionConfig;
 
 use crate::report::print_json;
 
-pub use oms_reports::pause::*;
+use oms_reports::pause::set_paused;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum QueueCommand {

@@ -8,7 +8,7 @@ use oms_shared::config::ConnectionConfig;
 
 use crate::report::{print_json, table};
 
-pub use oms_reports::reconcile::*;
+use oms_reports::reconcile::{reconcile_with, Drift, ReconcileReport};
 
 #[derive(Debug, clap::Args)]
 pub struct ReconcileArgs {

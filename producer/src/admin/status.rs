@@ -13,7 +13,7 @@ use crate::outage::{ride_out, Outages};
 
 use crate::report::{print_json, table};
 
-pub use oms_reports::status::*;
+use oms_reports::status::{Sample, StatusReport, StatusSource};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {

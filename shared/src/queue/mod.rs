@@ -22,8 +22,12 @@ mod dead_letters;
 mod read;
 mod reply;
 
-pub use dead_letters::*;
-pub use read::*;
+pub use dead_letters::{
+    all_dead_letters, dead_letter_count, dead_letter_counts, dead_letters, delete_dead_letters,
+    excerpt, purge_dead_letters, push_dead_letters, push_partition_dead_letters,
+    split_dead_letter_id, DeadLetter, MAX_KEPT_FIELD_BYTES, MAX_KEPT_ROW_BYTES, ROW_EXCERPT_BYTES,
+};
+pub use read::{claim_idle_entries, read_new_entries, RawEntry, READ_BUDGET_BYTES};
 
 use redis::aio::ConnectionLike;
 use redis::Value;

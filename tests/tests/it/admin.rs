@@ -9,10 +9,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use oms_reports::{failed, kpis, leaderboard, reconcile, status};
 use oms_shared::queue::DeadLetter;
 use oms_tests::invariants::producer_exit_code;
 use oms_tests::{binary, order_row, wait_for, TestEnv};
-use producer::admin::{failed, kpis, leaderboard, reconcile, status};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

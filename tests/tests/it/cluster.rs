@@ -199,9 +199,9 @@ async fn the_primary_holding_the_read_models_fails_over_mid_run_with_nothing_los
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_retry_purge_status_and_repartitioning_work_on_a_cluster() {
+    use oms_reports::failed::{list_from, purge_from, retry_from, RetryTarget};
+    use oms_reports::status::StatusSource;
     use oms_shared::partition::{partition_of, PartitionCount};
-    use producer::admin::failed::{list_from, purge_from, retry_from, RetryTarget};
-    use producer::admin::status::StatusSource;
 
     let _serial = SERIAL.lock().await;
     let cluster = RedisCluster::start().await;

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use oms_reports::{failed, status};
 use oms_tests::{wait_for, TestEnv};
-use producer::admin::{failed, status};
 use producer::import::{import, wait_for_outcome};
 use tokio_util::sync::CancellationToken;
 

@@ -208,7 +208,7 @@ async fn a_prefix_with_pattern_characters_is_refused_and_reconcile_deletes_only_
     // Even called as a library, bypassing the check, reconcile --fix keeps its hands off.
     let mut config = env.config.clone();
     config.prefix = glob.clone();
-    producer::admin::reconcile::reconcile(&config, true)
+    oms_reports::reconcile::reconcile(&config, true)
         .await
         .expect("reconcile");
     let exists: bool = redis::cmd("EXISTS")

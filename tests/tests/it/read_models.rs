@@ -20,6 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use oms_reports::{failed, kpis, leaderboard, reconcile};
 use oms_tests::invariants::{
     account, read_model_violations, reconcile_exit_code, reconcile_violations, violations,
     wait_settled,
@@ -28,7 +29,6 @@ use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
 use oms_tests::servers::MariaDbServer;
 use oms_tests::workload::{Figures, Workload};
 use oms_tests::{binary, order_row, wait_for, TestEnv};
-use producer::admin::{failed, kpis, leaderboard, reconcile};
 use rand::{Rng, SeedableRng};
 
 const DEADLINE: Duration = Duration::from_secs(240);
