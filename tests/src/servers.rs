@@ -12,21 +12,49 @@
 //! panics. [`TestEnv::on_servers`](crate::TestEnv::on_servers) builds a
 //! [`TestEnv`](crate::TestEnv) on such servers.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use rand::Rng;
 
 /// How long a server may take to say it is ready (MariaDB crash recovery included).
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 
-/// A TCP port that nothing listens on at `addr` right now.
+/// A TCP port that nothing listens on at `addr` right now, for a server a test starts.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`), never from it: a port
+/// the kernel hands to outgoing connections can be taken by one of the many client sockets
+/// of a busy suite between this check and the server's bind, or while a server is down
+/// between a kill and its restart on the same port (a cluster node once failed with
+/// "Address already in use" so). Never handed out twice by this process either.
 pub fn free_port(addr: IpAddr) -> u16 {
-    TcpListener::bind((addr, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let high = ephemeral_range_start().clamp(PORTS_LOW + 1_000, 32_768);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..10_000 {
+        let port = rand::rng().random_range(PORTS_LOW..high);
+        if !given.contains(&port) && TcpListener::bind((addr, port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS_LOW}..{high} on {addr}");
+}
+
+/// The lowest port servers started by tests listen on.
+const PORTS_LOW: u16 = 15_000;
+
+/// The first port of the kernel's ephemeral range (Linux's default when unreadable).
+fn ephemeral_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A free port on 127.0.0.1.

@@ -652,11 +652,7 @@ async fn pause_stops_every_consumer_within_a_second_and_resume_finishes_the_run(
 #[tokio::test]
 async fn a_paused_consumer_says_so_in_readyz_and_its_gauge() {
     let env = TestEnv::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = oms_tests::servers::free_local_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut child = Command::new(binary("consumer"))
         .args([

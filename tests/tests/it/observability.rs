@@ -44,12 +44,10 @@ pub(crate) fn tool(name: &str) -> PathBuf {
         })
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now (outside the ephemeral range, see
+/// [`oms_tests::servers::free_port`]).
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    oms_tests::servers::free_local_port()
 }
 
 /// One HTTP/1.0 response.
