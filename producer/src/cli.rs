@@ -69,6 +69,9 @@ pub enum Command {
     /// Pause or resume every consumer.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Move terminal orders of KPI days before a date, with their items, out of the hot
+    /// tables: to a zstd-compressed CSV file, or deleted.
+    Archive(crate::archive::ArchiveArgs),
     /// The audit log: who paused, retried, purged, rebuilt, migrated or recovered, and when.
     Audit(audit::AuditArgs),
     /// The HTTP API and the live dashboard.
@@ -101,14 +104,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 impl Command {
     /// The audit-log name of this command when it is an operator action (it changes the
-    /// queue, the dead letters, a read model, the schema or the epoch); `None` for reads
-    /// and imports.
+    /// queue, the dead letters, a read model, the schema, the epoch or the orders kept);
+    /// `None` for reads and imports.
     pub fn audit_action(&self) -> Option<&'static str> {
         use crate::admin::{failed::FailedCommand, kpis::KpisCommand};
         use crate::admin::{leaderboard::LeaderboardCommand, queue::QueueCommand};
         Some(match self {
             Command::Migrate(_) => "migrate",
             Command::Recover(_) => "recover",
+            Command::Archive(_) => "archive",
             Command::Queue(QueueCommand::Pause) => "queue pause",
             Command::Queue(QueueCommand::Resume) => "queue resume",
             Command::Failed(FailedCommand::Retry { .. }) => "failed retry",
@@ -136,6 +140,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reconcile(args) => reconcile::run(conn, args, json).await,
         Command::Queue(cmd) => queue::run(conn, cmd, json).await,
         Command::Recover(args) => crate::recover::run(conn, args, json).await,
+        Command::Archive(args) => crate::archive::run(conn, args, json).await,
         Command::Serve(args) => serve::run(conn, args).await,
         Command::Audit(args) => audit::run(conn, args, json).await,
     }

@@ -3,6 +3,7 @@
 //! command functions directly with the same [`cli::Cli`] configuration.
 
 pub mod admin;
+pub mod archive;
 mod audit_trail;
 pub mod catalog;
 pub mod cli;

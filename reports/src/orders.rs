@@ -7,8 +7,9 @@
 //! - queued, in-flight and dead entries: the stream's group figures and `XLEN` of the
 //!   dead letters.
 //!
-//! [`lookup`] reads one order by its unique identity (with its customer and items) and,
-//! unless it has ended, looks for it among the group's pending entries (at most
+//! [`lookup`] reads one order by its unique identity (with its customer and items; an
+//! order `producer archive` moved out of `orders` answers `archived` with what
+//! `archived_orders` keeps) and, unless it has ended, looks for it among the group's pending entries (at most
 //! [`PENDING_SEARCH`], prefiltered by a byte search before decoding) and the dead letters
 //! (at most [`DEAD_SEARCH`]).
 
@@ -21,6 +22,7 @@ use oms_shared::order_stats::{self, Throughput};
 use oms_shared::queue::{self, DeadLetter};
 use oms_shared::read_model::read_kpis;
 use oms_shared::redis_conn::RedisPool;
+use oms_shared::store::archive::{archived_order_by_identity, ArchivedOrderRecord};
 use oms_shared::store::lookup::{self, OrderRecord};
 use redis::Value;
 use serde::Serialize;
@@ -128,11 +130,18 @@ pub struct InFlight {
 pub struct OrderLookup {
     pub identity: String,
     /// `completed`, `failed`, `reserved`, `pending` (from MySQL), `in_flight` (on the
-    /// stream, not in MySQL yet) or `dead`.
+    /// stream, not in MySQL yet), `dead`, or `archived` (moved out of `orders` by
+    /// `producer archive`: see `archived`).
     pub state: String,
-    /// The orders row with customer and items; null while only the stream knows it.
+    /// The orders row with customer and items; null while only the stream knows it, and
+    /// once archived.
     #[schema(value_type = Option<Object>)]
     pub order: Option<OrderRecord>,
+    /// What `archived_orders` keeps of an archived order (id, import and line, status,
+    /// reason, total, KPI day, when it was archived); its items and customer are in the
+    /// archive file. Null unless `state` is `archived`.
+    #[schema(value_type = Option<Object>)]
+    pub archived: Option<ArchivedOrderRecord>,
     pub in_flight: Option<InFlight>,
     #[schema(value_type = Option<Object>)]
     pub dead_letter: Option<DeadLetter>,
@@ -259,6 +268,21 @@ pub async fn lookup(
     identity: &str,
 ) -> Result<Option<OrderLookup>> {
     let order = lookup::order_by_identity(db, identity).await?;
+    // After `orders`: an order archived between the two reads is found by the first.
+    let archived = match order {
+        Some(_) => None,
+        None => archived_order_by_identity(db, identity).await?,
+    };
+    if let Some(archived) = archived {
+        return Ok(Some(OrderLookup {
+            identity: identity.to_string(),
+            state: "archived".to_string(),
+            order: None,
+            archived: Some(archived),
+            in_flight: None,
+            dead_letter: None,
+        }));
+    }
     let ended = order
         .as_ref()
         .is_some_and(|o| o.status == "completed" || o.status == "failed");
@@ -281,6 +305,7 @@ pub async fn lookup(
         identity: identity.to_string(),
         state,
         order,
+        archived: None,
         in_flight,
         dead_letter,
     }))

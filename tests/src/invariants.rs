@@ -5,7 +5,8 @@
 //! - per sku: initial stock − Σ quantities of completed orders = current stock ≥ 0;
 //! - customer totals and counts = Σ of their completed orders;
 //! - order totals = Σ of their items;
-//! - identities are unique, and no identity is both processed and dead-lettered;
+//! - identities are unique (`orders` and `archived_orders` together), and no identity is
+//!   both processed and dead-lettered;
 //! - Redis KPI hashes and the leaderboard equal the MySQL aggregates, and
 //!   `producer reconcile` finds no drift (in process: [`reconcile_violations`]; the binary's
 //!   exit code: [`reconcile_exit_code`]).
@@ -17,6 +18,10 @@
 //! outbox row committed by a consumer that was killed before applying it reaches Redis
 //! later (a sweeper, or a consumer as it stops). Then the fault tests count what was lost
 //! or doubled against the identities they enqueued with [`account`].
+//!
+//! Orders `producer archive` moved out of `orders` count everywhere as the terminal
+//! orders they were: their identity, status, total, customer and KPI day from
+//! `archived_orders`, the units their completed items took from `archived_product_sales`.
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -83,7 +88,9 @@ pub async fn violations(env: &TestEnv, initial_stock: &BTreeMap<String, i64>) ->
 
     let stock: Vec<(String, i64, i64)> = q("SELECT CAST(p.sku AS CHAR), CAST(p.stock_quantity AS SIGNED), \
          CAST(COALESCE((SELECT SUM(i.quantity) FROM order_items i JOIN orders o ON o.id = i.order_id \
-         WHERE i.product_id = p.id AND o.status = 'completed'), 0) AS SIGNED) FROM products p")
+         WHERE i.product_id = p.id AND o.status = 'completed'), 0) \
+         + COALESCE((SELECT SUM(s.units) FROM archived_product_sales s WHERE s.product_id = p.id), 0) \
+         AS SIGNED) FROM products p")
     .fetch_all(db)
     .await
     .expect("stock query");
@@ -98,8 +105,11 @@ pub async fn violations(env: &TestEnv, initial_stock: &BTreeMap<String, i64>) ->
 
     let customers: Vec<(String, i64, i64)> = q("SELECT CAST(c.email AS CHAR), \
          CAST(c.total_spent * 100 AS SIGNED) - CAST(COALESCE((SELECT SUM(o.total) FROM orders o \
-           WHERE o.customer_id = c.id AND o.status = 'completed'), 0) * 100 AS SIGNED), \
+           WHERE o.customer_id = c.id AND o.status = 'completed'), 0) * 100 AS SIGNED) \
+         - CAST(COALESCE((SELECT SUM(a.total) FROM archived_orders a \
+           WHERE a.customer_id = c.id AND a.status = 'completed'), 0) * 100 AS SIGNED), \
          CAST(c.orders_count AS SIGNED) - (SELECT COUNT(*) FROM orders o WHERE o.customer_id = c.id AND o.status = 'completed') \
+         - (SELECT COUNT(*) FROM archived_orders a WHERE a.customer_id = c.id AND a.status = 'completed') \
          FROM customers c")
     .fetch_all(db)
     .await
@@ -128,6 +138,22 @@ pub async fn violations(env: &TestEnv, initial_stock: &BTreeMap<String, i64>) ->
         .await;
     if dup != 0 {
         v.push(format!("{dup} duplicate identities"));
+    }
+    let archived_twice = env
+        .scalar("SELECT COUNT(*) FROM orders o JOIN archived_orders a ON a.identity = o.identity")
+        .await;
+    if archived_twice != 0 {
+        v.push(format!(
+            "{archived_twice} identities are both in orders and archived_orders"
+        ));
+    }
+    let archived_not_terminal = env
+        .scalar("SELECT COUNT(*) FROM archived_orders WHERE status NOT IN ('completed','failed')")
+        .await;
+    if archived_not_terminal != 0 {
+        v.push(format!(
+            "{archived_not_terminal} archived orders were not terminal"
+        ));
     }
 
     v.extend(read_model_violations(env).await);
@@ -176,10 +202,11 @@ pub async fn dead_letters(env: &TestEnv) -> oms_shared::Result<Vec<DeadLetter>> 
     oms_shared::queue::all_dead_letters(&mut *conn, &env.keys).await
 }
 
-/// Identities of terminal orders.
+/// Identities of terminal orders, archived ones included.
 async fn processed_identities(env: &TestEnv) -> Vec<String> {
     let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT CAST(identity AS CHAR) FROM orders WHERE status IN ('completed','failed')",
+        "SELECT CAST(identity AS CHAR) FROM orders WHERE status IN ('completed','failed') \
+         UNION ALL SELECT CAST(identity AS CHAR) FROM archived_orders",
     )
     .fetch_all(&env.db)
     .await
@@ -211,11 +238,13 @@ pub async fn account(
     expected: &BTreeSet<String>,
     initial_stock: &BTreeMap<String, i64>,
 ) -> Accounting {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT CAST(identity AS CHAR), CAST(status AS CHAR) FROM orders")
-            .fetch_all(&env.db)
-            .await
-            .expect("orders");
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT CAST(identity AS CHAR), CAST(status AS CHAR) FROM orders \
+         UNION ALL SELECT CAST(identity AS CHAR), status FROM archived_orders",
+    )
+    .fetch_all(&env.db)
+    .await
+    .expect("orders");
     let dead = dead_letters(env).await.expect("dead letters");
     let mut a = Accounting {
         expected: expected.len(),
@@ -276,7 +305,10 @@ pub async fn account(
             "SELECT COALESCE(SUM(i.quantity), 0) FROM order_items i \
              JOIN orders o ON o.id = i.order_id WHERE o.status = 'completed'",
         )
-        .await;
+        .await
+        + env
+            .scalar("SELECT COALESCE(SUM(units), 0) FROM archived_product_sales")
+            .await;
     a.doubled += (taken - sold).max(0);
     a
 }
@@ -326,7 +358,8 @@ pub async fn wait_settled(env: &TestEnv, n: i64, deadline: Duration) {
         deadline,
         || async {
             let terminal: (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM orders WHERE status IN ('completed','failed')",
+                "SELECT (SELECT COUNT(*) FROM orders WHERE status IN ('completed','failed')) \
+                 + (SELECT COUNT(*) FROM archived_orders)",
             )
             .fetch_one(&env.db)
             .await
@@ -350,6 +383,8 @@ pub async fn read_model_violations(env: &TestEnv) -> Vec<String> {
     let mut v = Vec::new();
     let days: Vec<(chrono::NaiveDate, i64, i64)> = sqlx::query_as(
         "SELECT kpi_date, COUNT(*), CAST(SUM(total) * 100 AS SIGNED) FROM orders \
+         WHERE status = 'completed' GROUP BY kpi_date \
+         UNION ALL SELECT kpi_date, COUNT(*), CAST(SUM(total) * 100 AS SIGNED) FROM archived_orders \
          WHERE status = 'completed' GROUP BY kpi_date",
     )
     .fetch_all(&env.db)

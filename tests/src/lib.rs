@@ -292,10 +292,13 @@ impl TestEnv {
         }
     }
 
-    /// Orders in a terminal state.
+    /// Orders in a terminal state (archived ones, which were, included).
     pub async fn terminal_orders(&self) -> i64 {
-        self.scalar("SELECT COUNT(*) FROM orders WHERE status IN ('completed','failed')")
-            .await
+        self.scalar(
+            "SELECT (SELECT COUNT(*) FROM orders WHERE status IN ('completed','failed')) \
+             + (SELECT COUNT(*) FROM archived_orders)",
+        )
+        .await
     }
 
     /// Waits until `n` orders are terminal, nothing is pending or unread in the group, and

@@ -116,14 +116,21 @@ pub async fn all_counters<'c, E: MySqlExecutor<'c>>(
     Ok(keyed(rows))
 }
 
-/// The same counters recomputed from orders (a scan of every order with an import).
+/// The same counters recomputed from orders and archived orders (a scan of every order
+/// with an import; archiving leaves the counters as they are).
 pub async fn progress_from_orders<'c, E: MySqlExecutor<'c>>(
     db: E,
 ) -> Result<BTreeMap<(u64, String, String), (i64, i64)>> {
     let rows: Vec<CounterRow> = sqlx::query_as(
-        "SELECT import_id, CAST(status AS CHAR), COALESCE(failure_reason, ''), COUNT(*), \
-         CAST(IF(status = 'completed', SUM(total) * 100, 0) AS SIGNED) FROM orders \
-         WHERE import_id IS NOT NULL GROUP BY import_id, status, failure_reason",
+        "SELECT import_id, status, reason, CAST(SUM(n) AS SIGNED), CAST(SUM(cents) AS SIGNED) FROM ( \
+           SELECT import_id, CAST(status AS CHAR) AS status, COALESCE(failure_reason, '') AS reason, \
+           COUNT(*) AS n, IF(status = 'completed', SUM(total) * 100, 0) AS cents FROM orders \
+           WHERE import_id IS NOT NULL GROUP BY import_id, status, failure_reason \
+           UNION ALL \
+           SELECT import_id, status, COALESCE(failure_reason, ''), COUNT(*), \
+           IF(status = 'completed', SUM(total) * 100, 0) FROM archived_orders \
+           WHERE import_id IS NOT NULL GROUP BY import_id, status, failure_reason \
+         ) AS counters GROUP BY import_id, status, reason",
     )
     .fetch_all(db)
     .await?;

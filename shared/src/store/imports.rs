@@ -288,12 +288,14 @@ pub async fn recovery_view(pool: &MySqlPool, import_id: u64) -> Result<Option<Re
         .await?)
 }
 
-/// Imports with enqueued rows that MySQL does not account for (no order, no consumer-found
-/// duplicate, no dead letter): still in the stream, or lost. One indexed count per import.
+/// Imports with enqueued rows that MySQL does not account for (no order, archived or not,
+/// no consumer-found duplicate, no dead letter): still in the stream, or lost. Indexed
+/// counts per import.
 pub async fn imports_with_unaccounted_rows(pool: &MySqlPool) -> Result<Vec<RecoveryView>> {
     Ok(sqlx::query_as(&format!(
         "{RECOVERY_COLUMNS} i WHERE i.rows_enqueued > \
          (SELECT COUNT(*) FROM orders o WHERE o.import_id = i.id) \
+         + (SELECT COUNT(*) FROM archived_orders a WHERE a.import_id = i.id) \
          + (SELECT COUNT(*) FROM import_duplicates d WHERE d.import_id = i.id) \
          + (SELECT COUNT(*) FROM dead_lettered_rows x WHERE x.import_id = i.id) \
          ORDER BY i.id"
@@ -302,8 +304,8 @@ pub async fn imports_with_unaccounted_rows(pool: &MySqlPool) -> Result<Vec<Recov
     .await?)
 }
 
-/// Calls `line` with every line of the import that MySQL accounts for: an order, a
-/// duplicate the consumers found, or a dead-lettered row. Streamed (memory flat).
+/// Calls `line` with every line of the import that MySQL accounts for: an order (archived
+/// or not), a duplicate the consumers found, or a dead-lettered row. Streamed (memory flat).
 pub async fn accounted_lines(
     pool: &MySqlPool,
     import_id: u64,
@@ -312,6 +314,7 @@ pub async fn accounted_lines(
     use futures_util::TryStreamExt;
     for sql in [
         "SELECT line FROM orders WHERE import_id = ? AND line IS NOT NULL",
+        "SELECT line FROM archived_orders WHERE import_id = ? AND line IS NOT NULL",
         "SELECT line FROM import_duplicates WHERE import_id = ?",
         "SELECT line FROM dead_lettered_rows WHERE import_id = ?",
     ] {

@@ -1,6 +1,8 @@
 //! `kpi_days`: count and revenue of completed orders per KPI day, kept by the settle
 //! transaction (see the migration `20261204000400_kpi_days.sql`). KPI rebuilds and
-//! `reconcile` read the summary; `orders_by_day` recomputes it from orders to verify it.
+//! `reconcile` read the summary; `orders_by_day` recomputes it from orders (and archived
+//! orders, which keep their days' sums here: `producer archive` never changes this table)
+//! to verify it.
 
 use std::collections::BTreeMap;
 
@@ -74,14 +76,19 @@ pub async fn summary_between<'c, E: MySqlExecutor<'c>>(
     Ok(figures(rows))
 }
 
-/// The same figures recomputed from orders (a scan of every order): what the summary
-/// must equal.
+/// The same figures recomputed from orders, archived ones included (a scan of every
+/// order and archived order): what the summary must equal.
 pub async fn orders_by_day<'c, E: MySqlExecutor<'c>>(
     db: E,
 ) -> Result<BTreeMap<NaiveDate, KpiFigures>> {
     let rows: Vec<(NaiveDate, i64, i64)> = sqlx::query_as(
-        "SELECT kpi_date, COUNT(*), CAST(SUM(total) * 100 AS SIGNED) FROM orders \
-         WHERE status = 'completed' AND kpi_date IS NOT NULL GROUP BY kpi_date ORDER BY kpi_date",
+        "SELECT kpi_date, CAST(SUM(n) AS SIGNED), CAST(SUM(cents) AS SIGNED) FROM ( \
+           SELECT kpi_date, COUNT(*) AS n, SUM(total) * 100 AS cents FROM orders \
+           WHERE status = 'completed' AND kpi_date IS NOT NULL GROUP BY kpi_date \
+           UNION ALL \
+           SELECT kpi_date, COUNT(*), SUM(total) * 100 FROM archived_orders \
+           WHERE status = 'completed' GROUP BY kpi_date \
+         ) AS days GROUP BY kpi_date ORDER BY kpi_date",
     )
     .fetch_all(db)
     .await?;

@@ -8,6 +8,7 @@
 //! `sku` and `identity` are `utf8mb4_bin` (exact, case-sensitive); sqlx reports such
 //! columns as VARBINARY, so they are selected as `CAST(col AS CHAR)` to decode as String.
 
+pub mod archive;
 pub mod audit;
 pub mod catalog;
 pub mod db;

@@ -6,7 +6,9 @@
 //!   ([`crate::redis_epoch`]);
 //! - `queue_paused`: `1` while `producer queue pause` is in force: the source of truth of
 //!   the pause flag, which Redis only mirrors (so a Redis that lost its data can be told
-//!   again, [`crate::queue_control::reassert`]).
+//!   again, [`crate::queue_control::reassert`]);
+//! - `archived_before`: the `--before` day of the last complete `producer archive` run
+//!   (terminal orders of earlier KPI days are in `archived_orders`, not `orders`).
 //!
 //! The partition count is fenced against running imports (`partition_fence`).
 
@@ -20,6 +22,7 @@ pub(crate) const STREAM_PARTITIONS: &str = "stream_partitions";
 
 const REDIS_EPOCH: &str = "redis_epoch";
 const QUEUE_PAUSED: &str = "queue_paused";
+const ARCHIVED_BEFORE: &str = "archived_before";
 
 const SELECT_SETTING: &str = "SELECT value FROM settings WHERE name = ?";
 pub(crate) const UPSERT_SETTING: &str = "INSERT INTO settings (name, value) VALUES (?, ?) \
@@ -121,6 +124,30 @@ pub async fn queue_paused(pool: &MySqlPool) -> Result<bool> {
 /// Records whether consumption is paused.
 pub async fn record_queue_paused(pool: &MySqlPool, paused: bool) -> Result<()> {
     record_setting(pool, QUEUE_PAUSED, if paused { "1" } else { "0" }).await
+}
+
+/// The `--before` day of the last complete `producer archive` run, if any.
+pub async fn archived_before(pool: &MySqlPool) -> Result<Option<chrono::NaiveDate>> {
+    let Some(value) = setting(pool, ARCHIVED_BEFORE).await? else {
+        return Ok(None);
+    };
+    chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|e| {
+            OmsError::Config(format!(
+                "settings.archived_before is {value:?}: not a day YYYY-MM-DD ({e})"
+            ))
+        })
+}
+
+/// Records the `--before` day of a complete `producer archive` run.
+pub async fn record_archived_before(pool: &MySqlPool, before: chrono::NaiveDate) -> Result<()> {
+    record_setting(
+        pool,
+        ARCHIVED_BEFORE,
+        &before.format("%Y-%m-%d").to_string(),
+    )
+    .await
 }
 
 /// The key names of this deployment: `prefix`, the recorded partition count, and whether

@@ -8,6 +8,7 @@
 mod admin;
 mod alerting;
 mod api;
+mod archive;
 mod audit;
 mod cluster;
 mod dead_counts;

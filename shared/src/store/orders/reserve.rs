@@ -2,10 +2,12 @@
 //! transaction (see the parent module for the whole workflow).
 //!
 //! Statements per batch, whatever its size (each split only past 1,000 rows): one
-//! identity lookup, the customers' lookup (and insert of the new ones) and the price read
-//! before the transaction; then one INSERT of the orders, one read of their ids, one
-//! `FOR UPDATE` of the products, one stock UPDATE, one UPDATE failing the orders short of
-//! stock, one INSERT of the items, and the commit.
+//! identity lookup in `orders`, one in `archived_orders` for the identities not found
+//! there (an archived order redelivered or imported again is not new), the customers'
+//! lookup (and insert of the new ones) and the price read before the transaction; then
+//! one INSERT of the orders, one read of their ids, one `FOR UPDATE` of the products, one
+//! stock UPDATE, one UPDATE failing the orders short of stock, one INSERT of the items,
+//! and the commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -56,11 +58,18 @@ pub async fn reserve_stock(
 ) -> Result<ReservePhase> {
     let identities: BTreeSet<&str> = rows.iter().map(|r| r.row.identity.as_str()).collect();
     let existing = existing_orders(pool, &identities).await?;
+    // After `orders`: an order archived between the two reads is seen by the first.
+    let unknown: BTreeSet<&str> = identities
+        .iter()
+        .copied()
+        .filter(|i| !existing.contains_key(*i))
+        .collect();
+    let archived = archived_placements(pool, &unknown).await?;
     let mut phase = ReservePhase {
         outcomes: vec![RowOutcome::AlreadyProcessed; rows.len()],
         reserved: Vec::new(),
     };
-    let (new_rows, duplicates) = classify_rows(rows, &existing, &mut phase);
+    let (new_rows, duplicates) = classify_rows(rows, &existing, &archived, &mut phase);
 
     // Customers and prices are settled before the transaction, without holding locks:
     // a customer row is harmless if the orders' transaction then rolls back.
@@ -91,12 +100,17 @@ pub async fn reserve_stock(
     Ok(phase)
 }
 
-/// Sorts the batch's rows against what the database holds: returns the indexes of new
-/// rows and of duplicates, and notes in `phase` the redeliveries (rows already done, or
-/// `reserved` orders to settle again).
+/// Where an archived order came from: (import id, line).
+type Placement = (Option<u64>, Option<u64>);
+
+/// Sorts the batch's rows against what the database holds (`existing` orders, and the
+/// `archived` ones, which are terminal): returns the indexes of new rows and of
+/// duplicates, and notes in `phase` the redeliveries (rows already done, or `reserved`
+/// orders to settle again).
 fn classify_rows(
     rows: &[BatchRow<'_>],
     existing: &HashMap<String, ExistingOrder>,
+    archived: &HashMap<String, Placement>,
     phase: &mut ReservePhase,
 ) -> (Vec<usize>, Vec<usize>) {
     let mut first_in_batch: HashMap<&str, (u64, u64)> = HashMap::new();
@@ -115,9 +129,17 @@ fn classify_rows(
             continue;
         }
         first_in_batch.insert(identity, here);
+        let placement = (Some(here.0), Some(here.1));
         match existing.get(identity) {
-            None => new_rows.push(index),
-            Some(e) if (e.import_id, e.line) != (Some(here.0), Some(here.1)) => {
+            None => match archived.get(identity) {
+                None => new_rows.push(index),
+                Some(at) if *at != placement => {
+                    duplicates.push(index);
+                    phase.outcomes[index] = RowOutcome::Duplicate;
+                }
+                Some(_) => phase.outcomes[index] = RowOutcome::AlreadyProcessed,
+            },
+            Some(e) if (e.import_id, e.line) != placement => {
                 duplicates.push(index);
                 phase.outcomes[index] = RowOutcome::Duplicate;
             }
@@ -185,6 +207,31 @@ async fn existing_orders(
                     order_date,
                 },
             );
+        }
+    }
+    Ok(found)
+}
+
+/// The (import id, line) of each archived order among `identities`
+/// (`archived_orders`, by its unique identity).
+async fn archived_placements(
+    pool: &MySqlPool,
+    identities: &BTreeSet<&str>,
+) -> Result<HashMap<String, Placement>> {
+    let mut found = HashMap::new();
+    let identities: Vec<&str> = identities.iter().copied().collect();
+    for part in identities.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT CAST(identity AS CHAR), import_id, line FROM archived_orders \
+             FORCE INDEX (uq_archived_orders_identity) WHERE identity IN ({})",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, Option<u64>, Option<u64>)>(&sql);
+        for identity in part {
+            query = query.bind(*identity);
+        }
+        for (identity, import_id, line) in query.fetch_all(pool).await? {
+            found.insert(identity, (import_id, line));
         }
     }
     Ok(found)
