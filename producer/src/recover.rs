@@ -291,6 +291,7 @@ async fn enqueue_lines(
                 &shipment.chunks,
                 target.wait,
                 target.epoch,
+                None,
             )
         })
         .await;
