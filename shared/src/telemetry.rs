@@ -18,9 +18,10 @@
 //! needed, and a slow collector never holds up a request path; when its queue is full,
 //! spans are dropped). `OTEL_SERVICE_NAME` names the service (default: the binary's
 //! name); `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` choose the sampler
-//! ([`SamplerChoice`], default `parentbased_traceidratio` 0.01). The spans follow the
-//! log filter (`RUST_LOG`): oms's spans are `info`. [`shutdown_traces`] exports what is
-//! left on exit (`process::run_to_exit`). With traces off, no layer is installed and
+//! ([`SamplerChoice`], default `parentbased_traceidratio` 0.01). The exported spans do
+//! not depend on `RUST_LOG` (the logs' filter): every `info` span is traced, and `warn` /
+//! `error` events become events of their span. [`shutdown_traces`] exports what is left
+//! on exit (`process::run_to_exit`). With traces off, no layer is installed and
 //! nothing is exported or computed for them.
 
 use std::io::{IsTerminal, Write};
@@ -30,7 +31,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
@@ -280,40 +281,66 @@ impl TraceSettings {
     }
 }
 
-/// Installs the global subscriber once (later calls are no-ops: returns false): the log
-/// filter, the OpenTelemetry layer when `traces` is given, and the log formatter.
+/// Installs the global subscriber once (later calls are no-ops: returns false). Without
+/// traces: the log filter (`RUST_LOG`) for everything, then the log formatter. With
+/// traces, each layer has its own filter: the logs `RUST_LOG`, the OpenTelemetry layer
+/// [`exported`] (spans from `info`, events from `warn`), so `RUST_LOG=warn` quiets the
+/// logs without emptying the traces.
 fn install(log_format: &str, traces: Option<SdkTracerProvider>) -> bool {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let otel = traces.map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("oms"))
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_level(false)
-            .with_target(false)
-    });
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let Some(provider) = traces else {
+        return tracing_subscriber::registry()
+            .with(filter)
+            .with(log_layer(log_format))
+            .try_init()
+            .is_ok();
+    };
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("oms"))
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_level(false)
+        .with_target(false);
+    tracing_subscriber::registry()
+        .with(
+            otel.with_filter(
+                tracing_subscriber::filter::filter_fn(exported)
+                    .with_max_level_hint(tracing::Level::INFO),
+            ),
+        )
+        .with(log_layer(log_format).with_filter(filter))
+        .try_init()
+        .is_ok()
+}
+
+/// What the OpenTelemetry layer sees: spans of level `info` and above (every oms span),
+/// and `warn`/`error` events (recorded as span events of the span they happen in).
+fn exported(metadata: &tracing::Metadata<'_>) -> bool {
+    if metadata.is_span() {
+        *metadata.level() <= tracing::Level::INFO
+    } else {
+        *metadata.level() <= tracing::Level::WARN
+    }
+}
+
+/// The log formatter: JSON lines or text, to scrubbed stderr.
+fn log_layer<S>(log_format: &str) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     let logs = tracing_subscriber::fmt::layer().with_writer(ScrubbedStderr);
     if log_format.eq_ignore_ascii_case("json") {
-        registry
-            .with(
-                logs.json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(true),
-            )
-            .try_init()
-            .is_ok()
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .boxed()
     } else {
-        registry
-            .with(
-                logs.with_target(false)
-                    .with_ansi(std::io::stderr().is_terminal()),
-            )
-            .try_init()
-            .is_ok()
+        logs.with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .boxed()
     }
 }
 

@@ -90,7 +90,7 @@ async fn an_orders_journey_is_one_trace_and_a_redelivery_links_to_it() {
         .args(["--chunk-size", "1"])
         .envs(env.env_vars())
         .envs(otel_env(&receiver))
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "warn") // quiet logs; the spans are exported all the same
         .output()
         .expect("run producer import");
     assert!(
@@ -124,6 +124,7 @@ async fn an_orders_journey_is_one_trace_and_a_redelivery_links_to_it() {
     for (k, v) in otel_env(&receiver) {
         spec = spec.with_env(k, &v);
     }
+    spec = spec.with_env("RUST_LOG", "warn");
     let mut consumer = ConsumerProc::spawn(&spec, &logs);
     env.wait_until_processed(2, DEADLINE).await;
 
