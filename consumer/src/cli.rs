@@ -17,7 +17,7 @@ pub fn main() -> ExitCode {
     if let Some(port) = config.metrics_port {
         config.metrics_addr.set_port(port);
     }
-    process::init_logging(config.conn.secrets(), &config.log_format);
+    process::init_logging(config.conn.secrets(), &config.log_format, "consumer");
     if let Err(e) = config.validate() {
         return process::usage_error(&e);
     }

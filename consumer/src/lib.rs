@@ -10,11 +10,15 @@
 //!  http: /metrics /healthz /readyz
 //! ```
 //!
+//! Traces (when `OTEL_EXPORTER_OTLP_ENDPOINT` is set): [`batch_traces`] puts each batch
+//! span under the import span its entries carry (a link on redeliveries).
+//!
 //! Shutdown ([`app::run`]): the token is cancelled, intake stops reading and drops its
 //! sender, workers finish the batches they hold and acknowledge them, then everything
 //! else stops.
 
 pub mod app;
+mod batch_traces;
 pub mod cli;
 pub mod config;
 mod dead_rows;

@@ -39,6 +39,7 @@ use oms_shared::{OmsError, Result};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::batch_traces::{batch_span, phase_span, Phase, RunLabels};
 use crate::health::{Rewound, Service};
 use crate::intake::{Batch, Delivery};
 use crate::metrics::{
@@ -64,14 +65,22 @@ pub struct WorkflowReport {
 
 /// Runs both transactions for `rows`, then applies the completed orders to the read
 /// models. The read-model step never fails the batch: its outbox row stays in MySQL for
-/// the sweeper.
-pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<WorkflowReport> {
+/// the sweeper. Each phase runs in its span ([`crate::batch_traces`]), labelled `run`.
+// Long on purpose: the three phases (reserve, settle, apply) in the order they run, each
+// with its span and its timing, so the whole path of a batch reads top to bottom.
+pub async fn run_workflow(
+    shared: &Shared,
+    rows: &[BatchRow<'_>],
+    run: RunLabels,
+) -> Result<WorkflowReport> {
     if let Some(rewound) = shared.health.rewound() {
         return Err(rewound.error());
     }
     let started = Instant::now();
     let today = chrono::Utc::now().date_naive();
-    let reserved = reserve_stock(&shared.db, rows, today).await?;
+    let reserved = reserve_stock(&shared.db, rows, today)
+        .instrument(phase_span(Phase::Reserve, rows, run))
+        .await?;
     metrics::histogram!(MYSQL_DURATION, "phase" => "reserve")
         .record(started.elapsed().as_secs_f64());
 
@@ -84,6 +93,7 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
         today,
         applied_max,
     )
+    .instrument(phase_span(Phase::Settle, rows, run))
     .await
     {
         Ok(settled) => settled,
@@ -104,6 +114,8 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
     if let Some(outbox_id) = settled.outbox_id {
         crate::housekeeping::stall_point("OMS_TEST_STOP_BEFORE_APPLY");
         let started = Instant::now();
+        let span = phase_span(Phase::Apply, rows, run);
+        span.record("outbox_id", outbox_id);
         let applied = async {
             let mut conn = shared.redis.get().await?;
             oms_shared::read_model::apply_outbox_replicated(
@@ -115,6 +127,7 @@ pub async fn run_workflow(shared: &Shared, rows: &[BatchRow<'_>]) -> Result<Work
             )
             .await
         }
+        .instrument(span)
         .await;
         metrics::histogram!(REDIS_DURATION, "op" => "read_model")
             .record(started.elapsed().as_secs_f64());
@@ -182,19 +195,24 @@ fn leaves_pending(e: &OmsError, shutdown: &CancellationToken) -> bool {
 /// [`DRAIN_ATTEMPTS`] tries once shutdown has begun. Returns the last error.
 async fn run_with_retry(
     shared: &Shared,
-    partition: u16,
+    run: RunLabels,
     rows: &[BatchRow<'_>],
     ids: &[&str],
     shutdown: &CancellationToken,
     patience: Duration,
 ) -> Result<WorkflowReport> {
+    let partition = run.partition;
     let started = Instant::now();
     let claim_idle = shared.config.claim_idle();
     let mut last_touch = Instant::now();
     let mut attempt = 0u32;
     let mut drain_attempts = 0u32;
     loop {
-        match run_workflow(shared, rows).await {
+        let run = RunLabels {
+            retry: attempt,
+            ..run
+        };
+        match run_workflow(shared, rows, run).await {
             Ok(report) => {
                 shared.health.up(Service::Mysql);
                 return Ok(report);
@@ -292,17 +310,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
     let total_rows = batch.rows();
     metrics::histogram!(BATCH_ROWS).record(total_rows as f64);
     metrics::gauge!(IN_FLIGHT_ROWS).increment(total_rows as f64);
-    let imports: Vec<u64> = {
-        let mut v: Vec<u64> = batch
-            .deliveries
-            .iter()
-            .filter_map(|d| d.body.as_ref().ok().map(|c| c.import_id))
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let span = tracing::info_span!("batch", consumer = %shared.name, rows = total_rows, entries = batch.deliveries.len(), imports = ?imports);
+    let span = batch_span(&batch, &shared.name);
     async {
         let mut settlement = Settlement::default();
         let mut standings: Vec<Standing> = batch.deliveries.iter().map(|_| Standing::default()).collect();
@@ -338,7 +346,12 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
                 .filter(|d| d.body.is_ok())
                 .map(|d| d.id.as_str())
                 .collect();
-            match run_with_retry(&shared, batch.partition, &workflow_rows, &ids, &shutdown, BATCH_PATIENCE).await {
+            let run = RunLabels {
+                partition: batch.partition,
+                attempt: batch.deliveries.iter().map(|d| d.deliveries).max().unwrap_or(1),
+                retry: 0,
+            };
+            match run_with_retry(&shared, run, &workflow_rows, &ids, &shutdown, BATCH_PATIENCE).await {
                 Ok(report) => record_outcomes(&report.outcomes, &batch.deliveries, &rows),
                 Err(e) if leaves_pending(&e, &shutdown) => {
                     tracing::warn!(error = %e, "batch left pending");
@@ -454,7 +467,16 @@ async fn isolate<'a>(
             keep_claimed(shared, partition, &ids).await;
             last_touch = Instant::now();
         }
-        match run_with_retry(shared, partition, &own_rows, &ids, shutdown, ROW_PATIENCE).await {
+        let run = RunLabels {
+            partition,
+            attempt: delivery.deliveries,
+            retry: 0,
+        };
+        let entry_span = tracing::info_span!("isolate_entry", entry = %delivery.id);
+        match run_with_retry(shared, run, &own_rows, &ids, shutdown, ROW_PATIENCE)
+            .instrument(entry_span)
+            .await
+        {
             Ok(report) => {
                 record_outcomes(&report.outcomes, deliveries, &own);
                 continue;
@@ -486,7 +508,11 @@ async fn isolate<'a>(
                 keep_claimed(shared, partition, &ids).await;
                 last_touch = Instant::now();
             }
-            match run_with_retry(shared, partition, &single, &ids, shutdown, ROW_PATIENCE).await {
+            let row_span = tracing::info_span!("isolate_row", line = row.row.line, identity = %row.row.identity);
+            match run_with_retry(shared, run, &single, &ids, shutdown, ROW_PATIENCE)
+                .instrument(row_span)
+                .await
+            {
                 Ok(report) => record_outcomes(&report.outcomes, deliveries, &[(*i, *row)]),
                 Err(e) => {
                     tracing::warn!(entry = %delivery.id, line = row.row.line, identity = %Visible(&row.row.identity), error = %Visible(&e), "row failed");

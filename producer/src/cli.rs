@@ -84,7 +84,7 @@ pub fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
-    process::init_logging(cli.conn.secrets(), &cli.log_format);
+    process::init_logging(cli.conn.secrets(), &cli.log_format, "producer");
     if let Err(e) = cli.conn.validate() {
         return process::usage_error(&e);
     }

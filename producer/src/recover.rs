@@ -293,6 +293,7 @@ async fn enqueue_lines(
                 &shipment.chunks,
                 target.wait,
                 target.epoch,
+                None,
             )
         })
         .await;

@@ -23,6 +23,8 @@
 //! - [`read_model`]: the exactly-once update of KPIs and leaderboard in Redis;
 //! - [`store`]: every SQL statement of the system;
 //! - [`telemetry`]: tracing subscriber set-up (`LOG_FORMAT=text|json`), secrets scrubbed;
+//!   traces exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set;
+//! - [`trace_context`]: the W3C `traceparent` carried in stream entries (inject, extract);
 //! - [`http_server`]: the bounded HTTP/1 server of every HTTP port (connections, timeouts);
 //! - [`untrusted_text`]: client input escaped for logs and messages (no forged lines).
 
@@ -48,6 +50,7 @@ pub mod redis_conn;
 pub mod redis_epoch;
 pub mod store;
 pub mod telemetry;
+pub mod trace_context;
 pub mod untrusted_text;
 
 pub use error::{OmsError, Result};

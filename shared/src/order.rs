@@ -2,7 +2,8 @@
 //!
 //! The producer validates a CSV row into an [`OrderRowRef`] (borrowed from the record) and
 //! packs up to `--chunk-size` of them into one stream entry ([`EncodedChunk`], written by
-//! `queue::add_encoded_chunks` as fields `v`, `import`, `rows`); the consumer reads them
+//! `queue::add_encoded_chunks` as fields `v`, `import`, `rows`, and `traceparent` when the
+//! import is traced: [`crate::trace_context`]); the consumer reads them
 //! back as [`OrderRow`]s with [`decode_chunk`]. Each row carries its [`OrderIdentity`] and its line in the file, so
 //! outcomes are tracked per row even though delivery is per chunk.
 
@@ -232,11 +233,16 @@ impl Default for EncodedChunk {
 pub struct OrderChunk {
     pub import_id: u64,
     pub rows: Vec<OrderRow>,
+    /// The W3C `traceparent` of the import that enqueued it (its span's context), when
+    /// the import was traced and the field is valid; entries written before traces, or
+    /// without them, have none.
+    pub trace_parent: Option<String>,
 }
 
 /// Reads a stream entry's fields back; `id` only names the entry in errors. An entry
 /// without rows, with more than [`MAX_ROWS_PER_ENTRY`] or more than [`MAX_ENTRY_BYTES`]
-/// is malformed; emails come back in [`normalize_email`] form.
+/// is malformed; emails come back in [`normalize_email`] form. A `traceparent` field that
+/// is not a valid W3C `traceparent` is ignored (tracing never costs an order).
 pub fn decode_chunk<'a, I>(id: &str, fields: I) -> Result<OrderChunk>
 where
     I: IntoIterator<Item = (&'a str, &'a [u8])>,
@@ -245,15 +251,20 @@ where
         id: id.to_string(),
         reason,
     };
-    let (mut version, mut import, mut rows) = (None, None, None);
+    let (mut version, mut import, mut rows, mut trace_parent) = (None, None, None, None);
     for (name, value) in fields {
         match name {
             "v" => version = Some(value),
             "import" => import = Some(value),
             "rows" => rows = Some(value),
+            crate::trace_context::TRACEPARENT => trace_parent = Some(value),
             _ => {}
         }
     }
+    let trace_parent = trace_parent
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .filter(|v| crate::trace_context::is_valid(v))
+        .map(str::to_string);
     match version {
         Some(v) if v == CHUNK_VERSION.as_bytes() => {}
         Some(v) => {
@@ -292,7 +303,11 @@ where
             row.customer_email = lower;
         }
     }
-    Ok(OrderChunk { import_id, rows })
+    Ok(OrderChunk {
+        import_id,
+        rows,
+        trace_parent,
+    })
 }
 
 #[cfg(test)]
@@ -323,7 +338,36 @@ mod tests {
             ("rows", json.as_slice()),
         ];
         let decoded = decode_chunk("1-0", fields).unwrap();
-        assert_eq!(decoded, OrderChunk { import_id: 7, rows });
+        assert_eq!(
+            decoded,
+            OrderChunk {
+                import_id: 7,
+                rows,
+                trace_parent: None
+            },
+            "an entry without a traceparent (written before traces) decodes as before"
+        );
+    }
+
+    #[test]
+    fn a_traceparent_field_travels_and_a_bad_one_is_ignored() {
+        let json = serde_json::to_vec(&[row(2)]).unwrap();
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        for (value, expected) in [
+            (good, Some(good.to_string())),
+            ("00-not-a-trace-01", None),
+            ("", None),
+        ] {
+            let fields = [
+                ("v", CHUNK_VERSION.as_bytes()),
+                ("import", b"7".as_slice()),
+                ("rows", json.as_slice()),
+                ("traceparent", value.as_bytes()),
+            ];
+            let decoded = decode_chunk("1-0", fields).expect("decodes whatever the field holds");
+            assert_eq!(decoded.trace_parent, expected, "{value:?}");
+            assert_eq!(decoded.rows.len(), 1);
+        }
     }
 
     #[test]

@@ -26,14 +26,17 @@ pub fn load_env_file() -> Result<(), ExitCode> {
     crate::env_file::load_from_env().map_err(|e| usage_error(&e))
 }
 
-/// Installs logging (`LOG_FORMAT`), hiding these secrets from every line.
-pub fn init_logging(secrets: Vec<String>, log_format: &str) {
+/// Installs logging (`LOG_FORMAT`), hiding these secrets from every line, and traces
+/// when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`service_name`: the default `service.name`;
+/// see `telemetry`).
+pub fn init_logging(secrets: Vec<String>, log_format: &str, service_name: &str) {
     crate::telemetry::hide_secrets(secrets);
-    crate::telemetry::init(log_format);
+    crate::telemetry::init_for_service(log_format, service_name);
 }
 
 /// Runs `main` on a multi-threaded runtime and maps its outcome to the exit code: its own
-/// code on success, 1 with the error on one line otherwise.
+/// code on success, 1 with the error on one line otherwise. Then, outside the runtime,
+/// exports the spans still buffered ([`crate::telemetry::shutdown_traces`]).
 pub fn run_to_exit<F, E>(main: F) -> ExitCode
 where
     F: Future<Output = Result<ExitCode, E>>,
@@ -49,7 +52,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(main) {
+    let code = match runtime.block_on(main) {
         Ok(code) => code,
         Err(e) => {
             let error: &(dyn std::error::Error + 'static) = e.as_ref();
@@ -59,7 +62,9 @@ where
             );
             ExitCode::FAILURE
         }
-    }
+    };
+    crate::telemetry::shutdown_traces();
+    code
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT (Ctrl-C), logging `what` (e.g.

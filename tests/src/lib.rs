@@ -14,6 +14,7 @@ pub mod api_client;
 pub mod cluster;
 pub mod invariants;
 pub mod netns;
+pub mod otlp_receiver;
 pub mod procs;
 pub mod servers;
 pub mod workload;

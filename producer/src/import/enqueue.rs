@@ -61,6 +61,9 @@ pub struct EnqueueSettings {
     /// The epoch of the Redis data ([`oms_shared::redis_epoch`]): entries are added only
     /// while Redis still holds it.
     pub epoch: String,
+    /// The import span's W3C `traceparent`, written into every entry when traces are on:
+    /// the consumers' spans of these rows join the import's trace.
+    pub trace_parent: Option<String>,
 }
 
 impl EnqueueSettings {
@@ -185,6 +188,7 @@ impl Enqueuer {
                     &pipeline,
                     self.settings.replica_wait,
                     &self.settings.epoch,
+                    self.settings.trace_parent.as_deref(),
                 )
                 .await
             })
@@ -364,6 +368,7 @@ mod tests {
             max_lag,
             replica_wait: ReplicaWait::NONE,
             epoch: String::new(),
+            trace_parent: None,
         };
         assert_eq!(s(100, 0).pipeline_chunks(), 64);
         assert_eq!(s(100, 1_000_000).pipeline_chunks(), 64);

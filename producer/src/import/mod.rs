@@ -325,6 +325,7 @@ pub async fn import(
             chunk_size: args.chunk_size as usize,
             max_lag: args.max_lag,
             epoch,
+            trace_parent: oms_shared::telemetry::traceparent_of(&span),
             replica_wait: ReplicaWait::new(args.min_replicas.unwrap_or(if conn.is_cluster() {
                 1
             } else {

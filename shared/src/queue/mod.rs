@@ -133,7 +133,7 @@ pub async fn add_encoded_chunks_replicated<C: ConnectionLike>(
 }
 
 /// The `XADD`s of every partition, one pipeline each (see
-/// [`add_encoded_chunks_replicated`]); with `epoch`, each partition's entries are added
+/// [`add_encoded_chunks_replicated`]); with `checked`, each partition's entries are added
 /// by one script that first checks the partition's epoch key ([`crate::redis_epoch`]).
 async fn add_to_partitions<C: ConnectionLike>(
     conn: &mut C,
@@ -141,13 +141,15 @@ async fn add_to_partitions<C: ConnectionLike>(
     import_id: u64,
     chunks: &[EncodedChunk],
     wait: ReplicaWait,
-    epoch: Option<&str>,
+    checked: Option<CheckedAdd<'_>>,
 ) -> Result<Vec<String>> {
+    let epoch = checked.map(|c| c.epoch);
     check_partitions(keys, chunks)?;
     let import = import_id.to_string();
     let mut ids = vec![String::new(); chunks.len()];
     for partition in keys.partitions().all() {
-        let Some((mine, pipe)) = partition_pipeline(keys, partition, &import, chunks, epoch) else {
+        let Some((mine, pipe)) = partition_pipeline(keys, partition, &import, chunks, checked)
+        else {
             continue;
         };
         let replies = write_and_wait(conn, pipe, wait)
@@ -191,20 +193,34 @@ fn epoch_error(e: OmsError, keys: &StreamKeys, partition: u16, epoch: Option<&st
     }
 }
 
+/// What the import's checked `XADD`s carry beyond the chunks: the epoch the script checks
+/// and the import span's W3C `traceparent` written into each entry (none: no field).
+#[derive(Debug, Clone, Copy)]
+struct CheckedAdd<'a> {
+    epoch: &'a str,
+    trace_parent: Option<&'a str>,
+}
+
 /// The error code of [`CHECKED_XADD`]'s refusal.
 const EPOCH_REFUSAL: &str = "OMSEPOCH";
 
 /// Adds a partition's chunks only if its epoch key holds the expected epoch, atomically:
 /// entries are never added to a Redis that lost the data they belong with.
-/// KEYS: stream, epoch key. ARGV: epoch, chunk version, import id, then each chunk's rows.
+/// KEYS: stream, epoch key. ARGV: epoch, chunk version, import id, `traceparent` (empty:
+/// none, and no field is written), then each chunk's rows.
 const CHECKED_XADD: &str = r#"
 local epoch = redis.call('GET', KEYS[2])
 if epoch ~= ARGV[1] then
   return redis.error_reply('OMSEPOCH ' .. (epoch or 'missing'))
 end
 local ids = {}
-for i = 4, #ARGV do
-  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'v', ARGV[2], 'import', ARGV[3], 'rows', ARGV[i])
+local traced = ARGV[4] ~= ''
+for i = 5, #ARGV do
+  if traced then
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'v', ARGV[2], 'import', ARGV[3], 'rows', ARGV[i], 'traceparent', ARGV[4])
+  else
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'v', ARGV[2], 'import', ARGV[3], 'rows', ARGV[i])
+  end
 end
 return ids
 "#;
@@ -212,6 +228,8 @@ return ids
 /// [`add_encoded_chunks_on`], each partition's entries added only while its epoch key
 /// holds `epoch` (else [`OmsError::RedisDataLost`], nothing added to that partition): the
 /// import's path, so that rows are never counted enqueued into a Redis that lost its data.
+/// With `trace_parent` (the import span's W3C `traceparent`), each entry also carries it
+/// in a field `traceparent`, the parent of the consumers' spans.
 pub async fn add_encoded_chunks_checked_on(
     pool: &RedisPool,
     keys: &StreamKeys,
@@ -219,8 +237,13 @@ pub async fn add_encoded_chunks_checked_on(
     chunks: &[EncodedChunk],
     wait: ReplicaWait,
     epoch: &str,
+    trace_parent: Option<&str>,
 ) -> Result<Vec<String>> {
-    add_on(pool, keys, import_id, chunks, wait, Some(epoch)).await
+    let checked = CheckedAdd {
+        epoch,
+        trace_parent,
+    };
+    add_on(pool, keys, import_id, chunks, wait, Some(checked)).await
 }
 
 /// [`add_encoded_chunks_replicated`] over `pool`: on a cluster the partitions' pipelines
@@ -243,16 +266,17 @@ async fn add_on(
     import_id: u64,
     chunks: &[EncodedChunk],
     wait: ReplicaWait,
-    epoch: Option<&str>,
+    checked: Option<CheckedAdd<'_>>,
 ) -> Result<Vec<String>> {
     let RedisPool::Cluster(cluster) = pool else {
         let mut conn = pool.get().await?;
-        return add_to_partitions(&mut *conn, keys, import_id, chunks, wait, epoch).await;
+        return add_to_partitions(&mut *conn, keys, import_id, chunks, wait, checked).await;
     };
     check_partitions(keys, chunks)?;
     let import = import_id.to_string();
+    let epoch = checked.map(|c| c.epoch);
     let jobs = keys.partitions().all().filter_map(|partition| {
-        let (mine, pipe) = partition_pipeline(keys, partition, &import, chunks, epoch)?;
+        let (mine, pipe) = partition_pipeline(keys, partition, &import, chunks, checked)?;
         let mut conn = cluster.clone();
         Some(async move {
             let replies = write_and_wait(&mut conn, pipe, wait)
@@ -285,7 +309,7 @@ fn check_partitions(keys: &StreamKeys, chunks: &[EncodedChunk]) -> Result<()> {
     }
 }
 
-/// The `XADD`s of `partition`'s chunks as one pipeline (with `epoch`: one
+/// The `XADD`s of `partition`'s chunks as one pipeline (with `checked`: one
 /// [`CHECKED_XADD`] script), with the chunks' indexes; `None` when no chunk is for that
 /// partition.
 fn partition_pipeline(
@@ -293,7 +317,7 @@ fn partition_pipeline(
     partition: u16,
     import: &str,
     chunks: &[EncodedChunk],
-    epoch: Option<&str>,
+    checked: Option<CheckedAdd<'_>>,
 ) -> Option<(Vec<usize>, redis::Pipeline)> {
     let mine: Vec<usize> = (0..chunks.len())
         .filter(|&i| chunks[i].partition == partition)
@@ -303,16 +327,17 @@ fn partition_pipeline(
     }
     let stream = keys.stream(partition);
     let mut pipe = redis::pipe();
-    if let Some(epoch) = epoch {
+    if let Some(checked) = checked {
         let script = pipe
             .cmd("EVAL")
             .arg(CHECKED_XADD)
             .arg(2)
             .arg(&stream)
             .arg(keys.stream_epoch(partition))
-            .arg(epoch)
+            .arg(checked.epoch)
             .arg(CHUNK_VERSION)
-            .arg(import);
+            .arg(import)
+            .arg(checked.trace_parent.unwrap_or(""));
         for &i in &mine {
             script.arg(&chunks[i].rows_json);
         }

@@ -25,6 +25,7 @@ mod read_models;
 mod recovery;
 mod rewind;
 mod security;
+mod traces;
 mod untrusted;
 mod wait_outages;
 mod workflow;

@@ -84,13 +84,24 @@ async fn settle_once(
     let mut approved: Vec<&ReservedOrder> = Vec::new();
     let mut declined: Vec<&ReservedOrder> = Vec::new();
     let mut seen: BTreeSet<u64> = BTreeSet::new();
-    for order in orders.into_iter().filter(|o| seen.insert(o.order_id)) {
-        if payment.approves(&crate::order::OrderIdentity(order.identity.clone())) {
-            approved.push(order);
-        } else {
-            declined.push(order);
+    // The payment decisions, in a span of their own (a child of the caller's `settle`).
+    let decisions = tracing::info_span!(
+        "payment",
+        approved = tracing::field::Empty,
+        declined = tracing::field::Empty
+    );
+    decisions.in_scope(|| {
+        for order in orders.into_iter().filter(|o| seen.insert(o.order_id)) {
+            if payment.approves(&crate::order::OrderIdentity(order.identity.clone())) {
+                approved.push(order);
+            } else {
+                declined.push(order);
+            }
         }
-    }
+    });
+    decisions.record("approved", approved.len());
+    decisions.record("declined", declined.len());
+    drop(decisions);
     let moved = move_orders(&mut tx, &approved, &declined, today).await?;
     if moved != seen.len() as u64 {
         tx.rollback().await?;
