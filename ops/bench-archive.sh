@@ -106,5 +106,5 @@ deep=$(timed "$P" reconcile --deep)
     echo "orders loaded: $SIZE; --batch-size $BATCH"
     echo "archive --before 2026-02-01 --to FILE: $to_orders orders in $to s; file $(stat -c %s "$FILE") bytes ($(zstdcat "$FILE" | wc -c) bytes of CSV)"
     echo "archive --before 2026-03-01 --delete:  $del_orders orders in $del s"
-    echo "reconcile --deep afterwards: $deep s, $(head -1 "$DIR/archive-last.txt")"
+    echo "reconcile --deep afterwards: $deep s, $(tail -1 "$DIR/archive-last.txt")"
 } | tee "$DIR/archive.txt"
