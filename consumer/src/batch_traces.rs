@@ -90,18 +90,12 @@ pub fn batch_span(batch: &Batch, consumer: &str) -> tracing::Span {
                 })
             })
             .collect();
-        let attempt = batch
-            .deliveries
-            .iter()
-            .map(|d| d.deliveries)
-            .max()
-            .unwrap_or(1);
         label(
             &span,
             &rows,
             RunLabels {
                 partition: batch.partition,
-                attempt,
+                attempt: batch.attempt(),
                 retry: 0,
             },
         );

@@ -57,6 +57,15 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The highest delivery count of its entries (1: all are on their first delivery).
+    pub fn attempt(&self) -> u64 {
+        self.deliveries
+            .iter()
+            .map(|d| d.deliveries)
+            .max()
+            .unwrap_or(1)
+    }
+
     pub fn rows(&self) -> usize {
         self.deliveries
             .iter()

@@ -352,7 +352,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
                 .collect();
             let run = RunLabels {
                 partition: batch.partition,
-                attempt: batch.deliveries.iter().map(|d| d.deliveries).max().unwrap_or(1),
+                attempt: batch.attempt(),
                 retry: 0,
             };
             match run_with_retry(&shared, run, &workflow_rows, &ids, &shutdown, BATCH_PATIENCE).await {
