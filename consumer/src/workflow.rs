@@ -296,9 +296,6 @@ struct Unfinished<'a> {
     error: String,
     /// No retry can make it succeed: dead-lettered at once.
     never: bool,
-    /// It stopped on an outage (or shutdown): this attempt does not count, so even a last
-    /// delivery is left pending rather than dead-lettered.
-    held: bool,
 }
 
 /// Where one delivery stands after its rows ran.
@@ -337,7 +334,6 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
                         row: row.row,
                         error: format!("invalid row: {v}"),
                         never: true,
-                        held: false,
                     });
                 }
             }
@@ -360,7 +356,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
                 Err(e) if leaves_pending(&e, &shutdown) => {
                     tracing::warn!(error = %e, "batch left pending");
                     for (i, r) in &rows {
-                        standings[*i].unfinished.push(Unfinished { row: r.row, error: e.to_string(), never: false, held: true });
+                        standings[*i].unfinished.push(Unfinished { row: r.row, error: e.to_string(), never: false });
                     }
                 }
                 Err(e) => {
@@ -392,14 +388,8 @@ fn settle(
     settlement: &mut Settlement,
 ) {
     let unfinished = standing.unfinished;
-    // While MySQL is rewound, nothing can settle: no attempt counts as a last one. Nor does
-    // an attempt cut short by an outage: the rows were not tried, or may even have been
-    // committed by an earlier holder whose answer the outage swallowed, so dead-lettering
-    // them would lose or double them (`faults::mariadb_crashed_…` once saw 1,000 rows
-    // both completed and dead-lettered so, on a busy machine).
-    let holding = shutdown.is_cancelled()
-        || shared.health.rewound().is_some()
-        || unfinished.iter().any(|u| u.held);
+    // While MySQL is rewound, nothing can settle: no attempt counts as a last one.
+    let holding = shutdown.is_cancelled() || shared.health.rewound().is_some();
     let last_attempt = delivery.deliveries >= shared.config.max_attempts;
     let only_hopeless = unfinished.iter().all(|u| u.never);
     if unfinished.is_empty() {
@@ -468,7 +458,6 @@ async fn isolate<'a>(
                     row: r.row,
                     error: error.clone(),
                     never: false,
-                    held: true,
                 });
             }
             continue;
@@ -499,7 +488,6 @@ async fn isolate<'a>(
                         row: r.row,
                         error: e.to_string(),
                         never: false,
-                        held: true,
                     });
                 }
                 continue;
@@ -512,7 +500,6 @@ async fn isolate<'a>(
                     row: row.row,
                     error: error.clone(),
                     never: false,
-                    held: true,
                 });
                 continue;
             }
@@ -529,15 +516,13 @@ async fn isolate<'a>(
                 Ok(report) => record_outcomes(&report.outcomes, deliveries, &[(*i, *row)]),
                 Err(e) => {
                     tracing::warn!(entry = %delivery.id, line = row.row.line, identity = %Visible(&row.row.identity), error = %Visible(&e), "row failed");
-                    let held = leaves_pending(&e, shutdown);
-                    if held {
+                    if leaves_pending(&e, shutdown) {
                         stop = Some(e.to_string());
                     }
                     standings[index].unfinished.push(Unfinished {
                         row: row.row,
                         error: e.to_string(),
                         never: e.never_succeeds(),
-                        held,
                     });
                 }
             }
