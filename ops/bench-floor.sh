@@ -147,51 +147,51 @@ def client(index, ready, go, retries):
     ready.wait()
     go.wait()
     for before, emails, orders, items in work:
-        while True:
-            try:
-                for s in before:
-                    cur.execute(s)
-                cur.execute("SELECT email, id FROM customers WHERE email IN ("
-                            + ",".join(q(e) for e in emails) + ")")
-                customer = dict(cur.fetchall())
-                cur.execute("START TRANSACTION")
-                cur.execute("INSERT INTO orders (identity, customer_id, status, total, order_date, "
-                            "kpi_date) VALUES " + ",".join(
-                                f"({q(i)},{customer[e]},'reserved',{cents(t)},{q(d)},{q(d)})"
-                                # by email: the foreign key's shared locks in the order
-                                # settle takes the customers in
-                                for i, e, t, d in sorted(orders, key=lambda o: o[1])))
-                cur.execute("SELECT identity, id FROM orders WHERE identity IN ("
-                            + ",".join(q(o[0]) for o in orders) + ")")
-                order_id = dict(cur.fetchall())
-                # Products locked before the items' foreign keys take shared locks on them
-                # (in item order), as oms does.
-                for s in LOCK_AND_TAKE:
-                    cur.execute(s)
-                cur.execute("INSERT INTO order_items (order_id, product_id, sku, quantity, unit_price) "
-                            "VALUES " + ",".join(f"({order_id[i]},{p},{q(s)},{n},{cents(c)})"
-                                                 for i, p, s, n, c in items))
-                cur.execute("COMMIT")
-                break
-            except pymysql.err.OperationalError as e:
-                if e.args[0] not in (1213, 1205):
-                    raise
-                cur.execute("ROLLBACK")
-                with retries.get_lock():
-                    retries.value += 1
-        while True:
-            try:
-                cur.execute("START TRANSACTION")
-                for s in SETTLE:
-                    cur.execute(s)
-                cur.execute("COMMIT")
-                break
-            except pymysql.err.OperationalError as e:
-                if e.args[0] not in (1213, 1205):
-                    raise
-                cur.execute("ROLLBACK")
-                with retries.get_lock():
-                    retries.value += 1
+        def reserve():
+            for s in before:
+                cur.execute(s)
+            cur.execute("SELECT email, id FROM customers WHERE email IN ("
+                        + ",".join(q(e) for e in emails) + ")")
+            customer = dict(cur.fetchall())
+            cur.execute("START TRANSACTION")
+            cur.execute("INSERT INTO orders (identity, customer_id, status, total, order_date, "
+                        "kpi_date) VALUES " + ",".join(
+                            f"({q(i)},{customer[e]},'reserved',{cents(t)},{q(d)},{q(d)})"
+                            # by email: the foreign key's shared locks in the order
+                            # settle takes the customers in
+                            for i, e, t, d in sorted(orders, key=lambda o: o[1])))
+            cur.execute("SELECT identity, id FROM orders WHERE identity IN ("
+                        + ",".join(q(o[0]) for o in orders) + ")")
+            order_id = dict(cur.fetchall())
+            # Products locked before the items' foreign keys take shared locks on them
+            # (in item order), as oms does.
+            for s in LOCK_AND_TAKE:
+                cur.execute(s)
+            cur.execute("INSERT INTO order_items (order_id, product_id, sku, quantity, unit_price) "
+                        "VALUES " + ",".join(f"({order_id[i]},{p},{q(s)},{n},{cents(c)})"
+                                             for i, p, s, n, c in items))
+            cur.execute("COMMIT")
+
+        def settle():
+            cur.execute("START TRANSACTION")
+            for s in SETTLE:
+                cur.execute(s)
+            cur.execute("COMMIT")
+
+        for step in (reserve, settle):
+            retrying(cur, retries, step)
+
+def retrying(cur, retries, step):
+    """Runs `step` until it commits; a deadlock or lock wait timeout rolls back and counts."""
+    while True:
+        try:
+            return step()
+        except pymysql.err.OperationalError as e:
+            if e.args[0] not in (1213, 1205):
+                raise
+            cur.execute("ROLLBACK")
+            with retries.get_lock():
+                retries.value += 1
 
 if __name__ == "__main__":
     ready, go = mp.Barrier(clients + 1), mp.Event()
