@@ -1,6 +1,10 @@
 //! The durable record of dead-lettered rows: written to MySQL before the `MULTI` that
 //! dead-letters and acknowledges them (`workflow::finish`), so an import's dead count
-//! survives `failed purge` of the dead-letter stream.
+//! survives `failed purge` of the dead-letter stream. Rows that ended after all (an
+//! earlier holder committed them and an outage swallowed its answer) are found in the
+//! same step and are not dead-lettered: no row is ever both done and dead.
+
+use std::collections::HashSet;
 
 use oms_shared::queue::DeadLetter;
 use oms_shared::store::dead_letters::DeadRow;
@@ -11,9 +15,11 @@ use crate::state::Shared;
 
 /// Records the dead rows in MySQL (`dead_lettered_rows`, idempotent) before they are
 /// dead-lettered and acknowledged: an import's dead count must survive `failed purge`.
-/// Rows of undecodable entries (import 0) are not an import's. False when MySQL could not
-/// be reached after a few tries: the entries then stay pending and come back.
-pub async fn record(shared: &Shared, dead: &[DeadLetter]) -> bool {
+/// Returns the rows (import id, line) that ended after all, which the caller must not
+/// dead-letter; they are not recorded. Rows of undecodable entries (import 0) are not an
+/// import's. `None` when MySQL could not be reached after a few tries: the entries then
+/// stay pending and come back.
+pub async fn record(shared: &Shared, dead: &[DeadLetter]) -> Option<HashSet<(u64, u64)>> {
     let rows: Vec<DeadRow<'_>> = dead
         .iter()
         .filter(|d| d.import_id != 0)
@@ -24,14 +30,14 @@ pub async fn record(shared: &Shared, dead: &[DeadLetter]) -> bool {
         })
         .collect();
     if rows.is_empty() {
-        return true;
+        return Some(HashSet::new());
     }
     let mut attempt = 0u32;
     loop {
-        match oms_shared::store::dead_letters::record(&shared.db, &rows).await {
-            Ok(()) => {
+        match ended_and_record(shared, &rows).await {
+            Ok(ended) => {
                 shared.health.up(Service::Mysql);
-                return true;
+                return Some(ended);
             }
             Err(e) if attempt < 5 => {
                 if e.is_transient() {
@@ -42,8 +48,29 @@ pub async fn record(shared: &Shared, dead: &[DeadLetter]) -> bool {
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not record dead rows; entries stay pending");
-                return false;
+                return None;
             }
         }
     }
+}
+
+/// Finds the rows that ended after all, then records the others.
+async fn ended_and_record(
+    shared: &Shared,
+    rows: &[DeadRow<'_>],
+) -> oms_shared::Result<HashSet<(u64, u64)>> {
+    let ended = oms_shared::store::dead_letters::ended(&shared.db, rows).await?;
+    if !ended.is_empty() {
+        tracing::info!(
+            rows = ended.len(),
+            "rows to dead-letter had ended after all (an earlier delivery committed them): acknowledged, not dead-lettered"
+        );
+    }
+    let dead: Vec<DeadRow<'_>> = rows
+        .iter()
+        .filter(|r| !ended.contains(&(r.import_id, r.line)))
+        .cloned()
+        .collect();
+    oms_shared::store::dead_letters::record(&shared.db, &dead).await?;
+    Ok(ended)
 }

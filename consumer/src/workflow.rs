@@ -17,7 +17,10 @@
 //!    entry pending for a later delivery; at its `--max-attempts`-th delivery they go to
 //!    `orders:dead` with their last error, transient or not, and the entry is acknowledged,
 //!    in one `MULTI` with the `XACK`. Dead rows are first recorded in MySQL
-//!    (`dead_lettered_rows`, what an import's dead count is read from).
+//!    (`dead_lettered_rows`, what an import's dead count is read from), and in that step
+//!    MySQL is asked whether they ended after all: a row an earlier holder committed
+//!    while an outage swallowed the answer is acknowledged, never dead-lettered too
+//!    ([`crate::dead_rows`]).
 //! 4. After shutdown began, a transient error gets [`DRAIN_ATTEMPTS`] more tries, then the
 //!    entries stay pending for another consumer (no attempt is spent, nothing is dead).
 //! 5. When MySQL went back in time (`OmsError::HistoryRewound`: the settle's new outbox id
@@ -78,6 +81,7 @@ pub async fn run_workflow(
     }
     let started = Instant::now();
     let today = chrono::Utc::now().date_naive();
+    crate::housekeeping::stall_point("OMS_TEST_STOP_BEFORE_RESERVE");
     let reserved = reserve_stock(&shared.db, rows, today)
         .instrument(phase_span(Phase::Reserve, rows, run))
         .await?;
@@ -370,7 +374,7 @@ pub async fn process_batch(shared: Arc<Shared>, batch: Batch, shutdown: Cancella
                 settle(&shared, d, standing, &shutdown, &mut settlement);
             }
         }
-        finish(&shared, batch.partition, &settlement).await;
+        finish(&shared, batch.partition, settlement).await;
     }
     .instrument(span)
     .await;
@@ -553,13 +557,19 @@ fn dead_letter(
 
 /// Dead letters, acknowledgements and error notes of one partition's batch in one atomic
 /// pipeline (the partition's keys share one slot).
-async fn finish(shared: &Shared, partition: u16, s: &Settlement) {
+async fn finish(shared: &Shared, partition: u16, mut s: Settlement) {
     if s.ack.is_empty() && s.dead.is_empty() && s.retry.is_empty() {
         return;
     }
-    if !crate::dead_rows::record(shared, &s.dead).await {
-        return;
+    if !s.dead.is_empty() {
+        crate::housekeeping::stall_point("OMS_TEST_STOP_BEFORE_DEAD_LETTERS");
     }
+    let Some(ended) = crate::dead_rows::record(shared, &s.dead).await else {
+        return;
+    };
+    // Their delivery is acknowledged all the same: its other rows are dead, these done.
+    s.dead
+        .retain(|d| d.import_id == 0 || !ended.contains(&(d.import_id, d.line)));
     let keys = &shared.keys;
     let mut pipe = redis::pipe();
     pipe.atomic();

@@ -17,6 +17,7 @@ pub mod netns;
 pub mod otlp_receiver;
 pub mod procs;
 pub mod servers;
+pub mod tcp_proxy;
 pub mod workload;
 
 use std::path::PathBuf;

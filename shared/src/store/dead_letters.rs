@@ -3,11 +3,13 @@
 //! it; `failed retry` forgets the rows it put back on the stream. An import's `dead` count
 //! is read here, not from the dead-letter stream, which `failed purge` empties.
 
+use std::collections::HashSet;
+
 use sqlx::MySqlPool;
 
 use crate::error::Result;
 use crate::order_rules::MAX_IDENTITY_CHARS;
-use crate::store::{rows_per_statement, value_tuples};
+use crate::store::{placeholders, rows_per_statement, value_tuples};
 
 /// One dead-lettered row: (import id, line, identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,12 +29,57 @@ pub async fn record(pool: &MySqlPool, rows: &[DeadRow<'_>]) -> Result<()> {
         );
         let mut query = sqlx::query(&sql);
         for r in part {
-            let identity: String = r.identity.chars().take(MAX_IDENTITY_CHARS).collect();
-            query = query.bind(r.import_id).bind(r.line).bind(identity);
+            query = query
+                .bind(r.import_id)
+                .bind(r.line)
+                .bind(stored_identity(r.identity));
         }
         query.execute(pool).await?;
     }
     Ok(())
+}
+
+/// The rows of `rows` that ended after all, as (import id, line): their own order is
+/// completed or failed, or they were recorded as a duplicate of another import's order.
+/// Asked just before rows are dead-lettered at their last delivery: an earlier holder may
+/// have committed them while an outage swallowed its answer, and such a row must not be
+/// both done and dead.
+pub async fn ended(pool: &MySqlPool, rows: &[DeadRow<'_>]) -> Result<HashSet<(u64, u64)>> {
+    let mut ended = HashSet::new();
+    for part in rows.chunks(rows_per_statement(2)) {
+        let sql = format!(
+            "SELECT import_id, line FROM orders FORCE INDEX (uq_orders_identity) \
+             WHERE identity IN ({}) AND status IN ('completed', 'failed')",
+            placeholders(part.len())
+        );
+        let mut query = sqlx::query_as::<_, (Option<u64>, Option<u64>)>(&sql);
+        for r in part {
+            query = query.bind(stored_identity(r.identity));
+        }
+        let wanted: HashSet<(u64, u64)> = part.iter().map(|r| (r.import_id, r.line)).collect();
+        for (import_id, line) in query.fetch_all(pool).await? {
+            if let (Some(import_id), Some(line)) = (import_id, line) {
+                if wanted.contains(&(import_id, line)) {
+                    ended.insert((import_id, line));
+                }
+            }
+        }
+        let sql = format!(
+            "SELECT import_id, line FROM import_duplicates WHERE (import_id, line) IN ({})",
+            value_tuples(part.len(), 2)
+        );
+        let mut query = sqlx::query_as::<_, (u64, u64)>(&sql);
+        for r in part {
+            query = query.bind(r.import_id).bind(r.line);
+        }
+        ended.extend(query.fetch_all(pool).await?);
+    }
+    Ok(ended)
+}
+
+/// An identity as the tables store it (at most `MAX_IDENTITY_CHARS` characters).
+fn stored_identity(identity: &str) -> String {
+    identity.chars().take(MAX_IDENTITY_CHARS).collect()
 }
 
 /// Forgets the record of rows (import id, line) put back on the stream.

@@ -373,3 +373,125 @@ async fn payment_success_rate_holds_and_is_deterministic_per_seed() {
         "same seed, same identities: same outcomes"
     );
 }
+
+/// An earlier holder commits an entry's rows and stalls before acknowledging it; the entry's
+/// last delivery then loses MySQL mid-batch (a cut link: the server and everyone else's
+/// view of it stay up) for longer than its retries, so its rows are to be dead-lettered;
+/// MySQL is back when they are recorded. They ended, so none is dead-lettered: no row
+/// is both completed and dead (`faults::mariadb_crashed_…` once found 1,000 such rows).
+#[tokio::test]
+async fn a_last_delivery_cut_off_from_mysql_never_dead_letters_rows_an_earlier_holder_committed() {
+    let env = TestEnv::new().await;
+    for s in 0..4 {
+        env.product(&format!("S{s}"), "2.00", 1_000).await;
+    }
+    let initial = stock_snapshot(&env).await;
+    let import = env.import_row().await;
+    let n = 20;
+    env.enqueue(import, &many_rows(n as u64, 4), n).await;
+    let logs = LogDir::new();
+    let args = [
+        "--payment-success-rate",
+        "1",
+        "--claim-idle-secs",
+        "2",
+        "--max-attempts",
+        "2",
+    ];
+
+    // The earlier holder commits every row, then freezes before its apply and its XACK.
+    let earlier = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "earlier", &args).with_env("OMS_TEST_STOP_BEFORE_APPLY", "1"),
+        &logs,
+    );
+    wait_for(
+        "the earlier holder stopped after its commit",
+        DEADLINE,
+        || async {
+            (earlier.is_stopped() && env.terminal_orders().await == n as i64).then_some(())
+        },
+    )
+    .await;
+
+    // The last holder reaches MySQL through a proxy; it claims the entry (delivery 2 of
+    // 2) and freezes before its first statement.
+    let mysql = oms_tests::mysql_server();
+    let target: std::net::SocketAddr = mysql
+        .rsplit_once('@')
+        .map_or(mysql.as_str(), |(_, host)| host)
+        .trim_start_matches("mysql://")
+        .parse()
+        .expect("DATABASE_URL's host:port");
+    let proxy = oms_tests::tcp_proxy::TcpProxy::start(target);
+    let mut last = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "last", &args)
+            .with_env("DATABASE_URL", &proxy.url_through(&env.config.database_url))
+            .with_env("OMS_TEST_STOP_BEFORE_RESERVE", "1")
+            .with_env("OMS_TEST_STOP_BEFORE_DEAD_LETTERS", "1"),
+        &logs,
+    );
+    wait_for(
+        "the last holder stopped before its reserve",
+        DEADLINE,
+        || {
+            let stopped = last.is_stopped();
+            async move { stopped.then_some(()) }
+        },
+    )
+    .await;
+
+    // Its link to MySQL is cut: it retries for the claim period, gives up, and freezes
+    // before recording the rows as dead; the link is back before it goes on.
+    proxy.cut();
+    last.resume();
+    wait_for(
+        "the last holder stopped before its dead letters",
+        DEADLINE,
+        || {
+            let log = last.log();
+            let stopped = last.is_stopped();
+            async move { (stopped && log.contains("batch left pending")).then_some(()) }
+        },
+    )
+    .await;
+    proxy.restore();
+    last.resume();
+    wait_for("the entry acknowledged", DEADLINE, || async {
+        let mut conn = env.redis_conn().await;
+        let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+            .await
+            .ok()?;
+        (stats.pending == 0).then_some(())
+    })
+    .await;
+    let mut conn = env.redis_conn().await;
+    let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0, "dead letters:\n{}", last.log());
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM dead_lettered_rows").await,
+        0
+    );
+    assert!(
+        last.log().contains("had ended after all"),
+        "the last holder found the rows ended:\n{}",
+        last.log()
+    );
+
+    // The earlier holder wakes up, applies its outbox row and acknowledges (a no-op).
+    earlier.resume();
+    env.wait_until_processed(n as i64, DEADLINE).await;
+    let v = violations(&env, &initial).await;
+    assert!(v.is_empty(), "{v:?}");
+    let v = read_model_violations(&env).await;
+    assert!(v.is_empty(), "{v:?}");
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM orders WHERE status = 'completed'")
+            .await,
+        n as i64
+    );
+    drop(earlier);
+    let status = last.terminate(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{}", last.log());
+}
