@@ -39,8 +39,8 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/c
     export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 fi
 cargo build --bins -q
-P=$PWD/target/debug/producer
-C=$PWD/target/debug/consumer
+P=${CARGO_TARGET_DIR:-$PWD/target}/debug/producer
+C=${CARGO_TARGET_DIR:-$PWD/target}/debug/consumer
 
 . ops/scratch-env.sh
 scratch_env oms_browser

@@ -33,7 +33,7 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/c
     export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 fi
 cargo build --bin producer -q
-P=$PWD/target/debug/producer
+P=${CARGO_TARGET_DIR:-$PWD/target}/debug/producer
 
 . ops/scratch-env.sh
 scratch_env oms_st
