@@ -165,7 +165,7 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
                     let batch = rx.lock().await.recv().await;
                     match batch {
                         Some(batch) => {
-                            crate::workflow::process_batch(shared.clone(), batch, shutdown.clone())
+                            crate::batch::process_batch(shared.clone(), batch, shutdown.clone())
                                 .await
                         }
                         None => break,

@@ -1,5 +1,5 @@
 //! The durable record of dead-lettered rows: written to MySQL before the `MULTI` that
-//! dead-letters and acknowledges them (`workflow::finish`), so an import's dead count
+//! dead-letters and acknowledges them (`batch::finish`), so an import's dead count
 //! survives `failed purge` of the dead-letter stream. Rows that ended after all (an
 //! earlier holder committed them and an outage swallowed its answer) are found in the
 //! same step and are not dead-lettered: no row is ever both done and dead.

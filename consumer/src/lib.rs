@@ -3,7 +3,7 @@
 //! Data flow inside one process (see ARCHITECTURE.md for the whole system):
 //!
 //! ```text
-//!  intake::read_new ──┐                      ┌─> workflow::process_batch ─> MySQL (2 tx)
+//!  intake::read_new ──┐                      ┌─> batch::process_batch ─> MySQL (2 tx)
 //!                     ├─> bounded channel ───┤        │
 //!  intake::claim_idle ┘   (batches of rows)  └─> ...  └─> Redis: read models, XACK, dead letters
 //!  housekeeping: queue gauges, stream trimming, outbox sweeper
@@ -18,6 +18,7 @@
 //! else stops.
 
 pub mod app;
+mod batch;
 mod batch_traces;
 pub mod cli;
 pub mod config;
@@ -31,4 +32,3 @@ pub mod metrics;
 mod pause;
 mod retry;
 mod state;
-mod workflow;

@@ -18,10 +18,12 @@
 //! (`XTRIM MINID`). Nothing is ever `XDEL`eted from the orders stream, so the group's `lag`
 //! stays known (backpressure and autoscalers read it).
 
+mod acknowledge;
 mod dead_letters;
 mod read;
 mod reply;
 
+pub use acknowledge::acknowledgement;
 pub use dead_letters::{
     all_dead_letters, dead_letter_count, dead_letter_counts, dead_letters, delete_dead_letters,
     excerpt, purge_dead_letters, push_dead_letters, push_partition_dead_letters,
