@@ -296,8 +296,12 @@ fn install(log_format: &str, traces: Option<SdkTracerProvider>) -> bool {
             .try_init()
             .is_ok();
     };
+    // Context activation is off: nothing of ours reads `opentelemetry::Context::current()`
+    // (propagation goes through `span.context()`), and activating a context on every span
+    // enter and exit is the layer's largest per-span cost.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("oms"))
+        .with_context_activation(false)
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
