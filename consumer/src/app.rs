@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use oms_shared::deployment;
 use oms_shared::keys::StreamKeys;
 use oms_shared::redis_conn::RedisPool;
 use oms_shared::OmsError;
@@ -38,40 +39,35 @@ use crate::state::Shared;
 const FINAL_CLEANUP: Duration = Duration::from_secs(5);
 
 /// Connects to MySQL, retrying while it is unreachable (saying so), until `shutdown`;
-/// then refuses an unmigrated database.
+/// then refuses an unmigrated database ([`deployment::open_mysql`]).
 async fn connect_mysql(
     config: &ConsumerConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<MySqlPool>> {
-    let url = &config.conn.database_url;
+    let conn = &config.conn;
     let unreachable =
         |e: &OmsError| matches!(e, OmsError::MysqlUnreachable { .. }) && e.is_transient();
-    let pool = retry::until_connected(shutdown, unreachable, || {
-        oms_shared::db::connect(url, config.concurrency as u32 + 4)
-    })
-    .await?;
-    if let Some(pool) = &pool {
-        oms_shared::db::ensure_migrated(pool, url).await?;
-    }
-    Ok(pool)
+    let size = config.concurrency as u32 + 4;
+    Ok(
+        retry::until_connected(shutdown, unreachable, || deployment::open_mysql(conn, size))
+            .await?,
+    )
 }
 
-/// Connects to Redis and joins the group, retrying while Redis is unreachable.
+/// Connects to Redis and joins the group ([`deployment::open_redis`]), retrying while
+/// Redis is unreachable.
 async fn connect_redis(
     config: &ConsumerConfig,
     keys: &StreamKeys,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<RedisPool>> {
-    let url = &config.conn.redis_url;
-    let pool = retry::until_connected(shutdown, OmsError::is_transient, || async {
-        let pool = oms_shared::redis_conn::connect(url, config.concurrency + 4).await?;
-        let mut conn = pool.get().await?;
-        oms_shared::queue::ensure_group(&mut *conn, keys).await?;
-        drop(conn);
-        Ok::<_, OmsError>(pool)
-    })
-    .await?;
-    Ok(pool)
+    let size = config.concurrency + 4;
+    Ok(
+        retry::until_connected(shutdown, OmsError::is_transient, || {
+            deployment::open_redis(&config.conn, keys, size)
+        })
+        .await?,
+    )
 }
 
 /// Runs one consumer until `shutdown` is cancelled and the drain is over.
@@ -86,12 +82,7 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
         return Ok(());
     };
     // The partition count recorded by `producer migrate --partitions P`.
-    let keys: StreamKeys = oms_shared::store::settings::deployment_keys(
-        &db,
-        &config.conn.prefix,
-        config.conn.is_cluster(),
-    )
-    .await?;
+    let keys: StreamKeys = deployment::stream_keys(&db, &config.conn).await?;
     tracing::info!(
         partitions = keys.partitions().get(),
         cluster = keys.is_cluster(),

@@ -198,8 +198,7 @@ pub async fn run(
     cmd: ProductsCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let pool = oms_shared::db::connect(&conn.database_url, 2).await?;
-    oms_shared::db::ensure_migrated(&pool, &conn.database_url).await?;
+    let pool = oms_shared::deployment::open_mysql(conn, 2).await?;
     match cmd {
         ProductsCommand::Import { file } => {
             let report = import_catalog(&pool, &file).await?;

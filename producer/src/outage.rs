@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 const MYSQL_ACQUIRE: Duration = Duration::from_secs(2);
 
 /// The pools and key names of a reader that rides out outages: MySQL with a short acquire
-/// timeout (an outage is said within seconds), Redis, and the recorded layout.
+/// timeout (an outage is said within seconds), Redis, and the recorded layout: the steps of
+/// [`oms_shared::deployment`] with that one difference.
 pub async fn reader_pools(
     conn: &oms_shared::config::ConnectionConfig,
 ) -> anyhow::Result<(
@@ -28,8 +29,8 @@ pub async fn reader_pools(
         oms_shared::db::connect_with_acquire_timeout(&conn.database_url, 2, MYSQL_ACQUIRE).await?;
     oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
     let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
-    let keys =
-        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster()).await?;
+    // No group is ensured: a reader writes nothing to Redis.
+    let keys = oms_shared::deployment::stream_keys(&db, conn).await?;
     Ok((db, redis, keys))
 }
 

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use oms_shared::config::ConnectionConfig;
+use oms_shared::deployment::{Deployment, PoolSizes};
 use oms_shared::keys::StreamKeys;
 use oms_shared::redis_conn::{RedisPool, ReplicaWait};
 use oms_shared::redis_epoch::{self, EpochState};
@@ -110,11 +111,7 @@ pub async fn recover(
     args: &RecoverArgs,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<RecoverReport> {
-    let db = oms_shared::db::connect(&conn.database_url, 2).await?;
-    oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
-    let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
-    let keys =
-        oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster()).await?;
+    let Deployment { db, redis, keys } = Deployment::connect(conn, PoolSizes::COMMAND).await?;
     let mut report = RecoverReport {
         new_epoch: None,
         redis_data_lost: None,
@@ -124,7 +121,6 @@ pub async fn recover(
     };
     let epoch = {
         let mut rc = redis.get().await?;
-        oms_shared::queue::ensure_group(&mut *rc, &keys).await?;
         match redis_epoch::check(&db, &mut *rc, &keys).await? {
             EpochState::Intact(epoch) => epoch,
             EpochState::Lost(loss) => {

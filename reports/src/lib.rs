@@ -35,9 +35,7 @@ use sqlx::MySqlPool;
 
 /// A small MySQL pool, refused unless the database is migrated.
 pub async fn connect_mysql(conn: &ConnectionConfig) -> Result<MySqlPool> {
-    let pool = oms_shared::db::connect(&conn.database_url, 2).await?;
-    oms_shared::db::ensure_migrated(&pool, &conn.database_url).await?;
-    Ok(pool)
+    Ok(oms_shared::deployment::open_mysql(conn, 2).await?)
 }
 
 /// The key names of the stream for this deployment: the partition count recorded in
@@ -47,9 +45,7 @@ pub async fn connect_mysql(conn: &ConnectionConfig) -> Result<MySqlPool> {
 pub async fn stream_keys(conn: &ConnectionConfig) -> Result<StreamKeys> {
     let read = async {
         let pool = connect_mysql(conn).await?;
-        let keys =
-            oms_shared::store::settings::deployment_keys(&pool, &conn.prefix, conn.is_cluster())
-                .await?;
+        let keys = oms_shared::deployment::stream_keys(&pool, conn).await?;
         pool.close().await;
         Ok::<_, ReportError>(keys)
     };

@@ -1,6 +1,7 @@
 //! `oms-shared`: everything the `producer` and the `consumer` agree on.
 //!
 //! - [`config`]: connection settings (flags with env fallbacks) and URL redaction;
+//! - [`deployment`]: the one start-up path (MySQL checked, stream layout, Redis, group);
 //! - [`env_file`]: `OMS_ENV_FILE`, settings read like systemd's `EnvironmentFile=`;
 //! - [`error`]: the typed errors of this crate, and which of them are transient;
 //! - [`money`]: integer cents, parsed from and printed as MySQL DECIMAL strings;
@@ -30,6 +31,7 @@
 
 pub mod config;
 pub use store::db;
+pub mod deployment;
 pub mod env_file;
 pub mod error;
 pub mod http_server;

@@ -60,6 +60,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use oms_shared::config::ConnectionConfig;
+use oms_shared::deployment::{Deployment, PoolSizes};
 use oms_shared::keys::StreamKeys;
 use oms_shared::store::imports::{self, ImportStatus};
 use oms_shared::OmsError;
@@ -185,16 +186,13 @@ pub async fn import(
     // 2. Connections, while the source thread hashes; a bad file is reported first all the
     // same.
     let connecting = async {
-        let db = oms_shared::db::connect(&conn.database_url, 2).await?;
-        oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
-        let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
-        // The partition count recorded by `producer migrate --partitions P`.
-        let early_keys: StreamKeys =
-            oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
-                .await?;
+        let Deployment {
+            db,
+            redis,
+            keys: early_keys,
+        } = Deployment::connect(conn, PoolSizes::COMMAND).await?;
         let epoch = {
             let mut c = redis.get().await?;
-            oms_shared::queue::ensure_group(&mut *c, &early_keys).await?;
             // Refuse to enqueue into a Redis that lost the data MySQL recorded.
             oms_shared::redis_epoch::check(&db, &mut *c, &early_keys)
                 .await?

@@ -33,6 +33,7 @@ use anyhow::Context;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::Router;
 use oms_shared::config::ConnectionConfig;
+use oms_shared::deployment::{Deployment, PoolSizes};
 use oms_shared::keys::StreamKeys;
 use oms_shared::redis_conn::RedisPool;
 use sqlx::MySqlPool;
@@ -208,16 +209,11 @@ impl AppState {
         settings: ServeSettings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<AppState> {
-        let db = oms_shared::db::connect(&conn.database_url, 8).await?;
-        oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
-        let redis = oms_shared::redis_conn::connect(&conn.redis_url, 16).await?;
-        let keys: StreamKeys =
-            oms_shared::store::settings::deployment_keys(&db, &conn.prefix, conn.is_cluster())
-                .await?;
-        {
-            let mut rc = redis.get().await?;
-            oms_shared::queue::ensure_group(&mut *rc, &keys).await?;
-        }
+        let sizes = PoolSizes {
+            mysql: 8,
+            redis: 16,
+        };
+        let Deployment { db, redis, keys } = Deployment::connect(conn, sizes).await?;
         let rate_limits = guard::RateLimits::new(settings.rate);
         Ok(AppState(Arc::new(Inner {
             conn: conn.clone(),
