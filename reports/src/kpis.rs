@@ -18,10 +18,10 @@
 //! `source` is `mysql` for `generate`, `redis` for `show` (a missing hash shows zeros).
 
 use crate::Result;
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
-use oms_shared::kpi::KpiFigures;
+use oms_shared::kpi::{KpiFigures, Period};
 use oms_shared::read_model::{read_kpis, Rebuild};
 use oms_shared::store::outbox::Snapshot;
 use oms_shared::store::reports;
@@ -43,11 +43,11 @@ pub struct KpiPeriod {
 }
 
 impl KpiPeriod {
-    fn new(period: &'static str, label: String, key: String, f: &KpiFigures) -> Self {
+    fn new(period: Period, keys: &StreamKeys, day: NaiveDate, f: &KpiFigures) -> Self {
         KpiPeriod {
-            period,
-            label,
-            key,
+            period: period.name(),
+            label: period.label(day),
+            key: period.key(keys, day),
             order_count: f.order_count,
             revenue: f.revenue.to_string(),
             average_order_value: f.average_order_value().to_string(),
@@ -71,41 +71,14 @@ pub struct KpiReport {
     pub periods: Vec<KpiPeriod>,
 }
 
-/// First and last day of the day's month and year.
-fn month_range(day: NaiveDate) -> (NaiveDate, NaiveDate) {
-    let first = day.with_day(1).expect("day 1 exists");
-    let next = if day.month() == 12 {
-        NaiveDate::from_ymd_opt(day.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(day.year(), day.month() + 1, 1)
+impl KpiReport {
+    /// The figures of one period (a report holds every one of [`Period::ALL`]).
+    pub fn period(&self, period: Period) -> &KpiPeriod {
+        self.periods
+            .iter()
+            .find(|p| p.period == period.name())
+            .expect("a KPI report holds every period")
     }
-    .expect("valid month");
-    (first, next.pred_opt().expect("valid day"))
-}
-
-fn year_range(day: NaiveDate) -> (NaiveDate, NaiveDate) {
-    (
-        NaiveDate::from_ymd_opt(day.year(), 1, 1).expect("valid"),
-        NaiveDate::from_ymd_opt(day.year(), 12, 31).expect("valid"),
-    )
-}
-
-/// (period, label, key) of the four KPI hashes a day counts in.
-fn periods_of(keys: &StreamKeys, day: NaiveDate) -> [(&'static str, String, String); 4] {
-    [
-        (
-            "daily",
-            day.format("%Y-%m-%d").to_string(),
-            keys.kpi_daily(day),
-        ),
-        (
-            "monthly",
-            day.format("%Y-%m").to_string(),
-            keys.kpi_monthly(day),
-        ),
-        ("yearly", day.format("%Y").to_string(), keys.kpi_yearly(day)),
-        ("total", "all".to_string(), keys.kpi_total()),
-    ]
 }
 
 /// The four periods' figures computed from MySQL (a pool connection or a snapshot's).
@@ -114,19 +87,14 @@ pub async fn compute(
     keys: &StreamKeys,
     day: NaiveDate,
 ) -> Result<KpiReport> {
-    let (m0, m1) = month_range(day);
-    let (y0, y1) = year_range(day);
-    let figures = [
-        reports::kpi_between(&mut *db, day, day).await?,
-        reports::kpi_between(&mut *db, m0, m1).await?,
-        reports::kpi_between(&mut *db, y0, y1).await?,
-        reports::kpi_total(&mut *db).await?,
-    ];
-    let periods = periods_of(keys, day)
-        .into_iter()
-        .zip(figures.iter())
-        .map(|((period, label, key), f)| KpiPeriod::new(period, label, key, f))
-        .collect();
+    let mut periods = Vec::new();
+    for period in Period::ALL {
+        let figures = match period.days(day) {
+            Some((first, last)) => reports::kpi_between(&mut *db, first, last).await?,
+            None => reports::kpi_total(&mut *db).await?,
+        };
+        periods.push(KpiPeriod::new(period, keys, day, &figures));
+    }
     Ok(KpiReport {
         date: day,
         source: "mysql",
@@ -192,29 +160,15 @@ pub async fn show_from(
 ) -> Result<KpiReport> {
     let mut rc = redis.get().await?;
     let mut periods = Vec::new();
-    for (period, label, key) in periods_of(keys, day) {
-        let f = read_kpis(&mut *rc, &key).await?.unwrap_or_default();
-        periods.push(KpiPeriod::new(period, label, key, &f));
+    for period in Period::ALL {
+        let f = read_kpis(&mut *rc, &period.key(keys, day))
+            .await?
+            .unwrap_or_default();
+        periods.push(KpiPeriod::new(period, keys, day, &f));
     }
     Ok(KpiReport {
         date: day,
         source: "redis",
         periods,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn month_and_year_ranges() {
-        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
-        assert_eq!(month_range(d(2024, 2, 10)), (d(2024, 2, 1), d(2024, 2, 29)));
-        assert_eq!(
-            month_range(d(2025, 12, 31)),
-            (d(2025, 12, 1), d(2025, 12, 31))
-        );
-        assert_eq!(year_range(d(2025, 6, 1)), (d(2025, 1, 1), d(2025, 12, 31)));
-    }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::StreamKeys;
@@ -62,14 +62,78 @@ impl KpiFigures {
     }
 }
 
+/// The periods a KPI hash covers. Every completed order counts in one of each: its KPI
+/// day's, that day's month's and year's, and the total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Daily,
+    Monthly,
+    Yearly,
+    Total,
+}
+
+impl Period {
+    /// In the order reports print them.
+    pub const ALL: [Period; 4] = [
+        Period::Daily,
+        Period::Monthly,
+        Period::Yearly,
+        Period::Total,
+    ];
+
+    /// The name reports and the API use (`daily`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Daily => "daily",
+            Period::Monthly => "monthly",
+            Period::Yearly => "yearly",
+            Period::Total => "total",
+        }
+    }
+
+    /// The period of `day` as printed: `2026-03-07`, `2026-03`, `2026`, `all`.
+    pub fn label(self, day: NaiveDate) -> String {
+        match self {
+            Period::Daily => day.format("%Y-%m-%d").to_string(),
+            Period::Monthly => day.format("%Y-%m").to_string(),
+            Period::Yearly => day.format("%Y").to_string(),
+            Period::Total => "all".to_string(),
+        }
+    }
+
+    /// The Redis hash of the period of `day`.
+    pub fn key(self, keys: &StreamKeys, day: NaiveDate) -> String {
+        match self {
+            Period::Daily => keys.kpi_daily(day),
+            Period::Monthly => keys.kpi_monthly(day),
+            Period::Yearly => keys.kpi_yearly(day),
+            Period::Total => keys.kpi_total(),
+        }
+    }
+
+    /// First and last KPI day of the period of `day`; `None` for the total (every day).
+    pub fn days(self, day: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("a valid date");
+        match self {
+            Period::Daily => Some((day, day)),
+            Period::Monthly => {
+                let next = if day.month() == 12 {
+                    ymd(day.year() + 1, 1, 1)
+                } else {
+                    ymd(day.year(), day.month() + 1, 1)
+                };
+                Some((ymd(day.year(), day.month(), 1), next.pred_opt()?))
+            }
+            Period::Yearly => Some((ymd(day.year(), 1, 1), ymd(day.year(), 12, 31))),
+            Period::Total => None,
+        }
+    }
+}
+
 /// The four KPI hashes an order of `day` counts in: daily, monthly, yearly, total.
 pub fn kpi_keys_for_day(keys: &StreamKeys, day: NaiveDate) -> [String; 4] {
-    [
-        keys.kpi_daily(day),
-        keys.kpi_monthly(day),
-        keys.kpi_yearly(day),
-        keys.kpi_total(),
-    ]
+    Period::ALL.map(|p| p.key(keys, day))
 }
 
 /// A completed order as the read models see it.
@@ -105,6 +169,28 @@ pub fn aggregate(keys: &StreamKeys, orders: &[CompletedOrder]) -> ReadModelDelta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_period_covers_its_days() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        let day = d(2024, 2, 10);
+        assert_eq!(Period::Daily.days(day), Some((day, day)));
+        assert_eq!(
+            Period::Monthly.days(day),
+            Some((d(2024, 2, 1), d(2024, 2, 29)))
+        );
+        assert_eq!(
+            Period::Monthly.days(d(2025, 12, 31)),
+            Some((d(2025, 12, 1), d(2025, 12, 31)))
+        );
+        assert_eq!(
+            Period::Yearly.days(d(2025, 6, 1)),
+            Some((d(2025, 1, 1), d(2025, 12, 31)))
+        );
+        assert_eq!(Period::Total.days(day), None);
+        let labels: Vec<String> = Period::ALL.iter().map(|p| p.label(day)).collect();
+        assert_eq!(labels, ["2024-02-10", "2024-02", "2024", "all"]);
+    }
 
     #[test]
     fn average_rounds_half_up() {

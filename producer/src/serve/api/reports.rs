@@ -1,21 +1,26 @@
 //! Read-only report routes: KPIs, the leaderboard, order stats and lookups.
 
 use super::*;
+use oms_shared::kpi::Period;
 use oms_shared::order_rules::MAX_IDENTITY_CHARS;
 
 /// The `index`th period of `kpis show` for `day`, shared by key (`kpis/{index}/{day}`).
-async fn kpi_period(state: &AppState, day: NaiveDate, index: usize) -> Result<Response, ApiError> {
-    let key = format!("kpis/{index}/{day}");
+async fn kpi_period(
+    state: &AppState,
+    day: NaiveDate,
+    period: Period,
+) -> Result<Response, ApiError> {
+    let key = format!("kpis/{}/{day}", period.name());
     state
         .readings()
         .answer(key, async {
             let report = kpis::show_from(&state.0.redis, &state.0.keys, day).await?;
-            Ok(report.periods[index].clone())
+            Ok(report.period(period).clone())
         })
         .await
 }
 
-/// A day's KPIs, as in `kpis show --date DAY --json` (`periods[0]`).
+/// A day's KPIs, as in `kpis show --date DAY --json` (its daily period).
 #[utoipa::path(get, path = "/api/kpis/daily/{date}", tag = "kpis",
     params(("date" = String, Path, description = "YYYY-MM-DD")),
     responses((status = 200, body = KpiPeriod), (status = 400, body = ErrorBody)))]
@@ -23,10 +28,10 @@ pub async fn kpis_daily(
     State(state): State<AppState>,
     Path(date): Path<String>,
 ) -> Result<Response, ApiError> {
-    kpi_period(&state, parse_day(&date)?, 0).await
+    kpi_period(&state, parse_day(&date)?, Period::Daily).await
 }
 
-/// A month's KPIs (`periods[1]` of `kpis show`).
+/// A month's KPIs (the monthly period of `kpis show`).
 #[utoipa::path(get, path = "/api/kpis/monthly/{month}", tag = "kpis",
     params(("month" = String, Path, description = "YYYY-MM")),
     responses((status = 200, body = KpiPeriod), (status = 400, body = ErrorBody)))]
@@ -34,10 +39,10 @@ pub async fn kpis_monthly(
     State(state): State<AppState>,
     Path(month): Path<String>,
 ) -> Result<Response, ApiError> {
-    kpi_period(&state, parse_month(&month)?, 1).await
+    kpi_period(&state, parse_month(&month)?, Period::Monthly).await
 }
 
-/// A year's KPIs (`periods[2]` of `kpis show`).
+/// A year's KPIs (the yearly period of `kpis show`).
 #[utoipa::path(get, path = "/api/kpis/yearly/{year}", tag = "kpis",
     params(("year" = String, Path, description = "YYYY")),
     responses((status = 200, body = KpiPeriod), (status = 400, body = ErrorBody)))]
@@ -45,14 +50,14 @@ pub async fn kpis_yearly(
     State(state): State<AppState>,
     Path(year): Path<String>,
 ) -> Result<Response, ApiError> {
-    kpi_period(&state, parse_year(&year)?, 2).await
+    kpi_period(&state, parse_year(&year)?, Period::Yearly).await
 }
 
-/// All-time KPIs (`periods[3]` of `kpis show`).
+/// All-time KPIs (the total of `kpis show`).
 #[utoipa::path(get, path = "/api/kpis/total", tag = "kpis",
     responses((status = 200, body = KpiPeriod)))]
 pub async fn kpis_total(State(state): State<AppState>) -> Result<Response, ApiError> {
-    kpi_period(&state, Utc::now().date_naive(), 3).await
+    kpi_period(&state, Utc::now().date_naive(), Period::Total).await
 }
 
 // ---------- leaderboard ----------
