@@ -238,7 +238,8 @@ async fn lock_orders(
     before: NaiveDate,
 ) -> Result<Vec<ArchivedOrder>> {
     let mut orders = Vec::with_capacity(ids.len());
-    for part in ids.chunks(rows_per_statement(1) - 1) {
+    // One placeholder more than the ids (the cutoff): far below the limit.
+    for part in ids.chunks(rows_per_statement(1)) {
         let sql = format!(
             "SELECT id, CAST(identity AS CHAR), import_id, line, customer_id, CAST(status AS CHAR), \
              failure_reason, CAST(total * 100 AS SIGNED), order_date, kpi_date, created_at, updated_at \
