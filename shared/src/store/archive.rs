@@ -7,7 +7,7 @@
 //! large chunks, each after where the last one ended (orders still `reserved` have no KPI
 //! day and are never in its range), each chunk sorted by id and cut into batches.
 //!
-//! One batch ([`take_batch`]), in a transaction: its orders locked by id (`FOR UPDATE`,
+//! One batch (`take_batch`), in a transaction: its orders locked by id (`FOR UPDATE`,
 //! ascending: the workflow's lock order) and re-checked (terminal, before the cutoff),
 //! their customers and items read (plain reads: nothing else changes a terminal order), one
 //! `archived_orders` row each, their completed items added to `archived_product_sales` (in
