@@ -2,7 +2,7 @@
 //! moves terminal orders (completed, failed) whose KPI day is before DATE, with their
 //! items, out of `orders` and `order_items`, batch by batch, while consumers run.
 //!
-//! Each batch is one short transaction ([`oms_shared::store::archive::take_batch`]): its
+//! Each batch is one short transaction ([`oms_shared::store::archive::ArchiveScan`]): its
 //! orders are written to the archive file ([`file`]) and synced before it commits. With
 //! `--delete` they are dropped without a file (the flag is the explicit choice). Either
 //! way `archived_orders` keeps each identity (a redelivered or re-imported archived order
@@ -147,13 +147,15 @@ pub async fn archive(conn: &ConnectionConfig, args: &ArchiveArgs) -> anyhow::Res
     let shutdown =
         oms_shared::process::shutdown_on_signals("stopping the archive after the current batch");
     let mut totals = Totals::default();
+    let mut scan = archive::ArchiveScan::new(args.before, args.batch_size as usize);
     let mut interrupted = false;
     loop {
         if shutdown.is_cancelled() {
             interrupted = true;
             break;
         }
-        let Some(batch) = archive::take_batch(&db, args.before, args.batch_size as usize)
+        let Some(batch) = scan
+            .next_batch(&db)
             .await
             .with_context(|| format!("archiving batch {}", totals.batches + 1))?
         else {

@@ -2,15 +2,16 @@
 //! `orders` and `order_items` in bounded batches, each one short transaction (see the
 //! migration `20261204000600_archive.sql` for the tables that stay behind).
 //!
-//! One batch ([`take_batch`]):
-//! 1. without a lock, the ids of the oldest `limit` terminal orders with `kpi_date` before
-//!    the cutoff (index `idx_orders_kpi_date`: orders still `reserved` have no KPI day and
-//!    are never in its range);
-//! 2. in a transaction: those orders locked by id (`FOR UPDATE`, ascending: the workflow's
-//!    lock order) and re-checked (terminal, before the cutoff), their customers and items
-//!    read (plain reads: nothing else changes a terminal order), one `archived_orders` row
-//!    each, their completed items added to `archived_product_sales` (in key order), the
-//!    items then the orders deleted.
+//! A run walks the candidates ([`ArchiveScan`]): without a lock, the (KPI day, id) of
+//! orders with `kpi_date` before the cutoff, read from index `idx_orders_kpi_date` alone in
+//! large chunks, each after where the last one ended (orders still `reserved` have no KPI
+//! day and are never in its range), each chunk sorted by id and cut into batches.
+//!
+//! One batch (`take_batch`), in a transaction: its orders locked by id (`FOR UPDATE`,
+//! ascending: the workflow's lock order) and re-checked (terminal, before the cutoff),
+//! their customers and items read (plain reads: nothing else changes a terminal order), one
+//! `archived_orders` row each, their completed items added to `archived_product_sales` (in
+//! key order), the items then the orders deleted.
 //!
 //! The caller gets the batch with its transaction still open ([`ArchiveBatch`]): it writes
 //! the orders wherever they go (the archive file, synced) and only then commits, so an
@@ -19,7 +20,7 @@
 //! Nothing of the workflow waits long on a batch: the rows it locks are terminal (only a
 //! settle racing a redelivery re-reads such a row, and waits for one batch at most), the
 //! customers, products, `kpi_days` and `import_progress` are not touched (they already hold
-//! the archived orders' sums), and the transaction holds at most `limit` orders.
+//! the archived orders' sums), and the transaction holds at most `batch_size` orders.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -93,30 +94,118 @@ impl ArchiveBatch {
     }
 }
 
-/// The next batch of at most `limit` terminal orders whose KPI day is before `before`,
-/// moved inside an open transaction; `None` when no such order is left. A batch may be
-/// empty when a concurrent run took its orders first: ask again.
-pub async fn take_batch(
+/// Candidates one query reads from `idx_orders_kpi_date` (ids and days only: 16 MB at most
+/// in memory); a chunk is taken in id order, so its batches walk `orders` and `order_items`
+/// once, page after page.
+pub const SCAN_CHUNK: usize = 1_000_000;
+
+/// A run's walk through the terminal orders before a cutoff ([`ArchiveScan::next_batch`]).
+///
+/// Candidates come from `idx_orders_kpi_date` in chunks, each read after the (KPI day, id)
+/// where the last one ended (keyset: never past the rows already deleted, which stay
+/// delete-marked in the index until purge removes them); each chunk is moved in id order,
+/// `batch_size` orders per batch. An order that ends while the walk is past its day is
+/// found by the next pass: the walk starts over from the first day whenever a pass moved
+/// anything, and the run ends after a pass that moved nothing.
+pub struct ArchiveScan {
+    before: NaiveDate,
+    batch_size: usize,
+    /// The current chunk's ids, ascending; `next` is the first not yet taken.
+    pending: Vec<u64>,
+    next: usize,
+    /// The last (KPI day, id) read in this pass; `None` at its start.
+    cursor: Option<(NaiveDate, u64)>,
+    moved_in_pass: bool,
+}
+
+impl ArchiveScan {
+    /// A walk through the terminal orders before `before`, `batch_size` orders a batch
+    /// (clamped to 1..=[`MAX_BATCH`]).
+    pub fn new(before: NaiveDate, batch_size: usize) -> Self {
+        ArchiveScan {
+            before,
+            batch_size: batch_size.clamp(1, MAX_BATCH),
+            pending: Vec::new(),
+            next: 0,
+            cursor: None,
+            moved_in_pass: false,
+        }
+    }
+
+    /// The next batch, moved inside an open transaction; `None` when a whole pass found
+    /// nothing left to move. A batch may be empty when a concurrent run took its orders
+    /// first: ask again.
+    pub async fn next_batch(&mut self, pool: &MySqlPool) -> Result<Option<ArchiveBatch>> {
+        while self.next == self.pending.len() {
+            if !self.read_chunk(pool).await? {
+                return Ok(None);
+            }
+        }
+        let end = (self.next + self.batch_size).min(self.pending.len());
+        let batch = take_batch(pool, self.before, &self.pending[self.next..end]).await?;
+        self.next = end;
+        self.moved_in_pass |= !batch.orders.is_empty();
+        Ok(Some(batch))
+    }
+
+    /// Reads the next chunk of candidates into `pending`; at the end of a pass, starts the
+    /// next one if this one moved anything. `false`: nothing is left.
+    async fn read_chunk(&mut self, pool: &MySqlPool) -> Result<bool> {
+        let chunk = candidates(pool, self.before, self.cursor, SCAN_CHUNK).await?;
+        if let Some(&last) = chunk.last() {
+            self.cursor = Some(last);
+            self.pending = chunk.into_iter().map(|(_, id)| id).collect();
+            self.pending.sort_unstable();
+            self.next = 0;
+            return Ok(true);
+        }
+        let again = self.moved_in_pass;
+        self.cursor = None;
+        self.moved_in_pass = false;
+        Ok(again)
+    }
+}
+
+/// Up to `limit` (KPI day, id) of orders with a KPI day before `before`, after `after`, in
+/// index order. Only `idx_orders_kpi_date` is read (no status: an order gets its KPI day
+/// when it ends, and [`take_batch`] re-checks it under lock).
+async fn candidates(
     pool: &MySqlPool,
     before: NaiveDate,
+    after: Option<(NaiveDate, u64)>,
     limit: usize,
-) -> Result<Option<ArchiveBatch>> {
-    let limit = limit.clamp(1, MAX_BATCH);
-    let mut ids: Vec<u64> = sqlx::query_scalar(
-        "SELECT id FROM orders FORCE INDEX (idx_orders_kpi_date) \
-         WHERE kpi_date < ? AND status IN ('completed','failed') \
-         ORDER BY kpi_date, id LIMIT ?",
-    )
-    .bind(before)
-    .bind(limit as u64)
-    .fetch_all(pool)
-    .await?;
-    if ids.is_empty() {
-        return Ok(None);
-    }
-    ids.sort_unstable();
+) -> Result<Vec<(NaiveDate, u64)>> {
+    const SELECT: &str = "SELECT kpi_date, id FROM orders FORCE INDEX (idx_orders_kpi_date) \
+                          WHERE kpi_date < ?";
+    const ORDER: &str = "ORDER BY kpi_date, id LIMIT ?";
+    let rows = match after {
+        None => {
+            sqlx::query_as(&format!("{SELECT} {ORDER}"))
+                .bind(before)
+                .bind(limit as u64)
+                .fetch_all(pool)
+                .await?
+        }
+        Some((day, id)) => {
+            let sql = format!("{SELECT} AND (kpi_date > ? OR (kpi_date = ? AND id > ?)) {ORDER}");
+            sqlx::query_as(&sql)
+                .bind(before)
+                .bind(day)
+                .bind(day)
+                .bind(id)
+                .bind(limit as u64)
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    Ok(rows)
+}
+
+/// Moves the orders of `ids` (ascending) that are still terminal and before the cutoff,
+/// inside an open transaction.
+async fn take_batch(pool: &MySqlPool, before: NaiveDate, ids: &[u64]) -> Result<ArchiveBatch> {
     let mut tx = pool.begin().await?;
-    let mut orders = lock_orders(&mut tx, &ids, before).await?;
+    let mut orders = lock_orders(&mut tx, ids, before).await?;
     if !orders.is_empty() {
         add_customers(&mut tx, &mut orders).await?;
         add_items(&mut tx, &mut orders).await?;
@@ -124,7 +213,7 @@ pub async fn take_batch(
         add_product_sales(&mut tx, &orders).await?;
         delete_orders(&mut tx, &orders).await?;
     }
-    Ok(Some(ArchiveBatch { tx, orders }))
+    Ok(ArchiveBatch { tx, orders })
 }
 
 type LockedRow = (
@@ -149,7 +238,8 @@ async fn lock_orders(
     before: NaiveDate,
 ) -> Result<Vec<ArchivedOrder>> {
     let mut orders = Vec::with_capacity(ids.len());
-    for part in ids.chunks(rows_per_statement(1) - 1) {
+    // One placeholder more than the ids (the cutoff): far below the limit.
+    for part in ids.chunks(rows_per_statement(1)) {
         let sql = format!(
             "SELECT id, CAST(identity AS CHAR), import_id, line, customer_id, CAST(status AS CHAR), \
              failure_reason, CAST(total * 100 AS SIGNED), order_date, kpi_date, created_at, updated_at \

@@ -9,6 +9,7 @@
 //!   is in the audit log and `settings.archived_before`;
 //! - an archived order imported again (same `order_id`, another file) is a duplicate, and
 //!   redelivered (same import and line) a no-op: never processed twice.
+//! - an order that ends with a KPI day the run's walk has passed is still archived by it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -586,4 +587,71 @@ async fn an_archived_order_imported_again_or_redelivered_is_not_processed_twice(
     operator_checks(&env, "2026-01-05");
     stop.cancel();
     consumer.await.unwrap().unwrap();
+}
+
+/// Inserts an order of `customer` as the workflow leaves it: `status` with `kpi_date` (a
+/// `reserved` order has none); returns its id.
+async fn insert_order(
+    env: &TestEnv,
+    identity: &str,
+    customer: u64,
+    status: &str,
+    kpi: Option<NaiveDate>,
+) -> u64 {
+    sqlx::query(
+        "INSERT INTO orders (identity, customer_id, status, total, order_date, kpi_date) \
+         VALUES (?, ?, ?, 1.00, ?, ?)",
+    )
+    .bind(identity)
+    .bind(customer)
+    .bind(status)
+    .bind(kpi.unwrap_or(day(0)).and_hms_opt(12, 0, 0))
+    .bind(kpi)
+    .execute(&env.db)
+    .await
+    .expect("insert order")
+    .last_insert_id()
+}
+
+#[tokio::test]
+async fn an_order_that_ends_after_the_run_passed_its_day_is_archived_by_the_same_run() {
+    use oms_shared::store::archive::ArchiveScan;
+    let env = TestEnv::new().await;
+    let customer =
+        sqlx::query("INSERT INTO customers (email, name) VALUES ('late@example.com', 'Late')")
+            .execute(&env.db)
+            .await
+            .expect("insert customer")
+            .last_insert_id();
+    for i in 0..6 {
+        insert_order(
+            &env,
+            &format!("early-{i}"),
+            customer,
+            "completed",
+            Some(day(i % 3)),
+        )
+        .await;
+    }
+    let late = insert_order(&env, "late", customer, "reserved", None).await;
+    let cutoff = NaiveDate::parse_from_str(CUTOFF, "%Y-%m-%d").unwrap();
+    let mut scan = ArchiveScan::new(cutoff, 2);
+    let mut moved = Vec::new();
+    while let Some(batch) = scan.next_batch(&env.db).await.expect("batch") {
+        moved.extend(batch.orders.iter().map(|o| o.identity.clone()));
+        batch.commit().await.expect("commit");
+        if moved.len() == 2 {
+            // The walk is past day 0 now: the reserved order ends with that KPI day.
+            sqlx::query("UPDATE orders SET status = 'completed', kpi_date = ? WHERE id = ?")
+                .bind(day(0))
+                .bind(late)
+                .execute(&env.db)
+                .await
+                .expect("settle the late order");
+        }
+    }
+    assert_eq!(moved.len(), 7, "{moved:?}");
+    assert!(moved.contains(&"late".to_string()), "{moved:?}");
+    assert_eq!(env.scalar("SELECT COUNT(*) FROM orders").await, 0);
+    assert_eq!(archived_count(&env).await, 7);
 }
