@@ -4,7 +4,10 @@
 //! says so), recovery
 //! 1. gives Redis a new epoch (consumers, which stopped taking work, resume within a
 //!    second) and the pause flag MySQL recorded;
-//! 2. rebuilds the read models from MySQL (`reconcile --fix`'s fenced rebuild);
+//! 2. rebuilds every read model from MySQL and resets Redis's record of applied outbox
+//!    rows to the same snapshot (`reconcile --fix`'s fenced rebuild, as after a MySQL
+//!    that went back in time: the wiped record cannot tell which outbox rows the rebuilt
+//!    values lack);
 //!
 //! and, in any case,
 //! 3. re-enqueues, for each import (IMPORT, or every import with rows MySQL does not
@@ -135,7 +138,7 @@ pub async fn recover(
         }
     };
     if report.new_epoch.is_some() {
-        oms_reports::reconcile::reconcile(conn, true)
+        oms_reports::reconcile::rebuild_after_data_loss(conn)
             .await
             .context("rebuilding the read models from MySQL")?;
         report.read_models_rebuilt = true;

@@ -325,9 +325,10 @@ async fn fix(
     redis: &RedisPool,
     keys: &StreamKeys,
     check: &Check,
+    reset_record: bool,
 ) -> Result<FixSummary> {
     let board = keys.leaderboard();
-    let reset = check.rewound.is_some();
+    let reset = reset_record || check.rewound.is_some();
     let mut drifted: BTreeSet<&str> = check
         .drift
         .iter()
@@ -405,7 +406,38 @@ async fn fix(
 
 /// Compares the read models with MySQL and, with `fix`, repairs them and checks again.
 pub async fn reconcile(conn: &ConnectionConfig, fix_drift: bool) -> Result<ReconcileReport> {
-    reconcile_with(conn, fix_drift, false).await
+    run(conn, Repair::drift_if(fix_drift), false).await
+}
+
+/// After Redis lost its data (`producer recover`): rebuilds *every* read model and resets
+/// Redis's record of applied outbox rows to one MySQL snapshot, as for a MySQL that went
+/// back in time. The record in a wiped Redis says nothing of what the read models hold:
+/// an outbox row applied to the Redis that went away, and deleted from MySQL only after
+/// the snapshot, would otherwise be subtracted from the rebuilt values as "not applied
+/// yet" and never applied again.
+pub async fn rebuild_after_data_loss(conn: &ConnectionConfig) -> Result<ReconcileReport> {
+    run(conn, Repair::ResetRecord, false).await
+}
+
+/// What a reconcile repairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repair {
+    /// Compare only.
+    Nothing,
+    /// Rewrite what drifted (and reset the record if MySQL went back in time).
+    Drift,
+    /// Rewrite every read model and reset the record, drift or not.
+    ResetRecord,
+}
+
+impl Repair {
+    fn drift_if(fix: bool) -> Repair {
+        if fix {
+            Repair::Drift
+        } else {
+            Repair::Nothing
+        }
+    }
 }
 
 /// [`reconcile`]; with `deep`, also compares MySQL's summaries (`kpi_days`,
@@ -415,6 +447,10 @@ pub async fn reconcile_with(
     fix_drift: bool,
     deep: bool,
 ) -> Result<ReconcileReport> {
+    run(conn, Repair::drift_if(fix_drift), deep).await
+}
+
+async fn run(conn: &ConnectionConfig, repair: Repair, deep: bool) -> Result<ReconcileReport> {
     let keys = conn.read_model_keys();
     let redis = crate::connect_redis(conn).await?;
     let pool = crate::connect_mysql(conn).await?;
@@ -436,8 +472,9 @@ pub async fn reconcile_with(
         report.clean &= drift.is_empty();
         report.summary_drift = Some(drift);
     }
-    if fix_drift && !report.clean {
-        report.fixed = Some(fix(&pool, &redis, &keys, &first).await?);
+    let reset_record = repair == Repair::ResetRecord;
+    if reset_record || (repair == Repair::Drift && !report.clean) {
+        report.fixed = Some(fix(&pool, &redis, &keys, &first, reset_record).await?);
         let second = check(&pool, &redis, &keys).await?;
         report.clean = second.drift.is_empty()
             && second.rewound.is_none()

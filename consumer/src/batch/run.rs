@@ -102,6 +102,7 @@ pub async fn run_workflow(
                 // reset if it must.
                 if applied.now {
                     shared.outbox_applied(outbox_id);
+                    crate::housekeeping::stall_point("OMS_TEST_STOP_AFTER_APPLY");
                 }
             }
             Err(e) => {

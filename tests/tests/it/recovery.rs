@@ -8,11 +8,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use oms_tests::api_client::get_at;
-use oms_tests::invariants::{reconcile_exit_code, violations};
+use oms_tests::invariants::{
+    read_model_violations, read_models_final, reconcile_exit_code, violations,
+};
 use oms_tests::procs::{ConsumerProc, ConsumerSpec, LogDir};
 use oms_tests::servers::{CrashableServer, RedisOptions, RedisServer};
 use oms_tests::workload::Workload;
-use oms_tests::{binary, mysql_server, wait_for, TestEnv};
+use oms_tests::{binary, mysql_server, order_row, wait_for, TestEnv};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -262,4 +264,84 @@ async fn a_paused_queue_stays_paused_across_a_redis_that_lost_its_data() {
         serde_json::from_slice(&run_producer(&env, &["--json", "status"]).stdout).unwrap();
     assert_eq!(status["stream"]["paused"], true, "{status}");
     assert!(status["stream"]["redis_data_lost"].is_null(), "{status}");
+}
+
+/// Wipes every key under the test's prefix, as a Redis restarted without persistence
+/// would lose them.
+async fn wipe_redis(env: &TestEnv) {
+    let mut conn = env.redis_conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", env.config.prefix))
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// A consumer applied its outbox row to the Redis that then lost its data, and was
+/// frozen before deleting the row from MySQL: `recover`'s rebuild finds the row in the
+/// outbox but not in the (new, empty) record of applied rows. The row's orders must
+/// count once in the rebuilt read models, although nobody applies the row again (its
+/// owner deletes it when it wakes).
+#[tokio::test]
+async fn an_outbox_row_applied_just_before_redis_lost_its_data_counts_once_after_recover() {
+    let env = TestEnv::new().await;
+    env.product("A", "3.00", 1_000).await;
+    env.product("B", "5.00", 1_000).await;
+    let initial = oms_tests::invariants::stock_snapshot(&env).await;
+    let import = env.import_row().await;
+    let n = 30u64;
+    let rows: Vec<_> = (0..n)
+        .map(|i| {
+            let email = format!("c{}@example.com", i % 7);
+            order_row(&format!("w{i}"), i + 2, &email, &[("A", 1), ("B", 2)])
+        })
+        .collect();
+    env.enqueue(import, &rows, n as usize).await;
+    let logs = LogDir::new();
+    let args = ["--payment-success-rate", "1", "--batch-size", "100"];
+    let owner = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "owner", &args).with_env("OMS_TEST_STOP_AFTER_APPLY", "1"),
+        &logs,
+    );
+    wait_for(
+        "the owner stopped between its apply and its outbox delete",
+        DEADLINE,
+        || async { owner.is_stopped().then_some(()) },
+    )
+    .await;
+    assert_eq!(env.terminal_orders().await, n as i64);
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM read_model_outbox").await,
+        1,
+        "the applied row is still in MySQL"
+    );
+
+    wipe_redis(&env).await;
+    let out = run_producer(&env, &["--json", "recover"]);
+    assert!(
+        out.status.success(),
+        "recover: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("recover JSON");
+    assert_eq!(report["read_models_rebuilt"], true, "{report}");
+
+    owner.resume();
+    wait_for("the read models final", DEADLINE, || async {
+        (read_models_final(&env).await == Some(true)
+            && env.scalar("SELECT COUNT(*) FROM read_model_outbox").await == 0)
+            .then_some(())
+    })
+    .await;
+    let v = read_model_violations(&env).await;
+    assert!(v.is_empty(), "{v:?}\n{}", owner.log());
+    let v = violations(&env, &initial).await;
+    assert!(v.is_empty(), "{v:?}");
+    drop(owner);
 }
