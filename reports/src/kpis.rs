@@ -22,8 +22,7 @@ use chrono::{NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::kpi::{KpiFigures, Period};
-use oms_shared::read_model::{read_kpis, Rebuild};
-use oms_shared::store::outbox::Snapshot;
+use oms_shared::read_model::{read_kpis, FencedRead, Rebuild};
 use oms_shared::store::reports;
 use serde::Serialize;
 use sqlx::MySqlConnection;
@@ -111,23 +110,15 @@ pub async fn generate(conn: &ConnectionConfig, date: Option<NaiveDate>) -> Resul
     let redis = crate::connect_redis(conn).await?;
     let pool = crate::connect_mysql(conn).await?;
     crate::refuse_if_rewound(&pool, &redis, &keys).await?;
+    let FencedRead {
+        rebuild,
+        values: report,
+        outbox,
+    } = Rebuild::read(&redis, &keys, &pool, async |conn: &mut MySqlConnection| {
+        compute(conn, &keys, day).await
+    })
+    .await?;
     let mut rc = redis.get().await?;
-    let rebuild = Rebuild::begin(&redis, &keys).await?;
-    let read = async {
-        let mut snapshot = Snapshot::begin(&pool).await?;
-        let report = compute(snapshot.conn(), &keys, day).await?;
-        let outbox = snapshot.outbox().await?;
-        snapshot.finish().await?;
-        Ok::<_, crate::ReportError>((report, outbox))
-    }
-    .await;
-    let (report, outbox) = match read {
-        Ok(read) => read,
-        Err(e) => {
-            let _ = rebuild.abandon(&mut *rc).await;
-            return Err(e);
-        }
-    };
     let targets: Vec<(String, KpiFigures, bool)> = report
         .periods
         .iter()

@@ -21,10 +21,10 @@ use chrono::{NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::money::Cents;
-use oms_shared::read_model::{read_leaderboard, Rebuild};
-use oms_shared::store::outbox::Snapshot;
+use oms_shared::read_model::{read_leaderboard, FencedRead, Rebuild};
 use oms_shared::store::reports::{self, LeaderboardCustomer};
 use serde::Serialize;
+use sqlx::MySqlConnection;
 
 /// One ranked customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -67,24 +67,17 @@ pub async fn update_on(
     let redis = crate::connect_redis(conn).await?;
     let pool = crate::connect_mysql(conn).await?;
     crate::refuse_if_rewound(&pool, &redis, &keys).await?;
-    let mut rc = redis.get().await?;
-    let rebuild = Rebuild::begin(&redis, &keys).await?;
-    let read = async {
-        let mut snapshot = Snapshot::begin(&pool).await?;
-        let customers = reports::leaderboard_customers(snapshot.conn()).await?;
-        let outbox = snapshot.outbox().await?;
-        snapshot.finish().await?;
-        Ok::<_, crate::ReportError>((customers, outbox))
-    }
+    let read = Rebuild::read(&redis, &keys, &pool, async |conn: &mut MySqlConnection| {
+        Ok::<_, crate::ReportError>(reports::leaderboard_customers(conn).await?)
+    })
     .await;
     pool.close().await;
-    let (mut customers, outbox) = match read {
-        Ok(read) => read,
-        Err(e) => {
-            let _ = rebuild.abandon(&mut *rc).await;
-            return Err(e);
-        }
-    };
+    let FencedRead {
+        rebuild,
+        values: mut customers,
+        outbox,
+    } = read?;
+    let mut rc = redis.get().await?;
     redis_order(&mut customers);
     let entries: Vec<(String, Cents)> = customers
         .iter()

@@ -60,9 +60,8 @@ use oms_shared::config::ConnectionConfig;
 use oms_shared::keys::StreamKeys;
 use oms_shared::kpi::{kpi_keys_for_day, KpiFigures};
 use oms_shared::money::Cents;
-use oms_shared::read_model::{read_leaderboard, HistoryReading, Rebuild};
+use oms_shared::read_model::{read_leaderboard, FencedRead, HistoryReading, Rebuild};
 use oms_shared::redis_conn::{RedisLink, RedisPool};
-use oms_shared::store::outbox::Snapshot;
 use oms_shared::store::reports;
 use serde::Serialize;
 use sqlx::{MySqlConnection, MySqlPool};
@@ -344,23 +343,15 @@ async fn fix(
     if drifted.is_empty() && !board_drifted {
         return Ok(summary);
     }
+    let FencedRead {
+        rebuild,
+        values: now,
+        outbox,
+    } = Rebuild::read(redis, keys, pool, async |conn: &mut MySqlConnection| {
+        expected(conn, keys).await
+    })
+    .await?;
     let mut rc = redis.get().await?;
-    let rebuild = Rebuild::begin(redis, keys).await?;
-    let read = async {
-        let mut snapshot = Snapshot::begin(pool).await?;
-        let now = expected(snapshot.conn(), keys).await?;
-        let outbox = snapshot.outbox().await?;
-        snapshot.finish().await?;
-        Ok::<_, crate::ReportError>((now, outbox))
-    }
-    .await;
-    let (now, outbox) = match read {
-        Ok(read) => read,
-        Err(e) => {
-            let _ = rebuild.abandon(&mut *rc).await;
-            return Err(e);
-        }
-    };
     let mut targets = Vec::new();
     let mut drifted: BTreeSet<String> = drifted.into_iter().map(str::to_string).collect();
     if reset {

@@ -45,7 +45,8 @@ use crate::keys::StreamKeys;
 use crate::kpi::{aggregate, CompletedOrder, KpiFigures};
 use crate::money::Cents;
 use crate::redis_conn::{write_and_wait, RedisConnection, RedisPool, ReplicaWait};
-use crate::store::outbox::OutboxSnapshot;
+use crate::store::outbox::{OutboxSnapshot, Snapshot};
+use sqlx::{MySqlConnection, MySqlPool};
 
 /// How long a rebuild's lease lasts unless renewed. The rebuilding process renews it
 /// every third of it ([`Rebuild::begin`] starts a renewal task), so a rebuild that is slow
@@ -532,7 +533,53 @@ impl Drop for Rebuild {
     }
 }
 
+/// Steps 1 and 2 of a fenced rebuild done ([`Rebuild::read`]): the lease is held, and
+/// `values` and `outbox` were read in one MySQL snapshot. Finish with one of
+/// [`Rebuild::finish_kpis`], [`Rebuild::finish_leaderboard`], [`Rebuild::finish`],
+/// [`Rebuild::finish_with_reset`].
+pub struct FencedRead<T> {
+    pub rebuild: Rebuild,
+    pub values: T,
+    pub outbox: OutboxSnapshot,
+}
+
 impl Rebuild {
+    /// Steps 1 and 2 of every fenced rebuild, in their order: takes the lease
+    /// ([`Rebuild::begin`]), then runs `read` and reads the outbox in one MySQL snapshot.
+    /// A failed read gives the lease back at once.
+    pub async fn read<T, E>(
+        redis: &RedisPool,
+        keys: &StreamKeys,
+        pool: &MySqlPool,
+        read: impl AsyncFnOnce(&mut MySqlConnection) -> std::result::Result<T, E>,
+    ) -> std::result::Result<FencedRead<T>, E>
+    where
+        E: From<OmsError>,
+    {
+        let rebuild = Rebuild::begin(redis, keys).await?;
+        let taken = async {
+            let mut snapshot = Snapshot::begin(pool).await?;
+            let values = read(snapshot.conn()).await?;
+            let outbox = snapshot.outbox().await?;
+            snapshot.finish().await?;
+            Ok::<_, E>((values, outbox))
+        }
+        .await;
+        match taken {
+            Ok((values, outbox)) => Ok(FencedRead {
+                rebuild,
+                values,
+                outbox,
+            }),
+            Err(e) => {
+                if let Ok(mut conn) = redis.get().await {
+                    let _ = rebuild.abandon(&mut *conn).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Takes the rebuild lease, waiting up to the lease ([`rebuild_lease`]) for another
     /// rebuild to end, and starts renewing it every third of the lease on a connection of
     /// its own from `redis`. Take the MySQL snapshot only after this returns.
