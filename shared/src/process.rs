@@ -69,12 +69,20 @@ where
 
 /// A token cancelled on the first SIGTERM or SIGINT (Ctrl-C), logging `what` (e.g.
 /// "stopping the import after what was read"). Must be called inside the runtime.
+///
+/// The handlers are registered before this returns, not in the task that waits for them:
+/// a signal that arrives while the process starts (before that task first runs) would
+/// otherwise meet the default action, or be lost where the parent ignores SIGINT (as a
+/// non-interactive shell does for its background commands).
 pub fn shutdown_on_signals(what: &'static str) -> CancellationToken {
+    use tokio::signal::unix::{signal, SignalKind};
     let token = CancellationToken::new();
     let cancel = token.clone();
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let wait = |registered: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match registered {
                 Ok(mut s) => {
                     s.recv().await;
                 }
@@ -82,8 +90,8 @@ pub fn shutdown_on_signals(what: &'static str) -> CancellationToken {
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received: {what}"),
-            _ = term => tracing::info!("SIGTERM received: {what}"),
+            _ = wait(interrupt) => tracing::info!("SIGINT received: {what}"),
+            _ = wait(terminate) => tracing::info!("SIGTERM received: {what}"),
         }
         cancel.cancel();
     });
