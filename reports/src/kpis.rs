@@ -20,7 +20,7 @@
 use crate::Result;
 use chrono::{NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::StreamKeys;
+use oms_shared::keys::ReadModelKeys;
 use oms_shared::kpi::{KpiFigures, Period};
 use oms_shared::read_model::{read_kpis, FencedRead, Rebuild};
 use oms_shared::store::reports;
@@ -42,7 +42,7 @@ pub struct KpiPeriod {
 }
 
 impl KpiPeriod {
-    fn new(period: Period, keys: &StreamKeys, day: NaiveDate, f: &KpiFigures) -> Self {
+    fn new(period: Period, keys: &ReadModelKeys, day: NaiveDate, f: &KpiFigures) -> Self {
         KpiPeriod {
             period: period.name(),
             label: period.label(day),
@@ -83,7 +83,7 @@ impl KpiReport {
 /// The four periods' figures computed from MySQL (a pool connection or a snapshot's).
 pub async fn compute(
     db: &mut MySqlConnection,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     day: NaiveDate,
 ) -> Result<KpiReport> {
     let mut periods = Vec::new();
@@ -146,7 +146,7 @@ pub async fn show(conn: &ConnectionConfig, date: Option<NaiveDate>) -> Result<Kp
 /// [`show`] over an open pool (the HTTP API's entry point).
 pub async fn show_from(
     redis: &oms_shared::redis_conn::RedisPool,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     day: NaiveDate,
 ) -> Result<KpiReport> {
     let mut rc = redis.get().await?;

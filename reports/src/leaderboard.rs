@@ -19,7 +19,7 @@
 use crate::Result;
 use chrono::{NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::StreamKeys;
+use oms_shared::keys::ReadModelKeys;
 use oms_shared::money::Cents;
 use oms_shared::read_model::{read_leaderboard, FencedRead, Rebuild};
 use oms_shared::store::reports::{self, LeaderboardCustomer};
@@ -128,7 +128,7 @@ pub async fn show(conn: &ConnectionConfig, limit: usize) -> Result<LeaderboardRe
 pub async fn show_from(
     redis: &oms_shared::redis_conn::RedisPool,
     pool: &sqlx::MySqlPool,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     limit: usize,
     snapshot: Option<NaiveDate>,
 ) -> Result<LeaderboardReport> {

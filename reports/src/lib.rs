@@ -29,7 +29,7 @@ pub mod status;
 pub use error::{NoSuchDeadLetter, NoSuchImport, ReportError, Result};
 
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::StreamKeys;
+use oms_shared::keys::{ReadModelKeys, StreamKeys};
 use oms_shared::redis_conn::RedisPool;
 use sqlx::MySqlPool;
 
@@ -69,7 +69,7 @@ pub async fn connect_redis(conn: &ConnectionConfig) -> Result<RedisPool> {
 pub async fn history_rewound(
     pool: &MySqlPool,
     redis: &RedisPool,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
 ) -> Result<Option<oms_shared::OmsError>> {
     let mut rc = redis.get().await?;
     let reading = oms_shared::read_model::HistoryReading::read(&mut *rc, keys, pool).await?;
@@ -82,7 +82,7 @@ pub async fn history_rewound(
 pub async fn refuse_if_rewound(
     pool: &MySqlPool,
     redis: &RedisPool,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
 ) -> Result<()> {
     match history_rewound(pool, redis, keys).await? {
         Some(rewound) => Err(rewound.into()),

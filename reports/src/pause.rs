@@ -11,7 +11,7 @@
 //! `--json` prints a [`PauseReport`]: `{"paused": true, "was_paused": false}`.
 
 use crate::Result;
-use oms_shared::keys::StreamKeys;
+use oms_shared::keys::ReadModelKeys;
 use oms_shared::redis_conn::RedisPool;
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -29,7 +29,7 @@ pub struct PauseReport {
 pub async fn set_paused(
     db: &MySqlPool,
     redis: &RedisPool,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     paused: bool,
 ) -> Result<PauseReport> {
     oms_shared::store::settings::record_queue_paused(db, paused).await?;

@@ -57,7 +57,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::Result;
 use chrono::Utc;
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::StreamKeys;
+use oms_shared::keys::ReadModelKeys;
 use oms_shared::kpi::{kpi_keys_for_day, KpiFigures};
 use oms_shared::money::Cents;
 use oms_shared::read_model::{read_leaderboard, FencedRead, HistoryReading, Rebuild};
@@ -185,7 +185,7 @@ struct Check {
     leaderboard_members_checked: usize,
 }
 
-async fn expected(db: &mut MySqlConnection, keys: &StreamKeys) -> Result<Expected> {
+async fn expected(db: &mut MySqlConnection, keys: &ReadModelKeys) -> Result<Expected> {
     let mut kpis: BTreeMap<String, KpiFigures> = BTreeMap::new();
     for (day, f) in reports::kpi_by_day(&mut *db).await? {
         for key in kpi_keys_for_day(keys, day) {
@@ -272,7 +272,7 @@ pub fn leaderboard_drift(
         .collect()
 }
 
-async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &StreamKeys) -> Result<Check> {
+async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &ReadModelKeys) -> Result<Check> {
     let mut rc = redis.get().await?;
     let history = HistoryReading::read(&mut *rc, keys, pool).await?;
     let rewound = history.rewound().map(|_| HistoryRewound {
@@ -322,7 +322,7 @@ async fn check(pool: &MySqlPool, redis: &RedisPool, keys: &StreamKeys) -> Result
 async fn fix(
     pool: &MySqlPool,
     redis: &RedisPool,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     check: &Check,
     reset_record: bool,
 ) -> Result<FixSummary> {

@@ -83,12 +83,8 @@ impl ConnectionConfig {
     /// Key names for commands that touch only the read models and flags (KPIs,
     /// leaderboard, pause): right for any partition count. Commands that touch the stream
     /// take the recorded count: `store::settings::deployment_keys`.
-    pub fn read_model_keys(&self) -> crate::keys::StreamKeys {
-        crate::keys::StreamKeys::for_layout(
-            &self.prefix,
-            crate::partition::PartitionCount::ONE,
-            self.is_cluster(),
-        )
+    pub fn read_model_keys(&self) -> crate::keys::ReadModelKeys {
+        crate::keys::ReadModelKeys::new(&self.prefix, self.is_cluster())
     }
 
     /// Every secret the URLs carry (see [`url_secrets`]), for [`scrub`] at the edges.

@@ -93,56 +93,36 @@ pub fn hash_slot(key: &str) -> u16 {
 /// The consumer group every consumer joins.
 pub const CONSUMER_GROUP: &str = "workers";
 
-/// Key names under one prefix, for one layout (partitions, cluster or not).
+/// Names of the keys that are not the stream's, under one prefix: the read models (KPI
+/// hashes, leaderboard, the applied-outbox record, the rebuild fence), the pause flag and
+/// the live counters. They do not depend on the partition count, so commands that touch
+/// only them (`kpis`, `leaderboard`, `reconcile`, `queue pause`) build these from the
+/// configuration alone (`ConnectionConfig::read_model_keys`), and cannot name a stream.
+/// On a cluster they all share one hash slot (`{rm}`), so one script may touch them all.
 #[derive(Debug, Clone)]
-pub struct StreamKeys {
+pub struct ReadModelKeys {
     prefix: String,
-    /// `P` on one Redis, `P {rm}:` on a cluster: the start of every non-stream key.
+    /// `P` on one Redis, `P {rm}:` on a cluster: the start of every key here.
     model_prefix: String,
-    partitions: PartitionCount,
-    /// Stream keys carry a partition tag (more than one partition, or a cluster).
-    tagged: bool,
     cluster: bool,
 }
 
-impl StreamKeys {
-    /// One Redis, one partition: the SPEC's names.
-    pub fn new(prefix: &str) -> Self {
-        StreamKeys::for_layout(prefix, PartitionCount::ONE, false)
-    }
-
-    /// `partitions` partitions, on a Redis Cluster when `cluster`.
-    pub fn for_layout(prefix: &str, partitions: PartitionCount, cluster: bool) -> Self {
-        StreamKeys {
+impl ReadModelKeys {
+    /// The read-model keys under `prefix`, on a Redis Cluster when `cluster`.
+    pub fn new(prefix: &str, cluster: bool) -> Self {
+        ReadModelKeys {
             prefix: prefix.to_string(),
             model_prefix: if cluster {
                 format!("{prefix}{READ_MODEL_TAG}:")
             } else {
                 prefix.to_string()
             },
-            partitions,
-            tagged: cluster || partitions.get() > 1,
             cluster,
         }
     }
 
-    /// The same prefix and cluster flag with another partition count.
-    pub fn with_partitions(&self, partitions: PartitionCount) -> Self {
-        StreamKeys::for_layout(&self.prefix, partitions, self.cluster)
-    }
-
     pub fn prefix(&self) -> &str {
         &self.prefix
-    }
-
-    pub fn partitions(&self) -> PartitionCount {
-        self.partitions
-    }
-
-    /// True when stream keys carry partition tags (ids of dead letters are then
-    /// qualified with their partition, `N:ms-seq`).
-    pub fn is_partitioned(&self) -> bool {
-        self.tagged
     }
 
     pub fn is_cluster(&self) -> bool {
@@ -154,52 +134,10 @@ impl StreamKeys {
         hash_slot(&self.kpi_total())
     }
 
-    /// The stream of partition `partition`: `P orders`, or `P orders:{N}`; group `workers`.
-    pub fn stream(&self, partition: u16) -> String {
-        if self.tagged {
-            format!("{}orders:{{{partition}}}", self.prefix)
-        } else {
-            format!("{}orders", self.prefix)
-        }
-    }
-
-    /// Dead letters of a partition (`P orders:dead`, or `P orders:{N}:dead`), one row
-    /// each, with last error and attempts.
-    pub fn partition_dead_letters(&self, partition: u16) -> String {
-        format!("{}:dead", self.stream(partition))
-    }
-
-    /// Hash, stream entry id → last error, while the entry is pending (`P orders:errors`,
-    /// or `P orders:{N}:errors`).
-    pub fn partition_message_errors(&self, partition: u16) -> String {
-        format!("{}:errors", self.stream(partition))
-    }
-
-    /// `P orders:epoch` (or `P orders:{N}:epoch`): the epoch of the Redis data this
-    /// partition's stream belongs to, on the stream's slot ([`crate::redis_epoch`]).
-    pub fn stream_epoch(&self, partition: u16) -> String {
-        format!("{}:epoch", self.stream(partition))
-    }
-
     /// `P readmodel:epoch`: the epoch of the Redis data of the read models, the pause flag
     /// and the live counters ([`crate::redis_epoch`]).
     pub fn read_model_epoch(&self) -> String {
         format!("{}readmodel:epoch", self.model_prefix)
-    }
-
-    /// The stream of partition 0: the only one with one partition.
-    pub fn orders(&self) -> String {
-        self.stream(0)
-    }
-
-    /// Dead letters of partition 0: the only ones with one partition.
-    pub fn dead_letters(&self) -> String {
-        self.partition_dead_letters(0)
-    }
-
-    /// Entry errors of partition 0: the only ones with one partition.
-    pub fn message_errors(&self) -> String {
-        self.partition_message_errors(0)
     }
 
     pub fn kpi_daily(&self, day: NaiveDate) -> String {
@@ -220,7 +158,7 @@ impl StreamKeys {
 
     /// Pattern matching every KPI hash (for reconcile's scan). The prefix holds no
     /// pattern character ([`validate_prefix`]); still, check what a scan returns with
-    /// [`StreamKeys::is_kpi_key`] before deleting it.
+    /// [`ReadModelKeys::is_kpi_key`] before deleting it.
     pub fn kpi_pattern(&self) -> String {
         format!("{}kpi:*", self.model_prefix)
     }
@@ -299,6 +237,105 @@ impl StreamKeys {
     /// `P stats:failed`: hash, failure reason → orders failed with it (live counter).
     pub fn failed_by_reason(&self) -> String {
         format!("{}stats:failed", self.model_prefix)
+    }
+}
+
+/// Every key name under one prefix, for one stream layout (partitions, cluster or not):
+/// the streams of [`StreamKeys::stream`] and, through [`StreamKeys::read_models`] (or
+/// `Deref`), the [`ReadModelKeys`].
+#[derive(Debug, Clone)]
+pub struct StreamKeys {
+    models: ReadModelKeys,
+    partitions: PartitionCount,
+    /// Stream keys carry a partition tag (more than one partition, or a cluster).
+    tagged: bool,
+}
+
+/// A `StreamKeys` names the read-model keys too: `keys.kpi_total()` reads as it says, and
+/// a `&StreamKeys` goes wherever a `&ReadModelKeys` is asked for.
+impl std::ops::Deref for StreamKeys {
+    type Target = ReadModelKeys;
+
+    fn deref(&self) -> &ReadModelKeys {
+        &self.models
+    }
+}
+
+impl StreamKeys {
+    /// One Redis, one partition: the SPEC's names.
+    pub fn new(prefix: &str) -> Self {
+        StreamKeys::for_layout(prefix, PartitionCount::ONE, false)
+    }
+
+    /// `partitions` partitions, on a Redis Cluster when `cluster`.
+    pub fn for_layout(prefix: &str, partitions: PartitionCount, cluster: bool) -> Self {
+        StreamKeys {
+            models: ReadModelKeys::new(prefix, cluster),
+            partitions,
+            tagged: cluster || partitions.get() > 1,
+        }
+    }
+
+    /// The same prefix and cluster flag with another partition count.
+    pub fn with_partitions(&self, partitions: PartitionCount) -> Self {
+        StreamKeys::for_layout(&self.models.prefix, partitions, self.models.cluster)
+    }
+
+    /// The keys that are not the stream's.
+    pub fn read_models(&self) -> &ReadModelKeys {
+        &self.models
+    }
+
+    pub fn partitions(&self) -> PartitionCount {
+        self.partitions
+    }
+
+    /// True when stream keys carry partition tags (ids of dead letters are then
+    /// qualified with their partition, `N:ms-seq`).
+    pub fn is_partitioned(&self) -> bool {
+        self.tagged
+    }
+
+    /// The stream of partition `partition`: `P orders`, or `P orders:{N}`; group `workers`.
+    pub fn stream(&self, partition: u16) -> String {
+        if self.tagged {
+            format!("{}orders:{{{partition}}}", self.models.prefix)
+        } else {
+            format!("{}orders", self.models.prefix)
+        }
+    }
+
+    /// Dead letters of a partition (`P orders:dead`, or `P orders:{N}:dead`), one row
+    /// each, with last error and attempts.
+    pub fn partition_dead_letters(&self, partition: u16) -> String {
+        format!("{}:dead", self.stream(partition))
+    }
+
+    /// Hash, stream entry id → last error, while the entry is pending (`P orders:errors`,
+    /// or `P orders:{N}:errors`).
+    pub fn partition_message_errors(&self, partition: u16) -> String {
+        format!("{}:errors", self.stream(partition))
+    }
+
+    /// `P orders:epoch` (or `P orders:{N}:epoch`): the epoch of the Redis data this
+    /// partition's stream belongs to, on the stream's slot ([`crate::redis_epoch`]).
+    pub fn stream_epoch(&self, partition: u16) -> String {
+        format!("{}:epoch", self.stream(partition))
+    }
+
+    /// The stream of partition 0: the only one with one partition.
+    pub fn orders(&self) -> String {
+        self.stream(0)
+    }
+
+    /// Dead letters of partition 0: the only ones with one partition.
+    pub fn dead_letters(&self) -> String {
+        self.partition_dead_letters(0)
+    }
+
+    /// Entry errors of partition 0: the only ones with one partition.
+    pub fn message_errors(&self) -> String {
+        self.partition_message_errors(0)
     }
 }
 

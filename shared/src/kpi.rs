@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::StreamKeys;
+use crate::keys::ReadModelKeys;
 use crate::money::Cents;
 
 /// Count and revenue of completed orders over one period.
@@ -103,7 +103,7 @@ impl Period {
     }
 
     /// The Redis hash of the period of `day`.
-    pub fn key(self, keys: &StreamKeys, day: NaiveDate) -> String {
+    pub fn key(self, keys: &ReadModelKeys, day: NaiveDate) -> String {
         match self {
             Period::Daily => keys.kpi_daily(day),
             Period::Monthly => keys.kpi_monthly(day),
@@ -132,7 +132,7 @@ impl Period {
 }
 
 /// The four KPI hashes an order of `day` counts in: daily, monthly, yearly, total.
-pub fn kpi_keys_for_day(keys: &StreamKeys, day: NaiveDate) -> [String; 4] {
+pub fn kpi_keys_for_day(keys: &ReadModelKeys, day: NaiveDate) -> [String; 4] {
     Period::ALL.map(|p| p.key(keys, day))
 }
 
@@ -155,7 +155,7 @@ pub struct ReadModelDelta {
 }
 
 /// Sums completed orders into one delta per key, so a batch costs one script call.
-pub fn aggregate(keys: &StreamKeys, orders: &[CompletedOrder]) -> ReadModelDelta {
+pub fn aggregate(keys: &ReadModelKeys, orders: &[CompletedOrder]) -> ReadModelDelta {
     let mut delta = ReadModelDelta::default();
     for order in orders {
         for key in kpi_keys_for_day(keys, order.kpi_day) {
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn aggregate_sums_per_period_and_customer() {
-        let keys = StreamKeys::new("p:");
+        let keys = ReadModelKeys::new("p:", false);
         let d1 = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
         let d2 = NaiveDate::from_ymd_opt(2026, 2, 1).unwrap();
         let orders = [

@@ -2,13 +2,13 @@
 //! dashboard's throughput chart, kept in Redis so that no request scans the orders table.
 //!
 //! After each workflow run a consumer adds its terminal outcomes with one pipeline:
-//! - `P stats:orders:<unix minute>` ([`StreamKeys::order_stats_minute`]): fields
+//! - `P stats:orders:<unix minute>` ([`ReadModelKeys::order_stats_minute`]): fields
 //!   `completed`, `failed`, `failed:<reason>`, and `s<ss>:completed` / `s<ss>:failed` per
 //!   second of the minute, and `lag`, the stream's lag (entries not yet delivered) as last
 //!   sampled in that minute by a consumer's housekeeping ([`record_lag`]); each key
 //!   expires [`RETENTION_SECS`] (24 h) after its minute, so at most 1,440 minute hashes
 //!   exist per deployment (the 1 h and 24 h history of the dashboard, [`read_history`]);
-//! - `P stats:failed` ([`StreamKeys::failed_by_reason`]): failure reason → count, kept.
+//! - `P stats:failed` ([`ReadModelKeys::failed_by_reason`]): failure reason → count, kept.
 //!
 //! These are live counters, not a ledger: they are written after the transaction that
 //! settles the orders commits, so a consumer killed between the commit and the write
@@ -21,7 +21,7 @@ use redis::aio::ConnectionLike;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::keys::StreamKeys;
+use crate::keys::ReadModelKeys;
 
 /// How long a minute's counts are kept (the history's longest window).
 pub const RETENTION_SECS: i64 = 24 * 3600;
@@ -53,7 +53,11 @@ impl Outcomes {
 }
 
 /// The commands that add `outcomes`, ended at `unix_secs`, to the counters.
-pub fn record_pipeline(keys: &StreamKeys, unix_secs: i64, outcomes: &Outcomes) -> redis::Pipeline {
+pub fn record_pipeline(
+    keys: &ReadModelKeys,
+    unix_secs: i64,
+    outcomes: &Outcomes,
+) -> redis::Pipeline {
     let minute = unix_secs.div_euclid(60);
     let second = unix_secs.rem_euclid(60);
     let key = keys.order_stats_minute(minute);
@@ -86,7 +90,7 @@ pub fn record_pipeline(keys: &StreamKeys, unix_secs: i64, outcomes: &Outcomes) -
 /// Adds `outcomes` to the counters.
 pub async fn record<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     unix_secs: i64,
     outcomes: &Outcomes,
 ) -> Result<()> {
@@ -103,7 +107,7 @@ pub async fn record<C: ConnectionLike>(
 /// of the minute wins).
 pub async fn record_lag<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     unix_secs: i64,
     lag: u64,
 ) -> Result<()> {
@@ -139,7 +143,7 @@ pub struct HistoryPoint {
 /// first, in one round trip of `HMGET`s.
 pub async fn read_history<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     first: i64,
     last: i64,
 ) -> Result<Vec<HistoryPoint>> {
@@ -206,7 +210,7 @@ impl MinuteCounts {
 /// The hashes of the minutes `first..=last` (one round trip), oldest first.
 pub async fn read_minutes<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     first: i64,
     last: i64,
 ) -> Result<Vec<MinuteCounts>> {
@@ -224,7 +228,7 @@ pub async fn read_minutes<C: ConnectionLike>(
 /// Failure reason → orders failed with it, since the counters exist.
 pub async fn failed_by_reason<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
 ) -> Result<BTreeMap<String, u64>> {
     Ok(redis::cmd("HGETALL")
         .arg(keys.failed_by_reason())

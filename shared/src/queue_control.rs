@@ -1,6 +1,6 @@
 //! Pausing and resuming consumption, like Horizon's `pause` / `continue`.
 //!
-//! The flag is one Redis key, `P queue:paused` ([`StreamKeys::queue_paused`]): present
+//! The flag is one Redis key, `P queue:paused` ([`ReadModelKeys::queue_paused`]): present
 //! while paused. Every consumer polls it at least every 500 ms and, while it is set, reads
 //! and claims nothing new (it finishes and acknowledges what it holds). Imports keep
 //! enqueueing; their backpressure applies as usual. A consumer that starts while the key
@@ -15,13 +15,13 @@ use redis::aio::ConnectionLike;
 use sqlx::MySqlPool;
 
 use crate::error::Result;
-use crate::keys::StreamKeys;
+use crate::keys::ReadModelKeys;
 
 /// Sets the Redis flag from MySQL's record; returns whether the queue is paused.
 pub async fn reassert<C: ConnectionLike>(
     db: &MySqlPool,
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
 ) -> Result<bool> {
     let paused = crate::store::settings::queue_paused(db).await?;
     set_paused(conn, keys, paused).await?;
@@ -31,7 +31,7 @@ pub async fn reassert<C: ConnectionLike>(
 /// Sets or clears the pause flag; returns whether consumption was paused before.
 pub async fn set_paused<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     paused: bool,
 ) -> Result<bool> {
     let was: Option<String> = if paused {
@@ -51,7 +51,7 @@ pub async fn set_paused<C: ConnectionLike>(
 }
 
 /// Whether consumption is paused.
-pub async fn is_paused<C: ConnectionLike>(conn: &mut C, keys: &StreamKeys) -> Result<bool> {
+pub async fn is_paused<C: ConnectionLike>(conn: &mut C, keys: &ReadModelKeys) -> Result<bool> {
     let exists: bool = redis::cmd("EXISTS")
         .arg(keys.queue_paused())
         .query_async(conn)

@@ -41,7 +41,7 @@ use redis::aio::ConnectionLike;
 use serde::Serialize;
 
 use crate::error::{OmsError, Result};
-use crate::keys::StreamKeys;
+use crate::keys::ReadModelKeys;
 use crate::kpi::{aggregate, CompletedOrder, KpiFigures};
 use crate::money::Cents;
 use crate::redis_conn::{write_and_wait, RedisConnection, RedisPool, ReplicaWait};
@@ -318,7 +318,7 @@ pub struct Applied {
 /// `outbox_id`, whenever it comes.
 pub async fn apply_outbox<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     outbox_id: u64,
     orders: &[CompletedOrder],
 ) -> Result<Applied> {
@@ -331,7 +331,7 @@ pub async fn apply_outbox<C: ConnectionLike>(
 /// outbox row may leave MySQL; a failover cannot lose them any more.
 pub async fn apply_outbox_replicated<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     outbox_id: u64,
     orders: &[CompletedOrder],
     wait: ReplicaWait,
@@ -412,7 +412,7 @@ impl HistoryReading {
     /// Reads Redis first, then MySQL (see the type's documentation).
     pub async fn read<C: ConnectionLike>(
         conn: &mut C,
-        keys: &StreamKeys,
+        keys: &ReadModelKeys,
         pool: &sqlx::MySqlPool,
     ) -> Result<HistoryReading> {
         let mark = read_applied_mark(conn, keys).await?;
@@ -434,7 +434,7 @@ impl HistoryReading {
 /// Redis's [`AppliedMark`] now.
 pub async fn read_applied_mark<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
 ) -> Result<AppliedMark> {
     let (generation, applied_max): (Option<u64>, Option<u64>) = redis::pipe()
         .get(keys.outbox_generation())
@@ -450,7 +450,7 @@ pub async fn read_applied_mark<C: ConnectionLike>(
 /// Whether outbox row `outbox_id` has reached Redis.
 pub async fn is_applied<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     outbox_id: u64,
 ) -> Result<bool> {
     let (through, score): (Option<u64>, Option<f64>) = redis::pipe()
@@ -468,7 +468,7 @@ pub async fn is_applied<C: ConnectionLike>(
 /// Returns the new `applied_through`, or `None` when the generation had changed.
 pub async fn trim_applied<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     floor: u64,
     generation: u64,
 ) -> Result<Option<u64>> {
@@ -491,7 +491,7 @@ struct OutboxEntry {
     b: BTreeMap<String, String>,
 }
 
-fn outbox_entry(keys: &StreamKeys, id: u64, payload: &str) -> Result<String> {
+fn outbox_entry(keys: &ReadModelKeys, id: u64, payload: &str) -> Result<String> {
     let orders: Vec<CompletedOrder> = serde_json::from_str(payload)
         .map_err(|e| OmsError::Inconsistent(format!("outbox row {id} is unreadable: {e}")))?;
     let delta = aggregate(keys, &orders);
@@ -522,7 +522,7 @@ fn outbox_entry(keys: &StreamKeys, id: u64, payload: &str) -> Result<String> {
 /// this rebuild's, so a rebuild whose process stopped past the lease writes nothing.
 pub struct Rebuild {
     token: String,
-    keys: StreamKeys,
+    keys: ReadModelKeys,
     lease: Duration,
     renewal: tokio::task::JoinHandle<()>,
 }
@@ -549,7 +549,7 @@ impl Rebuild {
     /// A failed read gives the lease back at once.
     pub async fn read<T, E>(
         redis: &RedisPool,
-        keys: &StreamKeys,
+        keys: &ReadModelKeys,
         pool: &MySqlPool,
         read: impl AsyncFnOnce(&mut MySqlConnection) -> std::result::Result<T, E>,
     ) -> std::result::Result<FencedRead<T>, E>
@@ -583,7 +583,7 @@ impl Rebuild {
     /// Takes the rebuild lease, waiting up to the lease ([`rebuild_lease`]) for another
     /// rebuild to end, and starts renewing it every third of the lease on a connection of
     /// its own from `redis`. Take the MySQL snapshot only after this returns.
-    pub async fn begin(redis: &RedisPool, keys: &StreamKeys) -> Result<Rebuild> {
+    pub async fn begin(redis: &RedisPool, keys: &ReadModelKeys) -> Result<Rebuild> {
         let lease = rebuild_lease();
         let token = format!("{:016x}", rand::random::<u64>());
         let started = Instant::now();
@@ -818,7 +818,7 @@ pub async fn read_kpis<C: ConnectionLike>(conn: &mut C, key: &str) -> Result<Opt
 /// The top `limit` of the leaderboard as (email, cents), highest first; 0 for all.
 pub async fn read_leaderboard<C: ConnectionLike>(
     conn: &mut C,
-    keys: &StreamKeys,
+    keys: &ReadModelKeys,
     limit: isize,
 ) -> Result<Vec<(String, Cents)>> {
     let entries: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
