@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::DRAIN_ATTEMPTS;
 use crate::batch_traces::{phase_span, Phase, RunLabels};
 use crate::health::{Rewound, Service};
-use crate::metrics::{MYSQL_DURATION, REDIS_DURATION, RETRIES, REVENUE_CENTS};
+use crate::metrics::{MYSQL_DURATION, REDIS_DURATION, RETRIES, REVENUE_CENTS, WRITE_CONFLICTS};
 use crate::retry::{backoff, sleep_or_shutdown};
 use crate::state::Shared;
 
@@ -186,6 +186,9 @@ pub(super) async fn run_with_retry(
                     shared.health.down(Service::Mysql, &e);
                 }
                 metrics::counter!(RETRIES).increment(1);
+                if e.is_write_conflict() {
+                    metrics::counter!(WRITE_CONFLICTS).increment(1);
+                }
                 attempt += 1;
                 tracing::debug!(attempt, error = %e, "transient error, retrying");
                 let limit = if outage {
