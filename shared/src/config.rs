@@ -260,7 +260,11 @@ pub fn redact_url(url: &str) -> String {
 pub fn host_of(url: &str) -> String {
     let nodes = mysql_node_urls(url);
     if nodes.len() > 1 {
-        return nodes.iter().map(|n| host_of(n)).collect::<Vec<_>>().join(",");
+        return nodes
+            .iter()
+            .map(|n| host_of(n))
+            .collect::<Vec<_>>()
+            .join(",");
     }
     let list = url_list(url);
     if list.len() > 1 {
@@ -452,7 +456,10 @@ mod tests {
         assert_eq!(host_of(url), "h1:3306,h2:3307,h3");
         assert_eq!(database_name(url).unwrap(), "oms");
         assert!(url_secrets(url).contains(&"s3cret".to_string()));
-        assert_eq!(mysql_node_urls("mysql://root@h:1/oms"), vec!["mysql://root@h:1/oms"]);
+        assert_eq!(
+            mysql_node_urls("mysql://root@h:1/oms"),
+            vec!["mysql://root@h:1/oms"]
+        );
         assert_eq!(mysql_node_urls("redis://a:1,redis://b:2").len(), 1);
         let config = ConnectionConfig::new(url, DEFAULT_REDIS_URL, DEFAULT_PREFIX);
         assert!(config.validate().is_ok());

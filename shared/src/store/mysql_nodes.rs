@@ -62,7 +62,9 @@ pub async fn is_galera(conn: &mut MySqlConnection) -> std::result::Result<bool, 
 /// Session settings of a Galera node: causal reads. A no-op elsewhere.
 pub async fn prepare_session(conn: &mut MySqlConnection) -> std::result::Result<(), sqlx::Error> {
     if is_galera(conn).await? {
-        sqlx::query(schema::CAUSAL_READS).execute(&mut *conn).await?;
+        sqlx::query(schema::CAUSAL_READS)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
