@@ -6,7 +6,10 @@
 //! moved to another node, and (hot rows) Galera certification conflicts were counted in
 //! `oms_mysql_write_conflicts_total` and retried.
 //!
-//! Sizes: `OMS_GALERA_ORDERS` overrides the orders of each run (default 12,000, about a
+//! A pool whose node leaves the primary component (`wsrep_ready=OFF`, the node isolated
+//! with `gmcast.isolate`) moves to another node too.
+//!
+//! Sizes: `OMS_GALERA_ORDERS` overrides the orders of each run (default 20,000, about a
 //! minute here); `ops/bench-galera.sh` runs 100,000.
 
 use std::time::{Duration, Instant};
@@ -42,6 +45,31 @@ async fn terminal(env: &TestEnv) -> Option<i64> {
     Some(n)
 }
 
+/// `(orders, completed, sum of totals in cents)` on each node, read with causal reads: the
+/// restarted node holds what the others do.
+async fn same_orders_on_every_node(cluster: &GaleraCluster, env: &TestEnv) {
+    let mut seen = Vec::new();
+    for node in &cluster.nodes {
+        let url = format!("mysql://root@{}/{}", node.host(), env.database);
+        let db = oms_shared::db::connect(&url, 1)
+            .await
+            .expect("connect to a node");
+        let row: (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(status = 'completed'), 0) AS SIGNED), \
+             CAST(COALESCE(SUM(total * 100), 0) AS SIGNED) FROM orders",
+        )
+        .fetch_one(&db)
+        .await
+        .expect("count orders on a node");
+        db.close().await;
+        seen.push((node.host(), row));
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0].1 == w[1].1),
+        "the nodes disagree: {seen:?}"
+    );
+}
+
 /// `oms_mysql_write_conflicts_total` of the consumer whose `/metrics` is at `addr`.
 async fn write_conflicts(addr: std::net::SocketAddr) -> u64 {
     let exchange = async {
@@ -64,7 +92,7 @@ async fn write_conflicts(addr: std::net::SocketAddr) -> u64 {
 }
 
 /// One run: `work` enqueued, consumer `c0` preferring node 1 and `c1` node 2; at a third
-/// of the orders terminal, node `victim` (1 or 2) is SIGKILLed; once its consumer has
+/// of the orders terminal (a quarter), node `victim` (1 or 2) is SIGKILLed; once its consumer has
 /// moved to another node it is restarted and rejoins. Returns the write conflicts the
 /// consumers counted.
 async fn node_killed_mid_run(scenario: &str, work: Workload, victim: usize) -> u64 {
@@ -93,8 +121,8 @@ async fn node_killed_mid_run(scenario: &str, work: Workload, victim: usize) -> u
         addrs.push(c.metrics_addr(DEADLINE).await);
     }
     let n = work.rows.len() as i64;
-    wait_for(&format!("{} terminal orders", n / 3), DEADLINE, || async {
-        (terminal(&env).await? >= n / 3).then_some(())
+    wait_for(&format!("{} terminal orders", n / 4), DEADLINE, || async {
+        (terminal(&env).await? >= n / 4).then_some(())
     })
     .await;
     let writer = &mut consumers[victim - 1];
@@ -131,6 +159,7 @@ async fn node_killed_mid_run(scenario: &str, work: Workload, victim: usize) -> u
     );
 
     wait_settled(&env, n, DEADLINE).await;
+    same_orders_on_every_node(&cluster, &env).await;
     let mut conflicts = 0;
     for addr in &addrs {
         conflicts += write_conflicts(*addr).await;
@@ -164,7 +193,7 @@ async fn node_killed_mid_run(scenario: &str, work: Workload, victim: usize) -> u
 
 #[tokio::test]
 async fn galera_node_a_consumer_writes_to_sigkilled_mid_run_loses_and_doubles_nothing() {
-    let work = Workload::new("gkill", orders_from_env(12_000), 300, 2_000);
+    let work = Workload::new("gkill", orders_from_env(20_000), 300, 2_000);
     node_killed_mid_run("galera-node-kill", work, 1).await;
 }
 
@@ -173,10 +202,66 @@ async fn galera_node_a_consumer_writes_to_sigkilled_mid_run_loses_and_doubles_no
 /// counted and retried, and nothing is lost or doubled.
 #[tokio::test]
 async fn galera_node_under_hot_stock_rows_sigkilled_mid_run_counts_conflicts_and_loses_nothing() {
-    let work = Workload::new("ghot", orders_from_env(12_000), 4, 2_000);
+    let work = Workload::new("ghot", orders_from_env(20_000), 4, 2_000);
     let conflicts = node_killed_mid_run("galera-hot-rows-node-kill", work, 2).await;
     assert!(
         conflicts > 0,
         "two consumers on two nodes updating the same 7 product rows met no certification conflict"
     );
+}
+
+/// The client port of the node a pool's connection is on.
+async fn node_port(pool: &sqlx::MySqlPool) -> Option<u16> {
+    let (port,): (i64,) = sqlx::query_as("SELECT CAST(@@port AS SIGNED)")
+        .fetch_one(pool)
+        .await
+        .ok()?;
+    u16::try_from(port).ok()
+}
+
+#[tokio::test]
+async fn a_pool_moves_off_a_node_that_left_the_primary_component() {
+    let cluster = GaleraCluster::start(3).await;
+    let pool = oms_shared::db::connect(&format!("{}/mysql", cluster.server_url_from(1)), 2)
+        .await
+        .expect("connect to the cluster");
+    assert_eq!(node_port(&pool).await, Some(cluster.nodes[1].port));
+    let isolated = format!("mysql://root@{}/mysql", cluster.nodes[1].host());
+    let mut direct = <sqlx::MySqlConnection as sqlx::Connection>::connect(&isolated)
+        .await
+        .expect("a direct connection to node 1");
+    sqlx::query("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=1'")
+        .execute(&mut direct)
+        .await
+        .expect("isolate node 1");
+    wait_for("node 1 to leave the primary component", DEADLINE, || {
+        let isolated = isolated.clone();
+        async move {
+            let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&isolated)
+                .await
+                .ok()?;
+            let (_, ready): (String, String) =
+                sqlx::query_as("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")
+                    .fetch_one(&mut c)
+                    .await
+                    .ok()?;
+            (ready == "OFF").then_some(())
+        }
+    })
+    .await;
+    let moved_to = wait_for("the pool to serve from another node", DEADLINE, || async {
+        node_port(&pool)
+            .await
+            .filter(|&p| p != cluster.nodes[1].port)
+    })
+    .await;
+    assert!(
+        [cluster.nodes[0].port, cluster.nodes[2].port].contains(&moved_to),
+        "moved to {moved_to}, not a node of the cluster"
+    );
+    // Every later statement runs on the new node: no connection to the isolated one is
+    // handed out again.
+    for _ in 0..20 {
+        assert_eq!(node_port(&pool).await, Some(moved_to));
+    }
 }
