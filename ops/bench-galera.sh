@@ -148,6 +148,17 @@ read -r single_rate single_conflicts <"$DIR/result-single"
 CLUSTER_2="127.0.0.1:$((BASE + 2)),127.0.0.1:$((BASE + 3)),127.0.0.1:$((BASE + 1))"
 run galera "mysql://root@$CLUSTER/oms_bench" "mysql://root@$CLUSTER_2/oms_bench"
 read -r galera_rate galera_conflicts <"$DIR/result-galera"
+# What Galera itself counted on the three nodes: local transactions that failed
+# certification, and local transactions aborted by another node's writeset (BF aborts).
+galera_status() { # VARIABLE: its sum over the nodes
+    local sum=0 i
+    for i in 1 2 3; do
+        sum=$((sum + $(mariadb -h127.0.0.1 -P$((BASE + i)) -uroot -N -B -e "SHOW GLOBAL STATUS LIKE '$1'" | awk '{print $2}')))
+    done
+    echo "$sum"
+}
+cert_failures=$(galera_status wsrep_local_cert_failures)
+bf_aborts=$(galera_status wsrep_local_bf_aborts)
 
 # Causal reads: 5,000 point SELECTs in one session on node 1, wsrep_sync_wait 0 and 1.
 reads_us() { # SYNC_WAIT: microseconds per read
@@ -164,12 +175,13 @@ reads_us() { # SYNC_WAIT: microseconds per read
 plain_us=$(reads_us 0)
 causal_us=$(reads_us 1)
 
-python3 - "$ORDERS" "$single_rate" "$single_conflicts" "$galera_rate" "$galera_conflicts" "$plain_us" "$causal_us" <<'PY'
+python3 - "$ORDERS" "$single_rate" "$single_conflicts" "$galera_rate" "$galera_conflicts" "$plain_us" "$causal_us" "$cert_failures" "$bf_aborts" <<'PY'
 import sys
-n, sr, sc, gr, gc, plain, causal = map(int, sys.argv[1:])
+n, sr, sc, gr, gc, plain, causal, cert, bf = map(int, sys.argv[1:])
 print(f"orders: {n:,}, 2 consumers, 1,000 skewed SKUs")
 print(f"one MariaDB:          {sr:,} orders/s, write conflicts {sc * 1000 / n:.2f} per 1,000 orders ({sc})")
 print(f"Galera, 3 nodes:      {gr:,} orders/s ({(gr - sr) / sr:+.0%}), write conflicts "
       f"{gc * 1000 / n:.2f} per 1,000 orders ({gc}; certification failures and deadlocks, all retried)")
+print(f"                      Galera's own counters: {cert} certification failures, {bf} brute-force aborts")
 print(f"causal read (node 1): {plain} us per point SELECT without, {causal} us with wsrep_sync_wait = 1")
 PY

@@ -465,7 +465,10 @@ mod tests {
         assert!(config.validate().is_ok());
         let empty = ConnectionConfig::new("mysql://root@h1:3306,/oms", DEFAULT_REDIS_URL, "p:");
         let err = empty.validate().unwrap_err().to_string();
-        assert!(err.starts_with("invalid configuration: DATABASE_URL"), "{err}");
+        assert!(
+            err.starts_with("invalid configuration: DATABASE_URL"),
+            "{err}"
+        );
     }
 
     #[test]

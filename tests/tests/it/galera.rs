@@ -46,9 +46,11 @@ async fn terminal(env: &TestEnv) -> Option<i64> {
 }
 
 /// `(orders, completed, sum of totals in cents)` on each node, read with causal reads: the
-/// restarted node holds what the others do.
-async fn same_orders_on_every_node(cluster: &GaleraCluster, env: &TestEnv) {
+/// restarted node holds what the others do. Returns the certification failures and
+/// brute-force aborts Galera counted on the nodes (since each one's last start).
+async fn same_orders_on_every_node(cluster: &GaleraCluster, env: &TestEnv) -> (u64, u64) {
     let mut seen = Vec::new();
+    let mut galera_conflicts = (0, 0);
     for node in &cluster.nodes {
         let url = format!("mysql://root@{}/{}", node.host(), env.database);
         let db = oms_shared::db::connect(&url, 1)
@@ -61,6 +63,17 @@ async fn same_orders_on_every_node(cluster: &GaleraCluster, env: &TestEnv) {
         .fetch_one(&db)
         .await
         .expect("count orders on a node");
+        for (variable, sum) in [
+            ("wsrep_local_cert_failures", &mut galera_conflicts.0),
+            ("wsrep_local_bf_aborts", &mut galera_conflicts.1),
+        ] {
+            let (_, value): (String, String) =
+                sqlx::query_as(&format!("SHOW GLOBAL STATUS LIKE '{variable}'"))
+                    .fetch_one(&db)
+                    .await
+                    .expect("a Galera status variable");
+            *sum += value.parse::<u64>().unwrap_or(0);
+        }
         db.close().await;
         seen.push((node.host(), row));
     }
@@ -68,6 +81,7 @@ async fn same_orders_on_every_node(cluster: &GaleraCluster, env: &TestEnv) {
         seen.windows(2).all(|w| w[0].1 == w[1].1),
         "the nodes disagree: {seen:?}"
     );
+    galera_conflicts
 }
 
 /// `oms_mysql_write_conflicts_total` of the consumer whose `/metrics` is at `addr`.
@@ -159,7 +173,7 @@ async fn node_killed_mid_run(scenario: &str, work: Workload, victim: usize) -> u
     );
 
     wait_settled(&env, n, DEADLINE).await;
-    same_orders_on_every_node(&cluster, &env).await;
+    let (cert_failures, bf_aborts) = same_orders_on_every_node(&cluster, &env).await;
     let mut conflicts = 0;
     for addr in &addrs {
         conflicts += write_conflicts(*addr).await;
@@ -179,7 +193,10 @@ async fn node_killed_mid_run(scenario: &str, work: Workload, victim: usize) -> u
     let figures = Figures {
         scenario: scenario.into(),
         faults: 1,
-        fault_kind: format!("Galera node {victim} SIGKILL + rejoin; {conflicts} write conflicts"),
+        fault_kind: format!(
+            "Galera node {victim} SIGKILL + rejoin; {conflicts} write conflicts retried, \
+             Galera counted {cert_failures} certification failures and {bf_aborts} BF aborts"
+        ),
         ..Figures::default()
     }
     .counted(&a, started.elapsed());
