@@ -7,7 +7,10 @@
 # Usage:
 #   ops/services.sh [TARGET...]   TARGET: all (default: redis and mysql), redis, mysql,
 #                                 build-tools (a C compiler and linker: cc, libc headers),
-#                                 test-tools (python3 with PyYAML, openssl, ip)
+#                                 test-tools (python3 with PyYAML, openssl, ip, and galera),
+#                                 galera (the Galera provider, package galera-4, and rsync
+#                                 for its state transfers: the MySQL high-availability
+#                                 tests and ops/bench-galera.sh start private clusters)
 #
 # Environment:
 #   REDIS_URL         default redis://127.0.0.1:6379   (Redis >= 6.2 is required)
@@ -641,6 +644,21 @@ ensure_test_tools() {
     say "test tools: $(python3 --version 2>&1), PyYAML $(python3 -c 'import yaml; print(yaml.__version__)'), $(openssl version | cut -d' ' -f1-2)"
 }
 
+# The Galera wsrep provider (Debian's galera-4 puts it in /usr/lib/galera) and rsync, the
+# state-transfer method of the private clusters tests/src/galera.rs and ops/bench-galera.sh
+# start; mariadbd itself comes with mariadb-server (`mysql` target, or already installed).
+readonly GALERA_PROVIDER=/usr/lib/galera/libgalera_smm.so
+ensure_galera() {
+    local missing=()
+    [[ -e $GALERA_PROVIDER ]] || missing+=(galera-4)
+    command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+    if ((${#missing[@]})); then
+        apt_install "${missing[@]}"
+        [[ -e $GALERA_PROVIDER ]] || fail "$GALERA_PROVIDER is missing after installing galera-4"
+    fi
+    say "galera: $GALERA_PROVIDER ($(dpkg-query -W -f='${Version}' galera-4 2>/dev/null || echo 'version unknown')), $(rsync --version | awk 'NR == 1 {print $1, $3}')"
+}
+
 # ---------------------------------------------------------------------- main
 
 main() {
@@ -654,12 +672,16 @@ main() {
         redis) ensure_redis ;;
         mysql) ensure_mysql ;;
         build-tools) ensure_build_tools ;;
-        test-tools) ensure_test_tools ;;
+        test-tools)
+            ensure_test_tools
+            ensure_galera
+            ;;
+        galera) ensure_galera ;;
         -h | --help)
-            sed -n '3,43p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '3,48p' "$0" | sed 's/^# \{0,1\}//'
             ;;
         *)
-            echo "usage: $0 [all|redis|mysql|build-tools|test-tools]..." >&2
+            echo "usage: $0 [all|redis|mysql|build-tools|test-tools|galera]..." >&2
             exit 2
             ;;
         esac

@@ -45,8 +45,12 @@ async fn connect_mysql(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<MySqlPool>> {
     let conn = &config.conn;
-    let unreachable =
-        |e: &OmsError| matches!(e, OmsError::MysqlUnreachable { .. }) && e.is_transient();
+    let unreachable = |e: &OmsError| {
+        matches!(
+            e,
+            OmsError::MysqlUnreachable { .. } | OmsError::MysqlNodeNotReady { .. }
+        ) && e.is_transient()
+    };
     let size = config.concurrency as u32 + 4;
     Ok(
         retry::until_connected(shutdown, unreachable, || deployment::open_mysql(conn, size))

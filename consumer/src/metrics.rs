@@ -27,6 +27,7 @@ pub const BATCH_DURATION: &str = "oms_batch_duration_seconds";
 pub const MYSQL_DURATION: &str = "oms_mysql_duration_seconds";
 pub const REDIS_DURATION: &str = "oms_redis_duration_seconds";
 pub const RETRIES: &str = "oms_retries_total";
+pub const WRITE_CONFLICTS: &str = "oms_mysql_write_conflicts_total";
 pub const RECONNECTS: &str = "oms_reconnects_total";
 pub const CLAIMED: &str = "oms_claimed_messages_total";
 pub const READY: &str = "oms_consumer_ready";
@@ -53,6 +54,7 @@ pub const ALL: &[&str] = &[
     MYSQL_DURATION,
     REDIS_DURATION,
     RETRIES,
+    WRITE_CONFLICTS,
     RECONNECTS,
     CLAIMED,
     READY,
@@ -193,6 +195,13 @@ pub const METRICS: &[Metric] = &[
         kind: Kind::Counter,
         labels: &[],
         help: "Transient errors (connection lost, deadlock, timeout) retried in process",
+    },
+    Metric {
+        name: WRITE_CONFLICTS,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Workflow transactions rolled back for a write conflict and retried: InnoDB \
+               deadlocks and Galera certification failures (MySQL error 1213)",
     },
     Metric {
         name: RECONNECTS,
@@ -346,6 +355,7 @@ fn initialise_series() {
     }
     metrics::counter!(REVENUE_CENTS).increment(0);
     metrics::counter!(RETRIES).increment(0);
+    metrics::counter!(WRITE_CONFLICTS).increment(0);
     metrics::counter!(CLAIMED).increment(0);
     metrics::gauge!(IN_FLIGHT_ROWS).set(0.0);
     metrics::gauge!(HISTORY_REWOUND).set(0.0);

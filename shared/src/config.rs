@@ -51,12 +51,20 @@ impl ConnectionConfig {
     /// wrong without printing a password.
     pub fn validate(&self) -> Result<()> {
         let db = &self.database_url;
-        let parsed = parse_url("DATABASE_URL", db)?;
-        if !matches!(parsed.scheme(), "mysql" | "mariadb") {
-            return Err(OmsError::Config(format!(
-                "DATABASE_URL {} must start with mysql://",
-                redact_url(db)
-            )));
+        for node in mysql_node_urls(db) {
+            let parsed = parse_url("DATABASE_URL", &node)?;
+            if !matches!(parsed.scheme(), "mysql" | "mariadb") {
+                return Err(OmsError::Config(format!(
+                    "DATABASE_URL {} must start with mysql://",
+                    redact_url(db)
+                )));
+            }
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return Err(OmsError::Config(format!(
+                    "DATABASE_URL {} names an empty host",
+                    redact_url(db)
+                )));
+            }
         }
         database_name(db)?;
         for r in url_list(&self.redis_url) {
@@ -106,6 +114,55 @@ pub fn url_list(url: &str) -> Vec<&str> {
     }
 }
 
+/// The one-node URLs of a `DATABASE_URL`: `mysql://u:p@h1:3306,h2:3306/oms` (the nodes of a
+/// Galera cluster, in the order a process tries them) gives `mysql://u:p@h1:3306/oms` and
+/// `mysql://u:p@h2:3306/oms`; a URL naming one host, or not a `mysql://`/`mariadb://` URL,
+/// gives itself.
+pub fn mysql_node_urls(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return vec![url.to_string()];
+    };
+    if !matches!(scheme, "mysql" | "mariadb") {
+        return vec![url.to_string()];
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    };
+    if !hosts.contains(',') {
+        return vec![url.to_string()];
+    }
+    hosts
+        .split(',')
+        .map(|host| format!("{scheme}://{userinfo}{host}{tail}"))
+        .collect()
+}
+
+/// [`redact_url`] of a `DATABASE_URL` naming several nodes: the user, the password as
+/// `***` and the path once, with the host list.
+fn redact_node_list(nodes: &[String]) -> String {
+    let Some(first) = nodes.first().and_then(|n| parse_checked(n)) else {
+        return redact_url(nodes.first().map_or("", String::as_str));
+    };
+    if nodes.iter().any(|n| parse_checked(n).is_none()) {
+        return format!("{}://<not a valid URL, not shown>", first.scheme());
+    }
+    let hosts: Vec<String> = nodes.iter().map(|n| host_of(n)).collect();
+    let userinfo = match (first.username(), first.password()) {
+        ("", None) => String::new(),
+        (user, None) => format!("{user}@"),
+        (user, Some(_)) => format!("{user}:***@"),
+    };
+    format!(
+        "{}://{userinfo}{}{}",
+        first.scheme(),
+        hosts.join(","),
+        &first[url::Position::BeforePath..]
+    )
+}
+
 /// What to tell an operator whose URL is not well-formed (its text is never shown).
 const NOT_A_URL: &str = "is not a valid URL (write it as scheme://user:password@host:port/...; \
      percent-encode / # @ : ? % and spaces in the user name and password, e.g. / as %2F)";
@@ -135,7 +192,8 @@ fn parse_url(setting: &str, url: &str) -> Result<url::Url> {
 /// The database name in a MySQL URL: the path's first segment, letters, digits, `_` and `$`
 /// only (it is interpolated into `CREATE DATABASE`, so it must be checked).
 pub fn database_name(url: &str) -> Result<String> {
-    let parsed = parse_url("DATABASE_URL", url)?;
+    let first = mysql_node_urls(url).swap_remove(0);
+    let parsed = parse_url("DATABASE_URL", &first)?;
     let name = parsed
         .path()
         .trim_start_matches('/')
@@ -160,6 +218,10 @@ pub fn database_name(url: &str) -> Result<String> {
 /// A URL that is not well-formed (see [`parse_checked`]) shows its scheme only:
 /// `mysql://<not a valid URL, not shown>`; text without `://` is not shown at all.
 pub fn redact_url(url: &str) -> String {
+    let nodes = mysql_node_urls(url);
+    if nodes.len() > 1 {
+        return redact_node_list(&nodes);
+    }
     let list = url_list(url);
     if list.len() > 1 {
         return list
@@ -192,6 +254,14 @@ pub fn redact_url(url: &str) -> String {
 /// `host:port` of a URL, for error messages that must name the host without secrets
 /// (the socket path of a `unix://` URL).
 pub fn host_of(url: &str) -> String {
+    let nodes = mysql_node_urls(url);
+    if nodes.len() > 1 {
+        return nodes
+            .iter()
+            .map(|n| host_of(n))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     let list = url_list(url);
     if list.len() > 1 {
         return list.into_iter().map(host_of).collect::<Vec<_>>().join(",");
@@ -214,6 +284,11 @@ const SHORTEST_SCRUBBED: usize = 4;
 /// for a URL that is not well-formed, everything between `://` and the last `@` (where a
 /// password would be) and each piece of it between the separators `/ # ? @ :`.
 pub fn url_secrets(url: &str) -> Vec<String> {
+    let nodes = mysql_node_urls(url);
+    if nodes.len() > 1 {
+        // Every node carries the same user information: the first one's secrets are all.
+        return url_secrets(&nodes[0]);
+    }
     let list = url_list(url);
     if list.len() > 1 {
         return list.into_iter().flat_map(url_secrets).collect();
@@ -357,6 +432,39 @@ mod tests {
         assert!(c.validate().is_ok());
         let c = ConnectionConfig::new(DEFAULT_DATABASE_URL, "redis://h1,http://h2", "p:");
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn a_database_url_naming_several_nodes_is_split_node_by_node() {
+        let url = "mysql://oms:s3cret@h1:3306,h2:3307,h3/oms?ssl-mode=disabled";
+        assert_eq!(
+            mysql_node_urls(url),
+            vec![
+                "mysql://oms:s3cret@h1:3306/oms?ssl-mode=disabled",
+                "mysql://oms:s3cret@h2:3307/oms?ssl-mode=disabled",
+                "mysql://oms:s3cret@h3/oms?ssl-mode=disabled",
+            ]
+        );
+        assert_eq!(
+            redact_url(url),
+            "mysql://oms:***@h1:3306,h2:3307,h3/oms?ssl-mode=disabled"
+        );
+        assert_eq!(host_of(url), "h1:3306,h2:3307,h3");
+        assert_eq!(database_name(url).unwrap(), "oms");
+        assert!(url_secrets(url).contains(&"s3cret".to_string()));
+        assert_eq!(
+            mysql_node_urls("mysql://root@h:1/oms"),
+            vec!["mysql://root@h:1/oms"]
+        );
+        assert_eq!(mysql_node_urls("redis://a:1,redis://b:2").len(), 1);
+        let config = ConnectionConfig::new(url, DEFAULT_REDIS_URL, DEFAULT_PREFIX);
+        assert!(config.validate().is_ok());
+        let empty = ConnectionConfig::new("mysql://root@h1:3306,/oms", DEFAULT_REDIS_URL, "p:");
+        let err = empty.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid configuration: DATABASE_URL"),
+            "{err}"
+        );
     }
 
     #[test]

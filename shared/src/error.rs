@@ -20,6 +20,11 @@ pub enum OmsError {
         source: sqlx::Error,
     },
 
+    /// A Galera node that answers but does not serve queries: it left the primary
+    /// component (`wsrep_ready` is not `ON`), or is still joining.
+    #[error("MySQL node {host} does not serve queries: {reason}")]
+    MysqlNodeNotReady { host: String, reason: String },
+
     #[error("cannot reach Redis at {host}: {source}")]
     RedisUnreachable {
         host: String,
@@ -106,25 +111,29 @@ impl OmsError {
             // Wrong credentials do not heal by waiting: say so and stop.
             OmsError::MysqlUnreachable { source, .. } => !sql_error_is_access_denied(source),
             OmsError::RedisUnreachable { source, .. } => !redis_error_is_access_denied(source),
-            OmsError::RedisPool(_) | OmsError::Contention(_) | OmsError::NotReplicated { .. } => {
-                true
-            }
+            OmsError::RedisPool(_)
+            | OmsError::Contention(_)
+            | OmsError::NotReplicated { .. }
+            | OmsError::MysqlNodeNotReady { .. } => true,
             OmsError::Redis(e) => redis_error_is_transient(e),
             OmsError::Sql(e) => sql_error_is_transient(e),
             _ => false,
         };
         let outage = match self {
             OmsError::MysqlUnreachable { .. }
+            | OmsError::MysqlNodeNotReady { .. }
             | OmsError::RedisUnreachable { .. }
             | OmsError::RedisPool(_)
             | OmsError::Redis(_) => true,
-            OmsError::Sql(e) => matches!(
-                e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            ),
+            OmsError::Sql(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || mysql_error_number(e) == Some(WSREP_NOT_READY)
+            }
             _ => false,
         };
         match (transient, outage) {
@@ -141,6 +150,13 @@ impl OmsError {
     /// [`Transient`]: FailureClass::Transient
     pub fn is_transient(&self) -> bool {
         matches!(self.class(), FailureClass::Outage | FailureClass::Transient)
+    }
+
+    /// True for a transaction MySQL rolled back because it conflicted with another's
+    /// writes: an InnoDB deadlock, or a Galera certification failure (a writeset of another
+    /// node touched the same rows first), both reported as 1213. The retry usually succeeds.
+    pub fn is_write_conflict(&self) -> bool {
+        matches!(self, OmsError::Sql(e) if mysql_error_number(e) == Some(DEADLOCK))
     }
 
     /// True when no retry can ever make the operation succeed: the input itself breaks a
@@ -242,10 +258,29 @@ pub fn redis_error_is_access_denied(e: &redis::RedisError) -> bool {
         || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
 }
 
-/// MySQL error codes that a retry can cure: deadlock (1213), lock wait timeout (1205),
-/// server gone / lost connection, read-only during failover, too many connections, and
-/// duplicate key (1062): two consumers inserting the same identity at once; the retry
-/// finds the order and treats it as already processed.
+/// Deadlock, and what Galera reports for a transaction that failed certification or was
+/// aborted by a conflicting writeset of another node.
+pub const DEADLOCK: u16 = 1213;
+
+/// `ER_UNKNOWN_COM_ERROR` as Galera uses it: "WSREP has not yet prepared node for
+/// application use" (the node left the primary component or is still joining).
+pub const WSREP_NOT_READY: u16 = 1047;
+
+/// The server's error number of `e`, when MySQL sent one.
+pub fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(|m| m.number()),
+        _ => None,
+    }
+}
+
+/// MySQL error codes that a retry can cure: deadlock or Galera certification failure
+/// (1213), lock wait timeout (1205), server gone / lost connection, read-only during
+/// failover, too many connections, a Galera node not serving queries (1047: the pool moves
+/// to another node), and duplicate key (1062): two consumers inserting the same identity
+/// at once; the retry finds the order and treats it as already processed.
 pub fn sql_error_is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -254,15 +289,21 @@ pub fn sql_error_is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => {
-            let code = db
-                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                .map(|m| m.number());
-            matches!(
-                code,
-                Some(1062 | 1205 | 1213 | 1040 | 1053 | 2006 | 2013 | 1290 | 1927 | 4031)
+        sqlx::Error::Database(_) => matches!(
+            mysql_error_number(e),
+            Some(
+                1062 | 1205
+                    | DEADLOCK
+                    | WSREP_NOT_READY
+                    | 1040
+                    | 1053
+                    | 2006
+                    | 2013
+                    | 1290
+                    | 1927
+                    | 4031
             )
-        }
+        ),
         _ => false,
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod api_client;
 pub mod cluster;
+pub mod galera;
 pub mod invariants;
 pub mod netns;
 pub mod otlp_receiver;

@@ -139,25 +139,25 @@ pub trait CrashableServer {
 
 /// The process of a private server: its temp dir, its child, and one log file per start
 /// (`log_name(n)` in the dir for the `n`th start). SIGKILLed on drop.
-struct ServerProcess {
-    dir: tempfile::TempDir,
+pub(crate) struct ServerProcess {
+    pub(crate) dir: tempfile::TempDir,
     /// The program, as named in messages (`redis-server`, `mariadbd`).
-    program: &'static str,
+    pub(crate) program: &'static str,
     /// What the program writes to its log once it accepts connections.
-    ready_marker: &'static str,
-    log_name: fn(u32) -> String,
-    child: Option<Child>,
-    starts: u32,
+    pub(crate) ready_marker: &'static str,
+    pub(crate) log_name: fn(u32) -> String,
+    pub(crate) child: Option<Child>,
+    pub(crate) starts: u32,
 }
 
 impl ServerProcess {
-    fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
     /// Starts the next run: `command(dir, log)` is the command line, writing its log to
     /// `log`; spawns it and waits until the log says it is ready on `port`.
-    async fn boot(&mut self, port: u16, command: impl FnOnce(&Path, &Path) -> Command) {
+    pub(crate) async fn boot(&mut self, port: u16, command: impl FnOnce(&Path, &Path) -> Command) {
         assert!(!self.is_running(), "{} already running", self.program);
         self.starts += 1;
         let log = self.dir.path().join((self.log_name)(self.starts));
@@ -173,7 +173,7 @@ impl ServerProcess {
         self.child = Some(child);
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -181,7 +181,7 @@ impl ServerProcess {
     }
 
     /// SIGTERM, then waits up to `deadline` (then SIGKILL).
-    fn stop(&mut self, deadline: Duration) {
+    pub(crate) fn stop(&mut self, deadline: Duration) {
         if let Some(mut child) = self.child.take() {
             signal(child.id(), "-TERM");
             wait_exit(&mut child, deadline);
@@ -195,7 +195,7 @@ impl ServerProcess {
     }
 
     /// The logs of every start so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         (1..=self.starts)
             .map(|n| {
                 std::fs::read_to_string(self.dir.path().join((self.log_name)(n)))

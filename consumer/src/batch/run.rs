@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::DRAIN_ATTEMPTS;
 use crate::batch_traces::{phase_span, Phase, RunLabels};
 use crate::health::{Rewound, Service};
-use crate::metrics::{MYSQL_DURATION, REDIS_DURATION, RETRIES, REVENUE_CENTS};
+use crate::metrics::{MYSQL_DURATION, REDIS_DURATION, RETRIES, REVENUE_CENTS, WRITE_CONFLICTS};
 use crate::retry::{backoff, sleep_or_shutdown};
 use crate::state::Shared;
 
@@ -116,7 +116,10 @@ pub async fn run_workflow(
 /// The settle found its new outbox id not above the cached applied mark. Confirms it
 /// against Redis's record now: if the record's generation changed (a reset raced with
 /// the cached mark), the mark is refreshed and the error is transient (settle again);
-/// else MySQL went back in time: recorded in `health` (intake stops; housekeeping
+/// likewise when MySQL's sequence, read now (after Redis, as the rule wants; a causal read
+/// on Galera), is no longer behind: the settle's id came from a Galera node that had not
+/// yet applied the latest writesets (that transaction would have failed certification).
+/// Else MySQL went back in time: recorded in `health` (intake stops; housekeeping
 /// resumes when the record is reset) and the batch's entries stay pending.
 async fn confirm_rewind(shared: &Shared, sequence: u64) -> OmsError {
     let cached = shared.applied_mark();
@@ -135,10 +138,21 @@ async fn confirm_rewind(shared: &Shared, sequence: u64) -> OmsError {
             "the read-model record was reset meanwhile; settling again".into(),
         );
     }
+    let applied = reading.applied_max.max(cached.applied_max);
+    let sequence = match oms_shared::store::outbox::last_id(&shared.db).await {
+        Ok(now) if !oms_shared::store::outbox::history_rewound(now, applied) => {
+            return OmsError::Contention(format!(
+                "the outbox sequence read {sequence} below the applied id {applied}, \
+                 but is {now} now (a lagging node); settling again"
+            ));
+        }
+        Ok(now) => now.min(sequence),
+        Err(e) => return e,
+    };
     let rewound = Rewound {
         generation: reading.generation,
         sequence,
-        applied: reading.applied_max.max(cached.applied_max),
+        applied,
     };
     shared.health.set_rewound(rewound);
     rewound.error()
@@ -186,6 +200,9 @@ pub(super) async fn run_with_retry(
                     shared.health.down(Service::Mysql, &e);
                 }
                 metrics::counter!(RETRIES).increment(1);
+                if e.is_write_conflict() {
+                    metrics::counter!(WRITE_CONFLICTS).increment(1);
+                }
                 attempt += 1;
                 tracing::debug!(attempt, error = %e, "transient error, retrying");
                 let limit = if outage {

@@ -3,19 +3,45 @@
 //! `producer migrate` calls [`migrate`]: it creates the database if missing and applies
 //! `migrations/` (embedded at build time). Everything else calls [`connect`], then
 //! [`ensure_migrated`], which refuses to run on a database that is missing migrations.
+//!
+//! A `DATABASE_URL` may name several nodes of a Galera cluster: a pool then uses one node
+//! and moves to another when it stops serving ([`crate::store::mysql_nodes`]).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
+use sqlx::mysql::MySqlConnection;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
-use crate::config::{database_name, host_of};
+use crate::config::{database_name, host_of, mysql_node_urls};
 use crate::error::{OmsError, Result};
+use crate::store::mysql_nodes::{self, LastMove};
 
 /// The migrations of `migrations/`, embedded in every binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Each node of `url` (one URL per node: [`mysql_node_urls`]) with its connect options.
+fn node_options(url: &str) -> Result<Vec<(String, MySqlConnectOptions)>> {
+    mysql_node_urls(url)
+        .into_iter()
+        .map(|node| options(&node).map(|o| (node, o)))
+        .collect()
+}
+
+/// A plain connection to the first node of `url` that answers and serves queries.
+async fn connect_one(url: &str, database: Option<&str>) -> Result<MySqlConnection> {
+    let mut nodes = node_options(url)?;
+    if let Some(database) = database {
+        for (_, options) in &mut nodes {
+            *options = options.clone().database(database);
+        }
+    }
+    let (_, conn) = mysql_nodes::first_ready(&nodes, 0, unreachable).await?;
+    Ok(conn)
+}
 
 fn options(url: &str) -> Result<MySqlConnectOptions> {
     let options = MySqlConnectOptions::from_str(url).map_err(|e| {
@@ -64,15 +90,21 @@ pub async fn connect_with_acquire_timeout(
 ) -> Result<MySqlPool> {
     // One plain connection first: a refused or failing connection reports its real cause at
     // once, where the pool would retry until its acquire timeout and say "pool timed out".
-    let probe = options(url)?
-        .connect()
-        .await
-        .map_err(|e| unreachable(url, e))?;
+    // With several nodes, it also picks the first that serves.
+    let nodes = node_options(url)?;
+    let (current, probe) = mysql_nodes::first_ready(&nodes, 0, unreachable).await?;
     probe.close().await.ok();
+    let last_move = Arc::new(LastMove::default());
+    let admits = Arc::clone(&last_move);
     let pool = MySqlPoolOptions::new()
         .max_connections(max_connections.max(1))
         .min_connections(0)
         .acquire_timeout(acquire_timeout)
+        // After a move to another node, connections to the node left are closed.
+        .before_acquire(move |_conn, meta| {
+            let admitted = admits.admits(meta.age);
+            Box::pin(async move { Ok(admitted) })
+        })
         // READ COMMITTED: each statement sees the latest commits (a customer created by
         // another consumer a moment ago), and InnoDB takes no gap locks. Idle timeouts: a
         // vanished client's session (and its locks) is closed by the server.
@@ -88,23 +120,28 @@ pub async fn connect_with_acquire_timeout(
                 let _ = sqlx::query(crate::store::schema::IDLE_TRANSACTION_TIMEOUT)
                     .execute(&mut *conn)
                     .await;
-                Ok(())
+                mysql_nodes::prepare_session(conn).await
             })
         })
-        .connect_with(options(url)?)
+        .connect_with(nodes[current].1.clone())
         .await
-        .map_err(|e| unreachable(url, e))?;
+        .map_err(|e| unreachable(&nodes[current].0, e))?;
+    if nodes.len() > 1 {
+        tokio::spawn(mysql_nodes::watch(
+            pool.clone(),
+            nodes,
+            current,
+            last_move,
+            unreachable,
+        ));
+    }
     Ok(pool)
 }
 
 /// Creates the URL's database (utf8mb4) if it does not exist; true when it was created.
 pub async fn create_database_if_missing(url: &str) -> Result<bool> {
     let name = database_name(url)?;
-    let mut conn = options(url)?
-        .database("")
-        .connect()
-        .await
-        .map_err(|e| unreachable(url, e))?;
+    let mut conn = connect_one(url, Some("")).await?;
     let exists: Option<(String,)> = sqlx::query_as(crate::store::schema::DATABASE_EXISTS)
         .bind(&name)
         .fetch_optional(&mut conn)

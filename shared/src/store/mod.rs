@@ -17,6 +17,7 @@ pub mod import_progress;
 pub mod imports;
 pub mod kpi_days;
 pub mod lookup;
+pub mod mysql_nodes;
 pub mod orders;
 pub mod outbox;
 pub mod partition_fence;

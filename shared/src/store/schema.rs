@@ -28,3 +28,18 @@ pub const IDLE_SESSION_TIMEOUT: &str = "SET SESSION wait_timeout = 60";
 /// MariaDB only (MySQL 8 has no such variable; the error is ignored): an idle session
 /// *inside a transaction* is closed after 10 s, so its locks go sooner.
 pub const IDLE_TRANSACTION_TIMEOUT: &str = "SET SESSION idle_transaction_timeout = 10";
+
+/// Whether the server is a Galera node: `wsrep_on` is `ON` (MariaDB without Galera says
+/// `OFF`; MySQL 8 returns no row).
+pub const WSREP_ON: &str = "SHOW VARIABLES LIKE 'wsrep_on'";
+
+/// A Galera node serves queries while `wsrep_ready` is `ON` (it is in the primary
+/// component and synced).
+pub const WSREP_READY: &str = "SHOW GLOBAL STATUS LIKE 'wsrep_ready'";
+
+/// Causal reads on a Galera node: before each read (`SELECT`, `SHOW`, `BEGIN`/`START
+/// TRANSACTION`, so also a consistent snapshot), the node waits until it has applied every
+/// writeset the cluster certified before the read began. A read then sees every commit
+/// acknowledged to any client before it, on any node, as on one server (ARCHITECTURE.md,
+/// "MySQL high availability").
+pub const CAUSAL_READS: &str = "SET SESSION wsrep_sync_wait = 1";

@@ -17,6 +17,7 @@ mod durability;
 mod faults;
 mod fence;
 mod foundation;
+mod galera;
 mod hardening;
 mod history;
 mod import;
