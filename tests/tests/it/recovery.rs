@@ -231,20 +231,7 @@ async fn a_paused_queue_stays_paused_across_a_redis_that_lost_its_data() {
     let out = run_producer(&env, &["status"]);
     assert!(out.status.success());
     // Redis loses everything under the prefix (as a restart without persistence would).
-    {
-        let mut conn = env.redis_conn().await;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", env.config.prefix))
-            .query_async(&mut *conn)
-            .await
-            .unwrap();
-        assert!(!keys.is_empty());
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut *conn)
-            .await
-            .unwrap();
-    }
+    wipe_redis(&env).await;
     let status: Value =
         serde_json::from_slice(&run_producer(&env, &["--json", "status"]).stdout).unwrap();
     assert_eq!(
