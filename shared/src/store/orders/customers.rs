@@ -107,7 +107,7 @@ pub(super) async fn grow_customer_totals(
     let rows: Vec<(&str, (u64, Cents, i64))> = per_customer.into_iter().collect();
     for part in rows.chunks(rows_per_statement(5)) {
         let sql = format!(
-            "UPDATE customers SET total_spent = total_spent + CASE id {} END, \
+            "UPDATE customers FORCE INDEX (uq_customers_email) SET total_spent = total_spent + CASE id {} END, \
              orders_count = orders_count + CASE id {} END WHERE email IN ({})",
             "WHEN ? THEN CAST(? AS DECIMAL(14,2)) ".repeat(part.len()),
             "WHEN ? THEN ? ".repeat(part.len()),

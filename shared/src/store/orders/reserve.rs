@@ -420,7 +420,7 @@ async fn order_ids(
     let mut order_ids: HashMap<String, u64> = HashMap::with_capacity(identities.len());
     for part in identities.chunks(rows_per_statement(1)) {
         let sql = format!(
-            "SELECT id, CAST(identity AS CHAR) FROM orders WHERE identity IN ({})",
+            "SELECT id, CAST(identity AS CHAR) FROM orders FORCE INDEX (uq_orders_identity) WHERE identity IN ({})",
             placeholders(part.len())
         );
         let mut query = sqlx::query_as::<_, (u64, String)>(&sql);
@@ -490,7 +490,7 @@ async fn set_status_by_id(
 ) -> Result<()> {
     for part in ids.chunks(rows_per_statement(1) - 3) {
         let sql = format!(
-            "UPDATE orders SET status = ?, failure_reason = ?, kpi_date = COALESCE(DATE(order_date), ?) \
+            "UPDATE orders FORCE INDEX (PRIMARY) SET status = ?, failure_reason = ?, kpi_date = COALESCE(DATE(order_date), ?) \
              WHERE id IN ({})",
             placeholders(part.len())
         );

@@ -226,7 +226,7 @@ async fn move_orders(
             )
         };
         let sql = format!(
-            "UPDATE orders SET status = {status}, failure_reason = {reason}, \
+            "UPDATE orders FORCE INDEX (PRIMARY) SET status = {status}, failure_reason = {reason}, \
              kpi_date = COALESCE(DATE(order_date), ?) WHERE id IN ({}) AND status = 'reserved'",
             placeholders(part.len())
         );

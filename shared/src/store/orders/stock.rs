@@ -87,7 +87,7 @@ pub(super) async fn adjust_stock(
         .collect();
     for part in deltas.chunks(rows_per_statement(3)) {
         let sql = format!(
-            "UPDATE products SET stock_quantity = stock_quantity + CASE id {} END WHERE id IN ({})",
+            "UPDATE products FORCE INDEX (PRIMARY) SET stock_quantity = stock_quantity + CASE id {} END WHERE id IN ({})",
             "WHEN ? THEN ? ".repeat(part.len()),
             placeholders(part.len())
         );
