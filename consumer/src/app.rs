@@ -74,6 +74,22 @@ async fn connect_redis(
     )
 }
 
+/// Whether the queue is paused, and the Redis data loss to report, if any (recording the
+/// deployment's first Redis epoch when no process has yet).
+async fn startup_state(
+    db: &MySqlPool,
+    redis: &RedisPool,
+    keys: &StreamKeys,
+) -> Result<(bool, Option<String>), OmsError> {
+    let mut conn = redis.get().await?;
+    let paused = oms_shared::queue_control::is_paused(&mut *conn, keys).await?;
+    let lost = match oms_shared::redis_epoch::check(db, &mut *conn, keys).await? {
+        oms_shared::redis_epoch::EpochState::Intact(_) => None,
+        oms_shared::redis_epoch::EpochState::Lost(loss) => Some(loss.describe()),
+    };
+    Ok((paused, lost))
+}
+
 /// Runs one consumer until `shutdown` is cancelled and the drain is over.
 // Long on purpose: the whole start-up and shutdown path of the daemon, read top to bottom
 // in one place (which task starts when, and what each waits for on the way out).
@@ -97,20 +113,18 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
     };
     let metrics = crate::metrics::install();
     metrics::gauge!(crate::metrics::READY).set(1.0);
-    let paused = {
-        let mut conn = redis.get().await?;
-        oms_shared::queue_control::is_paused(&mut *conn, &keys).await?
+    // Two processes starting at once on two Galera nodes both record the first Redis epoch:
+    // one loses certification (1213) and retries here rather than exiting.
+    let Some((paused, lost)) = retry::until_connected(&shutdown, OmsError::is_transient, || {
+        startup_state(&db, &redis, &keys)
+    })
+    .await?
+    else {
+        return Ok(());
     };
     if paused {
         tracing::info!("starting paused (producer queue resume to start reading)");
     }
-    let lost = {
-        let mut conn = redis.get().await?;
-        match oms_shared::redis_epoch::check(&db, &mut *conn, &keys).await? {
-            oms_shared::redis_epoch::EpochState::Intact(_) => None,
-            oms_shared::redis_epoch::EpochState::Lost(loss) => Some(loss.describe()),
-        }
-    };
 
     let shared = Arc::new(Shared::new(
         config,

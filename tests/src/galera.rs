@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::servers::{free_local_port, running_as_root, CrashableServer, ServerProcess};
+use crate::TestEnv;
 
 /// Where Debian's `galera-4` installs the wsrep provider (`dpkg -L galera-4`).
 pub const GALERA_PROVIDER: &str = "/usr/lib/galera/libgalera_smm.so";
@@ -87,6 +88,17 @@ impl GaleraCluster {
         format!("mysql://root@{}", hosts.join(","))
     }
 
+    /// A fresh [`TestEnv`] on this cluster (created and migrated through node 0), returned
+    /// once every node has applied its schema: a process started at once on another node
+    /// finds the database (Galera applies on the other nodes after node 0 commits).
+    pub async fn test_env(&self) -> TestEnv {
+        let env = TestEnv::on_servers(&self.server_url(), &crate::redis_server()).await;
+        for node in &self.nodes {
+            node.wait_caught_up(&env.database).await;
+        }
+        env
+    }
+
     /// [`GaleraCluster::server_url_from`] node 0.
     pub fn server_url(&self) -> String {
         self.server_url_from(0)
@@ -95,6 +107,22 @@ impl GaleraCluster {
     /// `database_url` (a URL of this cluster, any node order) with node `first` first.
     pub fn database_url_from(&self, first: usize, database: &str) -> String {
         format!("{}/{database}", self.server_url_from(first))
+    }
+}
+
+impl Drop for GaleraCluster {
+    /// A failing test shows the end of every node's log (the temp dirs go with the nodes).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                let log = node.log();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("--- last lines of Galera {} ({}):", node.name, node.host());
+                for line in &lines[lines.len().saturating_sub(15)..] {
+                    eprintln!("{line}");
+                }
+            }
+        }
     }
 }
 
@@ -145,6 +173,30 @@ impl GaleraNode {
 
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
+    }
+
+    /// Waits until this node holds `database`'s migrations, reading with causal reads
+    /// (`wsrep_sync_wait`): the read waits until the node has applied what the cluster
+    /// committed before it.
+    pub async fn wait_caught_up(&self, database: &str) {
+        let url = format!("mysql://root@{}/", self.host());
+        let applied = format!("SELECT COUNT(*) FROM `{database}`._sqlx_migrations");
+        crate::wait_for(
+            &format!("{} to hold {database}", self.host()),
+            Duration::from_secs(120),
+            || async {
+                let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&url)
+                    .await
+                    .ok()?;
+                sqlx::query("SET SESSION wsrep_sync_wait = 1")
+                    .execute(&mut c)
+                    .await
+                    .ok()?;
+                let (n,): (i64,) = sqlx::query_as(&applied).fetch_one(&mut c).await.ok()?;
+                (n > 0).then_some(())
+            },
+        )
+        .await;
     }
 
     /// The error logs of every start so far.

@@ -38,8 +38,26 @@ impl Drop for LogDir {
     fn drop(&mut self) {
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
-                eprintln!("consumer logs kept in {}", dir.keep().display());
+                let dir = dir.keep();
+                eprintln!("consumer logs kept in {}", dir.display());
+                print_log_tails(&dir, 30);
             }
+        }
+    }
+}
+
+/// The last `n` lines of every log in `dir`, on stderr: CI keeps the test output, not the
+/// machine's temp files.
+fn print_log_tails(dir: &Path, n: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("--- last lines of {}:", entry.path().display());
+        for line in &lines[lines.len().saturating_sub(n)..] {
+            eprintln!("{line}");
         }
     }
 }
@@ -168,16 +186,30 @@ impl ConsumerProc {
         }
     }
 
+    /// The process state letter of `/proc/<pid>/stat` (`R`, `S`, `T` stopped, `Z` exited
+    /// but not reaped), `None` once it is gone.
+    fn state(&self) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // `pid (comm) S ...`: the state follows the last ')'.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        rest.split_whitespace().next()?.chars().next()
+    }
+
     /// True while the process is stopped (SIGSTOP: state `T` in `/proc/<pid>/stat`).
     pub fn is_stopped(&self) -> bool {
-        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .ok()
-            .and_then(|stat| {
-                // `pid (comm) S ...`: the state follows the last ')'.
-                let rest = &stat[stat.rfind(')')? + 1..];
-                rest.split_whitespace().next().map(|s| s == "T")
-            })
-            .unwrap_or(false)
+        self.state() == Some('T')
+    }
+
+    /// True once the process has exited (reaped or not), without reaping it.
+    pub fn has_exited(&self) -> bool {
+        matches!(self.state(), None | Some('Z') | Some('X'))
+    }
+
+    /// The last `n` lines of [`Self::log`].
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// SIGSTOP: the process freezes where it is (as in a VM pause).
@@ -205,6 +237,13 @@ impl ConsumerProc {
     pub async fn metrics_addr(&self, deadline: Duration) -> std::net::SocketAddr {
         crate::wait_for("the consumer's metrics address", deadline, || {
             let log = self.log();
+            // Exited before it served: fail now, with what it said, not at the deadline.
+            assert!(
+                !self.has_exited() || log.contains("serving /metrics"),
+                "consumer {} exited before serving /metrics; its log ends:\n{}",
+                self.name,
+                self.log_tail(40)
+            );
             async move {
                 log.lines()
                     .find(|l| l.contains("serving /metrics"))

@@ -21,6 +21,9 @@ use crate::partition::PartitionCount;
 pub(crate) const STREAM_PARTITIONS: &str = "stream_partitions";
 
 const REDIS_EPOCH: &str = "redis_epoch";
+
+/// Write conflicts [`record_first_redis_epoch`] retries before it gives up.
+const FIRST_EPOCH_CONFLICTS: u64 = 5;
 const QUEUE_PAUSED: &str = "queue_paused";
 const ARCHIVED_BEFORE: &str = "archived_before";
 
@@ -100,12 +103,29 @@ pub async fn redis_epoch(pool: &MySqlPool) -> Result<Option<String>> {
 
 /// Records `epoch` unless one is recorded already; returns the one recorded afterwards
 /// (two processes starting at once agree on the first).
+///
+/// On Galera, processes starting at once on different nodes all insert the row and all but
+/// one lose certification (1213): the row exists then, and the retry settles on it.
 pub async fn record_first_redis_epoch(pool: &MySqlPool, epoch: &str) -> Result<String> {
-    sqlx::query("INSERT IGNORE INTO settings (name, value) VALUES (?, ?)")
-        .bind(REDIS_EPOCH)
-        .bind(epoch)
-        .execute(pool)
-        .await?;
+    let mut conflicts = 0;
+    loop {
+        let inserted = sqlx::query("INSERT IGNORE INTO settings (name, value) VALUES (?, ?)")
+            .bind(REDIS_EPOCH)
+            .bind(epoch)
+            .execute(pool)
+            .await
+            .map_err(OmsError::from);
+        match inserted {
+            Err(e) if e.is_write_conflict() && conflicts < FIRST_EPOCH_CONFLICTS => {
+                conflicts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * conflicts)).await;
+            }
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
     Ok(redis_epoch(pool)
         .await?
         .unwrap_or_else(|| epoch.to_string()))

@@ -6,6 +6,9 @@
 //! moved to another node, and (hot rows) Galera certification conflicts were counted in
 //! `oms_mysql_write_conflicts_total` and retried.
 //!
+//! Processes starting at once on different nodes all record the deployment's first Redis
+//! epoch (one settings row): the losers of certification retry, none exits.
+//!
 //! A pool whose node leaves the primary component (`wsrep_ready=OFF`, the node isolated
 //! with `gmcast.isolate`) moves to another node too.
 //!
@@ -116,7 +119,7 @@ async fn node_killed_mid_run(scenario: &str, work: Workload, victim: usize) -> u
         "cluster of 3 synced ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
-    let env = TestEnv::on_servers(&cluster.server_url(), &oms_tests::redis_server()).await;
+    let env = cluster.test_env().await;
     work.seed(&env).await;
     let import = env.import_row().await;
     env.enqueue(import, &work.rows, 100).await;
@@ -280,5 +283,69 @@ async fn a_pool_moves_off_a_node_that_left_the_primary_component() {
     // handed out again.
     for _ in 0..20 {
         assert_eq!(node_port(&pool).await, Some(moved_to));
+    }
+}
+
+/// Six consumers started at the same moment, two on each node, on a deployment no process
+/// has started yet: each records the first Redis epoch (`INSERT IGNORE` of one settings
+/// row) on its own node, so Galera certification fails for all but one of them. Every one
+/// retries and serves; none exits. Three fresh deployments, same cluster.
+#[tokio::test]
+async fn consumers_started_at_once_on_every_node_all_start() {
+    let cluster = GaleraCluster::start(3).await;
+    for round in 0..3 {
+        let env = cluster.test_env().await;
+        let logs = LogDir::new();
+        let consumers: Vec<ConsumerProc> = (0..6)
+            .map(|i| {
+                let url = cluster.database_url_from(i % 3, &env.database);
+                let spec = ConsumerSpec::new(&env, &format!("s{round}-{i}"), &[])
+                    .with_env("DATABASE_URL", &url);
+                ConsumerProc::spawn(&spec, &logs)
+            })
+            .collect();
+        for c in &consumers {
+            c.metrics_addr(DEADLINE).await;
+        }
+        let epochs = env
+            .scalar("SELECT COUNT(*) FROM settings WHERE name = 'redis_epoch'")
+            .await;
+        assert_eq!(epochs, 1, "one epoch recorded");
+    }
+}
+
+/// The first Redis epoch recorded from all three nodes at the same moment, 30 times: the
+/// losers of Galera's certification retry, and all agree on one epoch.
+#[tokio::test]
+async fn the_first_epoch_recorded_on_three_nodes_at_once_is_one_epoch() {
+    let cluster = GaleraCluster::start(3).await;
+    let env = cluster.test_env().await;
+    let mut pools = Vec::new();
+    for i in 0..3 {
+        let url = format!("mysql://root@{}/{}", cluster.nodes[i].host(), env.database);
+        pools.push(oms_shared::db::connect(&url, 1).await.expect("a node"));
+    }
+    for round in 0..30 {
+        sqlx::query("DELETE FROM settings WHERE name = 'redis_epoch'")
+            .execute(&env.db)
+            .await
+            .expect("forget the epoch");
+        for node in &cluster.nodes {
+            node.wait_caught_up(&env.database).await;
+        }
+        let record = |i: usize| {
+            let epoch = format!("epoch-{round}-{i}");
+            let pool = pools[i].clone();
+            async move { oms_shared::store::settings::record_first_redis_epoch(&pool, &epoch).await }
+        };
+        let (a, b, c) = tokio::join!(record(0), record(1), record(2));
+        let recorded: Vec<String> = [a, b, c]
+            .into_iter()
+            .map(|r| r.expect("record the first epoch"))
+            .collect();
+        assert!(
+            recorded.windows(2).all(|w| w[0] == w[1]),
+            "round {round}: the nodes recorded different epochs: {recorded:?}"
+        );
     }
 }
