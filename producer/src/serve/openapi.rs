@@ -123,37 +123,33 @@ impl Modify for ErrorsAndPatterns {
                        {\"error\": \"...\", \"code\": \"...\"}. Write endpoints need \
                        `Authorization: Bearer $OMS_API_TOKEN` (403 when the server has none)."
     ),
-    paths(
-        api::kpis_daily,
-        api::kpis_monthly,
-        api::kpis_yearly,
-        api::kpis_total,
-        api::leaderboard_top,
-        api::order_stats,
-        api::order_throughput,
-        api::order_history,
-        api::order_lookup,
-        api::imports_list,
-        api::import_one,
-        api::import_upload,
-        api::queue_status,
-        api::queue_pause,
-        api::queue_resume,
-        api::failed_list,
-        api::failed_retry_one,
-        api::failed_retry_all,
-        api::failed_purge,
-        api::audit_list,
-    ),
-    components(schemas(super::error::ErrorBody)),
-    modifiers(&BearerAuth, &ErrorsAndPatterns)
+    components(schemas(super::error::ErrorBody))
 )]
-pub struct ApiDoc;
+struct ApiDoc;
+
+/// The whole document: [`ApiDoc`]'s title and shared schemas, the operations of every
+/// route as [`api::read_api`], [`api::write_api`] and [`api::upload_api`] register them
+/// (so a handler is listed by being routed), then the bearer scheme and the shared
+/// answers and patterns.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let routed = api::read_api()
+        .merge(api::write_api())
+        .merge(api::upload_api())
+        .into_openapi();
+    doc.merge(routed);
+    BearerAuth.modify(&mut doc);
+    ErrorsAndPatterns.modify(&mut doc);
+    doc
+}
+
+/// [`document`], built once.
+static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(document);
 
 /// The query parameters the OpenAPI document declares, by method and route template.
 static QUERY_PARAMETERS: LazyLock<HashMap<(Method, String), Vec<String>>> = LazyLock::new(|| {
     use utoipa::openapi::path::ParameterIn;
-    let doc = ApiDoc::openapi();
+    let doc = DOCUMENT.clone();
     // The document itself, no parameter.
     let mut out = HashMap::from([((Method::GET, "/api/openapi.json".to_string()), Vec::new())]);
     for (path, item) in doc.paths.paths {
@@ -237,10 +233,7 @@ pub async fn documented_only(req: Request, next: Next) -> Response {
 
 /// `GET /api/openapi.json`.
 pub fn routes() -> Router {
-    Router::new().route(
-        "/api/openapi.json",
-        get(|| async { Json(ApiDoc::openapi()) }),
-    )
+    Router::new().route("/api/openapi.json", get(|| async { Json(&*DOCUMENT) }))
 }
 
 #[cfg(test)]
@@ -273,7 +266,7 @@ mod tests {
 
     #[test]
     fn every_api_path_is_documented() {
-        let doc = ApiDoc::openapi();
+        let doc = document();
         let paths: Vec<&String> = doc.paths.paths.keys().collect();
         for p in [
             "/api/kpis/daily/{date}",
@@ -303,7 +296,7 @@ mod tests {
     #[test]
     fn no_query_parameter_is_declared_as_a_path_parameter() {
         use utoipa::openapi::path::ParameterIn;
-        let doc = ApiDoc::openapi();
+        let doc = document();
         let mut queries = 0;
         for (path, item) in &doc.paths.paths {
             let in_path: Vec<&str> = path
@@ -343,7 +336,7 @@ mod tests {
     /// everywhere but the document itself.
     #[test]
     fn error_answers_are_documented() {
-        let doc = ApiDoc::openapi();
+        let doc = document();
         for (path, item) in &doc.paths.paths {
             for op in [&item.get, &item.post, &item.delete, &item.put]
                 .into_iter()

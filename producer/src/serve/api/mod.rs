@@ -8,12 +8,13 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{NaiveDate, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{require_read, require_write};
 use super::error::{visible, ApiError, ErrorBody};
@@ -40,23 +41,46 @@ pub use reports::*;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-/// Read endpoints (open unless `OMS_API_READ_TOKEN=1`).
+/// The read endpoints (open unless `OMS_API_READ_TOKEN=1`). Each handler is registered
+/// once: `routes!` takes its method and path from its `#[utoipa::path]` annotation, and
+/// its operation goes into the OpenAPI document ([`super::openapi::document`]) from there.
+pub fn read_api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(kpis_daily))
+        .routes(routes!(kpis_monthly))
+        .routes(routes!(kpis_yearly))
+        .routes(routes!(kpis_total))
+        .routes(routes!(leaderboard_top))
+        .routes(routes!(order_stats))
+        .routes(routes!(order_throughput))
+        .routes(routes!(order_history))
+        .routes(routes!(order_lookup))
+        .routes(routes!(imports_list))
+        .routes(routes!(import_one))
+        .routes(routes!(queue_status))
+        .routes(routes!(failed_list))
+        .routes(routes!(audit_list))
+}
+
+/// The write endpoints (bearer `OMS_API_TOKEN`, each request audited).
+pub fn write_api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(failed_retry_one))
+        .routes(routes!(failed_retry_all))
+        .routes(routes!(failed_purge))
+        .routes(routes!(queue_pause))
+        .routes(routes!(queue_resume))
+}
+
+/// The CSV upload (bearer `OMS_API_TOKEN`; its own body bound and timeout).
+pub fn upload_api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(import_upload))
+}
+
+/// [`read_api`]'s routes, behind the read-token check.
 pub fn read_routes(state: AppState) -> Router {
-    Router::new()
-        .route("/api/kpis/daily/{date}", get(kpis_daily))
-        .route("/api/kpis/monthly/{month}", get(kpis_monthly))
-        .route("/api/kpis/yearly/{year}", get(kpis_yearly))
-        .route("/api/kpis/total", get(kpis_total))
-        .route("/api/leaderboard", get(leaderboard_top))
-        .route("/api/orders/stats", get(order_stats))
-        .route("/api/orders/throughput", get(order_throughput))
-        .route("/api/orders/history", get(order_history))
-        .route("/api/orders/{identity}", get(order_lookup))
-        .route("/api/imports", get(imports_list))
-        .route("/api/imports/{id}", get(import_one))
-        .route("/api/queue", get(queue_status))
-        .route("/api/failed", get(failed_list))
-        .route("/api/audit", get(audit_list))
+    let (routes, _) = read_api().split_for_parts();
+    routes
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_read,
@@ -64,15 +88,10 @@ pub fn read_routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Write endpoints (bearer `OMS_API_TOKEN`), each request recorded in the audit log
-/// (refused ones too).
+/// [`write_api`]'s routes, each request recorded in the audit log (refused ones too).
 pub fn write_routes(state: AppState) -> Router {
-    Router::new()
-        .route("/api/failed/{id}/retry", post(failed_retry_one))
-        .route("/api/failed/retry", post(failed_retry_all))
-        .route("/api/failed", delete(failed_purge))
-        .route("/api/queue/pause", post(queue_pause))
-        .route("/api/queue/resume", post(queue_resume))
+    let (routes, _) = write_api().split_for_parts();
+    routes
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::readings::forget_after_write,
@@ -88,10 +107,10 @@ pub fn write_routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The CSV upload (bearer `OMS_API_TOKEN`; its own body bound and timeout).
+/// [`upload_api`]'s route.
 pub fn upload_routes(state: AppState) -> Router {
-    Router::new()
-        .route("/api/imports", post(import_upload))
+    let (routes, _) = upload_api().split_for_parts();
+    routes
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::readings::forget_after_write,
