@@ -23,6 +23,7 @@ use std::time::Duration;
 use oms_shared::deployment;
 use oms_shared::keys::StreamKeys;
 use oms_shared::redis_conn::RedisPool;
+use oms_shared::retry::{self, RetryPolicy};
 use oms_shared::OmsError;
 use sqlx::MySqlPool;
 use tokio::sync::mpsc;
@@ -30,13 +31,29 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ConsumerConfig;
 use crate::intake::Batch;
-use crate::retry;
+
 use crate::state::Shared;
 
 /// How long the last duties (applied outbox rows, applying the committed ones left,
 /// closing connections) may take at exit; what is left then waits for another
 /// consumer's sweeper.
 const FINAL_CLEANUP: Duration = Duration::from_secs(5);
+
+/// Runs a start-up step until it succeeds, retrying the errors `retryable` accepts (saying
+/// so) with [`RetryPolicy::CONNECT`]; any other error is returned. `None` at shutdown.
+async fn until_done<T, F, Fut>(
+    shutdown: &CancellationToken,
+    retryable: fn(&OmsError) -> bool,
+    step: F,
+) -> Result<Option<T>, OmsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, OmsError>>,
+{
+    let policy = RetryPolicy::CONNECT.retry_if(retryable);
+    let warn = |e: &OmsError, wait| tracing::warn!("{e}; retrying in {wait:?}");
+    retry::none_at_shutdown(policy.run(Some(shutdown), warn, step).await)
+}
 
 /// Connects to MySQL, retrying while it is unreachable (saying so), until `shutdown`;
 /// then refuses an unmigrated database ([`deployment::open_mysql`]).
@@ -52,10 +69,7 @@ async fn connect_mysql(
         ) && e.is_transient()
     };
     let size = config.concurrency as u32 + 4;
-    Ok(
-        retry::until_connected(shutdown, unreachable, || deployment::open_mysql(conn, size))
-            .await?,
-    )
+    Ok(until_done(shutdown, unreachable, || deployment::open_mysql(conn, size)).await?)
 }
 
 /// Connects to Redis and joins the group ([`deployment::open_redis`]), retrying while
@@ -66,12 +80,10 @@ async fn connect_redis(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<RedisPool>> {
     let size = config.concurrency + 4;
-    Ok(
-        retry::until_connected(shutdown, OmsError::is_transient, || {
-            deployment::open_redis(&config.conn, keys, size)
-        })
-        .await?,
-    )
+    Ok(until_done(shutdown, OmsError::is_transient, || {
+        deployment::open_redis(&config.conn, keys, size)
+    })
+    .await?)
 }
 
 /// Whether the queue is paused, and the Redis data loss to report, if any (recording the
@@ -115,7 +127,7 @@ pub async fn run(config: ConsumerConfig, shutdown: CancellationToken) -> anyhow:
     metrics::gauge!(crate::metrics::READY).set(1.0);
     // Two processes starting at once on two Galera nodes both record the first Redis epoch:
     // one loses certification (1213) and retries here rather than exiting.
-    let Some((paused, lost)) = retry::until_connected(&shutdown, OmsError::is_transient, || {
+    let Some((paused, lost)) = until_done(&shutdown, OmsError::is_transient, || {
         startup_state(&db, &redis, &keys)
     })
     .await?

@@ -10,8 +10,8 @@ use oms_shared::queue::DeadLetter;
 use oms_shared::store::dead_letters::DeadRow;
 
 use crate::health::Service;
-use crate::retry::backoff;
 use crate::state::Shared;
+use oms_shared::retry::RetryPolicy;
 
 /// Records the dead rows in MySQL (`dead_lettered_rows`, idempotent) before they are
 /// dead-lettered and acknowledged: an import's dead count must survive `failed purge`.
@@ -32,24 +32,22 @@ pub async fn record(shared: &Shared, dead: &[DeadLetter]) -> Option<HashSet<(u64
     if rows.is_empty() {
         return Some(HashSet::new());
     }
-    let mut attempt = 0u32;
-    loop {
-        match ended_and_record(shared, &rows).await {
-            Ok(ended) => {
-                shared.health.up(Service::Mysql);
-                return Some(ended);
-            }
-            Err(e) if attempt < 5 => {
-                if e.is_transient() {
-                    shared.health.down(Service::Mysql, &e);
-                }
-                attempt += 1;
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "could not record dead rows; entries stay pending");
-                return None;
-            }
+    let mark_down = |e: &oms_shared::OmsError, _| {
+        if e.is_transient() {
+            shared.health.down(Service::Mysql, e);
+        }
+    };
+    let recorded = RetryPolicy::FEW_TRIES
+        .run(None, mark_down, || ended_and_record(shared, &rows))
+        .await;
+    match recorded {
+        Ok(ended) => {
+            shared.health.up(Service::Mysql);
+            Some(ended)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not record dead rows; entries stay pending");
+            None
         }
     }
 }

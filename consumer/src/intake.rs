@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::Service;
 use crate::metrics::{CLAIMED, REDIS_DURATION};
-use crate::retry::{backoff, sleep_or_shutdown};
 use crate::state::Shared;
+use oms_shared::retry::{sleep_or_shutdown, RetryPolicy};
 
 /// One stream entry handed to a worker.
 #[derive(Debug)]
@@ -171,7 +171,7 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
                 }
                 shared.health.down(Service::Redis, &e);
                 failures += 1;
-                if sleep_or_shutdown(backoff(failures), &shutdown).await {
+                if sleep_or_shutdown(RetryPolicy::CONSUMER.wait(failures + 1), &shutdown).await {
                     break;
                 }
                 continue;

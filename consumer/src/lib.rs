@@ -30,5 +30,5 @@ mod intake;
 mod live_stats;
 pub mod metrics;
 mod pause;
-mod retry;
+
 mod state;

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use oms_reports::ReportError;
+use oms_shared::retry::RetryPolicy;
 use oms_shared::OmsError;
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +66,10 @@ fn report_server(e: &ReportError) -> Option<&'static str> {
     }
 }
 
+/// The waits between tries during an outage: 250 ms doubling to 5 s.
+const OUTAGE_BACKOFF: RetryPolicy =
+    RetryPolicy::backoff(Duration::from_millis(250), Duration::from_secs(5));
+
 /// The outage under way, if any: what was said, and how long to wait next.
 #[derive(Debug, Default)]
 pub struct Outages {
@@ -87,8 +92,8 @@ impl Outages {
             );
             self.down = Some(server);
         }
-        let wait = Duration::from_millis((250u64 << self.attempt.min(5)).min(5_000));
         self.attempt += 1;
+        let wait = OUTAGE_BACKOFF.wait(self.attempt);
         Some(wait)
     }
 

@@ -16,6 +16,7 @@
 //! - [`kpi`]: KPI arithmetic (revenue, count, average order value) and period keys;
 //! - [`db`] (= `store::db`): MySQL connection, database creation and embedded migrations;
 //! - [`redis_conn`]: Redis connection pools;
+//! - [`retry`]: the one retry policy (what is retried, backoff, when to give up);
 //! - [`redis_epoch`]: whether Redis still holds the data MySQL recorded (lost on a restart
 //!   without persistence);
 //! - [`queue`]: the orders stream, its consumer group, trimming and dead letters;
@@ -50,6 +51,7 @@ pub mod queue_control;
 pub mod read_model;
 pub mod redis_conn;
 pub mod redis_epoch;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 pub mod trace_context;

@@ -10,8 +10,8 @@ use oms_shared::Result;
 use super::Settlement;
 use crate::health::Service;
 use crate::metrics::{DEAD_LETTERS, MESSAGES, REDIS_DURATION};
-use crate::retry::backoff;
 use crate::state::Shared;
+use oms_shared::retry::RetryPolicy;
 
 /// Dead letters, acknowledgements and error notes of one partition's batch in one atomic
 /// pipeline (the partition's keys share one slot).
@@ -30,29 +30,21 @@ pub(super) async fn finish(shared: &Shared, partition: u16, mut s: Settlement) {
         .retain(|d| d.import_id == 0 || !ended.contains(&(d.import_id, d.line)));
     let pipe = queue::acknowledgement(&shared.keys, partition, &s.ack, &s.dead, &s.retry);
     let started = Instant::now();
-    let mut attempt = 0u32;
-    loop {
-        let result: Result<()> = async {
-            let mut conn = shared.redis.get().await?;
-            pipe.query_async::<()>(&mut *conn).await?;
-            Ok(())
-        }
-        .await;
-        match result {
-            Ok(()) => {
-                shared.health.up(Service::Redis);
-                break;
-            }
-            Err(e) if attempt < 5 => {
-                shared.health.down(Service::Redis, &e);
-                attempt += 1;
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            Err(e) => {
-                // Entries stay pending and are claimed again later; effects are idempotent.
-                tracing::error!(error = %e, "could not acknowledge; entries stay pending");
-                return;
-            }
+    let acknowledge = || async {
+        let mut conn = shared.redis.get().await?;
+        pipe.query_async::<()>(&mut *conn).await?;
+        Result::<()>::Ok(())
+    };
+    let mark_down = |e: &oms_shared::OmsError, _| shared.health.down(Service::Redis, e);
+    match RetryPolicy::FEW_TRIES
+        .run(None, mark_down, acknowledge)
+        .await
+    {
+        Ok(()) => shared.health.up(Service::Redis),
+        Err(e) => {
+            // Entries stay pending and are claimed again later; effects are idempotent.
+            tracing::error!(error = %e, "could not acknowledge; entries stay pending");
+            return;
         }
     }
     metrics::histogram!(REDIS_DURATION, "op" => "ack").record(started.elapsed().as_secs_f64());

@@ -15,8 +15,8 @@ use super::DRAIN_ATTEMPTS;
 use crate::batch_traces::{phase_span, Phase, RunLabels};
 use crate::health::{Rewound, Service};
 use crate::metrics::{MYSQL_DURATION, REDIS_DURATION, RETRIES, REVENUE_CENTS, WRITE_CONFLICTS};
-use crate::retry::{backoff, sleep_or_shutdown};
 use crate::state::Shared;
+use oms_shared::retry::{sleep_or_shutdown, RetryPolicy};
 
 /// What one run of the workflow did to the rows it was given.
 #[derive(Debug, Default)]
@@ -213,14 +213,15 @@ pub(super) async fn run_with_retry(
                 if started.elapsed() >= limit {
                     return Err(e);
                 }
+                let wait = RetryPolicy::CONSUMER.wait(attempt + 1);
                 if shutdown.is_cancelled() {
                     drain_attempts += 1;
                     if drain_attempts > DRAIN_ATTEMPTS {
                         return Err(e);
                     }
-                    tokio::time::sleep(backoff(attempt).min(Duration::from_millis(500))).await;
+                    tokio::time::sleep(wait.min(Duration::from_millis(500))).await;
                 } else {
-                    sleep_or_shutdown(backoff(attempt), shutdown).await;
+                    sleep_or_shutdown(wait, shutdown).await;
                 }
                 if last_touch.elapsed() >= claim_idle / 3 {
                     keep_claimed(shared, partition, ids).await;

@@ -30,6 +30,7 @@ use oms_shared::keys::StreamKeys;
 use oms_shared::order::EncodedChunk;
 use oms_shared::queue;
 use oms_shared::redis_conn::{RedisPool, ReplicaWait};
+use oms_shared::retry::{GiveUp, RetryPolicy, Stopped};
 use oms_shared::store::imports::{self, ImportCounts, ImportStatus, RejectRow};
 use oms_shared::store::settings;
 use oms_shared::OmsError;
@@ -332,28 +333,21 @@ pub async fn heartbeat(db: MySqlPool, import_id: u64) {
 pub(crate) async fn retry<T, F, Fut>(
     what: &str,
     shutdown: &CancellationToken,
-    mut op: F,
+    op: F,
 ) -> Result<T, EnqueueError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, OmsError>>,
 {
-    let started = Instant::now();
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_transient() && started.elapsed() < RETRY_BUDGET => {
-                tracing::warn!("{what} failed: {e}; retrying in {wait:?}");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => return Err(EnqueueError::Interrupted),
-                }
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(EnqueueError::Failed(e)),
-        }
-    }
+    let policy = RetryPolicy::CONSUMER.give_up(GiveUp::Budget(RETRY_BUDGET));
+    let warn = |e: &OmsError, wait| tracing::warn!("{what} failed: {e}; retrying in {wait:?}");
+    policy
+        .run(Some(shutdown), warn, op)
+        .await
+        .map_err(|stopped| match stopped {
+            Stopped::GaveUp(e) => EnqueueError::Failed(e),
+            Stopped::Shutdown => EnqueueError::Interrupted,
+        })
 }
 
 #[cfg(test)]
