@@ -1,5 +1,5 @@
 //! The end of a batch: dead rows recorded in MySQL (those that ended after all dropped,
-//! [`crate::dead_rows`]), then dead letters, acknowledgements and error notes in one
+//! entries with a reserved order left pending, [`crate::dead_rows`]), then dead letters, acknowledgements and error notes in one
 //! atomic pipeline ([`queue::acknowledgement`]), retried a few times while Redis is down.
 
 use std::time::Instant;
@@ -22,12 +22,25 @@ pub(super) async fn finish(shared: &Shared, partition: u16, mut s: Settlement) {
     if !s.dead.is_empty() {
         crate::housekeeping::stall_point("OMS_TEST_STOP_BEFORE_DEAD_LETTERS");
     }
-    let Some(ended) = crate::dead_rows::record(shared, &s.dead).await else {
+    let Some(fates) = crate::dead_rows::record(shared, &s.dead).await else {
         return;
     };
-    // Their delivery is acknowledged all the same: its other rows are dead, these done.
+    // Rows that ended: their delivery is acknowledged all the same (its other rows dead).
     s.dead
-        .retain(|d| d.import_id == 0 || !ended.contains(&(d.import_id, d.line)));
+        .retain(|d| d.import_id == 0 || !fates.ended.contains(&(d.import_id, d.line)));
+    // Entries with a reserved order stay pending whole: their next delivery settles it.
+    if !fates.unsettled_entries.is_empty() {
+        let held = &fates.unsettled_entries;
+        s.dead.retain(|d| !held.contains(&d.source_id));
+        s.ack.retain(|id| !held.contains(id));
+        s.retry.extend(held.iter().map(|id| {
+            (
+                id.clone(),
+                "an earlier delivery reserved an order of this entry; the next one settles it"
+                    .to_string(),
+            )
+        }));
+    }
     let pipe = queue::acknowledgement(&shared.keys, partition, &s.ack, &s.dead, &s.retry);
     let started = Instant::now();
     let acknowledge = || async {

@@ -24,8 +24,11 @@
 //!    in one `MULTI` with the `XACK`. Dead rows are first recorded in MySQL
 //!    (`dead_lettered_rows`, what an import's dead count is read from), and in that step
 //!    MySQL is asked whether they ended after all: a row an earlier holder committed
-//!    while an outage swallowed the answer is acknowledged, never dead-lettered too
-//!    ([`crate::dead_rows`]).
+//!    while an outage swallowed the answer is acknowledged, never dead-lettered too, and
+//!    an entry with an order an earlier holder reserved stays pending for the next
+//!    delivery to settle ([`crate::dead_rows`]). That step and the reserve exclude each
+//!    other (`store::dead_letters`): an earlier holder still at work cannot create an
+//!    order for a row dead-lettered meanwhile.
 //! 4. After shutdown began, a transient error gets [`DRAIN_ATTEMPTS`] more tries, then the
 //!    entries stay pending for another consumer (no attempt is spent, nothing is dead).
 //! 5. When MySQL went back in time (`OmsError::HistoryRewound`: the settle's new outbox id

@@ -45,6 +45,7 @@ pub async fn run_workflow(
         .await?;
     metrics::histogram!(MYSQL_DURATION, "phase" => "reserve")
         .record(started.elapsed().as_secs_f64());
+    crate::housekeeping::stall_point("OMS_TEST_STOP_BEFORE_SETTLE");
 
     let started = Instant::now();
     let applied_max = shared.applied_mark().applied_max;

@@ -382,22 +382,9 @@ async fn payment_success_rate_holds_and_is_deterministic_per_seed() {
 #[tokio::test]
 async fn a_last_delivery_cut_off_from_mysql_never_dead_letters_rows_an_earlier_holder_committed() {
     let env = TestEnv::new().await;
-    for s in 0..4 {
-        env.product(&format!("S{s}"), "2.00", 1_000).await;
-    }
-    let initial = stock_snapshot(&env).await;
-    let import = env.import_row().await;
-    let n = 20;
-    env.enqueue(import, &many_rows(n as u64, 4), n).await;
+    let (initial, n) = (one_entry_of_rows(&env, 20).await, 20);
     let logs = LogDir::new();
-    let args = [
-        "--payment-success-rate",
-        "1",
-        "--claim-idle-secs",
-        "2",
-        "--max-attempts",
-        "2",
-    ];
+    let args = LAST_DELIVERY_ARGS;
 
     // The earlier holder commits every row, then freezes before its apply and its XACK.
     let earlier = ConsumerProc::spawn(
@@ -413,49 +400,7 @@ async fn a_last_delivery_cut_off_from_mysql_never_dead_letters_rows_an_earlier_h
     )
     .await;
 
-    // The last holder reaches MySQL through a proxy; it claims the entry (delivery 2 of
-    // 2) and freezes before its first statement.
-    let mysql = oms_tests::mysql_server();
-    let target: std::net::SocketAddr = mysql
-        .rsplit_once('@')
-        .map_or(mysql.as_str(), |(_, host)| host)
-        .trim_start_matches("mysql://")
-        .parse()
-        .expect("DATABASE_URL's host:port");
-    let proxy = oms_tests::tcp_proxy::TcpProxy::start(target);
-    let mut last = ConsumerProc::spawn(
-        &ConsumerSpec::new(&env, "last", &args)
-            .with_env("DATABASE_URL", &proxy.url_through(&env.config.database_url))
-            .with_env("OMS_TEST_STOP_BEFORE_RESERVE", "1")
-            .with_env("OMS_TEST_STOP_BEFORE_DEAD_LETTERS", "1"),
-        &logs,
-    );
-    wait_for(
-        "the last holder stopped before its reserve",
-        DEADLINE,
-        || {
-            let stopped = last.is_stopped();
-            async move { stopped.then_some(()) }
-        },
-    )
-    .await;
-
-    // Its link to MySQL is cut: it retries for the claim period, gives up, and freezes
-    // before recording the rows as dead; the link is back before it goes on.
-    proxy.cut();
-    last.resume();
-    wait_for(
-        "the last holder stopped before its dead letters",
-        DEADLINE,
-        || {
-            let log = last.log();
-            let stopped = last.is_stopped();
-            async move { (stopped && log.contains("batch left pending")).then_some(()) }
-        },
-    )
-    .await;
-    proxy.restore();
-    last.resume();
+    let (mut last, _proxy) = last_delivery_cut_off_from_mysql(&env, &args, &logs).await;
     wait_for("the entry acknowledged", DEADLINE, || async {
         let mut conn = env.redis_conn().await;
         let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
@@ -492,6 +437,204 @@ async fn a_last_delivery_cut_off_from_mysql_never_dead_letters_rows_an_earlier_h
         n as i64
     );
     drop(earlier);
+    let status = last.terminate(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{}", last.log());
+}
+
+/// The last holder of the stream's one entry: it reaches MySQL through a proxy, claims
+/// the entry (delivery 2 of 2) and freezes before its first statement; its link to MySQL
+/// is then cut, so it retries for the claim period, gives up, and freezes before
+/// recording the rows as dead; the link is back before it goes on. Returned running,
+/// with its proxy (which must outlive it).
+async fn last_delivery_cut_off_from_mysql(
+    env: &TestEnv,
+    args: &[&str],
+    logs: &LogDir,
+) -> (ConsumerProc, oms_tests::tcp_proxy::TcpProxy) {
+    let mysql = oms_tests::mysql_server();
+    let target: std::net::SocketAddr = mysql
+        .rsplit_once('@')
+        .map_or(mysql.as_str(), |(_, host)| host)
+        .trim_start_matches("mysql://")
+        .parse()
+        .expect("DATABASE_URL's host:port");
+    let proxy = oms_tests::tcp_proxy::TcpProxy::start(target);
+    let last = ConsumerProc::spawn(
+        &ConsumerSpec::new(env, "last", args)
+            .with_env("DATABASE_URL", &proxy.url_through(&env.config.database_url))
+            .with_env("OMS_TEST_STOP_BEFORE_RESERVE", "1")
+            .with_env("OMS_TEST_STOP_BEFORE_DEAD_LETTERS", "1"),
+        logs,
+    );
+    wait_for(
+        "the last holder stopped before its reserve",
+        DEADLINE,
+        || {
+            let stopped = last.is_stopped();
+            async move { stopped.then_some(()) }
+        },
+    )
+    .await;
+    proxy.cut();
+    last.resume();
+    wait_for(
+        "the last holder stopped before its dead letters",
+        DEADLINE,
+        || {
+            let log = last.log();
+            let stopped = last.is_stopped();
+            async move { (stopped && log.contains("batch left pending")).then_some(()) }
+        },
+    )
+    .await;
+    proxy.restore();
+    last.resume();
+    (last, proxy)
+}
+
+/// Four products and one import of `n` rows enqueued as one stream entry; returns the
+/// stock before any order.
+async fn one_entry_of_rows(env: &TestEnv, n: usize) -> std::collections::BTreeMap<String, i64> {
+    for s in 0..4 {
+        env.product(&format!("S{s}"), "2.00", 1_000).await;
+    }
+    let initial = stock_snapshot(env).await;
+    let import = env.import_row().await;
+    env.enqueue(import, &many_rows(n as u64, 4), n).await;
+    initial
+}
+
+const LAST_DELIVERY_ARGS: [&str; 6] = [
+    "--payment-success-rate",
+    "1",
+    "--claim-idle-secs",
+    "2",
+    "--max-attempts",
+    "2",
+];
+
+/// An earlier holder reserves an entry's rows and freezes before settling them; the
+/// entry's last delivery is cut off from MySQL past its retries, so its rows are to be
+/// dead-lettered, with MySQL back when they are recorded. Their orders exist, `reserved`:
+/// the entry stays pending, nothing is dead-lettered, and a later delivery settles them
+/// (`faults::mariadb_crashed_…` once found 1,989 rows both terminal and dead: the
+/// earlier holder settled rows the last delivery had dead-lettered).
+#[tokio::test]
+async fn a_last_delivery_leaves_pending_an_entry_whose_orders_an_earlier_holder_reserved() {
+    let env = TestEnv::new().await;
+    let (initial, n) = (one_entry_of_rows(&env, 20).await, 20);
+    let logs = LogDir::new();
+    let args = LAST_DELIVERY_ARGS;
+    let earlier = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "earlier", &args).with_env("OMS_TEST_STOP_BEFORE_SETTLE", "1"),
+        &logs,
+    );
+    wait_for(
+        "the earlier holder stopped between its reserve and its settle",
+        DEADLINE,
+        || async {
+            let reserved = env
+                .scalar("SELECT COUNT(*) FROM orders WHERE status = 'reserved'")
+                .await;
+            (earlier.is_stopped() && reserved == n as i64).then_some(())
+        },
+    )
+    .await;
+    let (mut last, _proxy) = last_delivery_cut_off_from_mysql(&env, &args, &logs).await;
+    wait_for("the entry left pending", DEADLINE, || {
+        let log = last.log();
+        async move { log.contains("their entries stay pending").then_some(()) }
+    })
+    .await;
+    // A later delivery (the last holder claims it again) settles the orders, while the
+    // earlier holder is still frozen.
+    env.wait_until_processed(n as i64, DEADLINE).await;
+    let mut conn = env.redis_conn().await;
+    let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0, "dead letters:\n{}", last.log());
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM dead_lettered_rows").await,
+        0
+    );
+    // The earlier holder wakes up: its settle finds nothing still reserved.
+    earlier.resume();
+    let mut earlier = earlier;
+    let status = earlier.terminate(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{}", earlier.log());
+    let v = violations(&env, &initial).await;
+    assert!(v.is_empty(), "{v:?}");
+    let v = read_model_violations(&env).await;
+    assert!(v.is_empty(), "{v:?}");
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM orders WHERE status = 'completed'")
+            .await,
+        n as i64
+    );
+    let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0);
+    let status = last.terminate(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{}", last.log());
+}
+
+/// An earlier holder freezes before its reserve; the entry's last delivery, cut off from
+/// MySQL past its retries, dead-letters every row (none has an order). The earlier
+/// holder then wakes up and runs its reserve: it must not create the orders of rows that
+/// are dead (the dead-letter record and the reserve exclude each other).
+#[tokio::test]
+async fn an_earlier_holder_waking_after_its_rows_were_dead_lettered_creates_no_order() {
+    let env = TestEnv::new().await;
+    let (initial, n) = (one_entry_of_rows(&env, 20).await, 20);
+    let logs = LogDir::new();
+    let args = LAST_DELIVERY_ARGS;
+    let mut earlier = ConsumerProc::spawn(
+        &ConsumerSpec::new(&env, "earlier", &args).with_env("OMS_TEST_STOP_BEFORE_RESERVE", "1"),
+        &logs,
+    );
+    wait_for(
+        "the earlier holder stopped before its reserve",
+        DEADLINE,
+        || {
+            let stopped = earlier.is_stopped();
+            async move { stopped.then_some(()) }
+        },
+    )
+    .await;
+    let (mut last, _proxy) = last_delivery_cut_off_from_mysql(&env, &args, &logs).await;
+    wait_for(
+        "every row dead-lettered and acknowledged",
+        DEADLINE,
+        || async {
+            let mut conn = env.redis_conn().await;
+            let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+                .await
+                .ok()?;
+            let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+                .await
+                .ok()?;
+            (stats.pending == 0 && dead == n as u64).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM dead_lettered_rows").await,
+        n as i64
+    );
+    // The earlier holder wakes up and finishes its batch before it exits.
+    earlier.resume();
+    let status = earlier.terminate(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{}", earlier.log());
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM orders").await,
+        0,
+        "orders created for dead rows:\n{}",
+        earlier.log()
+    );
+    let v = violations(&env, &initial).await;
+    assert!(v.is_empty(), "{v:?}");
     let status = last.terminate(Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "{}", last.log());
 }

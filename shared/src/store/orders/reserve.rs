@@ -4,12 +4,14 @@
 //! Statements per batch, whatever its size (each split only past 1,000 rows): one
 //! identity lookup in `orders`, one in `archived_orders` for the identities not found
 //! there (an archived order redelivered or imported again is not new), the customers'
-//! lookup (and insert of the new ones) and the price read before the transaction; then
+//! lookup (and insert of the new ones), the price read and the rows' dead-letter records
+//! before the transaction; then
 //! one INSERT of the orders, one read of their ids, one `FOR UPDATE` of the products, one
 //! stock UPDATE, one UPDATE failing the orders short of stock, one INSERT of the items,
-//! and the commit.
+//! the locked read of the rows' dead-letter records (`dead_letters::fence`: a row that a
+//! later delivery dead-lettered meanwhile must not become an order), and the commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{NaiveDate, NaiveDateTime};
 use sqlx::{MySql, MySqlPool, Transaction};
@@ -24,6 +26,7 @@ use super::{
 };
 use crate::error::{OmsError, Result};
 use crate::money::Cents;
+use crate::store::dead_letters;
 use crate::store::import_progress::ProgressDeltas;
 use crate::store::{placeholders, rows_per_statement, value_tuples};
 
@@ -65,11 +68,18 @@ pub async fn reserve_stock(
         .filter(|i| !existing.contains_key(*i))
         .collect();
     let archived = archived_placements(pool, &unknown).await?;
+    let placements: Vec<(u64, u64)> = rows.iter().map(|r| (r.import_id, r.row.line)).collect();
+    let dead = dead_letters::recorded(pool, &placements).await?;
     let mut phase = ReservePhase {
         outcomes: vec![RowOutcome::AlreadyProcessed; rows.len()],
         reserved: Vec::new(),
     };
-    let (new_rows, duplicates) = classify_rows(rows, &existing, &archived, &mut phase);
+    let known = Known {
+        existing: &existing,
+        archived: &archived,
+        dead: &dead,
+    };
+    let (new_rows, duplicates) = classify_rows(rows, &known, &mut phase);
 
     // Customers and prices are settled before the transaction, without holding locks:
     // a customer row is harmless if the orders' transaction then rolls back.
@@ -96,6 +106,19 @@ pub async fn reserve_stock(
         };
         insert_new_orders(&mut tx, rows, &new_rows, &snapshot, &mut phase).await?;
     }
+    // After the writes: a later delivery may have dead-lettered these rows meanwhile.
+    let written: Vec<(u64, u64)> = duplicates
+        .iter()
+        .chain(&new_rows)
+        .map(|&i| (rows[i].import_id, rows[i].row.line))
+        .collect();
+    let dead_meanwhile = dead_letters::fence(&mut tx, &written).await?;
+    if !dead_meanwhile.is_empty() {
+        return Err(OmsError::Contention(format!(
+            "{} rows were dead-lettered by a later delivery meanwhile; classifying again",
+            dead_meanwhile.len()
+        )));
+    }
     tx.commit().await?;
     Ok(phase)
 }
@@ -103,22 +126,40 @@ pub async fn reserve_stock(
 /// Where an archived order came from: (import id, line).
 type Placement = (Option<u64>, Option<u64>);
 
-/// Sorts the batch's rows against what the database holds (`existing` orders, and the
-/// `archived` ones, which are terminal): returns the indexes of new rows and of
-/// duplicates, and notes in `phase` the redeliveries (rows already done, or `reserved`
-/// orders to settle again).
+/// What the database holds of the batch's rows, read before the transaction.
+struct Known<'k> {
+    /// Orders by identity.
+    existing: &'k HashMap<String, ExistingOrder>,
+    /// Archived (terminal) orders by identity.
+    archived: &'k HashMap<String, Placement>,
+    /// Rows (import id, line) recorded as dead-lettered.
+    dead: &'k HashSet<(u64, u64)>,
+}
+
+/// Sorts the batch's rows against what the database holds: returns the indexes of new
+/// rows and of duplicates, and notes in `phase` the redeliveries (rows already done or
+/// dead-lettered, or `reserved` orders to settle again).
 fn classify_rows(
     rows: &[BatchRow<'_>],
-    existing: &HashMap<String, ExistingOrder>,
-    archived: &HashMap<String, Placement>,
+    known: &Known<'_>,
     phase: &mut ReservePhase,
 ) -> (Vec<usize>, Vec<usize>) {
+    let Known {
+        existing,
+        archived,
+        dead,
+    } = known;
     let mut first_in_batch: HashMap<&str, (u64, u64)> = HashMap::new();
     let mut new_rows: Vec<usize> = Vec::new();
     let mut duplicates: Vec<usize> = Vec::new();
     for (index, r) in rows.iter().enumerate() {
         let here = (r.import_id, r.row.line);
         let identity = r.row.identity.as_str();
+        if dead.contains(&here) {
+            // Its last delivery dead-lettered it while this one was at work.
+            phase.outcomes[index] = RowOutcome::AlreadyProcessed;
+            continue;
+        }
         if let Some(first) = first_in_batch.get(identity) {
             phase.outcomes[index] = if *first == here {
                 RowOutcome::AlreadyProcessed
