@@ -8,9 +8,9 @@ use std::fmt;
 
 use crate::error::{OmsError, Result};
 
-pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/oms";
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-pub const DEFAULT_PREFIX: &str = "oms:";
+pub(crate) const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/oms";
+pub(crate) const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub(crate) const DEFAULT_PREFIX: &str = "oms:";
 
 /// Where MySQL and Redis are, and the prefix of every Redis key.
 #[derive(Clone, clap::Args)]
@@ -105,7 +105,7 @@ impl ConnectionConfig {
 
 /// The URLs of a comma-separated list (`redis://h1:7000,redis://h2:7001`, a Redis Cluster),
 /// when every piece has a scheme; otherwise `url` alone.
-pub fn url_list(url: &str) -> Vec<&str> {
+pub(crate) fn url_list(url: &str) -> Vec<&str> {
     let pieces: Vec<&str> = url.split(',').collect();
     if pieces.len() > 1 && pieces.iter().all(|p| p.contains("://")) {
         pieces
@@ -118,7 +118,7 @@ pub fn url_list(url: &str) -> Vec<&str> {
 /// Galera cluster, in the order a process tries them) gives `mysql://u:p@h1:3306/oms` and
 /// `mysql://u:p@h2:3306/oms`; a URL naming one host, or not a `mysql://`/`mariadb://` URL,
 /// gives itself.
-pub fn mysql_node_urls(url: &str) -> Vec<String> {
+pub(crate) fn mysql_node_urls(url: &str) -> Vec<String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return vec![url.to_string()];
     };
@@ -168,7 +168,7 @@ const NOT_A_URL: &str = "is not a valid URL (write it as scheme://user:password@
      percent-encode / # @ : ? % and spaces in the user name and password, e.g. / as %2F)";
 
 /// True when `REDIS_URL` is a comma-separated list of node URLs: a Redis Cluster.
-pub fn is_cluster_url(url: &str) -> bool {
+pub(crate) fn is_cluster_url(url: &str) -> bool {
     url_list(url).len() > 1
 }
 
@@ -191,7 +191,7 @@ fn parse_url(setting: &str, url: &str) -> Result<url::Url> {
 
 /// The database name in a MySQL URL: the path's first segment, letters, digits, `_` and `$`
 /// only (it is interpolated into `CREATE DATABASE`, so it must be checked).
-pub fn database_name(url: &str) -> Result<String> {
+pub(crate) fn database_name(url: &str) -> Result<String> {
     let first = mysql_node_urls(url).swap_remove(0);
     let parsed = parse_url("DATABASE_URL", &first)?;
     let name = parsed
@@ -217,7 +217,7 @@ pub fn database_name(url: &str) -> Result<String> {
 /// The URL with its password replaced by `***`: `redis://:pw@h:1` → `redis://:***@h:1`.
 /// A URL that is not well-formed (see [`parse_checked`]) shows its scheme only:
 /// `mysql://<not a valid URL, not shown>`; text without `://` is not shown at all.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let nodes = mysql_node_urls(url);
     if nodes.len() > 1 {
         return redact_node_list(&nodes);
@@ -253,7 +253,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// `host:port` of a URL, for error messages that must name the host without secrets
 /// (the socket path of a `unix://` URL).
-pub fn host_of(url: &str) -> String {
+pub(crate) fn host_of(url: &str) -> String {
     let nodes = mysql_node_urls(url);
     if nodes.len() > 1 {
         return nodes
@@ -283,7 +283,7 @@ const SHORTEST_SCRUBBED: usize = 4;
 /// The strings of `url` that must never be printed: its password as typed and decoded;
 /// for a URL that is not well-formed, everything between `://` and the last `@` (where a
 /// password would be) and each piece of it between the separators `/ # ? @ :`.
-pub fn url_secrets(url: &str) -> Vec<String> {
+pub(crate) fn url_secrets(url: &str) -> Vec<String> {
     let nodes = mysql_node_urls(url);
     if nodes.len() > 1 {
         // Every node carries the same user information: the first one's secrets are all.

@@ -20,7 +20,7 @@ use std::path::Path;
 use crate::error::{OmsError, Result};
 
 /// The variable naming the file.
-pub const ENV_FILE_VAR: &str = "OMS_ENV_FILE";
+pub(crate) const ENV_FILE_VAR: &str = "OMS_ENV_FILE";
 
 /// Parses the text of an environment file into `(key, value)` pairs, in file order.
 pub fn parse(text: &str, file: &str) -> Result<Vec<(String, String)>> {
@@ -115,7 +115,7 @@ fn parse_value(raw: &str) -> std::result::Result<String, &'static str> {
 
 /// Reads the file named by [`ENV_FILE_VAR`], if set, into the process environment.
 /// Call it first thing in `main`, before any thread starts and before flags are parsed.
-pub fn load_from_env() -> Result<()> {
+pub(crate) fn load_from_env() -> Result<()> {
     let Some(path) = std::env::var_os(ENV_FILE_VAR) else {
         return Ok(());
     };

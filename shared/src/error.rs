@@ -168,12 +168,12 @@ impl OmsError {
 
 /// The foreign key of `orders.import_id` (migrations/20261125000001_schema.sql): named in
 /// MySQL's 1452 error when an order's import does not exist.
-pub const FK_ORDERS_IMPORT: &str = "fk_orders_import";
+pub(crate) const FK_ORDERS_IMPORT: &str = "fk_orders_import";
 
 /// The order's import id is not in `imports` (1452 on `fk_orders_import`): an entry
 /// written for another database, or for an import MySQL no longer has. No retry creates
 /// the import, so such a row is dead-lettered at once (`failed retry` puts it back).
-pub fn sql_error_is_unknown_import(e: &sqlx::Error) -> bool {
+pub(crate) fn sql_error_is_unknown_import(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
             db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
@@ -201,7 +201,7 @@ pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Access denied (1044, 1045, 1698): the credentials or grants are wrong.
-pub fn sql_error_is_access_denied(e: &sqlx::Error) -> bool {
+pub(crate) fn sql_error_is_access_denied(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => matches!(
             db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
@@ -217,7 +217,7 @@ pub fn sql_error_is_access_denied(e: &sqlx::Error) -> bool {
 /// `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY` (a write that reached a
 /// primary just demoted), no connection to a slot's node yet, and a `MULTI` aborted
 /// because one of its commands met one of these.
-pub fn redis_error_is_transient(e: &redis::RedisError) -> bool {
+pub(crate) fn redis_error_is_transient(e: &redis::RedisError) -> bool {
     use redis::{ErrorKind, ServerErrorKind};
     if e.is_io_error()
         || e.is_connection_dropped()
@@ -253,21 +253,21 @@ pub fn redis_error_is_transient(e: &redis::RedisError) -> bool {
 }
 
 /// Wrong password or user, or an ACL that forbids a command or key.
-pub fn redis_error_is_access_denied(e: &redis::RedisError) -> bool {
+pub(crate) fn redis_error_is_access_denied(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
 }
 
 /// Deadlock, and what Galera reports for a transaction that failed certification or was
 /// aborted by a conflicting writeset of another node.
-pub const DEADLOCK: u16 = 1213;
+pub(crate) const DEADLOCK: u16 = 1213;
 
 /// `ER_UNKNOWN_COM_ERROR` as Galera uses it: "WSREP has not yet prepared node for
 /// application use" (the node left the primary component or is still joining).
-pub const WSREP_NOT_READY: u16 = 1047;
+pub(crate) const WSREP_NOT_READY: u16 = 1047;
 
 /// The server's error number of `e`, when MySQL sent one.
-pub fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+pub(crate) fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
     match e {
         sqlx::Error::Database(db) => db
             .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
@@ -281,7 +281,7 @@ pub fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
 /// failover, too many connections, a Galera node not serving queries (1047: the pool moves
 /// to another node), and duplicate key (1062): two consumers inserting the same identity
 /// at once; the retry finds the order and treats it as already processed.
-pub fn sql_error_is_transient(e: &sqlx::Error) -> bool {
+pub(crate) fn sql_error_is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut

@@ -219,7 +219,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// How long a connection over the limits is held, unanswered, before it is closed: a
 /// crowd that reconnects as soon as it is closed is slowed to one attempt per second per
 /// connection instead of spinning the accept loop.
-pub const SHED_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const SHED_DELAY: Duration = Duration::from_secs(1);
 
 /// Holds connections over the limits for [`SHED_DELAY`], at most
 /// [`HttpLimits::max_held_connections`]; beyond that they are closed at once.

@@ -25,18 +25,18 @@ use crate::error::{OmsError, Result};
 use crate::partition::PartitionCount;
 
 /// The hash tag of the read models' slot on a cluster.
-pub const READ_MODEL_TAG: &str = "{rm}";
+pub(crate) const READ_MODEL_TAG: &str = "{rm}";
 
 /// Characters that `SCAN MATCH` / `KEYS` read as a pattern: a prefix holding one would
 /// make a scan of `P kpi:*` match other systems' keys.
-pub const GLOB_CHARACTERS: [char; 5] = ['*', '?', '[', ']', '\\'];
+pub(crate) const GLOB_CHARACTERS: [char; 5] = ['*', '?', '[', ']', '\\'];
 
 /// Longest prefix accepted (key names stay short).
-pub const MAX_PREFIX_LEN: usize = 128;
+pub(crate) const MAX_PREFIX_LEN: usize = 128;
 
 /// Checks `OMS_PREFIX`: non-empty, at most [`MAX_PREFIX_LEN`] bytes, no white space or
 /// control character, none of the [`GLOB_CHARACTERS`].
-pub fn validate_prefix(prefix: &str) -> Result<()> {
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
     let bad = |why: &str| Err(OmsError::Config(format!("OMS_PREFIX {prefix:?} {why}")));
     if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
         return bad("must be 1 to 128 bytes long");
@@ -54,7 +54,7 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
 
 /// On a cluster the prefix must hold no `{` or `}`: a hash tag in it would put every key
 /// on one slot (and break the layout's tags).
-pub fn validate_cluster_prefix(prefix: &str) -> Result<()> {
+pub(crate) fn validate_cluster_prefix(prefix: &str) -> Result<()> {
     if prefix.contains(['{', '}']) {
         return Err(OmsError::Config(format!(
             "OMS_PREFIX {prefix:?} must not contain {{ or }} on a Redis Cluster (hash tags are the key layout's)"
@@ -136,7 +136,7 @@ impl ReadModelKeys {
 
     /// `P readmodel:epoch`: the epoch of the Redis data of the read models, the pause flag
     /// and the live counters ([`crate::redis_epoch`]).
-    pub fn read_model_epoch(&self) -> String {
+    pub(crate) fn read_model_epoch(&self) -> String {
         format!("{}readmodel:epoch", self.model_prefix)
     }
 
@@ -197,13 +197,13 @@ impl ReadModelKeys {
     /// `P readmodel:applied_max`: the highest outbox id ever applied (under the current
     /// generation). In a sane world it is at most MySQL's outbox sequence; above it, MySQL
     /// went back in time (restored from a backup, failed over to a lagging replica).
-    pub fn outbox_applied_max(&self) -> String {
+    pub(crate) fn outbox_applied_max(&self) -> String {
         format!("{}readmodel:applied_max", self.model_prefix)
     }
 
     /// `P readmodel:generation`: which reset of the applied record this is (an integer,
     /// incremented by `reconcile --fix` when it resets the record after a rewound MySQL).
-    pub fn outbox_generation(&self) -> String {
+    pub(crate) fn outbox_generation(&self) -> String {
         format!("{}readmodel:generation", self.model_prefix)
     }
 
@@ -213,12 +213,12 @@ impl ReadModelKeys {
     }
 
     /// `P readmodel:rebuild:log`: outbox batches applied while a rebuild holds the lease.
-    pub fn rebuild_log(&self) -> String {
+    pub(crate) fn rebuild_log(&self) -> String {
         format!("{}readmodel:rebuild:log", self.model_prefix)
     }
 
     /// `P readmodel:rebuild:board:<token>`: the leaderboard a rebuild is staging.
-    pub fn rebuild_staging(&self, token: &str) -> String {
+    pub(crate) fn rebuild_staging(&self, token: &str) -> String {
         format!("{}readmodel:rebuild:board:{}", self.model_prefix, token)
     }
 
@@ -307,7 +307,7 @@ impl StreamKeys {
 
     /// Dead letters of a partition (`P orders:dead`, or `P orders:{N}:dead`), one row
     /// each, with last error and attempts.
-    pub fn partition_dead_letters(&self, partition: u16) -> String {
+    pub(crate) fn partition_dead_letters(&self, partition: u16) -> String {
         format!("{}:dead", self.stream(partition))
     }
 
@@ -319,7 +319,7 @@ impl StreamKeys {
 
     /// `P orders:epoch` (or `P orders:{N}:epoch`): the epoch of the Redis data this
     /// partition's stream belongs to, on the stream's slot ([`crate::redis_epoch`]).
-    pub fn stream_epoch(&self, partition: u16) -> String {
+    pub(crate) fn stream_epoch(&self, partition: u16) -> String {
         format!("{}:epoch", self.stream(partition))
     }
 

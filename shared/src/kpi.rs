@@ -49,7 +49,7 @@ impl KpiFigures {
     }
 
     /// Reads a KPI hash back; `None` when a field is missing or unreadable.
-    pub fn from_hash(fields: &BTreeMap<String, String>) -> Option<KpiFigures> {
+    pub(crate) fn from_hash(fields: &BTreeMap<String, String>) -> Option<KpiFigures> {
         let order_count = fields.get("order_count")?.parse().ok()?;
         let revenue = match fields.get("revenue_cents") {
             Some(c) => Cents(c.parse().ok()?),

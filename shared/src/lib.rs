@@ -33,7 +33,7 @@
 pub mod config;
 pub use store::db;
 pub mod deployment;
-pub mod env_file;
+pub(crate) mod env_file;
 pub mod error;
 pub mod http_server;
 pub mod keys;

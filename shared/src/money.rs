@@ -21,11 +21,11 @@ pub struct Cents(pub i64);
 impl Cents {
     pub const ZERO: Cents = Cents(0);
 
-    pub fn checked_mul(self, qty: i64) -> Option<Cents> {
+    pub(crate) fn checked_mul(self, qty: i64) -> Option<Cents> {
         self.0.checked_mul(qty).map(Cents)
     }
 
-    pub fn checked_add(self, other: Cents) -> Option<Cents> {
+    pub(crate) fn checked_add(self, other: Cents) -> Option<Cents> {
         self.0.checked_add(other.0).map(Cents)
     }
 }

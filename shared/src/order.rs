@@ -2,7 +2,7 @@
 //!
 //! The producer validates a CSV row into an [`OrderRowRef`] (borrowed from the record) and
 //! packs up to `--chunk-size` of them into one stream entry ([`EncodedChunk`], written by
-//! `queue::add_encoded_chunks` as fields `v`, `import`, `rows`, and `traceparent` when the
+//! `queue::add_encoded_chunks_replicated` as fields `v`, `import`, `rows`, and `traceparent` when the
 //! import is traced: [`crate::trace_context`]); the consumer reads them
 //! back as [`OrderRow`]s with [`decode_chunk`]. Each row carries its [`OrderIdentity`] and its line in the file, so
 //! outcomes are tracked per row even though delivery is per chunk.
@@ -19,7 +19,7 @@ use crate::order_rules::{
 };
 
 /// Version of the chunk encoding, written in every entry's `v` field.
-pub const CHUNK_VERSION: &str = "1";
+pub(crate) const CHUNK_VERSION: &str = "1";
 
 /// An order's identity: its `order_id` when the file has one, else the file's SHA-256 and
 /// the row's line (and the import id when imported with `--new`). Unique in `orders`.
@@ -28,9 +28,6 @@ pub const CHUNK_VERSION: &str = "1";
 pub struct OrderIdentity(pub String);
 
 impl OrderIdentity {
-    /// Longest identity stored (`orders.identity` is VARCHAR(128)).
-    pub const MAX_LEN: usize = order_rules::MAX_IDENTITY_CHARS;
-
     pub fn from_order_id(order_id: &str) -> Self {
         OrderIdentity(order_id.to_string())
     }

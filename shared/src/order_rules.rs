@@ -27,14 +27,14 @@ pub const MAX_SKU_CHARS: usize = 64;
 pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: u32 = 10_000;
 /// Rows in one stream entry (the producer's `--chunk-size` maximum).
-pub const MAX_ROWS_PER_ENTRY: usize = 10_000;
+pub(crate) const MAX_ROWS_PER_ENTRY: usize = 10_000;
 /// Bytes of one stream entry's field names and values; a bigger entry is never decoded.
 pub const MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
 /// The producer closes a chunk once its rows reach this size; one row is far below the
 /// difference to [`MAX_ENTRY_BYTES`] (a row's fields are bounded above).
 pub const CHUNK_CLOSE_BYTES: usize = 2 * 1024 * 1024;
 /// Largest order total `orders.total` (DECIMAL(14,2)) holds.
-pub const MAX_ORDER_TOTAL: Cents = Cents(99_999_999_999_999);
+pub(crate) const MAX_ORDER_TOTAL: Cents = Cents(99_999_999_999_999);
 
 /// Why a row from the stream can never be processed: a code and a one-line detail. The
 /// codes are SPEC's reject codes, plus `duplicate_sku` and `invalid_identity`, which the
@@ -142,7 +142,7 @@ pub fn quantity_allowed(quantity: u64) -> bool {
 /// Checks a row read from the stream against every limit the producer enforces (see the
 /// module documentation), given its fields (`items`: sku and quantity of each line; see
 /// `OrderRow::check`). The email must already be in [`normalize_email`] form.
-pub fn check_row<'a>(
+pub(crate) fn check_row<'a>(
     identity: &str,
     customer_name: &str,
     customer_email: &str,
@@ -216,7 +216,7 @@ pub fn check_row<'a>(
 
 /// `price × quantity` added to `total`, or `None` when it overflows or passes
 /// [`MAX_ORDER_TOTAL`].
-pub fn add_line(total: Cents, price: Cents, quantity: u32) -> Option<Cents> {
+pub(crate) fn add_line(total: Cents, price: Cents, quantity: u32) -> Option<Cents> {
     price
         .checked_mul(i64::from(quantity))
         .and_then(|line| total.checked_add(line))

@@ -24,7 +24,7 @@ use crate::error::Result;
 use crate::keys::ReadModelKeys;
 
 /// How long a minute's counts are kept (the history's longest window).
-pub const RETENTION_SECS: i64 = 24 * 3600;
+pub(crate) const RETENTION_SECS: i64 = 24 * 3600;
 
 /// The longest history [`read_history`] reads, in minutes.
 pub const HISTORY_MINUTES: i64 = RETENTION_SECS / 60;
@@ -53,7 +53,7 @@ impl Outcomes {
 }
 
 /// The commands that add `outcomes`, ended at `unix_secs`, to the counters.
-pub fn record_pipeline(
+pub(crate) fn record_pipeline(
     keys: &ReadModelKeys,
     unix_secs: i64,
     outcomes: &Outcomes,

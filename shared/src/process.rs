@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 /// The exit code of a usage error (a bad flag, setting or environment file).
-pub const USAGE_EXIT_CODE: u8 = 2;
+pub(crate) const USAGE_EXIT_CODE: u8 = 2;
 
 /// Prints `error: <e>` (secrets scrubbed) and returns the usage exit code, 2.
 pub fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {

@@ -52,7 +52,7 @@ use sqlx::{MySqlConnection, MySqlPool};
 /// every third of it ([`Rebuild::begin`] starts a renewal task), so a rebuild that is slow
 /// but running keeps its fence for as long as it works; a process that stops (frozen,
 /// killed) stops renewing, loses the lease within this time and writes nothing.
-pub const REBUILD_LEASE: Duration = Duration::from_secs(60);
+pub(crate) const REBUILD_LEASE: Duration = Duration::from_secs(60);
 
 /// The lease actually used: [`REBUILD_LEASE`], or `OMS_REBUILD_LEASE_MS` (tests shorten
 /// it to hold a rebuild past it in seconds rather than minutes).
@@ -618,7 +618,7 @@ impl Rebuild {
     }
 
     /// Ends the lease without writing anything (the rebuild failed half-way).
-    pub async fn abandon<C: ConnectionLike>(self, conn: &mut C) -> Result<()> {
+    pub(crate) async fn abandon<C: ConnectionLike>(self, conn: &mut C) -> Result<()> {
         self.renewal.abort();
         ABANDON
             .key(self.keys.rebuild_lease())

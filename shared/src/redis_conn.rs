@@ -174,7 +174,7 @@ impl ReplicaWait {
 /// the same round trip on the same connection, so it covers exactly these writes; fails
 /// with [`OmsError::NotReplicated`] (transient) when fewer replicas acknowledged in time.
 /// Returns the pipeline's replies (without the `WAIT`'s).
-pub async fn write_and_wait<C: ConnectionLike>(
+pub(crate) async fn write_and_wait<C: ConnectionLike>(
     conn: &mut C,
     mut pipe: redis::Pipeline,
     wait: ReplicaWait,
@@ -200,11 +200,11 @@ pub async fn write_and_wait<C: ConnectionLike>(
 }
 
 /// Response timeout of every Redis command (blocking reads block for at most a few seconds).
-pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Environment variable naming a PEM file of the CA certificates that `rediss://` servers
 /// are verified against, instead of the compiled-in public roots.
-pub const CA_CERT_ENV: &str = "REDIS_CA_CERT";
+pub(crate) const CA_CERT_ENV: &str = "REDIS_CA_CERT";
 
 /// The URL's connection info; for `rediss://` with [`CA_CERT_ENV`] set, trusting that CA.
 fn connection_info(url: &str) -> Result<ConnectionInfo> {

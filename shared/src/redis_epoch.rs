@@ -86,7 +86,7 @@ impl EpochState {
 }
 
 /// Every epoch key of the layout: one per partition, then the read models'.
-pub fn epoch_keys(keys: &StreamKeys) -> Vec<String> {
+pub(crate) fn epoch_keys(keys: &StreamKeys) -> Vec<String> {
     let mut all: Vec<String> = keys
         .partitions()
         .all()
@@ -115,7 +115,7 @@ async fn read_keys<C: ConnectionLike>(
 }
 
 /// The keys of `found` that do not hold `expected`.
-pub fn mismatches(
+pub(crate) fn mismatches(
     expected: &str,
     found: Vec<(String, Option<String>)>,
 ) -> Vec<(String, Option<String>)> {

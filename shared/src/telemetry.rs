@@ -39,7 +39,7 @@ use tracing_subscriber::EnvFilter;
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Adds `secrets` to those blanked out of logs and of [`scrubbed`] text.
-pub fn hide_secrets(secrets: Vec<String>) {
+pub(crate) fn hide_secrets(secrets: Vec<String>) {
     if let Ok(mut all) = SECRETS.write() {
         all.extend(secrets);
         all.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -96,7 +96,7 @@ pub fn init(log_format: &str) {
 /// Installs the global subscriber once, with traces exported when
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set;
 /// `service_name` is the default `service.name` (`OTEL_SERVICE_NAME` wins).
-pub fn init_for_service(log_format: &str, service_name: &str) {
+pub(crate) fn init_for_service(log_format: &str, service_name: &str) {
     let settings = TraceSettings::from_env(service_name, |name| std::env::var(name).ok());
     let provider = settings.as_ref().map(|s| (s, s.provider()));
     let installed = install(
@@ -135,7 +135,7 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
 
 /// Exports the spans still buffered and stops the exporter (waits a few seconds at most);
 /// a no-op when traces are off. Call once, outside the async runtime, before exiting.
-pub fn shutdown_traces() {
+pub(crate) fn shutdown_traces() {
     if let Some(provider) = TRACER_PROVIDER.get() {
         let _ = provider.shutdown_with_timeout(std::time::Duration::from_secs(5));
     }
@@ -146,7 +146,7 @@ static TRACER_PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// Why traces could not be turned on (the process runs on without them).
 #[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
+pub(crate) enum TelemetryError {
     #[error("cannot build the OTLP exporter: {0}")]
     Exporter(String),
 }
@@ -235,7 +235,7 @@ impl std::fmt::Display for SamplerChoice {
 
 /// What the standard `OTEL_*` variables ask for, when traces are on.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TraceSettings {
+pub(crate) struct TraceSettings {
     pub service_name: String,
     pub sampler: SamplerChoice,
     /// Why the sampler settings were not taken as given, to log once logging runs.

@@ -16,15 +16,15 @@ use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 /// The name of the W3C header, and of the stream entry's field that carries it.
-pub const TRACEPARENT: &str = "traceparent";
+pub(crate) const TRACEPARENT: &str = "traceparent";
 
 /// The longest `traceparent` looked at (version 00 is 55 bytes; later versions may append
 /// fields): anything longer is ignored unread.
-pub const MAX_TRACEPARENT_BYTES: usize = 256;
+pub(crate) const MAX_TRACEPARENT_BYTES: usize = 256;
 
 /// The `traceparent` of `cx`'s span; `None` when `cx` holds no valid span context (no
 /// span, or traces are off).
-pub fn inject(cx: &Context) -> Option<String> {
+pub(crate) fn inject(cx: &Context) -> Option<String> {
     let mut carrier = TraceparentCarrier(None);
     TraceContextPropagator::new().inject_context(cx, &mut carrier);
     carrier.0
@@ -42,7 +42,7 @@ pub fn extract(traceparent: &str) -> Option<SpanContext> {
 }
 
 /// Whether `traceparent` is a valid W3C `traceparent` ([`extract`] reads it).
-pub fn is_valid(traceparent: &str) -> bool {
+pub(crate) fn is_valid(traceparent: &str) -> bool {
     extract(traceparent).is_some()
 }
 

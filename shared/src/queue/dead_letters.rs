@@ -35,15 +35,15 @@ pub struct DeadLetter {
 /// Largest row a dead letter keeps whole (any valid row is far smaller, so `failed retry`
 /// puts it back as it was); a larger one keeps its first [`ROW_EXCERPT_BYTES`] and says
 /// its full size, so one hostile entry cannot make every reading of the dead letters huge.
-pub const MAX_KEPT_ROW_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_KEPT_ROW_BYTES: usize = 64 * 1024;
 /// What a dead letter keeps of a row over [`MAX_KEPT_ROW_BYTES`].
-pub const ROW_EXCERPT_BYTES: usize = 1024;
+pub(crate) const ROW_EXCERPT_BYTES: usize = 1024;
 /// Longest identity, error or consumer name a dead letter keeps (bytes).
-pub const MAX_KEPT_FIELD_BYTES: usize = 1024;
+pub(crate) const MAX_KEPT_FIELD_BYTES: usize = 1024;
 
 /// The first `max` bytes of `text` (cut at a character boundary), with the full size
 /// noted when cut.
-pub fn excerpt(text: &str, max: usize) -> String {
+pub(crate) fn excerpt(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
@@ -126,7 +126,7 @@ pub fn push_dead_letters(pipe: &mut redis::Pipeline, keys: &StreamKeys, letters:
 }
 
 /// [`push_dead_letters`] to partition `partition`'s dead letters.
-pub fn push_partition_dead_letters(
+pub(crate) fn push_partition_dead_letters(
     pipe: &mut redis::Pipeline,
     keys: &StreamKeys,
     partition: u16,
@@ -146,7 +146,7 @@ pub fn push_partition_dead_letters(
 /// A dead letter's id split into its partition and its id in that partition's stream:
 /// `N:ms-seq` when partitioned, a plain `ms-seq` is partition 0. `None` when malformed
 /// or naming a partition that does not exist.
-pub fn split_dead_letter_id<'a>(keys: &StreamKeys, id: &'a str) -> Option<(u16, &'a str)> {
+pub(crate) fn split_dead_letter_id<'a>(keys: &StreamKeys, id: &'a str) -> Option<(u16, &'a str)> {
     let (partition, raw) = match id.split_once(':') {
         Some((p, raw)) => (p.parse::<u16>().ok()?, raw),
         None => (0, id),

@@ -26,10 +26,9 @@ mod reply;
 pub use acknowledge::acknowledgement;
 pub use dead_letters::{
     all_dead_letters, dead_letter_count, dead_letter_counts, dead_letters, delete_dead_letters,
-    excerpt, purge_dead_letters, push_dead_letters, push_partition_dead_letters,
-    split_dead_letter_id, DeadLetter, MAX_KEPT_FIELD_BYTES, MAX_KEPT_ROW_BYTES, ROW_EXCERPT_BYTES,
+    purge_dead_letters, push_dead_letters, DeadLetter,
 };
-pub use read::{claim_idle_entries, read_new_entries, RawEntry, READ_BUDGET_BYTES};
+pub use read::{claim_idle_entries, read_new_entries, RawEntry};
 
 use redis::aio::ConnectionLike;
 use redis::Value;
@@ -110,17 +109,8 @@ pub async fn add_chunks_replicated<C: ConnectionLike>(
 }
 
 /// Appends one entry per encoded chunk (fields `v`, `import`, `rows`) to its partition,
-/// one pipelined round trip per partition; returns the entry ids in chunk order.
-pub async fn add_encoded_chunks<C: ConnectionLike>(
-    conn: &mut C,
-    keys: &StreamKeys,
-    import_id: u64,
-    chunks: &[EncodedChunk],
-) -> Result<Vec<String>> {
-    add_encoded_chunks_replicated(conn, keys, import_id, chunks, ReplicaWait::NONE).await
-}
-
-/// [`add_encoded_chunks`], each partition's pipeline followed by `WAIT` for
+/// one pipelined round trip per partition, returning the entry ids in chunk order; each
+/// partition's pipeline followed by `WAIT` for
 /// `wait.replicas` replicas on the same connection: when it returns, every entry is on a
 /// primary and that many of its replicas. An error may come after some entries were
 /// added; adding them again is harmless (consumers process an identity once).
@@ -227,7 +217,7 @@ end
 return ids
 "#;
 
-/// [`add_encoded_chunks_on`], each partition's entries added only while its epoch key
+/// [`add_encoded_chunks_replicated`] over `pool`, each partition's entries added only while its epoch key
 /// holds `epoch` (else [`OmsError::RedisDataLost`], nothing added to that partition): the
 /// import's path, so that rows are never counted enqueued into a Redis that lost its data.
 /// With `trace_parent` (the import span's W3C `traceparent`), each entry also carries it
@@ -248,20 +238,10 @@ pub async fn add_encoded_chunks_checked_on(
     add_on(pool, keys, import_id, chunks, wait, Some(checked)).await
 }
 
-/// [`add_encoded_chunks_replicated`] over `pool`: on a cluster the partitions' pipelines
-/// (each with its `WAIT`) run at once over the shared cluster connection, so a pipeline of
-/// chunks costs about one round trip per node instead of one per partition; on one Redis,
-/// one after the other on one pooled connection.
-pub async fn add_encoded_chunks_on(
-    pool: &RedisPool,
-    keys: &StreamKeys,
-    import_id: u64,
-    chunks: &[EncodedChunk],
-    wait: ReplicaWait,
-) -> Result<Vec<String>> {
-    add_on(pool, keys, import_id, chunks, wait, None).await
-}
-
+/// Over `pool`: on a cluster the partitions' pipelines (each with its `WAIT`) run at once
+/// over the shared cluster connection, so a pipeline of chunks costs about one round trip
+/// per node instead of one per partition; on one Redis, one after the other on one pooled
+/// connection.
 async fn add_on(
     pool: &RedisPool,
     keys: &StreamKeys,
@@ -550,7 +530,7 @@ fn next_id(id: &str) -> Option<String> {
 
 /// The MINID below which every entry is acknowledged: the oldest pending id, or the
 /// entry after the last delivered one when nothing is pending. Pure, for testing.
-pub fn safe_trim_minid(stats: &GroupStats) -> Option<String> {
+pub(crate) fn safe_trim_minid(stats: &GroupStats) -> Option<String> {
     let after_delivered = next_id(&stats.last_delivered_id)?;
     match &stats.oldest_pending_id {
         Some(pending) if parse_stream_id(pending)? < parse_stream_id(&after_delivered)? => {

@@ -79,7 +79,7 @@ pub struct RawEntry {
 
 /// Bytes of entries one read returns at most, beyond the last entry taken: entries are
 /// taken while the total is below it, so a reply holds at most this plus one entry.
-pub const READ_BUDGET_BYTES: usize = 2 * 1024 * 1024;
+pub(crate) const READ_BUDGET_BYTES: usize = 2 * 1024 * 1024;
 
 fn raw_entries(v: &Value, partition: u16) -> Vec<RawEntry> {
     let Value::Array(entries) = v else {

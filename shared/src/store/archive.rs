@@ -32,7 +32,7 @@ use crate::money::Cents;
 use crate::store::{placeholders, rows_per_statement, value_tuples};
 
 /// Most orders one batch may hold (`--batch-size`).
-pub const MAX_BATCH: usize = 10_000;
+pub(crate) const MAX_BATCH: usize = 10_000;
 
 /// One item of an archived order, as `order_items` held it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl ArchiveBatch {
 /// Candidates one query reads from `idx_orders_kpi_date` (ids and days only: 16 MB at most
 /// in memory); a chunk is taken in id order, so its batches walk `orders` and `order_items`
 /// once, page after page.
-pub const SCAN_CHUNK: usize = 1_000_000;
+pub(crate) const SCAN_CHUNK: usize = 1_000_000;
 
 /// A run's walk through the terminal orders before a cutoff ([`ArchiveScan::next_batch`]).
 ///
@@ -370,7 +370,7 @@ async fn insert_archived(
 }
 
 /// Units and revenue of the completed orders' items per (KPI day, product).
-pub fn product_sales(orders: &[ArchivedOrder]) -> BTreeMap<(NaiveDate, u64), (i64, Cents)> {
+pub(crate) fn product_sales(orders: &[ArchivedOrder]) -> BTreeMap<(NaiveDate, u64), (i64, Cents)> {
     let mut sales: BTreeMap<(NaiveDate, u64), (i64, Cents)> = BTreeMap::new();
     for order in orders.iter().filter(|o| o.status == "completed") {
         for item in &order.items {

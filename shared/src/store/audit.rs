@@ -8,11 +8,11 @@ use sqlx::MySqlPool;
 use crate::error::Result;
 
 /// Longest `action` stored (`audit_log.action` is VARCHAR(64)).
-pub const MAX_ACTION: usize = 64;
+pub(crate) const MAX_ACTION: usize = 64;
 /// Longest `actor` stored (`audit_log.actor` is VARCHAR(255)).
-pub const MAX_ACTOR: usize = 255;
+pub(crate) const MAX_ACTOR: usize = 255;
 /// Longest `arguments` / `outcome` stored (TEXT holds 65,535 bytes; keep rows small).
-pub const MAX_TEXT: usize = 4096;
+pub(crate) const MAX_TEXT: usize = 4096;
 
 /// One action to record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use crate::error::{OmsError, Result};
 use crate::store::mysql_nodes::{self, LastMove};
 
 /// The migrations of `migrations/`, embedded in every binary.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// Each node of `url` (one URL per node: [`mysql_node_urls`]) with its connect options.
 fn node_options(url: &str) -> Result<Vec<(String, MySqlConnectOptions)>> {

@@ -16,11 +16,11 @@ use crate::store::rows_per_statement;
 const SHARDS: u8 = 8;
 
 /// One counter: (import id, status, failure reason or "").
-pub type ProgressKey = (u64, &'static str, &'static str);
+pub(crate) type ProgressKey = (u64, &'static str, &'static str);
 
 /// Changes to the counters of one transaction: per counter, (orders, revenue cents).
 #[derive(Debug, Default)]
-pub struct ProgressDeltas(BTreeMap<ProgressKey, (i64, i64)>);
+pub(crate) struct ProgressDeltas(BTreeMap<ProgressKey, (i64, i64)>);
 
 impl ProgressDeltas {
     /// `orders` more orders (negative: fewer) under `key`, with `revenue` (completed only).
@@ -85,7 +85,7 @@ fn keyed(rows: Vec<CounterRow>) -> BTreeMap<(u64, String, String), (i64, i64)> {
 
 /// One import's counters: (status, reason, orders, revenue cents, milliseconds from the
 /// import's creation to its last terminal order).
-pub async fn import_counters<'c, E: MySqlExecutor<'c>>(
+pub(crate) async fn import_counters<'c, E: MySqlExecutor<'c>>(
     db: E,
     import_id: u64,
 ) -> Result<Vec<(String, String, i64, i64, Option<i64>)>> {

@@ -18,7 +18,7 @@ use crate::money::Cents;
 use crate::store::{rows_per_statement, value_tuples};
 
 /// Longest `detail` stored for a rejected row (`import_rejects.detail` is VARCHAR(1024)).
-pub const MAX_REJECT_DETAIL: usize = 1024;
+pub(crate) const MAX_REJECT_DETAIL: usize = 1024;
 
 /// The counts an import carries on its `imports` row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

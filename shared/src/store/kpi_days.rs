@@ -17,7 +17,7 @@ use crate::store::{rows_per_statement, value_tuples};
 /// Adds completed orders to their days' rows, in ascending day order (every settle locks
 /// its day rows in that order, then the outbox sequence: no deadlock between them).
 /// Call it in the transaction that moves the orders to `completed`.
-pub async fn add_completed(
+pub(crate) async fn add_completed(
     tx: &mut Transaction<'_, MySql>,
     completed: &[CompletedOrder],
 ) -> Result<()> {

@@ -32,25 +32,22 @@ pub async fn ping(pool: &sqlx::MySqlPool) -> crate::error::Result<()> {
 }
 
 /// Placeholders MySQL accepts in one prepared statement.
-pub const MAX_PLACEHOLDERS: usize = 65_535;
-
-/// The foreign key of `orders.import_id`; its name lives beside the SQL error classes.
-pub use crate::error::FK_ORDERS_IMPORT;
+pub(crate) const MAX_PLACEHOLDERS: usize = 65_535;
 
 /// How many rows of `params_per_row` placeholders fit one statement (capped at 1,000 rows
 /// to keep statements and lock sets small).
-pub fn rows_per_statement(params_per_row: usize) -> usize {
+pub(crate) fn rows_per_statement(params_per_row: usize) -> usize {
     (MAX_PLACEHOLDERS / params_per_row.max(1)).clamp(1, 1_000)
 }
 
 /// `(?,?,?),(?,?,?)` for `rows` rows of `cols` placeholders.
-pub fn value_tuples(rows: usize, cols: usize) -> String {
+pub(crate) fn value_tuples(rows: usize, cols: usize) -> String {
     let tuple = format!("({})", vec!["?"; cols].join(","));
     vec![tuple; rows].join(",")
 }
 
 /// `?,?,?` for an `IN (...)` list of `n` items.
-pub fn placeholders(n: usize) -> String {
+pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }
 

@@ -26,11 +26,11 @@ use crate::error::{OmsError, Result};
 use crate::store::schema;
 
 /// How often the watcher checks the node its pool uses.
-pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How long connecting to a node, or asking it whether it is ready, may take before the
 /// node counts as not answering.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// When a pool last moved to another node: connections older than that were opened to
 /// the node it left, and are closed instead of handed out.
@@ -43,7 +43,7 @@ impl LastMove {
     }
 
     /// True when a connection of `age` was opened after the last move (or there was none).
-    pub fn admits(&self, age: Duration) -> bool {
+    pub(crate) fn admits(&self, age: Duration) -> bool {
         match *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(moved) => age < moved.elapsed(),
             None => true,
@@ -52,7 +52,9 @@ impl LastMove {
 }
 
 /// True when the server behind `conn` is a Galera node.
-pub async fn is_galera(conn: &mut MySqlConnection) -> std::result::Result<bool, sqlx::Error> {
+pub(crate) async fn is_galera(
+    conn: &mut MySqlConnection,
+) -> std::result::Result<bool, sqlx::Error> {
     let row: Option<(String, String)> = sqlx::query_as(schema::WSREP_ON)
         .fetch_optional(&mut *conn)
         .await?;
@@ -60,7 +62,9 @@ pub async fn is_galera(conn: &mut MySqlConnection) -> std::result::Result<bool, 
 }
 
 /// Session settings of a Galera node: causal reads. A no-op elsewhere.
-pub async fn prepare_session(conn: &mut MySqlConnection) -> std::result::Result<(), sqlx::Error> {
+pub(crate) async fn prepare_session(
+    conn: &mut MySqlConnection,
+) -> std::result::Result<(), sqlx::Error> {
     if is_galera(conn).await? {
         sqlx::query(schema::CAUSAL_READS)
             .execute(&mut *conn)
@@ -130,7 +134,7 @@ async fn open_ready_in_time(
 /// is ready: its index and a connection to it. Fails with the first node's error when
 /// none is, or at once with an error no other node would cure (an unmigrated database,
 /// wrong credentials). A single node is given all the time it takes (as without a list).
-pub async fn first_ready(
+pub(crate) async fn first_ready(
     nodes: &[(String, MySqlConnectOptions)],
     start: usize,
     unreachable: fn(&str, sqlx::Error) -> OmsError,

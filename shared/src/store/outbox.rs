@@ -31,7 +31,7 @@ const INSERT: &str = "INSERT INTO read_model_outbox (id, payload) VALUES (?, ?)"
 /// unknown). In a sane world every applied id is committed, so at most the sequence, and
 /// the id handed out now is above it; when it is not, MySQL went back in time: the error
 /// is [`OmsError::HistoryRewound`] and the caller must roll `tx` back.
-pub async fn insert_row(
+pub(crate) async fn insert_row(
     tx: &mut Transaction<'_, MySql>,
     payload: &str,
     applied_max: u64,
@@ -162,7 +162,7 @@ pub async fn applied_floor(pool: &MySqlPool) -> Result<u64> {
 }
 
 /// Pure rule of [`applied_floor`].
-pub fn floor_of(last_id: u64, lowest_left: Option<u64>) -> u64 {
+pub(crate) fn floor_of(last_id: u64, lowest_left: Option<u64>) -> u64 {
     match lowest_left {
         Some(lowest) => last_id.min(lowest.saturating_sub(1)),
         None => last_id,
@@ -180,7 +180,7 @@ pub struct OutboxSnapshot {
 /// A REPEATABLE READ transaction opened `WITH CONSISTENT SNAPSHOT`: every query run on
 /// [`Snapshot::conn`] sees the same instant, the outbox included ([`Snapshot::outbox`]).
 /// Dropped without [`Snapshot::finish`], its connection is closed, not reused.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     conn: PoolConnection<MySql>,
     open: bool,
 }

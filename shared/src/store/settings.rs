@@ -132,7 +132,7 @@ pub async fn record_first_redis_epoch(pool: &MySqlPool, epoch: &str) -> Result<S
 }
 
 /// Records a new epoch (`producer recover`).
-pub async fn record_redis_epoch(pool: &MySqlPool, epoch: &str) -> Result<()> {
+pub(crate) async fn record_redis_epoch(pool: &MySqlPool, epoch: &str) -> Result<()> {
     record_setting(pool, REDIS_EPOCH, epoch).await
 }
 
@@ -172,7 +172,11 @@ pub async fn record_archived_before(pool: &MySqlPool, before: chrono::NaiveDate)
 
 /// The key names of this deployment: `prefix`, the recorded partition count, and whether
 /// Redis is a cluster.
-pub async fn deployment_keys(pool: &MySqlPool, prefix: &str, cluster: bool) -> Result<StreamKeys> {
+pub(crate) async fn deployment_keys(
+    pool: &MySqlPool,
+    prefix: &str,
+    cluster: bool,
+) -> Result<StreamKeys> {
     Ok(StreamKeys::for_layout(
         prefix,
         stream_partitions(pool).await?,

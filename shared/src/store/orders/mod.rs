@@ -121,7 +121,7 @@ pub struct SettlePhase {
 /// `order_date` as the `DATETIME(0)` column stores it: whole seconds, truncated. MySQL 8
 /// would round 23:59:59.6 up to the next day where MariaDB truncates; binding the
 /// truncated value makes both store the same instant, and the KPI day is computed from it.
-pub fn stored_order_date(date: DateTime<Utc>) -> NaiveDateTime {
+pub(crate) fn stored_order_date(date: DateTime<Utc>) -> NaiveDateTime {
     let naive = date.naive_utc();
     naive.with_nanosecond(0).unwrap_or(naive)
 }
