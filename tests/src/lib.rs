@@ -116,6 +116,9 @@ impl TestEnv {
             ("DATABASE_URL", self.config.database_url.clone()),
             ("REDIS_URL", self.config.redis_url.clone()),
             ("OMS_PREFIX", self.config.prefix.clone()),
+            // The fixed limit: tests that import before their consumers start must not
+            // wait for them; the automatic limit has tests of its own.
+            ("IMPORT_MAX_LAG", "1000000".to_string()),
         ]
     }
 

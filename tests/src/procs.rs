@@ -326,9 +326,22 @@ pub fn stderr_lines(child: &mut Child) -> Receiver<String> {
 /// Spawns `producer ARGS` against `env` (`RUST_LOG=info`, stdout piped), its stderr lines
 /// forwarded to the returned channel.
 pub fn spawn_producer(env: &TestEnv, args: &[&str]) -> (Child, Receiver<String>) {
-    let mut child = Command::new(binary("producer"))
+    spawn_producer_unset(env, args, &[])
+}
+
+/// [`spawn_producer`] with the variables `unset` removed from its environment.
+pub fn spawn_producer_unset(
+    env: &TestEnv,
+    args: &[&str],
+    unset: &[&str],
+) -> (Child, Receiver<String>) {
+    let mut command = Command::new(binary("producer"));
+    command.envs(env.env_vars());
+    for var in unset {
+        command.env_remove(var);
+    }
+    let mut child = command
         .args(args)
-        .envs(env.env_vars())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

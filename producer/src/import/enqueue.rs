@@ -7,7 +7,9 @@
 //! - **Backpressure**: before each pipeline, the group's backlog (entries not yet
 //!   delivered, × chunk size) is compared with `--max-lag`; above it, the enqueuer waits,
 //!   trimming acknowledged entries meanwhile. Unread rows therefore stay below `--max-lag`
-//!   plus one pipeline (sized to at most a quarter of `--max-lag`).
+//!   plus one pipeline (sized to at most a quarter of `--max-lag`). Without `--max-lag`
+//!   the limit is automatic ([`super::auto_lag`]): half a second of the consumers'
+//!   measured throughput.
 //! - **Partitions**: a pipeline's chunks go to their partitions' streams (one round trip
 //!   per partition, all at once on a cluster); with `--min-replicas` N each round trip
 //!   ends with `WAIT N`, and rows count as enqueued only once that many replicas hold them.
@@ -38,6 +40,7 @@ use sqlx::MySqlPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::auto_lag::AutoLag;
 use super::progress::Progress;
 use super::scan::Shipment;
 
@@ -55,8 +58,9 @@ const BACKPRESSURE_POLL: Duration = Duration::from_millis(200);
 pub struct EnqueueSettings {
     pub import_id: u64,
     pub chunk_size: usize,
-    /// Rows allowed to wait unread in the stream; 0: no limit.
-    pub max_lag: u64,
+    /// Rows allowed to wait unread in the stream; `Some(0)`: no limit; `None`: automatic
+    /// ([`AutoLag`]).
+    pub max_lag: Option<u64>,
     /// Replicas each pipeline must reach (`--min-replicas`) before its rows count.
     pub replica_wait: ReplicaWait,
     /// The epoch of the Redis data ([`oms_shared::redis_epoch`]): entries are added only
@@ -67,15 +71,13 @@ pub struct EnqueueSettings {
     pub trace_parent: Option<String>,
 }
 
-impl EnqueueSettings {
-    /// Chunks per pipeline: up to 64, and at most a quarter of `--max-lag`.
-    pub fn pipeline_chunks(&self) -> usize {
-        let by_lag = match self.max_lag {
-            0 => usize::MAX,
-            lag => (lag / 4 / self.chunk_size.max(1) as u64) as usize,
-        };
-        by_lag.clamp(1, 64)
-    }
+/// Chunks per pipeline: up to 64, and at most a quarter of the lag limit (0: no limit).
+pub fn pipeline_chunks(chunk_size: usize, limit: u64) -> usize {
+    let by_lag = match limit {
+        0 => usize::MAX,
+        lag => (lag / 4 / chunk_size.max(1) as u64) as usize,
+    };
+    by_lag.clamp(1, 64)
 }
 
 /// Why the enqueuer stopped early.
@@ -108,6 +110,8 @@ pub struct Enqueuer {
     /// Rows that can still be sent without reading the lag again: `--max-lag` minus the
     /// unread rows at the last reading minus what was sent since (consumers only lower it).
     headroom: u64,
+    /// The automatic limit, without `--max-lag`.
+    auto_lag: Option<AutoLag>,
 }
 
 impl Enqueuer {
@@ -122,6 +126,7 @@ impl Enqueuer {
             db,
             redis,
             keys,
+            auto_lag: settings.max_lag.is_none().then(AutoLag::new),
             settings,
             progress,
             counts: ImportCounts::default(),
@@ -132,6 +137,18 @@ impl Enqueuer {
             announced_wait: false,
             headroom: 0,
         }
+    }
+
+    /// The lag limit now, in rows (0: no limit).
+    fn lag_limit(&self) -> u64 {
+        match (&self.auto_lag, self.settings.max_lag) {
+            (Some(auto), _) => auto.limit(),
+            (None, limit) => limit.unwrap_or(0),
+        }
+    }
+
+    fn pipeline_chunks(&self) -> usize {
+        pipeline_chunks(self.settings.chunk_size, self.lag_limit())
     }
 
     /// Takes shipments until the scan ends (its sender dropped), then flushes. On
@@ -154,7 +171,7 @@ impl Enqueuer {
             };
             let Some(shipment) = shipment else { break };
             self.hold(shipment);
-            if self.chunks.len() >= self.settings.pipeline_chunks() || self.rejects.len() >= 1_000 {
+            if self.chunks.len() >= self.pipeline_chunks() || self.rejects.len() >= 1_000 {
                 self.flush(shutdown).await?;
             }
         }
@@ -177,7 +194,7 @@ impl Enqueuer {
     /// rejects, then counts them as done.
     async fn flush(&mut self, shutdown: &CancellationToken) -> Result<(), EnqueueError> {
         while !self.chunks.is_empty() {
-            let n = self.chunks.len().min(self.settings.pipeline_chunks());
+            let n = self.chunks.len().min(self.pipeline_chunks());
             let pipeline: Vec<EncodedChunk> = self.chunks.drain(..n).collect();
             let rows: u64 = pipeline.iter().map(|c| c.rows as u64).sum();
             self.wait_for_room(rows, shutdown).await?;
@@ -263,14 +280,15 @@ impl Enqueuer {
         Ok(())
     }
 
-    /// Waits while more than `--max-lag` rows wait unread; trims acknowledged entries.
-    /// Reads the lag only when `rows` do not fit the headroom left by the last reading.
+    /// Waits while more than `--max-lag` rows (or the automatic limit) wait unread; trims
+    /// acknowledged entries. Reads the lag only when `rows` do not fit the headroom left
+    /// by the last reading.
     async fn wait_for_room(
         &mut self,
         rows: u64,
         shutdown: &CancellationToken,
     ) -> Result<(), EnqueueError> {
-        if self.settings.max_lag == 0 {
+        if self.lag_limit() == 0 {
             return Ok(());
         }
         if rows <= self.headroom {
@@ -283,9 +301,15 @@ impl Enqueuer {
                 queue::group_stats(&mut *conn, &self.keys).await
             })
             .await?;
-            let unread = stats.backlog() * self.settings.chunk_size as u64;
-            if unread < self.settings.max_lag {
-                self.headroom = (self.settings.max_lag - unread).saturating_sub(rows);
+            let chunk = self.settings.chunk_size as u64;
+            let unread = stats.backlog() * chunk;
+            if let Some(auto) = &mut self.auto_lag {
+                let unfinished = (stats.backlog() + stats.pending) * chunk;
+                auto.observe(Instant::now(), self.counts.rows_enqueued, unfinished);
+            }
+            let limit = self.lag_limit();
+            if unread < limit {
+                self.headroom = (limit - unread).saturating_sub(rows);
                 if self.announced_wait {
                     tracing::info!(unread, "consumers caught up; enqueueing again");
                     self.announced_wait = false;
@@ -296,7 +320,8 @@ impl Enqueuer {
             if !self.announced_wait {
                 tracing::info!(
                     unread,
-                    max_lag = self.settings.max_lag,
+                    max_lag = limit,
+                    automatic = self.auto_lag.is_some(),
                     "waiting: more rows unread than --max-lag; enqueueing resumes as consumers catch up"
                 );
                 self.announced_wait = true;
@@ -356,18 +381,10 @@ mod tests {
 
     #[test]
     fn pipelines_stay_within_a_quarter_of_max_lag() {
-        let s = |chunk_size, max_lag| EnqueueSettings {
-            import_id: 1,
-            chunk_size,
-            max_lag,
-            replica_wait: ReplicaWait::NONE,
-            epoch: String::new(),
-            trace_parent: None,
-        };
-        assert_eq!(s(100, 0).pipeline_chunks(), 64);
-        assert_eq!(s(100, 1_000_000).pipeline_chunks(), 64);
-        assert_eq!(s(100, 4_000).pipeline_chunks(), 10);
-        assert_eq!(s(10, 50).pipeline_chunks(), 1);
-        assert_eq!(s(1, 1).pipeline_chunks(), 1);
+        assert_eq!(pipeline_chunks(100, 0), 64);
+        assert_eq!(pipeline_chunks(100, 1_000_000), 64);
+        assert_eq!(pipeline_chunks(100, 4_000), 10);
+        assert_eq!(pipeline_chunks(10, 50), 1);
+        assert_eq!(pipeline_chunks(1, 1), 1);
     }
 }

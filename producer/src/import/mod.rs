@@ -35,6 +35,7 @@
 //! With `--wait`, `outcome` is `{"completed": 790, "failed": {"payment_declined": 200},
 //! "failed_total": 200, "duplicates": 0, "dead": 0, "revenue": "12345.60", "done": true}`.
 
+pub mod auto_lag;
 pub mod blocks;
 pub mod enqueue;
 #[cfg(test)]
@@ -87,8 +88,10 @@ pub struct ImportArgs {
     pub chunk_size: u64,
 
     /// Pause while more than this many rows wait unread in the stream (0: no limit).
-    #[arg(long, env = "IMPORT_MAX_LAG", default_value_t = 1_000_000)]
-    pub max_lag: u64,
+    /// Without it: automatic, half a second of the consumers' measured throughput (at
+    /// least 2,000, at most 1,000,000).
+    #[arg(long, env = "IMPORT_MAX_LAG")]
+    pub max_lag: Option<u64>,
 
     /// Follow the import until every enqueued order is completed, failed or dead-lettered
     /// and the read models (KPIs, leaderboard) hold them all, then print the outcome;

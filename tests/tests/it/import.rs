@@ -15,7 +15,7 @@ pub(crate) fn args(path: &str) -> ImportArgs {
     ImportArgs {
         file: path.to_string(),
         chunk_size: 100,
-        max_lag: 0,
+        max_lag: Some(0),
         wait: false,
         wait_timeout_secs: None,
         rejects: None,
@@ -426,6 +426,44 @@ async fn backpressure_holds_the_import_while_nothing_consumes_then_it_resumes() 
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["enqueued"], 400);
     env.wait_until_processed(400, Duration::from_secs(60)).await;
+    token.cancel();
+    handle.await.unwrap().unwrap();
+}
+
+/// Without `--max-lag` the limit is automatic (`producer::import::auto_lag`): with no
+/// consumer the import holds about its starting limit in the stream and says it waits;
+/// a consumer then drains it, the limit follows its throughput, and the import finishes.
+#[tokio::test]
+async fn without_max_lag_the_limit_is_automatic_and_follows_the_consumers() {
+    use producer::import::auto_lag::AutoLag;
+    let env = TestEnv::new().await;
+    env.product("SKU-1", "1.00", 1_000_000).await;
+    let n = 30_000;
+    let file = env.file(&orders_csv(n));
+    let path = file.path().to_str().unwrap().to_string();
+    let (child, stderr) = oms_tests::procs::spawn_producer_unset(
+        &env,
+        &["import", &path, "--json"],
+        &["IMPORT_MAX_LAG"],
+    );
+    let line = wait_for_line(&stderr, "waiting: more rows unread than --max-lag");
+    assert!(line.contains("automatic=true"), "{line}");
+    let held = stream_length(&env).await * 100;
+    // The starting limit (the floor: no throughput is known), give or take one pipeline
+    // (a quarter of the limit).
+    let (low, high) = (AutoLag::FLOOR * 3 / 4, AutoLag::FLOOR * 5 / 4);
+    assert!((low..=high).contains(&held), "{held} rows in the stream");
+
+    let (handle, token) = env.spawn_consumer(env.consumer_config());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["enqueued"], n);
+    env.wait_until_processed(n as i64, Duration::from_secs(120))
+        .await;
     token.cancel();
     handle.await.unwrap().unwrap();
 }

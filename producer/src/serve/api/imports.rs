@@ -274,7 +274,7 @@ pub async fn import_upload(
     let args = ImportArgs {
         file: file_name.clone(),
         chunk_size,
-        max_lag: q.max_lag.unwrap_or(1_000_000),
+        max_lag: Some(q.max_lag.unwrap_or(1_000_000)),
         wait: false,
         wait_timeout_secs: None,
         rejects: None,
