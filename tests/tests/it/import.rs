@@ -417,6 +417,12 @@ async fn backpressure_holds_the_import_while_nothing_consumes_then_it_resumes() 
     assert!((50..=60).contains(&held), "{held} rows in the stream");
 
     // A consumer drains; the import goes on and finishes with every row enqueued.
+    drain_with_a_consumer(&env, child, 400).await;
+}
+
+/// Starts a consumer, waits for the held import `child` to finish with `n` rows enqueued
+/// and for every order to be processed, then stops the consumer.
+async fn drain_with_a_consumer(env: &TestEnv, child: std::process::Child, n: u64) {
     let (handle, token) = env.spawn_consumer(env.consumer_config());
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
@@ -424,17 +430,18 @@ async fn backpressure_holds_the_import_while_nothing_consumes_then_it_resumes() 
         .unwrap();
     assert!(out.status.success());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["enqueued"], 400);
-    env.wait_until_processed(400, Duration::from_secs(60)).await;
+    assert_eq!(report["enqueued"], n);
+    env.wait_until_processed(n as i64, Duration::from_secs(120))
+        .await;
     token.cancel();
     handle.await.unwrap().unwrap();
 }
 
-/// Without `--max-lag` the limit is automatic (`producer::import::auto_lag`): with no
-/// consumer the import holds about its starting limit in the stream and says it waits;
-/// a consumer then drains it, the limit follows its throughput, and the import finishes.
+/// Without `--max-lag` the limit is automatic (`producer::import::auto_lag`, whose unit
+/// tests follow a throughput): with no consumer the import holds about the floor in the
+/// stream and says it waits; a consumer then drains it and the import finishes.
 #[tokio::test]
-async fn without_max_lag_the_limit_is_automatic_and_follows_the_consumers() {
+async fn without_max_lag_the_limit_is_automatic_and_the_import_waits_for_consumers() {
     use producer::import::auto_lag::AutoLag;
     let env = TestEnv::new().await;
     env.product("SKU-1", "1.00", 1_000_000).await;
@@ -454,18 +461,8 @@ async fn without_max_lag_the_limit_is_automatic_and_follows_the_consumers() {
     let (low, high) = (AutoLag::FLOOR * 3 / 4, AutoLag::FLOOR * 5 / 4);
     assert!((low..=high).contains(&held), "{held} rows in the stream");
 
-    let (handle, token) = env.spawn_consumer(env.consumer_config());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(out.status.success());
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["enqueued"], n);
-    env.wait_until_processed(n as i64, Duration::from_secs(120))
-        .await;
-    token.cancel();
-    handle.await.unwrap().unwrap();
+    // A consumer drains it; the import finishes with every row enqueued.
+    drain_with_a_consumer(&env, child, n as u64).await;
 }
 
 #[tokio::test]
