@@ -8,7 +8,7 @@
 //!   delivered, × chunk size) is compared with `--max-lag`; above it, the enqueuer waits,
 //!   trimming acknowledged entries meanwhile. Unread rows therefore stay below `--max-lag`
 //!   plus one pipeline (sized to at most a quarter of `--max-lag`). Without `--max-lag`
-//!   the limit is automatic ([`super::auto_lag`]): half a second of the consumers'
+//!   the limit is automatic ([`super::auto_lag`]): a quarter second of the consumers'
 //!   measured throughput.
 //! - **Partitions**: a pipeline's chunks go to their partitions' streams (one round trip
 //!   per partition, all at once on a cluster); with `--min-replicas` N each round trip

@@ -88,7 +88,7 @@ pub struct ImportArgs {
     pub chunk_size: u64,
 
     /// Pause while more than this many rows wait unread in the stream (0: no limit).
-    /// Without it: automatic, half a second of the consumers' measured throughput (at
+    /// Without it: automatic, a quarter second of the consumers' measured throughput (at
     /// least 2,000, at most 1,000,000).
     #[arg(long, env = "IMPORT_MAX_LAG")]
     pub max_lag: Option<u64>,
