@@ -56,14 +56,15 @@ fn violation(code: &'static str, detail: impl Into<String>) -> RowViolation {
 /// The single rule for "same customer": the email, lower-cased (Unicode full lower case).
 /// Borrowed when already in that form.
 pub fn normalize_email(email: &str) -> Cow<'_, str> {
-    let already = if email.is_ascii() {
-        !email.bytes().any(|b| b.is_ascii_uppercase())
-    } else {
-        email.chars().all(|c| {
+    // One pass over the bytes for the common case: ASCII without upper case.
+    let plain = !email
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii());
+    let already = plain
+        || email.chars().all(|c| {
             let mut lower = c.to_lowercase();
             lower.next() == Some(c) && lower.next().is_none()
-        })
-    };
+        });
     if already {
         Cow::Borrowed(email)
     } else {
@@ -74,6 +75,91 @@ pub fn normalize_email(email: &str) -> Cow<'_, str> {
 /// A practical email check: `local@domain`, no white space or control characters, a
 /// local part of 1–64 characters, a domain of dot-separated non-empty labels with a dot.
 pub fn check_email(email: &str) -> Result<(), &'static str> {
+    if plainly_valid_ascii_email(email.as_bytes()).is_some() {
+        return Ok(());
+    }
+    check_email_rules(email)
+}
+
+/// [`check_email`], then [`normalize_email`]: the address in its one form, or why it is
+/// not an address. One pass over the bytes in the common case.
+pub fn checked_email(email: &str) -> Result<Cow<'_, str>, &'static str> {
+    match plainly_valid_ascii_email(email.as_bytes()) {
+        Some(false) => Ok(Cow::Borrowed(email)),
+        Some(true) => Ok(Cow::Owned(email.to_ascii_lowercase())),
+        None => check_email_rules(email).map(|()| normalize_email(email)),
+    }
+}
+
+/// Byte classes of [`plainly_valid_ascii_email`].
+const EMAIL_OTHER: u8 = 0;
+/// White space, control characters, `<>()[]\,;:"`, and every non-ASCII byte (those go
+/// to [`check_email_rules`]).
+const EMAIL_NOT_PLAIN: u8 = 1;
+const EMAIL_AT: u8 = 2;
+const EMAIL_DOT: u8 = 3;
+const EMAIL_DASH: u8 = 4;
+const EMAIL_UPPER: u8 = 5;
+
+const EMAIL_BYTE_CLASS: [u8; 256] = {
+    let mut class = [EMAIL_OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        if b <= 0x20 || b >= 0x7f {
+            class[b] = EMAIL_NOT_PLAIN;
+        }
+        b += 1;
+    }
+    let forbidden = b"<>()[]\\,;:\"";
+    let mut i = 0;
+    while i < forbidden.len() {
+        class[forbidden[i] as usize] = EMAIL_NOT_PLAIN;
+        i += 1;
+    }
+    class[b'@' as usize] = EMAIL_AT;
+    class[b'.' as usize] = EMAIL_DOT;
+    class[b'-' as usize] = EMAIL_DASH;
+    let mut upper = b'A';
+    while upper <= b'Z' {
+        class[upper as usize] = EMAIL_UPPER;
+        upper += 1;
+    }
+    class
+};
+
+/// `Some(has upper case)` when `email` is ASCII and meets every rule of
+/// [`check_email_rules`], decided in one pass over its bytes (the common case, millions of
+/// times per import). `None` means "not decided here": the rules then run as written,
+/// and name what is wrong.
+fn plainly_valid_ascii_email(email: &[u8]) -> Option<bool> {
+    // `prev` is the byte before, or 0 at the start of the local part and of the domain.
+    let (mut at, mut prev, mut domain_dots, mut upper) = (false, 0u8, 0usize, false);
+    for (i, &b) in email.iter().enumerate() {
+        match EMAIL_BYTE_CLASS[usize::from(b)] {
+            EMAIL_NOT_PLAIN => return None,
+            EMAIL_AT => {
+                // One @, a local part of 1 to 64 bytes not ending with a dot.
+                if at || i == 0 || i > 64 || prev == b'.' {
+                    return None;
+                }
+                (at, prev) = (true, 0);
+                continue;
+            }
+            // No part starts with a dot or holds "..", no domain label ends with -.
+            EMAIL_DOT if prev == 0 || prev == b'.' || (at && prev == b'-') => return None,
+            EMAIL_DOT if at => domain_dots += 1,
+            // No domain label starts with -.
+            EMAIL_DASH if at && (prev == 0 || prev == b'.') => return None,
+            EMAIL_UPPER => upper = true,
+            _ => {}
+        }
+        prev = b;
+    }
+    (at && domain_dots > 0 && !matches!(prev, 0 | b'.' | b'-')).then_some(upper)
+}
+
+/// [`check_email`]'s rules, in the order their errors are reported.
+fn check_email_rules(email: &str) -> Result<(), &'static str> {
     let (local, domain) = email.rsplit_once('@').ok_or("no @")?;
     if local.is_empty() || (local.len() > 64 && local.chars().count() > 64) {
         return Err("the part before @ must be 1 to 64 characters");
@@ -345,6 +431,51 @@ mod tests {
             "a@-b.co",
         ] {
             assert!(check_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_one_pass_email_check_accepts_exactly_what_the_rules_accept() {
+        let at_the_limits = [
+            format!("{}@b.co", "a".repeat(64)),
+            format!("{}@b.co", "a".repeat(65)),
+            "a-@b-c.d-e".to_string(),
+            "a.b@c.d".to_string(),
+            "a@b-.co".to_string(),
+            "a@b.-co".to_string(),
+            "a@b.co-".to_string(),
+            "a@b.co.".to_string(),
+            "a.@b.co".to_string(),
+            ".a@b.co".to_string(),
+            "a@b..co".to_string(),
+            "a b@c.de".to_string(),
+            "a\t@c.de".to_string(),
+            "a\x7f@c.de".to_string(),
+            "a\"@c.de".to_string(),
+        ];
+        for email in &at_the_limits {
+            let fast = plainly_valid_ascii_email(email.as_bytes()).is_some();
+            assert_eq!(fast, check_email_rules(email).is_ok(), "{email:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// On ASCII the one pass decides alone (it never sends a valid address to the slow
+        /// path); on anything else it never accepts what the rules reject.
+        #[test]
+        fn the_one_pass_email_check_agrees_with_the_rules(
+            email in "[aB.@\\-<:\" \t\x7féÉ]{0,12}|[a-zA-Z]{1,3}[.-]?[a-z]{0,3}@[a-zA-Z-]{0,3}[.][a-z.-]{0,4}"
+        ) {
+            let fast = plainly_valid_ascii_email(email.as_bytes()).is_some();
+            let rules = check_email_rules(&email).is_ok();
+            if email.is_ascii() {
+                proptest::prop_assert_eq!(fast, rules);
+            } else {
+                proptest::prop_assert!(!fast || rules);
+            }
+            proptest::prop_assert_eq!(check_email(&email).is_ok(), rules);
+            let normalized = rules.then(|| normalize_email(&email));
+            proptest::prop_assert_eq!(checked_email(&email).ok(), normalized);
         }
     }
 }

@@ -73,9 +73,19 @@ impl<'r> Record<'r> {
 
     /// Field `i` (quotes removed), if the record has it.
     pub fn field(&self, i: usize) -> Option<&'r [u8]> {
+        self.data.get(self.field_range(i)?)
+    }
+
+    /// Where field `i` is in [`Record::data`].
+    pub fn field_range(&self, i: usize) -> Option<std::ops::Range<usize>> {
         let end = *self.ends.get(i)?;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.data.get(start..end)
+        Some(start..end)
+    }
+
+    /// Every field's data, one after the other (quotes removed).
+    pub fn data(&self) -> &'r [u8] {
+        self.data
     }
 }
 

@@ -31,7 +31,7 @@ pub use oms_shared::order_rules::{
     check_email, MAX_EMAIL_CHARS, MAX_ITEMS, MAX_NAME_CHARS, MAX_ORDER_ID_CHARS, MAX_QUANTITY,
     MAX_SKU_CHARS,
 };
-use oms_shared::order_rules::{check_sku, longer_than, normalize_email, quantity_allowed};
+use oms_shared::order_rules::{check_sku, checked_email, longer_than, quantity_allowed};
 pub const MAX_PRODUCTS_BYTES: usize = 16 * 1024;
 /// Columns a header may have.
 pub const MAX_COLUMNS: usize = 1024;
@@ -172,8 +172,47 @@ pub struct ValidRow<'a> {
     pub order_date: Option<DateTime<Utc>>,
 }
 
+/// A record's data checked once for every field: UTF-8 and free of NUL bytes.
+struct RecordText<'a> {
+    /// The whole data as text, when it is UTF-8 and holds no NUL byte.
+    plain: Option<&'a str>,
+}
+
+impl<'a> RecordText<'a> {
+    fn new(record: &Record<'a>) -> Self {
+        let data = record.data();
+        let plain = std::str::from_utf8(data)
+            .ok()
+            .filter(|_| !data.contains(&0));
+        RecordText { plain }
+    }
+}
+
+/// `s.trim()`, without decoding a character when both ends are visible ASCII (the
+/// common case).
+fn trimmed(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 /// Text of column `i`, trimmed; a malformed-row reject when it is not UTF-8 or holds NUL.
-fn text<'a>(record: &Record<'a>, columns: &Columns, i: usize) -> Result<&'a str, Reject> {
+fn text<'a>(
+    record: &Record<'a>,
+    whole: &RecordText<'a>,
+    columns: &Columns,
+    i: usize,
+) -> Result<&'a str, Reject> {
+    // The common case: a field of data already checked (its range may still split a
+    // character between two fields, which `get` refuses; the field's own check then runs).
+    if let Some(s) = whole
+        .plain
+        .zip(record.field_range(i))
+        .and_then(|(all, range)| all.get(range))
+    {
+        return Ok(trimmed(s));
+    }
     let raw = record.field(i).unwrap_or_default();
     let s = std::str::from_utf8(raw).map_err(|e| {
         reject(
@@ -226,15 +265,16 @@ pub fn validate_row<'a>(record: &Record<'a>, columns: &Columns) -> Result<ValidR
             ),
         ));
     }
-    let name = text(record, columns, columns.customer_name)?;
-    let email = text(record, columns, columns.customer_email)?;
-    let products = text(record, columns, columns.products)?;
+    let whole = RecordText::new(record);
+    let name = text(record, &whole, columns, columns.customer_name)?;
+    let email = text(record, &whole, columns, columns.customer_email)?;
+    let products = text(record, &whole, columns, columns.products)?;
     let order_id = match columns.order_id {
-        Some(i) => Some(text(record, columns, i)?).filter(|s| !s.is_empty()),
+        Some(i) => Some(text(record, &whole, columns, i)?).filter(|s| !s.is_empty()),
         None => None,
     };
     let order_date = match columns.order_date {
-        Some(i) => Some(text(record, columns, i)?).filter(|s| !s.is_empty()),
+        Some(i) => Some(text(record, &whole, columns, i)?).filter(|s| !s.is_empty()),
         None => None,
     };
 
@@ -268,12 +308,12 @@ pub fn validate_row<'a>(record: &Record<'a>, columns: &Columns) -> Result<ValidR
     if products.len() > MAX_PRODUCTS_BYTES {
         return Err(too_long("products", MAX_PRODUCTS_BYTES, "bytes"));
     }
-    if let Err(why) = check_email(email) {
-        return Err(reject(
+    let customer_email = checked_email(email).map_err(|why| {
+        reject(
             RejectReason::InvalidEmail,
             format!("customer_email {email:?}: {why}"),
-        ));
-    }
+        )
+    })?;
     let order_date = match order_date {
         Some(text) => Some(parse_order_date(text).ok_or_else(|| {
             reject(
@@ -284,7 +324,6 @@ pub fn validate_row<'a>(record: &Record<'a>, columns: &Columns) -> Result<ValidR
         None => None,
     };
     let items = parse_products(products)?;
-    let customer_email = normalize_email(email);
     Ok(ValidRow {
         customer_name: name,
         customer_email,
@@ -523,6 +562,54 @@ mod tests {
         let err = validate_row(&record, &columns).unwrap_err();
         assert_eq!(err.reason, RejectReason::MalformedRow);
         assert!(err.detail.contains("customer_name"), "{}", err.detail);
+    }
+
+    /// Each field is checked on its own whatever the record's data as a whole is: a
+    /// character split over two fields, or a NUL in a column no rule reads.
+    #[test]
+    fn fields_are_text_on_their_own() {
+        let validate = |text: &[u8]| {
+            let mut reader = RecordReader::new(text, Limits::default());
+            let columns = Columns::from_header(&reader.next_record().unwrap().unwrap()).unwrap();
+            reader.set_max_fields(columns.names.len() + 1);
+            let record = reader.next_record().unwrap().unwrap();
+            validate_row(&record, &columns).map(|v| v.customer_name.to_string())
+        };
+        let p = b"\"[{\"\"sku\"\":\"\"A\"\",\"\"quantity\"\":1}]\"";
+        // "é" is C3 A9: the name ends with its first byte and the email starts with its
+        // second, so the record's data is UTF-8 but neither field is.
+        let split = [
+            &b"customer_name,customer_email,products\nZo\xc3,\xa9a@b.co,"[..],
+            p,
+            b"\n",
+        ]
+        .concat();
+        let err = validate(&split).unwrap_err();
+        assert_eq!(err.reason, RejectReason::MalformedRow);
+        assert!(err.detail.contains("customer_name"), "{}", err.detail);
+        let unread_nul = [
+            &b"customer_name,customer_email,products,note\nZo,a@b.co,"[..],
+            p,
+            b",x\0y\n",
+        ]
+        .concat();
+        assert_eq!(validate(&unread_nul), Ok("Zo".to_string()));
+        let email_nul = [
+            &b"customer_name,customer_email,products\nZo,a\0@b.co,"[..],
+            p,
+            b"\n",
+        ]
+        .concat();
+        let err = validate(&email_nul).unwrap_err();
+        assert_eq!(err.reason, RejectReason::MalformedRow);
+        assert!(err.detail.contains("customer_email"), "{}", err.detail);
+        let spaced = [
+            &b"customer_name,customer_email,products\n \tZo\xc2\xa0,a@b.co,"[..],
+            p,
+            b"\n",
+        ]
+        .concat();
+        assert_eq!(validate(&spaced), Ok("Zo".to_string()));
     }
 
     #[test]
