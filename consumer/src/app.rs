@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oms_shared::deployment;
-use oms_shared::keys::StreamKeys;
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis::conn::RedisPool;
+use oms_shared::redis::keys::StreamKeys;
 use oms_shared::retry::{self, RetryPolicy};
 use oms_shared::OmsError;
 use sqlx::MySqlPool;
@@ -94,10 +94,10 @@ async fn startup_state(
     keys: &StreamKeys,
 ) -> Result<(bool, Option<String>), OmsError> {
     let mut conn = redis.get().await?;
-    let paused = oms_shared::queue_control::is_paused(&mut *conn, keys).await?;
-    let lost = match oms_shared::redis_epoch::check(db, &mut *conn, keys).await? {
-        oms_shared::redis_epoch::EpochState::Intact(_) => None,
-        oms_shared::redis_epoch::EpochState::Lost(loss) => Some(loss.describe()),
+    let paused = oms_shared::redis::pause::is_paused(&mut *conn, keys).await?;
+    let lost = match oms_shared::redis::epoch::check(db, &mut *conn, keys).await? {
+        oms_shared::redis::epoch::EpochState::Intact(_) => None,
+        oms_shared::redis::epoch::EpochState::Lost(loss) => Some(loss.describe()),
     };
     Ok((paused, lost))
 }

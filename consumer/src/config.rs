@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use oms_shared::config::ConnectionConfig;
-use oms_shared::payment::PaymentSimulator;
+use oms_shared::order::payment::PaymentSimulator;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -81,9 +81,9 @@ impl ConsumerConfig {
     }
 
     /// `WAIT` for this many replicas after each read-model update (see `--min-replicas`).
-    pub fn replica_wait(&self) -> oms_shared::redis_conn::ReplicaWait {
+    pub fn replica_wait(&self) -> oms_shared::redis::conn::ReplicaWait {
         let default = if self.conn.is_cluster() { 1 } else { 0 };
-        oms_shared::redis_conn::ReplicaWait::new(self.min_replicas.unwrap_or(default))
+        oms_shared::redis::conn::ReplicaWait::new(self.min_replicas.unwrap_or(default))
     }
 
     /// Checks every setting; the message names the flag.

@@ -6,7 +6,7 @@
 //! reserved stays pending: no row is ever both an order and dead
 //! (`oms_shared::store::dead_letters::record_unless_ended` excludes the reserve).
 
-use oms_shared::queue::DeadLetter;
+use oms_shared::redis::queue::DeadLetter;
 use oms_shared::store::dead_letters::{DeadRow, DeadRowFates};
 
 use crate::health::Service;

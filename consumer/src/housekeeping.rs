@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oms_shared::kpi::CompletedOrder;
-use oms_shared::read_model::HistoryReading;
+use oms_shared::redis::read_model::HistoryReading;
 use oms_shared::store::outbox;
 use tokio_util::sync::CancellationToken;
 
@@ -110,9 +110,10 @@ async fn delete_applied(shared: &Shared) {
 /// The record's generation is read before the watermark: a reset in between voids it.
 pub async fn trim_applied(shared: &Shared) -> oms_shared::Result<Option<u64>> {
     let mut conn = shared.redis.get().await?;
-    let mark = oms_shared::read_model::read_applied_mark(&mut *conn, &shared.keys).await?;
+    let mark = oms_shared::redis::read_model::read_applied_mark(&mut *conn, &shared.keys).await?;
     let floor = outbox::applied_floor(&shared.db).await?;
-    oms_shared::read_model::trim_applied(&mut *conn, &shared.keys, floor, mark.generation).await
+    oms_shared::redis::read_model::trim_applied(&mut *conn, &shared.keys, floor, mark.generation)
+        .await
 }
 
 /// Compares MySQL's outbox sequence with Redis's highest applied id: below it, MySQL went
@@ -162,8 +163,8 @@ async fn probe(shared: &Shared) {
 
 async fn refresh_queue(shared: &Shared) -> oms_shared::Result<()> {
     let mut conn = shared.redis.get().await?;
-    let stats = oms_shared::queue::group_stats(&mut *conn, &shared.keys).await?;
-    let dead = oms_shared::queue::dead_letter_counts(&mut *conn, &shared.keys).await?;
+    let stats = oms_shared::redis::queue::group_stats(&mut *conn, &shared.keys).await?;
+    let dead = oms_shared::redis::queue::dead_letter_counts(&mut *conn, &shared.keys).await?;
     if !shared.keys.is_partitioned() {
         metrics::gauge!(STREAM_LENGTH).set(stats.length as f64);
         metrics::gauge!(STREAM_PENDING).set(stats.pending as f64);
@@ -183,8 +184,9 @@ async fn refresh_queue(shared: &Shared) -> oms_shared::Result<()> {
     }
     // The lag's history (the dashboard's 1 h / 24 h charts).
     let now = chrono::Utc::now().timestamp();
-    oms_shared::order_stats::record_lag(&mut *conn, &shared.keys, now, stats.backlog()).await?;
-    let trimmed = oms_shared::queue::trim_acknowledged(&mut *conn, &shared.keys).await?;
+    oms_shared::redis::order_stats::record_lag(&mut *conn, &shared.keys, now, stats.backlog())
+        .await?;
+    let trimmed = oms_shared::redis::queue::trim_acknowledged(&mut *conn, &shared.keys).await?;
     if trimmed > 0 {
         tracing::debug!(trimmed, "trimmed acknowledged entries");
     }
@@ -231,7 +233,7 @@ async fn apply_rows(shared: &Shared, rows: Vec<(u64, String)>) -> oms_shared::Re
     for (id, payload) in rows {
         match serde_json::from_str::<Vec<CompletedOrder>>(&payload) {
             Ok(orders) => {
-                let applied = oms_shared::read_model::apply_outbox_replicated(
+                let applied = oms_shared::redis::read_model::apply_outbox_replicated(
                     &mut *conn,
                     &shared.keys,
                     id,

@@ -19,9 +19,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use oms_shared::order::rules::MAX_ENTRY_BYTES;
 use oms_shared::order::{decode_chunk, OrderChunk};
-use oms_shared::order_rules::MAX_ENTRY_BYTES;
-use oms_shared::queue::RawEntry;
+use oms_shared::redis::queue::RawEntry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -142,7 +142,7 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
         let started = std::time::Instant::now();
         let reply: Result<Vec<RawEntry>, oms_shared::OmsError> = async {
             let mut conn = shared.redis.get().await?;
-            oms_shared::queue::read_new_entries(
+            oms_shared::redis::queue::read_new_entries(
                 &mut *conn,
                 &shared.keys,
                 partition,
@@ -164,7 +164,9 @@ pub async fn read_new(shared: Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: Ca
                 if let oms_shared::OmsError::Redis(re) = &e {
                     if re.code() == Some("NOGROUP") || re.to_string().contains("NOGROUP") {
                         if let Ok(mut conn) = shared.redis.get().await {
-                            let _ = oms_shared::queue::ensure_group(&mut *conn, &shared.keys).await;
+                            let _ =
+                                oms_shared::redis::queue::ensure_group(&mut *conn, &shared.keys)
+                                    .await;
                         }
                         continue;
                     }
@@ -290,7 +292,7 @@ async fn claim_page(
     min_idle_ms: u64,
 ) -> Result<(String, Vec<Delivery>), oms_shared::OmsError> {
     let mut conn = shared.redis.get().await?;
-    let (next, entries) = oms_shared::queue::claim_idle_entries(
+    let (next, entries) = oms_shared::redis::queue::claim_idle_entries(
         &mut *conn,
         &shared.keys,
         partition,

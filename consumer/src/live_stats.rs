@@ -1,10 +1,10 @@
-//! Live order counts for the operator API ([`oms_shared::order_stats`]): after each workflow
+//! Live order counts for the operator API ([`oms_shared::redis::order_stats`]): after each workflow
 //! run, the terminal outcomes go to Redis in one pipeline, best effort (a failure is logged
 //! and the batch goes on: these counters feed charts, MySQL stays the source of truth).
 
 use std::time::Duration;
 
-use oms_shared::order_stats::{self, Outcomes};
+use oms_shared::redis::order_stats::{self, Outcomes};
 use oms_shared::store::orders::RowOutcome;
 
 use crate::state::Shared;

@@ -1,4 +1,4 @@
-//! Pause and resume: the consumer's view of `P queue:paused` ([`oms_shared::queue_control`]).
+//! Pause and resume: the consumer's view of `P queue:paused` ([`oms_shared::redis::pause`]).
 //!
 //! [`watch`] reads the key every [`POLL`] and keeps the [`crate::state::PauseFlag`]; intake consults the
 //! flag before every `XREADGROUP` and `XAUTOCLAIM`, so within `POLL` (plus the batches
@@ -9,7 +9,7 @@
 //! the `/readyz` body say so. When Redis cannot be read the flag keeps its last value.
 //!
 //! Every [`EPOCH_EVERY`] polls the watcher also checks the epoch of the Redis data
-//! ([`oms_shared::redis_epoch`]): while Redis lacks it (restarted without persistence),
+//! ([`oms_shared::redis::epoch`]): while Redis lacks it (restarted without persistence),
 //! intake takes no work as if paused, `/readyz` answers 503 naming `producer recover`,
 //! and `oms_redis_data_lost` is 1. A mismatch is confirmed against MySQL's record first
 //! (`recover` changes it), so the consumer resumes by itself once recovery is done.
@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oms_shared::redis_epoch::{self, EpochState};
+use oms_shared::redis::epoch::{self, EpochState};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::Shared;
@@ -31,7 +31,7 @@ pub const EPOCH_EVERY: u32 = 4;
 /// Reads the pause key once (false when it cannot be read).
 pub async fn read(shared: &Shared) -> Option<bool> {
     let mut conn = shared.redis.get().await.ok()?;
-    oms_shared::queue_control::is_paused(&mut *conn, &shared.keys)
+    oms_shared::redis::pause::is_paused(&mut *conn, &shared.keys)
         .await
         .ok()
 }
@@ -41,14 +41,12 @@ pub async fn read(shared: &Shared) -> Option<bool> {
 async fn check_epoch(shared: &Shared, expected: &mut Option<String>) -> Option<EpochState> {
     let mut conn = shared.redis.get().await.ok()?;
     if let Some(e) = expected.clone() {
-        let state = redis_epoch::compare(&mut *conn, &shared.keys, e)
-            .await
-            .ok()?;
+        let state = epoch::compare(&mut *conn, &shared.keys, e).await.ok()?;
         if !state.is_lost() {
             return Some(state);
         }
     }
-    let state = redis_epoch::check(&shared.db, &mut *conn, &shared.keys)
+    let state = epoch::check(&shared.db, &mut *conn, &shared.keys)
         .await
         .ok()?;
     *expected = match &state {

@@ -5,10 +5,10 @@
 
 use std::sync::Mutex;
 
-use oms_shared::keys::StreamKeys;
-use oms_shared::payment::PaymentSimulator;
-use oms_shared::read_model::AppliedMark;
-use oms_shared::redis_conn::{RedisPool, ReplicaWait};
+use oms_shared::order::payment::PaymentSimulator;
+use oms_shared::redis::conn::{RedisPool, ReplicaWait};
+use oms_shared::redis::keys::StreamKeys;
+use oms_shared::redis::read_model::AppliedMark;
 use sqlx::MySqlPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -101,7 +101,7 @@ impl Shared {
 }
 
 /// Whether intake may take work: not while the queue is paused, nor while Redis lacks
-/// the data MySQL recorded (its epoch, [`oms_shared::redis_epoch`]).
+/// the data MySQL recorded (its epoch, [`oms_shared::redis::epoch`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Gate {
     paused: bool,

@@ -23,13 +23,13 @@ pub async fn reader_pools(
     conn: &oms_shared::config::ConnectionConfig,
 ) -> anyhow::Result<(
     sqlx::MySqlPool,
-    oms_shared::redis_conn::RedisPool,
-    oms_shared::keys::StreamKeys,
+    oms_shared::redis::conn::RedisPool,
+    oms_shared::redis::keys::StreamKeys,
 )> {
     let db =
         oms_shared::db::connect_with_acquire_timeout(&conn.database_url, 2, MYSQL_ACQUIRE).await?;
     oms_shared::db::ensure_migrated(&db, &conn.database_url).await?;
-    let redis = oms_shared::redis_conn::connect(&conn.redis_url, 2).await?;
+    let redis = oms_shared::redis::conn::connect(&conn.redis_url, 2).await?;
     // No group is ensured: a reader writes nothing to Redis.
     let keys = oms_shared::deployment::stream_keys(&db, conn).await?;
     Ok((db, redis, keys))

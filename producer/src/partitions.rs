@@ -12,8 +12,8 @@
 //! the change is recorded and the new partitions' groups are created.
 
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::StreamKeys;
-use oms_shared::partition::PartitionCount;
+use oms_shared::redis::keys::StreamKeys;
+use oms_shared::redis::partition::PartitionCount;
 use oms_shared::store::{partition_fence, settings};
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -80,11 +80,11 @@ pub async fn record(
             wanted.get()
         );
     }
-    let redis = oms_shared::redis_conn::connect(&conn.redis_url, 1).await?;
+    let redis = oms_shared::redis::conn::connect(&conn.redis_url, 1).await?;
     let mut rc = redis.get().await?;
     let old = StreamKeys::for_layout(&conn.prefix, recorded, conn.is_cluster());
-    let stats = oms_shared::queue::group_stats(&mut *rc, &old).await?;
-    let dead = oms_shared::queue::dead_letter_count(&mut *rc, &old).await?;
+    let stats = oms_shared::redis::queue::group_stats(&mut *rc, &old).await?;
+    let dead = oms_shared::redis::queue::dead_letter_count(&mut *rc, &old).await?;
     let unread = stats.backlog();
     if unread > 0 || stats.pending > 0 || dead > 0 {
         anyhow::bail!(
@@ -114,9 +114,9 @@ pub async fn record(
         );
     }
     let new = old.with_partitions(wanted);
-    oms_shared::queue::ensure_group(&mut *rc, &new).await?;
+    oms_shared::redis::queue::ensure_group(&mut *rc, &new).await?;
     // The new partitions' streams belong to the same Redis data: give them its epoch.
-    oms_shared::redis_epoch::extend_to(&db, &mut *rc, &new).await?;
+    oms_shared::redis::epoch::extend_to(&db, &mut *rc, &new).await?;
     db.close().await;
     tracing::info!(
         from = recorded.get(),

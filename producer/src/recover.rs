@@ -1,6 +1,6 @@
 //! `producer recover [IMPORT] [--file PATH]`: bring back what a store lost.
 //!
-//! When Redis lost its data (restarted without persistence: [`oms_shared::redis_epoch`]
+//! When Redis lost its data (restarted without persistence: [`oms_shared::redis::epoch`]
 //! says so), recovery
 //! 1. gives Redis a new epoch (consumers, which stopped taking work, resume within a
 //!    second) and the pause flag MySQL recorded;
@@ -32,9 +32,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use oms_shared::config::ConnectionConfig;
 use oms_shared::deployment::{Deployment, PoolSizes};
-use oms_shared::keys::StreamKeys;
-use oms_shared::redis_conn::{RedisPool, ReplicaWait};
-use oms_shared::redis_epoch::{self, EpochState};
+use oms_shared::redis::conn::{RedisPool, ReplicaWait};
+use oms_shared::redis::epoch::{self, EpochState};
+use oms_shared::redis::keys::StreamKeys;
 use oms_shared::store::imports::{self, RecoveryView};
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -124,13 +124,13 @@ pub async fn recover(
     };
     let epoch = {
         let mut rc = redis.get().await?;
-        match redis_epoch::check(&db, &mut *rc, &keys).await? {
+        match epoch::check(&db, &mut *rc, &keys).await? {
             EpochState::Intact(epoch) => epoch,
             EpochState::Lost(loss) => {
                 report.redis_data_lost = Some(loss.describe());
-                let epoch = redis_epoch::establish(&db, &mut *rc, &keys).await?;
+                let epoch = epoch::establish(&db, &mut *rc, &keys).await?;
                 report.paused =
-                    Some(oms_shared::queue_control::reassert(&db, &mut *rc, &keys).await?);
+                    Some(oms_shared::redis::pause::reassert(&db, &mut *rc, &keys).await?);
                 tracing::info!(%epoch, "Redis had lost its data: new epoch recorded");
                 report.new_epoch = Some(epoch.clone());
                 epoch
@@ -186,8 +186,10 @@ async fn recover_import(
     // The stream first, MySQL second: a row leaves the stream only once MySQL has it.
     {
         let mut rc = target.redis.get().await?;
-        oms_shared::queue::import_lines_in_stream(&mut *rc, target.keys, id, |l| missing.remove(l))
-            .await?;
+        oms_shared::redis::queue::import_lines_in_stream(&mut *rc, target.keys, id, |l| {
+            missing.remove(l)
+        })
+        .await?;
     }
     imports::accounted_lines(target.db, id, |l| missing.remove(l)).await?;
     let mut out = ImportRecovery {
@@ -285,7 +287,7 @@ async fn enqueue_lines(
             continue;
         }
         let sent = retry("XADD to the orders stream", shutdown, || {
-            oms_shared::queue::add_encoded_chunks_checked_on(
+            oms_shared::redis::queue::add_encoded_chunks_checked_on(
                 target.redis,
                 target.keys,
                 view.id,

@@ -25,10 +25,10 @@
 use crate::error::NoSuchDeadLetter;
 use crate::Result;
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::StreamKeys;
 use oms_shared::order::OrderRow;
-use oms_shared::queue::{self, DeadLetter};
-use oms_shared::redis_conn::{RedisPool, ReplicaWait};
+use oms_shared::redis::conn::{RedisPool, ReplicaWait};
+use oms_shared::redis::keys::StreamKeys;
+use oms_shared::redis::queue::{self, DeadLetter};
 use serde::Serialize;
 use sqlx::MySqlPool;
 

@@ -20,9 +20,9 @@
 use crate::Result;
 use chrono::{NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::ReadModelKeys;
 use oms_shared::kpi::{KpiFigures, Period};
-use oms_shared::read_model::{read_kpis, FencedRead, Rebuild};
+use oms_shared::redis::keys::ReadModelKeys;
+use oms_shared::redis::read_model::{read_kpis, FencedRead, Rebuild};
 use oms_shared::store::reports;
 use serde::Serialize;
 use sqlx::MySqlConnection;
@@ -145,7 +145,7 @@ pub async fn show(conn: &ConnectionConfig, date: Option<NaiveDate>) -> Result<Kp
 
 /// [`show`] over an open pool (the HTTP API's entry point).
 pub async fn show_from(
-    redis: &oms_shared::redis_conn::RedisPool,
+    redis: &oms_shared::redis::conn::RedisPool,
     keys: &ReadModelKeys,
     day: NaiveDate,
 ) -> Result<KpiReport> {

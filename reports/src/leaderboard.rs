@@ -19,9 +19,9 @@
 use crate::Result;
 use chrono::{NaiveDate, Utc};
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::ReadModelKeys;
 use oms_shared::money::Cents;
-use oms_shared::read_model::{read_leaderboard, FencedRead, Rebuild};
+use oms_shared::redis::keys::ReadModelKeys;
+use oms_shared::redis::read_model::{read_leaderboard, FencedRead, Rebuild};
 use oms_shared::store::reports::{self, LeaderboardCustomer};
 use serde::Serialize;
 use sqlx::MySqlConnection;
@@ -126,7 +126,7 @@ pub async fn show(conn: &ConnectionConfig, limit: usize) -> Result<LeaderboardRe
 /// [`show`] over open pools, of the live board or (with `snapshot`) that day's snapshot
 /// (the HTTP API's entry point).
 pub async fn show_from(
-    redis: &oms_shared::redis_conn::RedisPool,
+    redis: &oms_shared::redis::conn::RedisPool,
     pool: &sqlx::MySqlPool,
     keys: &ReadModelKeys,
     limit: usize,

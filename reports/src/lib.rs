@@ -14,7 +14,7 @@
 //! A crate of its own rather than part of `shared`: the consumer never links it (nor
 //! utoipa, whose schema derives document these values in the API), and nothing here is
 //! something producer and consumer must agree on. SQL stays in `oms_shared::store`, the
-//! stream protocol in `oms_shared::queue`, key names in `oms_shared::keys`.
+//! stream protocol in `oms_shared::redis::queue`, key names in `oms_shared::redis::keys`.
 
 pub mod audit;
 mod error;
@@ -29,8 +29,8 @@ pub mod status;
 pub use error::{NoSuchDeadLetter, NoSuchImport, ReportError, Result};
 
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::{ReadModelKeys, StreamKeys};
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis::conn::RedisPool;
+use oms_shared::redis::keys::{ReadModelKeys, StreamKeys};
 use sqlx::MySqlPool;
 
 /// A small MySQL pool, refused unless the database is migrated.
@@ -61,7 +61,7 @@ pub async fn stream_keys(conn: &ConnectionConfig) -> Result<StreamKeys> {
 
 /// A small Redis pool, checked with `PING`.
 pub async fn connect_redis(conn: &ConnectionConfig) -> Result<RedisPool> {
-    Ok(oms_shared::redis_conn::connect(&conn.redis_url, 2).await?)
+    Ok(oms_shared::redis::conn::connect(&conn.redis_url, 2).await?)
 }
 
 /// Whether MySQL went back in time (its outbox sequence below an id Redis applied):
@@ -72,7 +72,7 @@ pub async fn history_rewound(
     keys: &ReadModelKeys,
 ) -> Result<Option<oms_shared::OmsError>> {
     let mut rc = redis.get().await?;
-    let reading = oms_shared::read_model::HistoryReading::read(&mut *rc, keys, pool).await?;
+    let reading = oms_shared::redis::read_model::HistoryReading::read(&mut *rc, keys, pool).await?;
     Ok(reading.rewound())
 }
 

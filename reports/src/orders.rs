@@ -3,7 +3,7 @@
 //! [`stats`] never scans the orders table. It reads what is already aggregated in Redis:
 //! - completed orders and revenue: the `P kpi:total` read model (exact, exactly-once);
 //! - failed orders by reason and completed/failed per minute and per second: the live
-//!   counters the consumers keep ([`oms_shared::order_stats`]; best effort, see there);
+//!   counters the consumers keep ([`oms_shared::redis::order_stats`]; best effort, see there);
 //! - queued, in-flight and dead entries: the stream's group figures and `XLEN` of the
 //!   dead letters.
 //!
@@ -16,12 +16,12 @@
 use std::collections::BTreeMap;
 
 use crate::Result;
-use oms_shared::keys::StreamKeys;
 use oms_shared::order::decode_chunk;
-use oms_shared::order_stats::{self, Throughput};
-use oms_shared::queue::{self, DeadLetter};
-use oms_shared::read_model::read_kpis;
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis::conn::RedisPool;
+use oms_shared::redis::keys::StreamKeys;
+use oms_shared::redis::order_stats::{self, Throughput};
+use oms_shared::redis::queue::{self, DeadLetter};
+use oms_shared::redis::read_model::read_kpis;
 use oms_shared::store::archive::{archived_order_by_identity, ArchivedOrderRecord};
 use oms_shared::store::lookup::{self, OrderRecord};
 use redis::Value;

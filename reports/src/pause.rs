@@ -2,7 +2,7 @@
 //!
 //! Records the flag in MySQL (`settings.queue_paused`, the source of truth, so that a Redis
 //! that lost its data is told again by `producer recover`), then sets or clears
-//! `P queue:paused` ([`oms_shared::queue_control`]). Consumers poll it every
+//! `P queue:paused` ([`oms_shared::redis::pause`]). Consumers poll it every
 //! 250 ms: within a second of `pause` none reads or claims a new entry (they finish and
 //! acknowledge the batches they hold, keep their metrics and health endpoints, and report
 //! `paused` in `/readyz` and `oms_consumer_paused`); within a second of `resume` they read
@@ -11,8 +11,8 @@
 //! `--json` prints a [`PauseReport`]: `{"paused": true, "was_paused": false}`.
 
 use crate::Result;
-use oms_shared::keys::ReadModelKeys;
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis::conn::RedisPool;
+use oms_shared::redis::keys::ReadModelKeys;
 use serde::Serialize;
 use sqlx::MySqlPool;
 
@@ -34,6 +34,6 @@ pub async fn set_paused(
 ) -> Result<PauseReport> {
     oms_shared::store::settings::record_queue_paused(db, paused).await?;
     let mut rc = redis.get().await?;
-    let was_paused = oms_shared::queue_control::set_paused(&mut *rc, keys, paused).await?;
+    let was_paused = oms_shared::redis::pause::set_paused(&mut *rc, keys, paused).await?;
     Ok(PauseReport { paused, was_paused })
 }

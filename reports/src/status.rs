@@ -34,9 +34,9 @@ use std::time::Instant;
 use crate::error::NoSuchImport;
 use crate::Result;
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::{StreamKeys, CONSUMER_GROUP};
-use oms_shared::queue::{self, ConsumerInfo};
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis::conn::RedisPool;
+use oms_shared::redis::keys::{StreamKeys, CONSUMER_GROUP};
+use oms_shared::redis::queue::{self, ConsumerInfo};
 use oms_shared::store::reports;
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -67,7 +67,7 @@ pub struct StreamStatus {
     /// `producer queue pause` is in force: consumers read nothing new.
     pub paused: bool,
     /// Set when Redis does not hold the data MySQL recorded (its epoch, see
-    /// `oms_shared::redis_epoch`): the one line saying so and naming `producer recover`.
+    /// `oms_shared::redis::epoch`): the one line saying so and naming `producer recover`.
     /// Null when intact, or when MySQL could not be asked.
     pub redis_data_lost: Option<String>,
     /// Each partition's figures (the totals above are their sums).
@@ -172,9 +172,9 @@ impl StatusSource {
         };
         let mut rc = self.redis.get().await?;
         Ok(
-            match oms_shared::redis_epoch::check(db, &mut *rc, &self.keys).await? {
-                oms_shared::redis_epoch::EpochState::Intact(_) => None,
-                oms_shared::redis_epoch::EpochState::Lost(loss) => Some(loss.describe()),
+            match oms_shared::redis::epoch::check(db, &mut *rc, &self.keys).await? {
+                oms_shared::redis::epoch::EpochState::Intact(_) => None,
+                oms_shared::redis::epoch::EpochState::Lost(loss) => Some(loss.describe()),
             },
         )
     }
@@ -199,7 +199,7 @@ impl StatusSource {
                 dead_letters: dead_counts.get(p.partition as usize).copied().unwrap_or(0),
             })
             .collect();
-        let paused = oms_shared::queue_control::is_paused(&mut *rc, &self.keys).await?;
+        let paused = oms_shared::redis::pause::is_paused(&mut *rc, &self.keys).await?;
         let oldest_pending = if stats.pending > 0 {
             queue::pending_entries(&mut *rc, &self.keys, 1)
                 .await?

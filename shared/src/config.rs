@@ -76,9 +76,9 @@ impl ConnectionConfig {
                 )));
             }
         }
-        crate::keys::validate_prefix(&self.prefix)?;
+        crate::redis::keys::validate_prefix(&self.prefix)?;
         if is_cluster_url(&self.redis_url) {
-            crate::keys::validate_cluster_prefix(&self.prefix)?;
+            crate::redis::keys::validate_cluster_prefix(&self.prefix)?;
         }
         Ok(())
     }
@@ -91,8 +91,8 @@ impl ConnectionConfig {
     /// Key names for commands that touch only the read models and flags (KPIs,
     /// leaderboard, pause): right for any partition count. Commands that touch the stream
     /// take the recorded count: `store::settings::deployment_keys`.
-    pub fn read_model_keys(&self) -> crate::keys::ReadModelKeys {
-        crate::keys::ReadModelKeys::new(&self.prefix, self.is_cluster())
+    pub fn read_model_keys(&self) -> crate::redis::keys::ReadModelKeys {
+        crate::redis::keys::ReadModelKeys::new(&self.prefix, self.is_cluster())
     }
 
     /// Every secret the URLs carry (see [`url_secrets`]), for [`scrub`] at the edges.

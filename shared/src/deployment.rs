@@ -11,8 +11,8 @@ use sqlx::MySqlPool;
 
 use crate::config::ConnectionConfig;
 use crate::error::Result;
-use crate::keys::StreamKeys;
-use crate::redis_conn::RedisPool;
+use crate::redis::conn::RedisPool;
+use crate::redis::keys::StreamKeys;
 
 /// Both servers of one deployment, and its key names.
 #[derive(Clone)]
@@ -64,9 +64,9 @@ pub async fn open_redis(
     keys: &StreamKeys,
     size: usize,
 ) -> Result<RedisPool> {
-    let redis = crate::redis_conn::connect(&conn.redis_url, size).await?;
+    let redis = crate::redis::conn::connect(&conn.redis_url, size).await?;
     let mut c = redis.get().await?;
-    crate::queue::ensure_group(&mut *c, keys).await?;
+    crate::redis::queue::ensure_group(&mut *c, keys).await?;
     drop(c);
     Ok(redis)
 }

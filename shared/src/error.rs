@@ -80,7 +80,7 @@ pub enum OmsError {
     #[error("invalid amount {0:?}: expected a decimal with at most 2 decimals")]
     InvalidAmount(String),
 
-    /// Redis does not hold the data MySQL recorded (see `redis_epoch`): nothing is added
+    /// Redis does not hold the data MySQL recorded (see `redis::epoch`): nothing is added
     /// to it until `producer recover` runs. Not transient: waiting does not bring it back.
     #[error("{0}")]
     RedisDataLost(String),

@@ -1,5 +1,5 @@
 //! KPI arithmetic, the single definition used by the live updates (mirrored in the Lua
-//! script of [`crate::read_model`]), by `kpis generate` and by `reconcile`.
+//! script of [`crate::redis::read_model`]), by `kpis generate` and by `reconcile`.
 //!
 //! A KPI hash holds `revenue` ("1234.50"), `order_count`, `average_order_value` ("61.73",
 //! half-up) and `revenue_cents` (the exact integer the others derive from).
@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::ReadModelKeys;
 use crate::money::Cents;
+use crate::redis::keys::ReadModelKeys;
 
 /// Count and revenue of completed orders over one period.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oms_shared::keys::StreamKeys;
-use oms_shared::partition::PartitionCount;
+use oms_shared::redis::keys::StreamKeys;
+use oms_shared::redis::partition::PartitionCount;
 use redis::Value;
 
 use crate::servers::free_local_port;
@@ -342,7 +342,7 @@ impl TestEnv {
             .expect("record the partition count");
         env.keys = StreamKeys::for_layout(&env.config.prefix, count, true);
         let mut conn = env.redis_conn().await;
-        oms_shared::queue::ensure_group(&mut *conn, &env.keys)
+        oms_shared::redis::queue::ensure_group(&mut *conn, &env.keys)
             .await
             .expect("create the partitions' groups");
         drop(conn);

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use oms_shared::kpi::{kpi_keys_for_day, KpiFigures};
 use oms_shared::money::Cents;
-use oms_shared::queue::DeadLetter;
+use oms_shared::redis::queue::DeadLetter;
 
 use crate::TestEnv;
 
@@ -199,7 +199,7 @@ pub fn producer_exit_code(env: &TestEnv, args: &[&str]) -> (i32, String) {
 /// Every dead letter of `env`'s prefix.
 pub async fn dead_letters(env: &TestEnv) -> oms_shared::Result<Vec<DeadLetter>> {
     let mut conn = env.redis.get().await?;
-    oms_shared::queue::all_dead_letters(&mut *conn, &env.keys).await
+    oms_shared::redis::queue::all_dead_letters(&mut *conn, &env.keys).await
 }
 
 /// Identities of terminal orders, archived ones included.
@@ -290,7 +290,7 @@ pub async fn account(
         .await;
     a.doubled += (counted - a.completed).max(0);
     let mut conn = env.redis_conn().await;
-    let total = oms_shared::read_model::read_kpis(&mut *conn, &env.keys.kpi_total())
+    let total = oms_shared::redis::read_model::read_kpis(&mut *conn, &env.keys.kpi_total())
         .await
         .expect("kpi total")
         .unwrap_or_default();
@@ -365,10 +365,10 @@ pub async fn wait_settled(env: &TestEnv, n: i64, deadline: Duration) {
             .await
             .ok()?;
             let mut conn = env.redis.get().await.ok()?;
-            let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+            let stats = oms_shared::redis::queue::group_stats(&mut *conn, &env.keys)
                 .await
                 .ok()?;
-            let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+            let dead = oms_shared::redis::queue::dead_letter_count(&mut *conn, &env.keys)
                 .await
                 .ok()? as i64;
             let settled = terminal.0 + dead >= n && stats.pending == 0 && stats.lag == Some(0);
@@ -408,7 +408,7 @@ pub async fn read_model_violations(env: &TestEnv) -> Vec<String> {
     }
     let mut conn = env.redis_conn().await;
     for (key, want) in &expected {
-        let got = oms_shared::read_model::read_kpis(&mut *conn, key)
+        let got = oms_shared::redis::read_model::read_kpis(&mut *conn, key)
             .await
             .expect("read kpis");
         if got.as_ref() != Some(want) {
@@ -416,7 +416,7 @@ pub async fn read_model_violations(env: &TestEnv) -> Vec<String> {
         }
     }
     let board: BTreeMap<String, Cents> =
-        oms_shared::read_model::read_leaderboard(&mut *conn, &env.keys, 0)
+        oms_shared::redis::read_model::read_leaderboard(&mut *conn, &env.keys, 0)
             .await
             .expect("leaderboard")
             .into_iter()

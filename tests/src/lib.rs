@@ -25,8 +25,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::StreamKeys;
-use oms_shared::redis_conn::RedisPool;
+use oms_shared::redis::conn::RedisPool;
+use oms_shared::redis::keys::StreamKeys;
 use rand::Rng;
 use sqlx::MySqlPool;
 
@@ -94,7 +94,7 @@ impl TestEnv {
         let db = oms_shared::db::connect(&config.database_url, 8)
             .await
             .expect("connect to MySQL");
-        let redis = oms_shared::redis_conn::connect(&config.redis_url, 8)
+        let redis = oms_shared::redis::conn::connect(&config.redis_url, 8)
             .await
             .expect("connect to Redis");
         TestEnv {
@@ -147,7 +147,7 @@ impl TestEnv {
 
 /// Re-exported so tests name the pooled connection type without depending on deadpool.
 pub mod deadpool_redis_conn {
-    pub type Conn = oms_shared::redis_conn::RedisConnection;
+    pub type Conn = oms_shared::redis::conn::RedisConnection;
 }
 
 impl Drop for TestEnv {
@@ -287,12 +287,12 @@ impl TestEnv {
         chunk: usize,
     ) {
         let mut conn = self.redis_conn().await;
-        oms_shared::queue::ensure_group(&mut *conn, &self.keys)
+        oms_shared::redis::queue::ensure_group(&mut *conn, &self.keys)
             .await
             .expect("group");
         let chunks: Vec<&[oms_shared::order::OrderRow]> = rows.chunks(chunk.max(1)).collect();
         for part in chunks.chunks(50) {
-            oms_shared::queue::add_chunks(&mut *conn, &self.keys, import_id, part)
+            oms_shared::redis::queue::add_chunks(&mut *conn, &self.keys, import_id, part)
                 .await
                 .expect("xadd");
         }
@@ -317,7 +317,7 @@ impl TestEnv {
             || async {
                 let done = self.terminal_orders().await >= n;
                 let mut conn = self.redis_conn().await;
-                let stats = oms_shared::queue::group_stats(&mut *conn, &self.keys)
+                let stats = oms_shared::redis::queue::group_stats(&mut *conn, &self.keys)
                     .await
                     .ok()?;
                 let drained = done && stats.pending == 0 && stats.lag == Some(0);

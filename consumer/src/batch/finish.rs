@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use oms_shared::queue;
+use oms_shared::redis::queue;
 use oms_shared::Result;
 
 use super::Settlement;

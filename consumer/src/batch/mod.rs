@@ -3,12 +3,12 @@
 //! Where each step lives: [`run`] (the workflow and its in-process retries),
 //! [`isolate`] (poison isolation), [`settle`] (the pure decision per delivery), [`finish`]
 //! (dead rows recorded in MySQL, then one atomic acknowledgement through
-//! `oms_shared::queue::acknowledgement`).
+//! `oms_shared::redis::queue::acknowledgement`).
 //!
 //! Every entry ends acknowledged within `--max-attempts` deliveries, whatever goes wrong:
 //!
 //! 1. Entries that cannot be decoded (malformed, oversized, empty, unknown version) and rows
-//!    that break a limit of `order_rules` are dead-lettered at once with their reason: no
+//!    that break a limit of `order::rules` are dead-lettered at once with their reason: no
 //!    retry can fix them.
 //! 2. The other rows run through [`run_workflow`]: reserve (tx 1), settle (tx 2), read
 //!    models. Transient errors are retried in process with backoff, keeping the entries
@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oms_shared::order::OrderRow;
-use oms_shared::queue::{parse_stream_id, DeadLetter};
+use oms_shared::redis::queue::{parse_stream_id, DeadLetter};
 use oms_shared::store::orders::{BatchRow, RowOutcome};
 use oms_shared::untrusted_text::Visible;
 use tokio_util::sync::CancellationToken;

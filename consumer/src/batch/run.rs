@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use oms_shared::error::FailureClass;
-use oms_shared::queue;
+use oms_shared::redis::queue;
 use oms_shared::store::orders::{reserve_stock, settle_payments_checked, BatchRow, RowOutcome};
 use oms_shared::{OmsError, Result};
 use tokio_util::sync::CancellationToken;
@@ -81,7 +81,7 @@ pub async fn run_workflow(
         span.record("outbox_id", outbox_id);
         let applied = async {
             let mut conn = shared.redis.get().await?;
-            oms_shared::read_model::apply_outbox_replicated(
+            oms_shared::redis::read_model::apply_outbox_replicated(
                 &mut *conn,
                 &shared.keys,
                 outbox_id,
@@ -126,7 +126,7 @@ async fn confirm_rewind(shared: &Shared, sequence: u64) -> OmsError {
     let cached = shared.applied_mark();
     let reading = async {
         let mut conn = shared.redis.get().await?;
-        oms_shared::read_model::read_applied_mark(&mut *conn, &shared.keys).await
+        oms_shared::redis::read_model::read_applied_mark(&mut *conn, &shared.keys).await
     }
     .await;
     let reading = match reading {

@@ -28,10 +28,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oms_shared::keys::StreamKeys;
 use oms_shared::order::EncodedChunk;
-use oms_shared::queue;
-use oms_shared::redis_conn::{RedisPool, ReplicaWait};
+use oms_shared::redis::conn::{RedisPool, ReplicaWait};
+use oms_shared::redis::keys::StreamKeys;
+use oms_shared::redis::queue;
 use oms_shared::retry::{GiveUp, RetryPolicy, Stopped};
 use oms_shared::store::imports::{self, ImportCounts, ImportStatus, RejectRow};
 use oms_shared::store::settings;
@@ -63,7 +63,7 @@ pub struct EnqueueSettings {
     pub max_lag: Option<u64>,
     /// Replicas each pipeline must reach (`--min-replicas`) before its rows count.
     pub replica_wait: ReplicaWait,
-    /// The epoch of the Redis data ([`oms_shared::redis_epoch`]): entries are added only
+    /// The epoch of the Redis data ([`oms_shared::redis::epoch`]): entries are added only
     /// while Redis still holds it.
     pub epoch: String,
     /// The import span's W3C `traceparent`, written into every entry when traces are on:

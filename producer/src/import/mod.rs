@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use oms_shared::config::ConnectionConfig;
 use oms_shared::deployment::{Deployment, PoolSizes};
-use oms_shared::keys::StreamKeys;
+use oms_shared::redis::keys::StreamKeys;
 use oms_shared::store::imports::{self, ImportStatus};
 use oms_shared::OmsError;
 use serde::Serialize;
@@ -72,7 +72,7 @@ use tracing::Instrument;
 
 use crate::report::{print_json, table};
 use enqueue::{EnqueueError, EnqueueSettings, Enqueuer};
-use oms_shared::redis_conn::ReplicaWait;
+use oms_shared::redis::conn::ReplicaWait;
 use progress::Progress;
 use reader::{Limits, RecordReader};
 use scan::{DataStart, ScanEnd, ScanSettings};
@@ -197,7 +197,7 @@ pub async fn import(
         let epoch = {
             let mut c = redis.get().await?;
             // Refuse to enqueue into a Redis that lost the data MySQL recorded.
-            oms_shared::redis_epoch::check(&db, &mut *c, &early_keys)
+            oms_shared::redis::epoch::check(&db, &mut *c, &early_keys)
                 .await?
                 .require_intact()?
         };
@@ -252,8 +252,8 @@ pub async fn import(
             return anyhow::Ok(epoch);
         }
         let mut c = redis.get().await?;
-        oms_shared::queue::ensure_group(&mut *c, &keys).await?;
-        Ok(oms_shared::redis_epoch::check(&db, &mut *c, &keys)
+        oms_shared::redis::queue::ensure_group(&mut *c, &keys).await?;
+        Ok(oms_shared::redis::epoch::check(&db, &mut *c, &keys)
             .await?
             .require_intact()?)
     };

@@ -8,8 +8,8 @@
 
 use std::borrow::Cow;
 
+use oms_shared::order::rules::{check_sku, quantity_allowed, MAX_ITEMS, MAX_SKU_CHARS};
 use oms_shared::order::OrderItemRef;
-use oms_shared::order_rules::{check_sku, quantity_allowed, MAX_ITEMS, MAX_SKU_CHARS};
 
 /// The items of `text` when it has the common shape and meets every rule; `None` for
 /// anything else.

@@ -11,7 +11,7 @@
 //! is the same, byte for byte, whatever the number of workers: chunks close after
 //! `--chunk-size` rows (or [`CHUNK_CLOSE_BYTES`]) as with one reader.
 //!
-//! [`CHUNK_CLOSE_BYTES`]: oms_shared::order_rules::CHUNK_CLOSE_BYTES
+//! [`CHUNK_CLOSE_BYTES`]: oms_shared::order::rules::CHUNK_CLOSE_BYTES
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
@@ -19,9 +19,9 @@ use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 
+use oms_shared::order::json::IdentityParts;
 use oms_shared::order::EncodedChunk;
-use oms_shared::order_json::IdentityParts;
-use oms_shared::partition::PartitionCount;
+use oms_shared::redis::partition::PartitionCount;
 use oms_shared::store::imports::RejectRow;
 use tokio::sync::mpsc;
 
@@ -360,7 +360,7 @@ impl Sequencer<'_> {
                     chunk.push_parts(identity, line, tail);
                     // Rows or bytes: the consumer refuses an entry above MAX_ENTRY_BYTES.
                     if chunk.rows >= settings.chunk_size
-                        || chunk.rows_json.len() >= oms_shared::order_rules::CHUNK_CLOSE_BYTES
+                        || chunk.rows_json.len() >= oms_shared::order::rules::CHUNK_CLOSE_BYTES
                     {
                         let full =
                             std::mem::replace(chunk, EncodedChunk::for_partition(*partition));

@@ -1,5 +1,5 @@
 //! A scan worker: reads its blocks of the file (see [`super::blocks`]), validates each
-//! record and writes the tail of each valid row's JSON ([`oms_shared::order_json`]),
+//! record and writes the tail of each valid row's JSON ([`oms_shared::order::json`]),
 //! sending [`Batch`]es to the sequencer in file order. Everything that needs the whole
 //! file (line numbers from its start, duplicate `order_id`s, identities, chunks) is left
 //! to the sequencer.
@@ -13,8 +13,8 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 
-use oms_shared::order_json::write_row_tail;
-use oms_shared::partition::{partition_of, PartitionCount};
+use oms_shared::order::json::write_row_tail;
+use oms_shared::redis::partition::{partition_of, PartitionCount};
 
 use super::blocks::{Chain, Layout, RangeSource, Standing};
 use super::reader::{Limits, Record, RecordReader};

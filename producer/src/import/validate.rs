@@ -27,11 +27,11 @@ use super::reader::{Oversize, Record};
 
 // The limits and the email rules are shared with the consumer, which checks every row it
 // reads from the stream against the same ones.
-pub use oms_shared::order_rules::{
+pub use oms_shared::order::rules::{
     check_email, MAX_EMAIL_CHARS, MAX_ITEMS, MAX_NAME_CHARS, MAX_ORDER_ID_CHARS, MAX_QUANTITY,
     MAX_SKU_CHARS,
 };
-use oms_shared::order_rules::{check_sku, checked_email, longer_than, quantity_allowed};
+use oms_shared::order::rules::{check_sku, checked_email, longer_than, quantity_allowed};
 pub const MAX_PRODUCTS_BYTES: usize = 16 * 1024;
 /// Columns a header may have.
 pub const MAX_COLUMNS: usize = 1024;

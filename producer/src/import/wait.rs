@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use oms_shared::config::ConnectionConfig;
-use oms_shared::keys::StreamKeys;
-use oms_shared::read_model;
+use oms_shared::redis::keys::StreamKeys;
+use oms_shared::redis::read_model;
 use oms_shared::store::imports;
 use oms_shared::store::outbox;
 use tokio_util::sync::CancellationToken;
@@ -113,7 +113,7 @@ pub async fn wait_for_outcome(
 /// that died are applied by the sweeper of another within about half a minute).
 async fn read_models_final(
     db: &sqlx::MySqlPool,
-    redis: &oms_shared::redis_conn::RedisPool,
+    redis: &oms_shared::redis::conn::RedisPool,
     keys: &StreamKeys,
     through: u64,
 ) -> anyhow::Result<bool> {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use sqlx::MySqlPool;
 
 use crate::error::Result;
-use crate::order_rules::MAX_IDENTITY_CHARS;
+use crate::order::rules::MAX_IDENTITY_CHARS;
 use crate::store::{placeholders, rows_per_statement, value_tuples};
 
 /// One row about to be dead-lettered: (import id, line, identity) and the stream entry it

@@ -85,7 +85,7 @@ pub struct NewImport<'a> {
 pub async fn create_import(
     pool: &MySqlPool,
     new: &NewImport<'_>,
-) -> Result<(u64, crate::partition::PartitionCount)> {
+) -> Result<(u64, crate::redis::partition::PartitionCount)> {
     let file_name: String = new.file_name.chars().take(1024).collect();
     let mut tx = pool.begin().await?;
     let partitions =

@@ -7,7 +7,7 @@
 use sqlx::{MySql, MySqlPool, Transaction};
 
 use crate::error::Result;
-use crate::partition::PartitionCount;
+use crate::redis::partition::PartitionCount;
 use crate::store::imports::{self, RunningImport};
 use crate::store::settings::{locked_stream_partitions, STREAM_PARTITIONS, UPSERT_SETTING};
 

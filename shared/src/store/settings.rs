@@ -3,10 +3,10 @@
 //! - `stream_partitions`: the number of partitions of the orders stream (recorded by
 //!   `producer migrate --partitions`; 1 by default);
 //! - `redis_epoch`: the epoch of the Redis data this database goes with
-//!   ([`crate::redis_epoch`]);
+//!   ([`crate::redis::epoch`]);
 //! - `queue_paused`: `1` while `producer queue pause` is in force: the source of truth of
 //!   the pause flag, which Redis only mirrors (so a Redis that lost its data can be told
-//!   again, [`crate::queue_control::reassert`]);
+//!   again, [`crate::redis::pause::reassert`]);
 //! - `archived_before`: the `--before` day of the last complete `producer archive` run
 //!   (terminal orders of earlier KPI days are in `archived_orders`, not `orders`).
 //!
@@ -15,8 +15,8 @@
 use sqlx::{MySqlConnection, MySqlPool};
 
 use crate::error::{OmsError, Result};
-use crate::keys::StreamKeys;
-use crate::partition::PartitionCount;
+use crate::redis::keys::StreamKeys;
+use crate::redis::partition::PartitionCount;
 
 pub(crate) const STREAM_PARTITIONS: &str = "stream_partitions";
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use oms_reports::{failed, kpis, leaderboard, reconcile, status};
-use oms_shared::queue::DeadLetter;
+use oms_shared::redis::queue::DeadLetter;
 use oms_tests::invariants::producer_exit_code;
 use oms_tests::{binary, order_row, wait_for, TestEnv};
 
@@ -648,7 +648,7 @@ async fn status_reports_a_stuck_pending_entry_and_its_idle_time() {
     )
     .await;
     let mut conn = env.redis_conn().await;
-    let _ = oms_shared::queue::read_new_entries(&mut *conn, &env.keys, 0, "stuck", 1)
+    let _ = oms_shared::redis::queue::read_new_entries(&mut *conn, &env.keys, 0, "stuck", 1)
         .await
         .unwrap();
 
@@ -748,7 +748,7 @@ async fn status_of_an_import_counts_outcomes_in_flight_and_dead() {
     {
         let mut conn = env.redis_conn().await;
         let mut pipe = redis::pipe();
-        oms_shared::queue::push_dead_letters(
+        oms_shared::redis::queue::push_dead_letters(
             &mut pipe,
             &env.keys,
             &[dead_letter(import, "d1", 7), dead_letter(other, "d2", 3)],
@@ -820,11 +820,11 @@ async fn failed_list_retry_and_purge() {
     garbage.row = "v=1 rows=[not json".into();
     {
         let mut conn = env.redis_conn().await;
-        oms_shared::queue::ensure_group(&mut *conn, &env.keys)
+        oms_shared::redis::queue::ensure_group(&mut *conn, &env.keys)
             .await
             .unwrap();
         let mut pipe = redis::pipe();
-        oms_shared::queue::push_dead_letters(
+        oms_shared::redis::queue::push_dead_letters(
             &mut pipe,
             &env.keys,
             &[dead_letter(import, "L-5", 5), garbage],

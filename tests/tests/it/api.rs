@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use oms_shared::queue::DeadLetter;
+use oms_shared::redis::queue::DeadLetter;
 use oms_tests::api_client::{get_at, settings, ApiServer};
 use oms_tests::invariants::violations;
 use oms_tests::workload::Workload;
@@ -89,11 +89,11 @@ fn dead_letter(import_id: u64, identity: &str, line: u64) -> DeadLetter {
 
 async fn add_dead_letters(env: &TestEnv, letters: &[DeadLetter]) {
     let mut conn = env.redis_conn().await;
-    oms_shared::queue::ensure_group(&mut *conn, &env.keys)
+    oms_shared::redis::queue::ensure_group(&mut *conn, &env.keys)
         .await
         .unwrap();
     let mut pipe = redis::pipe();
-    oms_shared::queue::push_dead_letters(&mut pipe, &env.keys, letters);
+    oms_shared::redis::queue::push_dead_letters(&mut pipe, &env.keys, letters);
     pipe.query_async::<()>(&mut *conn).await.unwrap();
 }
 
@@ -255,11 +255,11 @@ async fn an_in_flight_order_shows_its_stream_entry_deliveries_and_last_error() {
     .await;
     // A consumer that read the entry and died: it stays pending with an error note.
     let mut conn = env.redis_conn().await;
-    let read = oms_shared::queue::read_new_entries(&mut *conn, &env.keys, 0, "ghost", 1)
+    let read = oms_shared::redis::queue::read_new_entries(&mut *conn, &env.keys, 0, "ghost", 1)
         .await
         .unwrap();
     assert_eq!(read.len(), 1, "the ghost consumer read the entry");
-    let pending = oms_shared::queue::pending_entries(&mut *conn, &env.keys, 10)
+    let pending = oms_shared::redis::queue::pending_entries(&mut *conn, &env.keys, 10)
         .await
         .unwrap();
     let entry = pending[0].id.clone();
@@ -774,13 +774,13 @@ async fn a_cache_busting_crowd_gets_429s_while_others_and_the_consumer_go_on() {
         let keys = env.keys.clone();
         let config = env.config.clone();
         tokio::spawn(async move {
-            let redis = oms_shared::redis_conn::connect(&config.redis_url, 2)
+            let redis = oms_shared::redis::conn::connect(&config.redis_url, 2)
                 .await
                 .unwrap();
             let mut next = 0u64;
             loop {
                 let mut conn = redis.get().await.unwrap();
-                let stats = oms_shared::queue::group_stats(&mut *conn, &keys)
+                let stats = oms_shared::redis::queue::group_stats(&mut *conn, &keys)
                     .await
                     .unwrap();
                 if stats.backlog() < 5_000 {
@@ -796,7 +796,7 @@ async fn a_cache_busting_crowd_gets_429s_while_others_and_the_consumer_go_on() {
                         .collect();
                     next += 2_000;
                     let chunks: Vec<&[oms_shared::order::OrderRow]> = rows.chunks(100).collect();
-                    oms_shared::queue::add_chunks(&mut *conn, &keys, import, &chunks)
+                    oms_shared::redis::queue::add_chunks(&mut *conn, &keys, import, &chunks)
                         .await
                         .unwrap();
                 }

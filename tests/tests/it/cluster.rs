@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use oms_shared::keys::hash_slot;
+use oms_shared::redis::keys::hash_slot;
 use oms_tests::cluster::RedisCluster;
 use oms_tests::invariants::{account, reconcile_exit_code, violations, wait_settled};
 use oms_tests::procs::{spawn_import, wait_import, ConsumerProc, ConsumerSpec, LogDir};
@@ -60,14 +60,15 @@ async fn check_settled(
 /// consumers read every partition.
 async fn assert_every_partition_used(env: &TestEnv) {
     let mut conn = env.redis_conn().await;
-    let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+    let stats = oms_shared::redis::queue::group_stats(&mut *conn, &env.keys)
         .await
         .expect("group stats");
     assert_eq!(stats.partitions.len(), 16);
     for p in &stats.partitions {
-        let one = oms_shared::queue::partition_group_stats(&mut *conn, &env.keys, p.partition)
-            .await
-            .expect("partition stats");
+        let one =
+            oms_shared::redis::queue::partition_group_stats(&mut *conn, &env.keys, p.partition)
+                .await
+                .expect("partition stats");
         assert_ne!(
             one.last_delivered_id, "0-0",
             "partition {} was never read",
@@ -201,7 +202,7 @@ async fn the_primary_holding_the_read_models_fails_over_mid_run_with_nothing_los
 async fn dead_letters_retry_purge_status_and_repartitioning_work_on_a_cluster() {
     use oms_reports::failed::{list_from, purge_from, retry_from, RetryTarget};
     use oms_reports::status::StatusSource;
-    use oms_shared::partition::{partition_of, PartitionCount};
+    use oms_shared::redis::partition::{partition_of, PartitionCount};
 
     let _serial = SERIAL.lock().await;
     let cluster = RedisCluster::start().await;
@@ -231,7 +232,7 @@ async fn dead_letters_retry_purge_status_and_repartitioning_work_on_a_cluster() 
     let (consumer, token) = env.spawn_consumer(env.consumer_config());
     let dead_count = || async {
         let mut conn = env.redis_conn().await;
-        oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+        oms_shared::redis::queue::dead_letter_count(&mut *conn, &env.keys)
             .await
             .ok()
     };
@@ -381,7 +382,7 @@ async fn a_sigkilled_consumers_entries_are_claimed_by_another_on_a_cluster() {
     first.kill();
     let held = {
         let mut conn = env.redis_conn().await;
-        oms_shared::queue::consumers(&mut *conn, &env.keys)
+        oms_shared::redis::queue::consumers(&mut *conn, &env.keys)
             .await
             .expect("consumers")
             .into_iter()
@@ -416,7 +417,7 @@ async fn a_sigkilled_consumers_entries_are_claimed_by_another_on_a_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_count_only_once_the_asked_replicas_hold_them() {
     use oms_shared::order::EncodedChunk;
-    use oms_shared::redis_conn::ReplicaWait;
+    use oms_shared::redis::conn::ReplicaWait;
 
     let _serial = SERIAL.lock().await;
     let cluster = RedisCluster::start().await;
@@ -431,20 +432,22 @@ async fn writes_count_only_once_the_asked_replicas_hold_them() {
     let mut conn = env.redis_conn().await;
     // Every primary has one replica: WAIT 1 is met on every node that took an entry.
     let one = ReplicaWait::new(1);
-    let ids =
-        oms_shared::queue::add_encoded_chunks_replicated(&mut *conn, &env.keys, 1, &chunks, one)
-            .await
-            .expect("replicated to one replica");
+    let ids = oms_shared::redis::queue::add_encoded_chunks_replicated(
+        &mut *conn, &env.keys, 1, &chunks, one,
+    )
+    .await
+    .expect("replicated to one replica");
     assert!(ids.iter().all(|id| !id.is_empty()), "{ids:?}");
     // Two replicas are never there: the write does not count (a transient error).
     let two = ReplicaWait {
         replicas: 2,
         timeout: Duration::from_millis(200),
     };
-    let err =
-        oms_shared::queue::add_encoded_chunks_replicated(&mut *conn, &env.keys, 1, &chunks, two)
-            .await
-            .expect_err("no node has two replicas");
+    let err = oms_shared::redis::queue::add_encoded_chunks_replicated(
+        &mut *conn, &env.keys, 1, &chunks, two,
+    )
+    .await
+    .expect_err("no node has two replicas");
     assert!(
         matches!(
             err,
@@ -457,16 +460,21 @@ async fn writes_count_only_once_the_asked_replicas_hold_them() {
     );
     assert!(err.is_transient());
     // The same for a read-model update: applied, but not confirmed.
-    let err = oms_shared::read_model::apply_outbox_replicated(&mut *conn, &env.keys, 1, &[], two)
-        .await
-        .expect_err("the read models' node has one replica");
+    let err =
+        oms_shared::redis::read_model::apply_outbox_replicated(&mut *conn, &env.keys, 1, &[], two)
+            .await
+            .expect_err("the read models' node has one replica");
     assert!(
         matches!(err, oms_shared::OmsError::NotReplicated { .. }),
         "{err}"
     );
-    assert!(
-        oms_shared::read_model::apply_outbox_replicated(&mut *conn, &env.keys, 1, &[], one)
-            .await
-            .is_ok()
-    );
+    assert!(oms_shared::redis::read_model::apply_outbox_replicated(
+        &mut *conn,
+        &env.keys,
+        1,
+        &[],
+        one
+    )
+    .await
+    .is_ok());
 }

@@ -75,7 +75,7 @@ async fn a_row_breaking_a_limit_is_dead_lettered_at_once_and_its_chunk_completes
 
     let dead = wait_for("a dead letter", DEADLINE, || async {
         let mut conn = env.redis_conn().await;
-        let dead = oms_shared::queue::all_dead_letters(&mut *conn, &env.keys)
+        let dead = oms_shared::redis::queue::all_dead_letters(&mut *conn, &env.keys)
             .await
             .ok()?;
         (!dead.is_empty()).then_some(dead)
@@ -169,7 +169,7 @@ async fn a_consumer_killed_mid_batch_loses_and_doubles_nothing() {
     );
     wait_for("the victim to hold work", DEADLINE, || async {
         let mut conn = env.redis_conn().await;
-        let consumers = oms_shared::queue::consumers(&mut *conn, &env.keys)
+        let consumers = oms_shared::redis::queue::consumers(&mut *conn, &env.keys)
             .await
             .ok()?;
         let busy = consumers
@@ -286,7 +286,7 @@ async fn sigterm_drains_what_the_consumer_holds_and_exits_0() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(exited.success(), "exit status {exited:?}: {stderr}");
     let mut conn = env.redis_conn().await;
-    let consumers = oms_shared::queue::consumers(&mut *conn, &env.keys)
+    let consumers = oms_shared::redis::queue::consumers(&mut *conn, &env.keys)
         .await
         .unwrap();
     let held = consumers
@@ -403,14 +403,14 @@ async fn a_last_delivery_cut_off_from_mysql_never_dead_letters_rows_an_earlier_h
     let (mut last, _proxy) = last_delivery_cut_off_from_mysql(&env, &args, &logs).await;
     wait_for("the entry acknowledged", DEADLINE, || async {
         let mut conn = env.redis_conn().await;
-        let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+        let stats = oms_shared::redis::queue::group_stats(&mut *conn, &env.keys)
             .await
             .ok()?;
         (stats.pending == 0).then_some(())
     })
     .await;
     let mut conn = env.redis_conn().await;
-    let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+    let dead = oms_shared::redis::queue::dead_letter_count(&mut *conn, &env.keys)
         .await
         .unwrap();
     assert_eq!(dead, 0, "dead letters:\n{}", last.log());
@@ -550,7 +550,7 @@ async fn a_last_delivery_leaves_pending_an_entry_whose_orders_an_earlier_holder_
     // earlier holder is still frozen.
     env.wait_until_processed(n as i64, DEADLINE).await;
     let mut conn = env.redis_conn().await;
-    let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+    let dead = oms_shared::redis::queue::dead_letter_count(&mut *conn, &env.keys)
         .await
         .unwrap();
     assert_eq!(dead, 0, "dead letters:\n{}", last.log());
@@ -572,7 +572,7 @@ async fn a_last_delivery_leaves_pending_an_entry_whose_orders_an_earlier_holder_
             .await,
         n as i64
     );
-    let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+    let dead = oms_shared::redis::queue::dead_letter_count(&mut *conn, &env.keys)
         .await
         .unwrap();
     assert_eq!(dead, 0);
@@ -609,10 +609,10 @@ async fn an_earlier_holder_waking_after_its_rows_were_dead_lettered_creates_no_o
         DEADLINE,
         || async {
             let mut conn = env.redis_conn().await;
-            let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+            let stats = oms_shared::redis::queue::group_stats(&mut *conn, &env.keys)
                 .await
                 .ok()?;
-            let dead = oms_shared::queue::dead_letter_count(&mut *conn, &env.keys)
+            let dead = oms_shared::redis::queue::dead_letter_count(&mut *conn, &env.keys)
                 .await
                 .ok()?;
             (stats.pending == 0 && dead == n as u64).then_some(())

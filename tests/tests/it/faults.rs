@@ -55,7 +55,7 @@ async fn wait_terminal(env: &TestEnv, n: i64) {
 /// Pending entries per consumer name, or `None` while Redis cannot answer.
 async fn pending_by_consumer(env: &TestEnv) -> Option<BTreeMap<String, u64>> {
     let mut conn = env.redis.get().await.ok()?;
-    let consumers = oms_shared::queue::consumers(&mut *conn, &env.keys)
+    let consumers = oms_shared::redis::queue::consumers(&mut *conn, &env.keys)
         .await
         .ok()?;
     Some(consumers.into_iter().map(|c| (c.name, c.pending)).collect())

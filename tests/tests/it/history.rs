@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use oms_shared::order_stats::{self, Outcomes};
+use oms_shared::redis::order_stats::{self, Outcomes};
 use oms_tests::api_client::{settings, ApiServer};
 use oms_tests::{order_row, wait_for, TestEnv};
 use serde_json::Value;
@@ -79,7 +79,7 @@ async fn history_keeps_a_day_of_minutes_and_the_consumers_lag() {
     // A consumer that starts paused samples the lag of the entries it does not read.
     {
         let mut conn = env.redis_conn().await;
-        oms_shared::queue_control::set_paused(&mut *conn, &env.keys, true)
+        oms_shared::redis::pause::set_paused(&mut *conn, &env.keys, true)
             .await
             .expect("pause");
     }

@@ -614,7 +614,7 @@ async fn pathological_files_are_rejected_in_bounded_memory() {
 
 #[tokio::test]
 async fn chunks_close_before_the_entry_size_consumers_accept() {
-    use oms_shared::order_rules::{CHUNK_CLOSE_BYTES, MAX_ENTRY_BYTES};
+    use oms_shared::order::rules::{CHUNK_CLOSE_BYTES, MAX_ENTRY_BYTES};
     let env = TestEnv::new().await;
     let items: Vec<String> = (0..100)
         .map(|i| format!(r#"{{""sku"":""SKU-{i:06}"",""quantity"":1}}"#))

@@ -427,9 +427,15 @@ async fn prometheus_scrapes_the_consumer_and_promtool_accepts_its_metrics() {
     // claim it after --claim-idle-secs (oms_claimed_messages_total).
     env.enqueue(import, &rows[..1], 1).await;
     let mut conn = env.redis_conn().await;
-    let _ = oms_shared::queue::read_new_entries(&mut *conn, &env.keys, 0, "vanished-consumer", 10)
-        .await
-        .expect("read as a consumer that vanishes");
+    let _ = oms_shared::redis::queue::read_new_entries(
+        &mut *conn,
+        &env.keys,
+        0,
+        "vanished-consumer",
+        10,
+    )
+    .await
+    .expect("read as a consumer that vanishes");
     env.enqueue(import, &rows[1..], 4).await;
     // A malformed entry is dead-lettered at once (oms_dead_letters, result="dead").
     let _: String = redis::cmd("XADD")

@@ -268,7 +268,7 @@ async fn a_consumer_and_a_sweeper_stalled_past_every_timeout_apply_nothing_twice
     b.resume();
     wait_for("A's batch acknowledged", DEADLINE, || async {
         let mut conn = env.redis_conn().await;
-        let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+        let stats = oms_shared::redis::queue::group_stats(&mut *conn, &env.keys)
             .await
             .ok()?;
         (stats.pending == 0).then_some(())
@@ -285,7 +285,7 @@ async fn a_consumer_and_a_sweeper_stalled_past_every_timeout_apply_nothing_twice
     .await;
 
     let mut conn = env.redis_conn().await;
-    let total = oms_shared::read_model::read_kpis(&mut *conn, &env.keys.kpi_total())
+    let total = oms_shared::redis::read_model::read_kpis(&mut *conn, &env.keys.kpi_total())
         .await
         .unwrap()
         .unwrap_or_default();

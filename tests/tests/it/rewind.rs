@@ -130,7 +130,7 @@ async fn completed(env: &TestEnv) -> i64 {
 
 async fn kpi_total_orders(env: &TestEnv) -> i64 {
     let mut conn = env.redis_conn().await;
-    oms_shared::read_model::read_kpis(&mut *conn, &env.keys.kpi_total())
+    oms_shared::redis::read_model::read_kpis(&mut *conn, &env.keys.kpi_total())
         .await
         .expect("kpi total")
         .unwrap_or_default()
@@ -274,7 +274,7 @@ async fn mysql_restored_from_a_dump_mid_run_is_detected_and_reconcile_fix_counts
 
 #[tokio::test]
 async fn a_settle_whose_outbox_id_is_not_above_the_applied_mark_rolls_back() {
-    use oms_shared::payment::PaymentSimulator;
+    use oms_shared::order::payment::PaymentSimulator;
     use oms_shared::store::orders::{reserve_stock, settle_payments_checked};
     let env = TestEnv::new().await;
     env.product("A", "3.50", 100).await;
@@ -318,7 +318,7 @@ async fn a_settle_whose_outbox_id_is_not_above_the_applied_mark_rolls_back() {
 async fn the_reset_keeps_the_rows_applied_during_its_lease_and_forgets_the_old_history() {
     use oms_shared::kpi::{CompletedOrder, KpiFigures};
     use oms_shared::money::Cents;
-    use oms_shared::read_model::{
+    use oms_shared::redis::read_model::{
         apply_outbox, read_applied_mark, read_kpis, AppliedMark, Rebuild,
     };
     use oms_shared::store::outbox::OutboxSnapshot;
@@ -422,7 +422,7 @@ async fn the_reset_keeps_the_rows_applied_during_its_lease_and_forgets_the_old_h
         total(read_kpis(&mut *conn, &keys.kpi_total()).await.unwrap()),
         (12, 1012)
     );
-    let leaderboard = oms_shared::read_model::read_leaderboard(&mut *conn, keys, 0)
+    let leaderboard = oms_shared::redis::read_model::read_leaderboard(&mut *conn, keys, 0)
         .await
         .unwrap();
     assert_eq!(

@@ -102,7 +102,7 @@ async fn an_orders_journey_is_one_trace_and_a_redelivery_links_to_it() {
 
     // 2. A consumer reads T-1's entry and dies: it stays pending, delivered once.
     let mut conn = env.redis_conn().await;
-    let ghost = oms_shared::queue::read_new_entries(&mut *conn, &env.keys, 0, "ghost", 1)
+    let ghost = oms_shared::redis::queue::read_new_entries(&mut *conn, &env.keys, 0, "ghost", 1)
         .await
         .expect("ghost read");
     drop(conn);

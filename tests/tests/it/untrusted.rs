@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oms_shared::order::{OrderIdentity, OrderItem, OrderRow};
-use oms_shared::queue::DeadLetter;
+use oms_shared::redis::queue::DeadLetter;
 use oms_tests::{binary, order_row, wait_for, TestEnv};
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -47,7 +47,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 /// Writes one entry with the given fields straight to the stream, as anyone could.
 async fn xadd(env: &TestEnv, fields: &[(&str, &[u8])]) -> String {
     let mut conn = env.redis_conn().await;
-    oms_shared::queue::ensure_group(&mut *conn, &env.keys)
+    oms_shared::redis::queue::ensure_group(&mut *conn, &env.keys)
         .await
         .unwrap();
     let mut cmd = redis::cmd("XADD");
@@ -72,7 +72,7 @@ async fn xadd_rows(env: &TestEnv, import: u64, rows: &[u8]) -> String {
 
 async fn dead_letters(env: &TestEnv) -> Vec<DeadLetter> {
     let mut conn = env.redis_conn().await;
-    oms_shared::queue::all_dead_letters(&mut *conn, &env.keys)
+    oms_shared::redis::queue::all_dead_letters(&mut *conn, &env.keys)
         .await
         .unwrap()
 }
@@ -85,7 +85,7 @@ async fn wait_for_dead_letters(env: &TestEnv, n: usize, deadline: Duration) -> V
         || async {
             let dead = dead_letters(env).await;
             let mut conn = env.redis_conn().await;
-            let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+            let stats = oms_shared::redis::queue::group_stats(&mut *conn, &env.keys)
                 .await
                 .ok()?;
             (dead.len() >= n && stats.pending == 0 && stats.lag == Some(0)).then_some(dead)
@@ -385,7 +385,7 @@ async fn sigterm_during_a_retry_exits_in_time_and_leaves_the_batch_pending() {
         "exited {took:?} after SIGTERM: the retry held the exit until the shutdown timeout"
     );
     let mut conn = env.redis_conn().await;
-    let stats = oms_shared::queue::group_stats(&mut *conn, &env.keys)
+    let stats = oms_shared::redis::queue::group_stats(&mut *conn, &env.keys)
         .await
         .unwrap();
     assert_eq!(

@@ -89,7 +89,7 @@ async fn every_branch_of_the_workflow() {
     // Read models: today's KPIs and the leaderboard.
     let today = chrono::Utc::now().date_naive();
     let mut conn = env.redis_conn().await;
-    let kpis = oms_shared::read_model::read_kpis(&mut *conn, &env.keys.kpi_daily(today))
+    let kpis = oms_shared::redis::read_model::read_kpis(&mut *conn, &env.keys.kpi_daily(today))
         .await
         .unwrap()
         .unwrap();
@@ -100,12 +100,12 @@ async fn every_branch_of_the_workflow() {
             revenue: Cents(1750)
         }
     );
-    let total = oms_shared::read_model::read_kpis(&mut *conn, &env.keys.kpi_total())
+    let total = oms_shared::redis::read_model::read_kpis(&mut *conn, &env.keys.kpi_total())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(total, kpis);
-    let board = oms_shared::read_model::read_leaderboard(&mut *conn, &env.keys, 10)
+    let board = oms_shared::redis::read_model::read_leaderboard(&mut *conn, &env.keys, 10)
         .await
         .unwrap();
     assert_eq!(board, vec![("ann@example.com".to_string(), Cents(1750))]);
@@ -190,7 +190,7 @@ async fn outbox_rows_are_deleted_and_the_applied_record_shrinks_to_one_number() 
 /// settles, under row locks, only those still `reserved`. Nothing is counted twice.
 #[tokio::test]
 async fn a_settle_racing_another_settles_only_what_is_left() {
-    use oms_shared::payment::PaymentSimulator;
+    use oms_shared::order::payment::PaymentSimulator;
     use oms_shared::store::orders::{reserve_stock, settle_payments, RowOutcome};
 
     let env = TestEnv::new().await;
@@ -258,8 +258,8 @@ async fn a_settle_racing_another_settles_only_what_is_left() {
 /// of them — totals grown once, declined stock released once, one outbox row per order.
 #[tokio::test]
 async fn concurrent_settles_of_one_batch_count_every_order_once() {
+    use oms_shared::order::payment::PaymentSimulator;
     use oms_shared::order::OrderIdentity;
-    use oms_shared::payment::PaymentSimulator;
     use oms_shared::store::orders::{reserve_stock, settle_payments};
 
     let env = TestEnv::new().await;

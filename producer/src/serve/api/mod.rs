@@ -160,7 +160,7 @@ pub fn parse_entry_id(s: &str) -> Result<&str, ApiError> {
         None => (Some(0), s),
     };
     partition
-        .and(oms_shared::queue::parse_stream_id(id))
+        .and(oms_shared::redis::queue::parse_stream_id(id))
         .map(|_| s)
         .ok_or_else(|| {
             ApiError::bad_request(format!(

@@ -2,7 +2,7 @@
 
 use super::*;
 use oms_shared::kpi::Period;
-use oms_shared::order_rules::MAX_IDENTITY_CHARS;
+use oms_shared::order::rules::MAX_IDENTITY_CHARS;
 
 /// The `index`th period of `kpis show` for `day`, shared by key (`kpis/{index}/{day}`).
 async fn kpi_period(
@@ -193,7 +193,7 @@ pub async fn order_history(
     q: QueryResult<HistoryQuery>,
 ) -> ApiResult<Vec<HistoryMinute>> {
     let minutes = query(q)?.minutes.unwrap_or(60);
-    if !(1..=oms_shared::order_stats::HISTORY_MINUTES).contains(&minutes) {
+    if !(1..=oms_shared::redis::order_stats::HISTORY_MINUTES).contains(&minutes) {
         return Err(ApiError::bad_request("minutes must be within 1 and 1440"));
     }
     let s = &state.0;

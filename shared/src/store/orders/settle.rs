@@ -20,7 +20,7 @@ use super::{kpi_day, FailureReason, ReservedOrder, RowOutcome, SettlePhase};
 use crate::error::{OmsError, Result};
 use crate::kpi::CompletedOrder;
 use crate::money::Cents;
-use crate::payment::PaymentSimulator;
+use crate::order::payment::PaymentSimulator;
 use crate::store::import_progress::ProgressDeltas;
 use crate::store::{placeholders, rows_per_statement};
 

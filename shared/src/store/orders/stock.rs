@@ -8,8 +8,8 @@ use sqlx::{MySql, MySqlPool, Transaction};
 
 use crate::error::{OmsError, Result};
 use crate::money::Cents;
+use crate::order::rules::{add_line, MAX_ORDER_TOTAL};
 use crate::order::OrderRow;
-use crate::order_rules::{add_line, MAX_ORDER_TOTAL};
 use crate::store::{placeholders, rows_per_statement};
 
 /// A product as the reserve phase sees it: its id and price (read without a lock).

@@ -15,7 +15,7 @@ use redis::aio::ConnectionLike;
 use sqlx::MySqlPool;
 
 use crate::error::Result;
-use crate::keys::ReadModelKeys;
+use crate::redis::keys::ReadModelKeys;
 
 /// Sets the Redis flag from MySQL's record; returns whether the queue is paused.
 pub async fn reassert<C: ConnectionLike>(

@@ -12,7 +12,7 @@ use redis::Value;
 
 use super::reply::{pairs, text};
 use crate::error::Result;
-use crate::keys::StreamKeys;
+use crate::redis::keys::StreamKeys;
 
 /// A row that could not be processed after its attempts, as kept in `orders:dead`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn dead_letter_ids_name_their_partition() {
-        use crate::partition::PartitionCount;
+        use crate::redis::partition::PartitionCount;
         let one = StreamKeys::new("p:");
         assert_eq!(split_dead_letter_id(&one, "5-1"), Some((0, "5-1")));
         assert_eq!(split_dead_letter_id(&one, "1:5-1"), None);

@@ -22,7 +22,7 @@
 use chrono::NaiveDate;
 
 use crate::error::{OmsError, Result};
-use crate::partition::PartitionCount;
+use crate::redis::partition::PartitionCount;
 
 /// The hash tag of the read models' slot on a cluster.
 pub(crate) const READ_MODEL_TAG: &str = "{rm}";
@@ -135,7 +135,7 @@ impl ReadModelKeys {
     }
 
     /// `P readmodel:epoch`: the epoch of the Redis data of the read models, the pause flag
-    /// and the live counters ([`crate::redis_epoch`]).
+    /// and the live counters ([`crate::redis::epoch`]).
     pub(crate) fn read_model_epoch(&self) -> String {
         format!("{}readmodel:epoch", self.model_prefix)
     }
@@ -318,7 +318,7 @@ impl StreamKeys {
     }
 
     /// `P orders:epoch` (or `P orders:{N}:epoch`): the epoch of the Redis data this
-    /// partition's stream belongs to, on the stream's slot ([`crate::redis_epoch`]).
+    /// partition's stream belongs to, on the stream's slot ([`crate::redis::epoch`]).
     pub(crate) fn stream_epoch(&self, partition: u16) -> String {
         format!("{}:epoch", self.stream(partition))
     }

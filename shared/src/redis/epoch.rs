@@ -14,7 +14,7 @@
 //! - [`check`] compares them: every key holding MySQL's epoch is [`EpochState::Intact`];
 //!   a missing or different key is [`EpochState::Lost`] — nothing is done about it
 //!   silently: the import refuses to add entries (its `XADD`s are checked against the
-//!   epoch in the same script, [`crate::queue`]), consumers stop taking work, and every
+//!   epoch in the same script, [`crate::redis::queue`]), consumers stop taking work, and every
 //!   status surface says so, naming `producer recover`;
 //! - the first process of a deployment (no epoch recorded in MySQL) creates it;
 //! - [`establish`] writes a new epoch after the operator's `producer recover`, which also
@@ -25,7 +25,7 @@ use redis::aio::ConnectionLike;
 use sqlx::MySqlPool;
 
 use crate::error::{OmsError, Result};
-use crate::keys::StreamKeys;
+use crate::redis::keys::StreamKeys;
 use crate::store::settings;
 
 /// What [`check`] found.

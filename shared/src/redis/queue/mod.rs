@@ -36,11 +36,11 @@ use redis::Value;
 use reply::{int, pairs, text};
 
 use crate::error::{OmsError, Result};
-use crate::keys::{StreamKeys, CONSUMER_GROUP};
+use crate::order::rules::normalize_email;
 use crate::order::{EncodedChunk, OrderRow, CHUNK_VERSION};
-use crate::order_rules::normalize_email;
-use crate::partition::partition_of;
-use crate::redis_conn::{write_and_wait, RedisPool, ReplicaWait};
+use crate::redis::conn::{write_and_wait, RedisPool, ReplicaWait};
+use crate::redis::keys::{StreamKeys, CONSUMER_GROUP};
+use crate::redis::partition::partition_of;
 
 /// Creates the consumer group (and the stream) of every partition if missing, reading
 /// from the beginning.
@@ -126,7 +126,7 @@ pub async fn add_encoded_chunks_replicated<C: ConnectionLike>(
 
 /// The `XADD`s of every partition, one pipeline each (see
 /// [`add_encoded_chunks_replicated`]); with `checked`, each partition's entries are added
-/// by one script that first checks the partition's epoch key ([`crate::redis_epoch`]).
+/// by one script that first checks the partition's epoch key ([`crate::redis::epoch`]).
 async fn add_to_partitions<C: ConnectionLike>(
     conn: &mut C,
     keys: &StreamKeys,
@@ -174,7 +174,7 @@ fn epoch_error(e: OmsError, keys: &StreamKeys, partition: u16, epoch: Option<&st
             let found = re.detail().unwrap_or("missing").trim().to_string();
             let found = (found != "missing").then_some(found);
             OmsError::RedisDataLost(
-                crate::redis_epoch::DataLoss {
+                crate::redis::epoch::DataLoss {
                     expected: expected.to_string(),
                     keys: vec![(keys.stream_epoch(partition), found)],
                 }

@@ -7,6 +7,15 @@
 //! back as [`OrderRow`]s with [`decode_chunk`]. Each row carries its [`OrderIdentity`] and its line in the file, so
 //! outcomes are tracked per row even though delivery is per chunk.
 
+//!
+//! Submodules: [`json`] (the chunk encoding written in two parts, fast, for the producer's
+//! scan), [`rules`] (the limits of rows and entries, and the one email rule), [`payment`]
+//! (the deterministic payment simulator).
+
+pub mod json;
+pub mod payment;
+pub mod rules;
+
 use std::borrow::Cow;
 use std::fmt;
 
@@ -14,9 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OmsError, Result};
-use crate::order_rules::{
-    self, normalize_email, RowViolation, MAX_ENTRY_BYTES, MAX_ROWS_PER_ENTRY,
-};
+use crate::order::rules::{normalize_email, RowViolation, MAX_ENTRY_BYTES, MAX_ROWS_PER_ENTRY};
 
 /// Version of the chunk encoding, written in every entry's `v` field.
 pub(crate) const CHUNK_VERSION: &str = "1";
@@ -88,9 +95,9 @@ pub struct OrderRow {
 
 impl OrderRow {
     /// Checks the row against every limit the producer enforces
-    /// ([`order_rules::check_row`]): what a consumer does before trusting a stream entry.
+    /// ([`rules::check_row`]): what a consumer does before trusting a stream entry.
     pub fn check(&self) -> Result<(), RowViolation> {
-        order_rules::check_row(
+        rules::check_row(
             self.identity.as_str(),
             &self.customer_name,
             &self.customer_email,

@@ -3,7 +3,7 @@
 //! this also holds on a cluster). The only place that writes `XACK`.
 
 use super::dead_letters::{push_partition_dead_letters, DeadLetter};
-use crate::keys::{StreamKeys, CONSUMER_GROUP};
+use crate::redis::keys::{StreamKeys, CONSUMER_GROUP};
 
 /// Longest error note kept per pending entry.
 const MAX_NOTE_CHARS: usize = 2000;

@@ -41,10 +41,10 @@ use redis::aio::ConnectionLike;
 use serde::Serialize;
 
 use crate::error::{OmsError, Result};
-use crate::keys::ReadModelKeys;
 use crate::kpi::{aggregate, CompletedOrder, KpiFigures};
 use crate::money::Cents;
-use crate::redis_conn::{write_and_wait, RedisConnection, RedisPool, ReplicaWait};
+use crate::redis::conn::{write_and_wait, RedisConnection, RedisPool, ReplicaWait};
+use crate::redis::keys::ReadModelKeys;
 use crate::store::outbox::{OutboxSnapshot, Snapshot};
 use sqlx::{MySqlConnection, MySqlPool};
 

@@ -8,8 +8,8 @@ use redis::Value;
 
 use super::reply::{int, text};
 use crate::error::Result;
-use crate::keys::{StreamKeys, CONSUMER_GROUP};
-use crate::order_rules::MAX_ENTRY_BYTES;
+use crate::order::rules::MAX_ENTRY_BYTES;
+use crate::redis::keys::{StreamKeys, CONSUMER_GROUP};
 
 /// KEYS: orders stream. ARGV: group, consumer, max entries, byte budget, max entry bytes,
 /// mode (`new` or `claim`), min idle ms, cursor. Returns {cursor, entries}, each entry

@@ -21,7 +21,7 @@ use redis::aio::ConnectionLike;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::keys::ReadModelKeys;
+use crate::redis::keys::ReadModelKeys;
 
 /// How long a minute's counts are kept (the history's longest window).
 pub(crate) const RETENTION_SECS: i64 = 24 * 3600;
