@@ -11,11 +11,13 @@ use std::borrow::Cow;
 use oms_shared::order::rules::{check_sku, quantity_allowed, MAX_ITEMS, MAX_SKU_CHARS};
 use oms_shared::order::OrderItemRef;
 
+use super::validate::ProductItems;
+
 /// The items of `text` when it has the common shape and meets every rule; `None` for
 /// anything else.
-pub fn canonical_products(text: &str) -> Option<Vec<OrderItemRef<'_>>> {
+pub fn canonical_products(text: &str) -> Option<ProductItems<'_>> {
     let mut rest = text.strip_prefix('[')?.strip_suffix(']')?;
-    let mut items: Vec<OrderItemRef> = Vec::with_capacity(4);
+    let mut items = ProductItems::new();
     for _entry in 0..MAX_ITEMS {
         let (sku, quantity, after) = canonical_item(rest)?;
         // `canonical_item` lets no byte below 0x20 through (so no NUL): a sku of 1 to 64

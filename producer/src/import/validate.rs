@@ -168,7 +168,7 @@ pub struct ValidRow<'a> {
     pub customer_email: Cow<'a, str>,
     pub order_id: Option<&'a str>,
     /// Distinct skus, in order of first appearance, quantities summed.
-    pub items: Vec<OrderItemRef<'a>>,
+    pub items: ProductItems<'a>,
     pub order_date: Option<DateTime<Utc>>,
 }
 
@@ -380,7 +380,10 @@ struct ProductEntry<'a> {
 
 /// Parses and checks `products`: distinct skus in order of first appearance, quantities
 /// summed per sku. Skus stay borrowed from the record unless written with JSON escapes.
-pub fn parse_products(text: &str) -> Result<Vec<OrderItemRef<'_>>, Reject> {
+/// The items of one row: inline up to 4, so the common row allocates nothing.
+pub type ProductItems<'a> = smallvec::SmallVec<[OrderItemRef<'a>; 4]>;
+
+pub fn parse_products(text: &str) -> Result<ProductItems<'_>, Reject> {
     match super::products_canonical::canonical_products(text) {
         Some(items) => Ok(items),
         None => parse_products_serde(text),
@@ -388,7 +391,7 @@ pub fn parse_products(text: &str) -> Result<Vec<OrderItemRef<'_>>, Reject> {
 }
 
 /// [`parse_products`] through serde: any JSON, every error named.
-pub(super) fn parse_products_serde(text: &str) -> Result<Vec<OrderItemRef<'_>>, Reject> {
+pub(super) fn parse_products_serde(text: &str) -> Result<ProductItems<'_>, Reject> {
     let invalid = |detail: String| reject(RejectReason::InvalidProducts, detail);
     let entries: Vec<ProductEntry> = serde_json::from_str(text).map_err(|e| {
         invalid(format!(
