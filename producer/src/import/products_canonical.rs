@@ -11,7 +11,9 @@ use std::borrow::Cow;
 use oms_shared::order::rules::{check_sku, quantity_allowed, MAX_ITEMS, MAX_SKU_CHARS};
 use oms_shared::order::OrderItemRef;
 
-use super::validate::ProductItems;
+/// The items of one row, as both paths give them: inline up to 4, so the common row
+/// allocates nothing.
+pub type ProductItems<'a> = smallvec::SmallVec<[OrderItemRef<'a>; 4]>;
 
 /// The items of `text` when it has the common shape and meets every rule; `None` for
 /// anything else.

@@ -23,6 +23,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, NaiveDate, Utc};
 use oms_shared::order::OrderItemRef;
 
+use super::products_canonical::ProductItems;
 use super::reader::{Oversize, Record};
 
 // The limits and the email rules are shared with the consumer, which checks every row it
@@ -380,9 +381,6 @@ struct ProductEntry<'a> {
 
 /// Parses and checks `products`: distinct skus in order of first appearance, quantities
 /// summed per sku. Skus stay borrowed from the record unless written with JSON escapes.
-/// The items of one row: inline up to 4, so the common row allocates nothing.
-pub type ProductItems<'a> = smallvec::SmallVec<[OrderItemRef<'a>; 4]>;
-
 pub fn parse_products(text: &str) -> Result<ProductItems<'_>, Reject> {
     match super::products_canonical::canonical_products(text) {
         Some(items) => Ok(items),
